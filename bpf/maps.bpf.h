@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The single place for maps and load-time knobs (rodata, targ_ prefix). */
+#ifndef PORTGHOST_MAPS_BPF_H
+#define PORTGHOST_MAPS_BPF_H
+
+#include "portghost.h"
+
+/* ---- knobs, set by userspace between open and load ---------------------- */
+#define PG_ANY 0 /* sentinel for "no filter" on numeric knobs */
+
+const volatile __u32 targ_tgid = PG_ANY;
+const volatile __u8 targ_proto = PG_ANY;  /* IPPROTO_TCP / IPPROTO_UDP */
+const volatile __u8 targ_family = PG_ANY; /* AF_INET / AF_INET6 */
+const volatile __u16 targ_port_lo = 0;
+const volatile __u16 targ_port_hi = 65535;
+const volatile __u32 targ_netns = PG_ANY;
+const volatile __u64 targ_cgroup_id = PG_ANY; /* only tasks in this cgroup or below */
+const volatile __u32 targ_cgroup_level = 0;   /* depth of targ_cgroup_id */
+const volatile bool targ_ephemeral_only = false;
+const volatile bool targ_comm_set = false;
+const volatile char targ_comm[PG_COMM_LEN] = {};
+/* Wake the consumer only once this many bytes wait; it also drains on a timer. */
+const volatile __u64 targ_wakeup_bytes = 256 * 1024;
+
+/* ---- per-socket state: lives and dies with the socket ------------------- */
+enum pg_sk_flags {
+	PG_SK_ASSIGNED = 1 << 0,    /* an assign was produced for .port */
+	PG_SK_EXISTING = 1 << 1,    /* held its port before the trace started */
+	PG_SK_RELEASED = 1 << 2,    /* the release was produced */
+	PG_SK_BIND_PENDING = 1 << 3,/* bind() in progress, .req_port is the asked port */
+	PG_SK_FILTERED = 1 << 4,    /* hidden by the filters: its release is hidden too */
+	PG_SK_CONNECTING = 1 << 5,  /* udp connect() in progress (port comes at exit) */
+};
+
+struct pg_sk_state {
+	__u64 assign_ts;
+	__u16 port;     /* the port the last assign reported */
+	__u16 req_port; /* the port the last bind() asked for */
+	__u16 flags;    /* pg_sk_flags */
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pg_sk_state);
+} sk_state SEC(".maps");
+
+/* ---- the event stream ---------------------------------------------------- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* resized by userspace before load */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PG_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* udp connect(): what the cgroup hook saw, until the syscall returns. */
+struct pg_pending_connect {
+	__u64 cookie;
+	__u16 port_before;
+	__u16 _pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct pg_pending_connect);
+} pending_connect SEC(".maps");
+
+/* listeners seen by the tcp iterator: their accepted children are skipped. */
+struct pg_listen_key {
+	__u32 netns;
+	__u16 port;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct pg_listen_key);
+	__type(value, __u8);
+} iter_listeners SEC(".maps");
+
+/* scratch for exec records (too big for the stack) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_exec_event);
+} exec_scratch SEC(".maps");
+
+static __always_inline void counter_inc(enum pg_counter c)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		*v += 1;
+}
+
+#endif /* PORTGHOST_MAPS_BPF_H */

@@ -1,0 +1,705 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * portghost: every local port assignment and release, attributed.
+ *
+ * Assignments come from hooks that run once the port is known, below the
+ * syscall layer so io_uring and in-kernel callers are seen too:
+ *   cgroup/post_bind4/6   bind() that obtained a port (fixed or 0)
+ *   sockops TCP_CONNECT   tcp connect() and TCP Fast Open, after autobind
+ *   sockops TCP_LISTEN    listen() (autobind when unbound)
+ *   cgroup/sendmsg4/6     udp sendto/sendmsg/sendmmsg, after autobind
+ *   sys_exit_connect      udp connect() (no hook runs after its autobind)
+ * Releases:
+ *   tp_btf/inet_sock_set_state  a tcp socket moving to CLOSE
+ *   cgroup/sock_release         udp close, and tcp sockets already in CLOSE
+ * Per-socket state (sk_storage) keeps one assign and one release per port.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "portghost.h"
+#include "maps.bpf.h"
+#include "task.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define PG_AF_INET 2
+#define PG_AF_INET6 10
+#define PG_IPPROTO_TCP 6
+#define PG_IPPROTO_UDP 17
+#define PG_SOCK_BINDPORT_LOCK 8
+#define PG_ALLOW 1 /* cgroup hooks: never change what the socket call does */
+
+/* ---- ring buffer --------------------------------------------------------- */
+
+static __always_inline void *event_reserve(__u64 size)
+{
+	void *e = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!e)
+		counter_inc(PG_CNT_DROP_RINGBUF);
+	return e;
+}
+
+/* No wakeup per record: the consumer drains on a timer, and is woken only
+ * once targ_wakeup_bytes are waiting. */
+static __always_inline void event_submit(void *e)
+{
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(e, avail >= targ_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline struct pg_sock_event *sock_event_new(__u8 kind)
+{
+	struct pg_sock_event *e = event_reserve(sizeof(*e));
+
+	if (!e)
+		return NULL;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	return e;
+}
+
+static __always_inline bool is_inet_l4(__u32 family, __u32 proto)
+{
+	return (family == PG_AF_INET || family == PG_AF_INET6) &&
+	       (proto == PG_IPPROTO_TCP || proto == PG_IPPROTO_UDP);
+}
+
+/* ---- socket fields, per context type ------------------------------------- */
+
+static __always_inline void fill_from_bpf_sock(struct pg_sock_event *e, struct bpf_sock *sk)
+{
+	e->family = sk->family;
+	e->proto = sk->protocol;
+	e->lport = sk->src_port;
+	e->rport = bpf_ntohs(sk->dst_port);
+	if (sk->family == PG_AF_INET) {
+		__u32 l = sk->src_ip4, r = sk->dst_ip4;
+
+		__builtin_memcpy(e->laddr, &l, 4);
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = sk->src_ip6[0]; l[1] = sk->src_ip6[1];
+		l[2] = sk->src_ip6[2]; l[3] = sk->src_ip6[3];
+		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		__builtin_memcpy(e->laddr, l, 16);
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+}
+
+static __always_inline void fill_from_sock_ops(struct pg_sock_event *e, struct bpf_sock_ops *ops)
+{
+	e->family = ops->family;
+	e->proto = PG_IPPROTO_TCP;
+	e->lport = ops->local_port;
+	e->rport = bpf_ntohl(ops->remote_port);
+	if (ops->family == PG_AF_INET) {
+		__u32 l = ops->local_ip4, r = ops->remote_ip4;
+
+		__builtin_memcpy(e->laddr, &l, 4);
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = ops->local_ip6[0]; l[1] = ops->local_ip6[1];
+		l[2] = ops->local_ip6[2]; l[3] = ops->local_ip6[3];
+		r[0] = ops->remote_ip6[0]; r[1] = ops->remote_ip6[1];
+		r[2] = ops->remote_ip6[2]; r[3] = ops->remote_ip6[3];
+		__builtin_memcpy(e->laddr, l, 16);
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+}
+
+/* From a kernel struct sock (tp_btf, iterators, syscall exit). */
+static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *sk)
+{
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	if (e->family == PG_AF_INET) {
+		BPF_CORE_READ_INTO(e->laddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(e->raddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* ---- assign --------------------------------------------------------------- */
+
+/* Produce the assign in e (reserved by the caller) unless the filters hide
+ * it; remember in st what was reported. */
+static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_state *st)
+{
+	fill_current_task(e);
+	if (!assign_passes_filters(e)) {
+		counter_inc(PG_CNT_FILTERED);
+		if (st)
+			st->flags = (st->flags | PG_SK_ASSIGNED | PG_SK_FILTERED) & ~PG_SK_RELEASED;
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return;
+	}
+	if (st) {
+		st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED);
+		st->port = e->lport;
+		st->assign_ts = e->ts_ns;
+	}
+	counter_inc(PG_CNT_ASSIGN);
+	event_submit(e);
+}
+
+/* Has the port of this socket already been reported (and not released)? */
+static __always_inline bool already_reported(const struct pg_sk_state *st, __u16 port)
+{
+	return (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) &&
+	       !(st->flags & PG_SK_RELEASED) && st->port == port;
+}
+
+static __always_inline struct pg_sk_state *sk_state_of(void *sk, bool *created)
+{
+	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+
+	*created = false;
+	if (st)
+		return st;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		counter_inc(PG_CNT_DROP_STORAGE);
+	else
+		*created = true;
+	return st;
+}
+
+/* bind(): remember the asked port, so post_bind knows who chose it. */
+static __always_inline int on_bind(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct pg_sk_state *st;
+	bool created;
+
+	if (!sk || !is_inet_l4(ctx->family, ctx->protocol))
+		return PG_ALLOW;
+	st = sk_state_of(sk, &created);
+	if (st) {
+		st->req_port = bpf_ntohs(ctx->user_port);
+		st->flags |= PG_SK_BIND_PENDING;
+	}
+	return PG_ALLOW;
+}
+
+SEC("cgroup/bind4")
+int pg_bind4(struct bpf_sock_addr *ctx) { return on_bind(ctx); }
+
+SEC("cgroup/bind6")
+int pg_bind6(struct bpf_sock_addr *ctx) { return on_bind(ctx); }
+
+/* post_bind contexts may read only their own family's source fields. */
+static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
+{
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	bool created;
+
+	if (!is_inet_l4(sk->family, sk->protocol) || !sk->src_port)
+		return PG_ALLOW;
+	st = sk_state_of(sk, &created);
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e)
+		return PG_ALLOW;
+	e->family = family;
+	e->proto = sk->protocol;
+	e->lport = sk->src_port;
+	if (family == PG_AF_INET) {
+		__u32 l = sk->src_ip4;
+
+		__builtin_memcpy(e->laddr, &l, 4);
+	} else {
+		__u32 l[4];
+
+		l[0] = sk->src_ip6[0]; l[1] = sk->src_ip6[1];
+		l[2] = sk->src_ip6[2]; l[3] = sk->src_ip6[3];
+		__builtin_memcpy(e->laddr, l, 16);
+	}
+	e->how = PG_HOW_BIND;
+	e->cookie = bpf_get_socket_cookie(sk);
+	if (st && (st->flags & PG_SK_BIND_PENDING) && st->req_port == 0)
+		e->flags |= PG_F_EPHEMERAL;
+	if (st)
+		st->flags &= ~PG_SK_BIND_PENDING;
+	assign_commit(e, st);
+	return PG_ALLOW;
+}
+
+SEC("cgroup/post_bind4")
+int pg_post_bind4(struct bpf_sock *sk) { return on_post_bind(sk, PG_AF_INET); }
+
+SEC("cgroup/post_bind6")
+int pg_post_bind6(struct bpf_sock *sk) { return on_post_bind(sk, PG_AF_INET6); }
+
+/* tcp connect() / TFO / listen(): the port is known when these run. */
+SEC("sockops")
+int pg_sockops(struct bpf_sock_ops *ops)
+{
+	__u32 op = ops->op;
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	struct bpf_sock *sk;
+	struct tcp_sock *tp;
+	bool created;
+
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB)
+		return 1;
+	if (ops->family != PG_AF_INET && ops->family != PG_AF_INET6)
+		return 1;
+	sk = ops->sk;
+	if (!sk)
+		return 1;
+	st = sk_state_of(sk, &created);
+	if (st && already_reported(st, ops->local_port))
+		return 1;
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e)
+		return 1;
+	fill_from_sock_ops(e, ops);
+	e->cookie = bpf_get_socket_cookie(ops);
+	if (created)
+		e->flags |= PG_F_UNCERTAIN;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (op == BPF_SOCK_OPS_TCP_LISTEN_CB) {
+		e->how = PG_HOW_LISTEN;
+		e->rport = 0;
+		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	} else {
+		e->how = (tp && tp->fastopen_req) ? PG_HOW_FASTOPEN : PG_HOW_CONNECT;
+	}
+	/* A port the user bound explicitly carries SOCK_BINDPORT_LOCK. */
+	if (!tp || !(BPF_CORE_READ_BITFIELD(&tp->inet_conn.icsk_inet.sk, sk_userlocks) &
+		     PG_SOCK_BINDPORT_LOCK))
+		e->flags |= PG_F_EPHEMERAL;
+	assign_commit(e, st);
+	return 1;
+}
+
+/* udp sendto/sendmsg/sendmmsg to an address: autobind has already run. */
+static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	bool created;
+	__u16 port;
+
+	if (!sk || ctx->protocol != PG_IPPROTO_UDP)
+		return PG_ALLOW;
+	port = sk->src_port;
+	if (!port)
+		return PG_ALLOW;
+	st = sk_state_of(sk, &created);
+	if (st) {
+		if (already_reported(st, port))
+			return PG_ALLOW;
+		/* connected by a udp connect(): its exit reported the port */
+		if ((st->flags & PG_SK_CONNECTING) && st->port == port)
+			return PG_ALLOW;
+	}
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e)
+		return PG_ALLOW;
+	fill_from_bpf_sock(e, sk);
+	e->rport = 0;
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	e->how = PG_HOW_SENDMSG;
+	e->flags |= PG_F_EPHEMERAL;
+	if (created)
+		e->flags |= PG_F_UNCERTAIN;
+	e->cookie = bpf_get_socket_cookie(ctx);
+	assign_commit(e, st);
+	return PG_ALLOW;
+}
+
+SEC("cgroup/sendmsg4")
+int pg_sendmsg4(struct bpf_sock_addr *ctx) { return on_sendmsg(ctx); }
+
+SEC("cgroup/sendmsg6")
+int pg_sendmsg6(struct bpf_sock_addr *ctx) { return on_sendmsg(ctx); }
+
+/* udp connect(): runs before autobind; remember the socket until exit. */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx)
+{
+	struct pg_pending_connect p = {};
+	struct bpf_sock *sk = ctx->sk;
+	struct pg_sk_state *st;
+	bool created;
+	__u32 tid;
+
+	if (!sk || ctx->protocol != PG_IPPROTO_UDP)
+		return PG_ALLOW;
+	st = sk_state_of(sk, &created);
+	if (st)
+		st->flags |= PG_SK_CONNECTING;
+	p.cookie = bpf_get_socket_cookie(ctx);
+	p.port_before = sk->src_port;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&pending_connect, &tid, &p, BPF_ANY))
+		counter_inc(PG_CNT_DROP_PENDING);
+	return PG_ALLOW;
+}
+
+SEC("cgroup/connect4")
+int pg_connect4(struct bpf_sock_addr *ctx) { return on_connect(ctx); }
+
+SEC("cgroup/connect6")
+int pg_connect6(struct bpf_sock_addr *ctx) { return on_connect(ctx); }
+
+static __always_inline struct sock *sock_of_fd(struct task_struct *t, int fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	struct socket *so;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	bpf_core_read(&f, sizeof(f), &fds[fd]);
+	if (!f)
+		return NULL;
+	so = BPF_CORE_READ(f, private_data);
+	return so ? BPF_CORE_READ(so, sk) : NULL;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pg_pending_connect *pp, p;
+	struct pg_sock_event *e;
+	struct sock *sk;
+	int fd;
+
+	pp = bpf_map_lookup_elem(&pending_connect, &tid);
+	if (!pp)
+		return 0;
+	p = *pp;
+	bpf_map_delete_elem(&pending_connect, &tid);
+	/* autobind holds the port even when the connect itself fails */
+	if (p.port_before)
+		return 0;
+	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
+	sk = sock_of_fd((struct task_struct *)t, fd);
+	if (!sk || !BPF_CORE_READ(sk, __sk_common.skc_num))
+		return 0;
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e)
+		return 0;
+	fill_from_sk(e, sk);
+	e->proto = PG_IPPROTO_UDP;
+	e->how = PG_HOW_CONNECT;
+	e->flags |= PG_F_EPHEMERAL;
+	e->cookie = p.cookie;
+	/* No socket storage from a tracepoint: the release hook and the
+	 * sendmsg hook know this socket by PG_SK_CONNECTING. */
+	assign_commit(e, NULL);
+	return 0;
+}
+
+/* ---- release --------------------------------------------------------------- */
+
+static __always_inline bool release_due(struct pg_sk_state *st)
+{
+	if (st->flags & (PG_SK_RELEASED | PG_SK_FILTERED))
+		return false;
+	return st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING | PG_SK_CONNECTING);
+}
+
+static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
+{
+	if (st) {
+		if (!(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)))
+			e->flags |= PG_F_UNSEEN;
+		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
+	} else {
+		e->flags |= PG_F_UNSEEN;
+	}
+	counter_inc(PG_CNT_RELEASE);
+	event_submit(e);
+}
+
+/* A tcp socket moves to CLOSE: its port goes (to TIME_WAIT, or free).
+ * Sockets without state here were never assigned a port by anyone we saw:
+ * accepted children share their listener's port and are skipped. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+
+	if (newstate != TCP_CLOSE)
+		return 0;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (!st || !release_due(st) || !BPF_CORE_READ(sk, __sk_common.skc_num))
+		return 0;
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return 0;
+	fill_from_sk(e, sk);
+	e->proto = PG_IPPROTO_TCP;
+	e->state = oldstate;
+	e->cookie = bpf_get_socket_cookie(sk);
+	/* The active closer keeps the port in TIME_WAIT. */
+	if (oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)
+		e->flags |= PG_F_TIMEWAIT;
+	release_commit(e, st);
+	return 0;
+}
+
+/* The last reference to the socket file is gone. This context cannot read
+ * the source address or port: the port comes from the socket state, the
+ * local address from the consumer's table (matched by cookie). */
+SEC("cgroup/sock_release")
+int pg_sock_release(struct bpf_sock *sk)
+{
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	__u32 r[4];
+
+	if (!is_inet_l4(sk->family, sk->protocol))
+		return PG_ALLOW;
+	/* tcp sockets still connected or listening release at CLOSE */
+	if (sk->protocol == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE)
+		return PG_ALLOW;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (!st || !release_due(st))
+		return PG_ALLOW;
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return PG_ALLOW;
+	e->family = sk->family;
+	e->proto = sk->protocol;
+	e->state = sk->state;
+	e->lport = st->port;
+	e->rport = bpf_ntohs(sk->dst_port);
+	if (sk->family == PG_AF_INET) {
+		r[0] = sk->dst_ip4;
+		__builtin_memcpy(e->raddr, r, 4);
+	} else {
+		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+	e->cookie = bpf_get_socket_cookie(sk);
+	release_commit(e, st);
+	return PG_ALLOW;
+}
+
+/* ---- existing sockets (iterators, run once per network namespace) ---------- */
+
+static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk, __u8 proto,
+					  __u8 state, __u32 uid)
+{
+	struct pg_sock_event e = {};
+	struct pg_sk_state *st;
+
+	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		if (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING))
+			return; /* assigned after the probes attached: already reported */
+		st->flags |= PG_SK_EXISTING;
+	}
+	e.kind = PG_KIND_EXISTING;
+	e.ts_ns = bpf_ktime_get_boot_ns();
+	fill_from_sk(&e, sk);
+	if (st)
+		st->port = e.lport;
+	e.proto = proto;
+	e.state = state;
+	e.uid = uid;
+	e.cookie = bpf_get_socket_cookie(sk);
+	e.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	bpf_seq_write(seq, &e, sizeof(e));
+}
+
+SEC("iter/tcp")
+int pg_iter_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct pg_listen_key key = {};
+	struct tcp_sock *tp;
+	__u8 state, one = 1;
+
+	if (!skc)
+		return 0;
+	state = skc->skc_state;
+	if (state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || !skc->skc_num)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	key.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+	key.port = skc->skc_num;
+	/* listeners come first: a later socket on a listener's port is its child */
+	if (state == TCP_LISTEN)
+		bpf_map_update_elem(&iter_listeners, &key, &one, BPF_ANY);
+	else if (bpf_map_lookup_elem(&iter_listeners, &key))
+		return 0;
+	existing_emit(ctx->meta->seq, (struct sock *)tp, PG_IPPROTO_TCP, state, ctx->uid);
+	return 0;
+}
+
+SEC("iter/udp")
+int pg_iter_udp(struct bpf_iter__udp *ctx)
+{
+	struct udp_sock *up = ctx->udp_sk;
+
+	if (!up || !up->inet.sk.__sk_common.skc_num)
+		return 0;
+	existing_emit(ctx->meta->seq, (struct sock *)up, PG_IPPROTO_UDP, 0, ctx->uid);
+	return 0;
+}
+
+/* ---- process cache feed ----------------------------------------------------- */
+
+static __always_inline void fill_task_event(struct pg_task_event *e, __u8 kind, struct task_struct *p)
+{
+	e->kind = kind;
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->pid = BPF_CORE_READ(p, tgid);
+	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
+	e->uid = BPF_CORE_READ(p, cred, uid.val);
+	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
+}
+
+/* Path of an executable, leaf first: "curl\0bin\0usr\0", up to the root of
+ * the task's mount namespace. One bpf_loop step per path component or mount
+ * crossed: the verifier checks the step once, not every path through it. */
+struct exe_walk {
+	struct dentry *d;
+	struct mount *mnt;
+	__u32 off;
+	__u16 flags;
+	bool done;
+};
+
+static long exe_walk_step(__u32 i, struct exe_walk *w)
+{
+	struct dentry *d = w->d;
+	struct mount *mnt = w->mnt;
+	struct vfsmount *vmnt = (void *)mnt + bpf_core_field_offset(struct mount, mnt);
+	struct dentry *root = BPF_CORE_READ(vmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct pg_exec_event *e;
+	__u32 zero = 0;
+	long n;
+
+	if (d == root || d == parent) {
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (d != root || up == mnt) {
+			w->done = true; /* the root */
+			return 1;
+		}
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		return 0;
+	}
+	e = bpf_map_lookup_elem(&exec_scratch, &zero);
+	if (!e || w->off >= PG_EXE_LIMIT)
+		return 1;
+	n = bpf_probe_read_kernel_str(&e->exe[w->off & (PG_EXE_LIMIT - 1)], 256,
+				      BPF_CORE_READ(d, d_name.name));
+	if (n <= 0) {
+		w->done = true;
+		return 1;
+	}
+	w->off += n;
+	w->d = parent;
+	return 0;
+}
+
+static __always_inline __u32 read_exe_path(struct file *file, __u16 *flags)
+{
+	struct exe_walk w = {};
+
+	w.d = BPF_CORE_READ(file, f_path.dentry);
+	w.mnt = (void *)BPF_CORE_READ(file, f_path.mnt) - bpf_core_field_offset(struct mount, mnt);
+	bpf_loop(2 * PG_EXE_DEPTH, exe_walk_step, &w, 0);
+	if (!w.done)
+		*flags |= PG_X_EXE_TRUNCATED;
+	return w.off;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(pg_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 zero = 0;
+	struct pg_exec_event *e = bpf_map_lookup_elem(&exec_scratch, &zero);
+	struct mm_struct *mm;
+	__u64 start, end, len;
+	__u32 exe_len;
+
+	if (!e)
+		return 0;
+	e->flags = 0;
+	fill_task_event(&e->task, PG_KIND_EXEC, p);
+	exe_len = read_exe_path(BPF_CORE_READ(bprm, file), &e->flags);
+	e->exe_len = exe_len > PG_EXE_BUF ? PG_EXE_BUF : exe_len;
+	mm = BPF_CORE_READ(p, mm);
+	start = BPF_CORE_READ(mm, arg_start);
+	end = BPF_CORE_READ(mm, arg_end);
+	len = end > start ? end - start : 0;
+	if (len > PG_ARGS_LIMIT - 1) {
+		len = PG_ARGS_LIMIT - 1;
+		e->flags |= PG_X_ARGS_TRUNCATED;
+	}
+	len &= PG_ARGS_LIMIT - 1;
+	if (len && bpf_probe_read_user(e->args, len, (void *)start)) {
+		len = 0;
+		e->flags |= PG_X_ARGS_UNREADABLE;
+	}
+	e->args_len = len;
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), BPF_RB_NO_WAKEUP))
+		counter_inc(PG_CNT_DROP_RINGBUF);
+	else
+		counter_inc(PG_CNT_PROC);
+	return 0;
+}
+
+static __always_inline void task_event_emit(__u8 kind, struct task_struct *p)
+{
+	struct pg_task_event *e = event_reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	fill_task_event(e, kind, p);
+	counter_inc(PG_CNT_PROC);
+	event_submit(e);
+}
+
+/* new processes (not threads): they inherit exe and cmdline */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(pg_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (child->pid != child->tgid)
+		return 0;
+	task_event_emit(PG_KIND_FORK, child);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(pg_exit, struct task_struct *p)
+{
+	if (p->pid != p->tgid)
+		return 0;
+	task_event_emit(PG_KIND_EXIT, p);
+	return 0;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Records shared by the BPF programs and the userspace consumer.
+ *
+ * Plain C types only (__u8 .. __u64, fixed arrays): this header is compiled
+ * both by clang -target bpf (with vmlinux.h) and by the C++ consumer (with
+ * <linux/types.h>). The C++ side static_asserts sizes and offsets, so a layout
+ * change here fails the build instead of silently misdecoding the stream.
+ */
+#ifndef PORTGHOST_H
+#define PORTGHOST_H
+
+#define PG_COMM_LEN 16
+/* exe: path components leaf first, each NUL terminated ("curl\0bin\0usr\0"). */
+#define PG_EXE_LIMIT 512 /* power of two: offsets are masked with it */
+#define PG_EXE_BUF (PG_EXE_LIMIT + 256)
+#define PG_EXE_DEPTH 24
+/* args: the raw argv block (NUL separated), as /proc/PID/cmdline has it. */
+#define PG_ARGS_LIMIT 4096 /* power of two */
+
+/* Record kinds: first byte of every record. */
+enum pg_kind {
+	PG_KIND_ASSIGN = 1,
+	PG_KIND_RELEASE = 2,
+	PG_KIND_EXISTING = 3, /* written by the socket iterators, not the ring buffer */
+	PG_KIND_EXEC = 4,
+	PG_KIND_FORK = 5,
+	PG_KIND_EXIT = 6,
+};
+
+/* How a socket obtained its local port. */
+enum pg_how {
+	PG_HOW_NONE = 0,
+	PG_HOW_BIND = 1,
+	PG_HOW_CONNECT = 2,
+	PG_HOW_LISTEN = 3,
+	PG_HOW_SENDMSG = 4,
+	PG_HOW_FASTOPEN = 5,
+};
+
+/* pg_sock_event.flags */
+enum pg_sock_flags {
+	PG_F_EPHEMERAL = 1 << 0, /* the kernel chose the port */
+	PG_F_KERNEL = 1 << 1,    /* assigned in kernel context, no user process */
+	PG_F_UNCERTAIN = 1 << 2, /* first sight of this socket: the port may predate the trace */
+	PG_F_TIMEWAIT = 1 << 3,  /* release: the port lives on in TIME_WAIT */
+	PG_F_UNSEEN = 1 << 4,    /* release of a port whose assignment the kernel side never saw */
+};
+
+/* pg_exec_event.flags */
+enum pg_exec_flags {
+	PG_X_EXE_TRUNCATED = 1 << 0,
+	PG_X_ARGS_TRUNCATED = 1 << 1,
+	PG_X_ARGS_UNREADABLE = 1 << 2,
+};
+
+/* Per-CPU counters (index into the "counters" map). */
+enum pg_counter {
+	PG_CNT_ASSIGN = 0,     /* assign records produced */
+	PG_CNT_RELEASE,        /* release records produced */
+	PG_CNT_PROC,           /* exec/fork/exit records produced */
+	PG_CNT_DROP_RINGBUF,   /* records lost: ring buffer full */
+	PG_CNT_DROP_STORAGE,   /* socket storage could not be allocated */
+	PG_CNT_DROP_PENDING,   /* udp connect could not be remembered until syscall exit */
+	PG_CNT_FILTERED,       /* assignments hidden by the kernel-side filters */
+	PG_CNT_MAX,
+};
+
+/* assign / release / existing: 128 bytes. Ports in host order. */
+struct pg_sock_event {
+	__u8 kind;       /* pg_kind */
+	__u8 how;        /* pg_how */
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;     /* AF_INET or AF_INET6 */
+	__u16 flags;     /* pg_sock_flags */
+	__u8 state;      /* TCP state: current (existing) or previous (release) */
+	__u8 _pad0;
+	__u64 ts_ns;     /* CLOCK_BOOTTIME */
+	__u64 cookie;    /* socket cookie */
+	__u64 cgroup_id; /* cgroup v2 id of the task */
+	__u32 pid;       /* tgid */
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 netns;     /* network namespace inode */
+	__u16 lport;
+	__u16 rport;
+	__u64 ino;       /* socket inode (existing only) */
+	__u8 laddr[16];  /* IPv4 in the first 4 bytes */
+	__u8 raddr[16];
+	char comm[PG_COMM_LEN];   /* thread-group leader */
+	char thread[PG_COMM_LEN]; /* the task itself */
+};
+
+/* fork / exit, and the head of exec. */
+struct pg_task_event {
+	__u8 kind;
+	__u8 _pad0[3];
+	__u32 pid;  /* tgid */
+	__u64 ts_ns;
+	__u32 ppid;
+	__u32 uid;
+	char comm[PG_COMM_LEN];
+};
+
+struct pg_exec_event {
+	struct pg_task_event task;
+	__u16 exe_len;  /* bytes used in exe */
+	__u16 args_len; /* bytes used in args */
+	__u16 flags;    /* pg_exec_flags */
+	__u16 _pad0;
+	char exe[PG_EXE_BUF];
+	char args[PG_ARGS_LIMIT];
+};
+
+#endif /* PORTGHOST_H */

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Attribution: what the current task is, read with CO-RE from task_struct. */
+#ifndef PORTGHOST_TASK_BPF_H
+#define PORTGHOST_TASK_BPF_H
+
+#include "maps.bpf.h"
+#include "core_fixes.bpf.h"
+
+#define PG_PF_KTHREAD 0x00200000 /* include/linux/sched.h */
+
+static __always_inline struct task_struct *current_task(void)
+{
+	return (struct task_struct *)bpf_get_current_task();
+}
+
+static __always_inline __u64 task_cgroup_id(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
+}
+
+/* Fill the attribution fields of e from the current task. A kernel thread is
+ * marked PG_F_KERNEL and left unattributed. */
+static __always_inline void fill_current_task(struct pg_sock_event *e)
+{
+	struct task_struct *t = current_task();
+	struct task_struct *leader;
+
+	if (BPF_CORE_READ(t, flags) & PG_PF_KTHREAD) {
+		e->flags |= PG_F_KERNEL;
+		return;
+	}
+	leader = BPF_CORE_READ(t, group_leader);
+	e->pid = BPF_CORE_READ(t, tgid);
+	e->tid = BPF_CORE_READ(t, pid);
+	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	e->uid = BPF_CORE_READ(t, cred, uid.val);
+	e->netns = BPF_CORE_READ(t, nsproxy, net_ns, ns.inum);
+	e->cgroup_id = task_cgroup_id(t);
+	BPF_CORE_READ_STR_INTO(&e->thread, t, comm);
+	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
+}
+
+static __always_inline bool comm_matches(const char *comm)
+{
+	for (int i = 0; i < PG_COMM_LEN; i++) {
+		if (comm[i] != targ_comm[i])
+			return false;
+		if (!comm[i])
+			return true;
+	}
+	return true;
+}
+
+/* Kernel-side filters, applied when a port is assigned. */
+static __always_inline bool assign_passes_filters(const struct pg_sock_event *e)
+{
+	if (targ_tgid != PG_ANY && e->pid != targ_tgid)
+		return false;
+	if (targ_proto != PG_ANY && e->proto != targ_proto)
+		return false;
+	if (targ_family != PG_ANY && e->family != targ_family)
+		return false;
+	if (e->lport < targ_port_lo || e->lport > targ_port_hi)
+		return false;
+	if (targ_netns != PG_ANY && e->netns != targ_netns)
+		return false;
+	if (targ_ephemeral_only && !(e->flags & PG_F_EPHEMERAL))
+		return false;
+	if (targ_comm_set && !comm_matches(e->comm))
+		return false;
+	if (targ_cgroup_id != PG_ANY &&
+	    task_cgroup_ancestor_id(current_task(), targ_cgroup_level) != targ_cgroup_id)
+		return false;
+	return true;
+}
+
+#endif /* PORTGHOST_TASK_BPF_H */

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install portghost's build and test dependencies (Debian/Ubuntu). Idempotent:
+# does nothing, and asks no package server, when everything is present.
+set -euo pipefail
+PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
+      libfmt-dev libgtest-dev cmake make g++ pkg-config iproute2 python3)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "portghost: missing packages: ${missing[*]} (run as root to install them)" >&2
+  exit 1
+fi
+echo "portghost: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,122 @@
+#include "cli.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstring>
+#include <vector>
+
+#include "errors.hpp"
+#include "version.hpp"
+
+namespace portghost {
+
+namespace {
+
+const char* kTopFooter = R"(
+Examples:
+  sudo portghost                                   trace everything (table on a terminal)
+  sudo portghost trace -o /var/log/ports.jsonl     append JSON Lines to a file
+  sudo portghost trace --port-range 49152-65535 --proto udp
+  sudo portghost trace --comm curl --duration 30
+
+Run 'portghost trace --help' for every option of the trace.)";
+
+const char* kTraceFooter = R"(
+Records (JSON Lines, docs/event-schema.md): start, existing, assign, release, lost, stop.
+Filters run in the kernel; sockets that held ports before the start are filtered here.
+
+Examples:
+  sudo portghost trace --format json -o - | jq 'select(.type=="assign")'
+  sudo portghost trace -o /var/log/portghost/events.jsonl --rotate-size 100 --rotate-keep 10
+  sudo portghost trace --pid 1234 --family 6
+  sudo portghost trace --cgroup /system.slice/nginx.service --ephemeral-only
+
+Exit status: 0 on a clean stop (SIGINT, SIGTERM, --duration), 1 on a runtime error
+(privileges, kernel support, output), 2 on bad options.)";
+
+}  // namespace
+
+CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CliResult res;
+  CLI::App app{"portghost: every local port assignment and release on this host, attributed to its process.",
+               "portghost"};
+  app.set_version_flag("--version", kVersion);
+  app.footer(kTopFooter);
+  app.require_subcommand(0, 1);
+
+  TraceOptions& o = res.trace;
+  std::string format, proto, port_range, family;
+  std::optional<uint32_t> port;
+  CLI::App* trace = app.add_subcommand("trace", "Trace port assignments and releases (the default command)");
+  trace->footer(kTraceFooter);
+  trace->add_option("--format", format, "Output format: json or table (default: table on a terminal, else json)")
+      ->check(CLI::IsMember({"json", "table"}));
+  trace->add_option("-o,--output", o.output, "Append records to FILE ('-' for stdout)")->capture_default_str();
+  trace->add_option("--rotate-size", o.rotate_size_mb, "Rotate FILE when it would pass MB megabytes")
+      ->check(CLI::Range(1, 1 << 20));
+  trace->add_option("--rotate-keep", o.rotate_keep, "Rotated files kept (FILE.1 ...)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  trace->add_option("--pid", o.filters.pid, "Only ports assigned by this process (tgid)")->check(CLI::Range(1, 1 << 30));
+  trace->add_option("--comm", o.filters.comm, "Only processes with this name (exact, as in /proc/PID/comm)");
+  trace->add_option("--port", port, "Only this local port")->check(CLI::Range(0, 65535));
+  trace->add_option("--port-range", port_range, "Only local ports in A-B");
+  trace->add_option("--proto", proto, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
+  trace->add_option("--family", family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
+  trace->add_option("--netns", o.filters.netns, "Only this network namespace (inode, as in ls -l /proc/PID/ns/net)");
+  trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it");
+  trace->add_flag("--ephemeral-only", o.filters.ephemeral_only, "Only ports the kernel chose");
+  trace->add_option("--duration", o.duration_s, "Stop after SEC seconds")->check(CLI::PositiveNumber);
+  trace->add_option("--ring-buffer-mb", o.ring_buffer_mb, "Kernel ring buffer size in MiB (power of two)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  trace->add_flag("--no-existing", [&](int64_t) { o.existing = false; },
+                  "Do not report sockets that held ports before the start");
+  trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
+
+  // `portghost [trace options]` is `portghost trace [trace options]`
+  std::vector<const char*> args(argv, argv + argc);
+  bool top_level = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
+                                std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0);
+  if (!top_level) args.insert(args.begin() + 1, "trace");
+
+  auto fail = [&](const std::string& msg) {
+    err << "portghost: " << msg << " (see 'portghost trace --help')\n";
+    res.exit_code = kExitUsage;
+    return res;
+  };
+  try {
+    app.parse(static_cast<int>(args.size()), args.data());
+  } catch (const CLI::CallForHelp& e) {
+    out << (argc > 1 && std::strcmp(argv[1], "trace") == 0 ? trace->help() : app.help());
+    res.exit_code = kExitOk;
+    return res;
+  } catch (const CLI::CallForVersion& e) {
+    out << "portghost " << kVersion << "\n";
+    res.exit_code = kExitOk;
+    return res;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    return fail(msg.empty() ? e.get_name() : msg);
+  }
+
+  if (!format.empty()) o.format = format == "json" ? Format::Json : Format::Table;
+  if (!proto.empty()) o.filters.proto = proto == "tcp" ? Proto::Tcp : Proto::Udp;
+  if (!family.empty()) o.filters.family = family == "4" ? Family::Ipv4 : Family::Ipv6;
+  if (port && !port_range.empty()) return fail("--port and --port-range exclude each other");
+  if (port) o.filters.port_lo = o.filters.port_hi = static_cast<uint16_t>(*port);
+  if (!port_range.empty()) {
+    auto r = parse_port_range(port_range);
+    if (!r) return fail("--port-range: expected A-B with 0 <= A <= B <= 65535, got '" + port_range + "'");
+    std::tie(o.filters.port_lo, o.filters.port_hi) = *r;
+  }
+  if (o.filters.comm && (o.filters.comm->empty() || o.filters.comm->size() > 15))
+    return fail("--comm: a process name has 1 to 15 characters");
+  if (o.ring_buffer_mb & (o.ring_buffer_mb - 1)) return fail("--ring-buffer-mb: must be a power of two");
+  if (o.output.empty()) return fail("--output: empty path");
+  res.command = "trace";
+  res.run = true;
+  return res;
+}
+
+}  // namespace portghost

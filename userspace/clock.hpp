@@ -1,0 +1,38 @@
+// Kernel timestamps (CLOCK_BOOTTIME) to wall clock, and their RFC 3339 text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace portghost {
+
+class BootClock {
+ public:
+  // Measures the offset between CLOCK_REALTIME and CLOCK_BOOTTIME now.
+  BootClock();
+  explicit BootClock(int64_t offset_ns) : offset_ns_(offset_ns) {}
+
+  // Re-measures the offset (the wall clock may have been stepped).
+  void resync();
+  int64_t offset_ns() const { return offset_ns_; }
+  uint64_t to_unix_ns(uint64_t boot_ns) const {
+    return static_cast<uint64_t>(static_cast<int64_t>(boot_ns) + offset_ns_);
+  }
+  static uint64_t now_boot_ns();
+  static uint64_t now_unix_ns();
+
+  // realtime - boottime, sampled as the narrowest of a few bracketed reads.
+  static int64_t measure_offset_ns();
+
+ private:
+  int64_t offset_ns_;
+};
+
+// 2026-11-22T10:03:12.123456789Z
+std::string format_rfc3339(uint64_t unix_ns);
+// 10:03:12.123 (local time), for the table
+std::string format_clock_local(uint64_t unix_ns);
+// "1.234ms", "15.2s", ...
+std::string format_duration(uint64_t ns);
+
+}  // namespace portghost

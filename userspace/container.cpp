@@ -1,0 +1,131 @@
+#include "container.hpp"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace portghost {
+
+namespace {
+
+bool is_hex_id(std::string_view s) {
+  if (s.size() < 12) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+// "<prefix><id><suffix>" as a whole path component
+std::optional<std::string_view> component_id(std::string_view comp, std::string_view prefix,
+                                             std::string_view suffix) {
+  if (comp.size() <= prefix.size() + suffix.size()) return std::nullopt;
+  if (comp.substr(0, prefix.size()) != prefix) return std::nullopt;
+  if (comp.substr(comp.size() - suffix.size()) != suffix) return std::nullopt;
+  return comp.substr(prefix.size(), comp.size() - prefix.size() - suffix.size());
+}
+
+uint64_t mono_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+std::optional<std::string> container_from_cgroup_path(std::string_view path) {
+  struct Pattern {
+    std::string_view prefix, suffix, runtime;
+    bool hex;
+  };
+  static const Pattern patterns[] = {
+      {"docker-", ".scope", "docker", true},         {"cri-containerd-", ".scope", "containerd", true},
+      {"crio-", ".scope", "cri-o", true},            {"libpod-", ".scope", "podman", true},
+      {"systemd-nspawn@", ".service", "nspawn", false}, {"machine-", ".scope", "nspawn", false},
+  };
+  std::optional<std::string> found;
+  std::string_view parent;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view comp = path.substr(i, j - i);
+    for (const auto& p : patterns) {
+      auto id = component_id(comp, p.prefix, p.suffix);
+      if (id && (!p.hex || is_hex_id(*id))) found = std::string(p.runtime) + "://" + std::string(*id);
+    }
+    // cgroupfs drivers: /docker/<id>, /kubepods/.../<id>, /libpod_parent/libpod-<id>
+    if (is_hex_id(comp) && comp.size() == 64) {
+      if (parent == "docker")
+        found = "docker://" + std::string(comp);
+      else if (!found)
+        found = "container://" + std::string(comp);
+    }
+    parent = comp;
+    i = j + 1;
+  }
+  return found;
+}
+
+std::optional<std::string> find_cgroup2_mount(const std::string& mounts_file) {
+  std::ifstream f(mounts_file);
+  std::string line;
+  while (std::getline(f, line)) {
+    std::istringstream ss(line);
+    std::string dev, dir, type;
+    ss >> dev >> dir >> type;
+    if (type == "cgroup2") return dir;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::pair<uint64_t, uint32_t>> CgroupResolver::id_of_dir(const std::string& root,
+                                                                       const std::string& dir) {
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return std::nullopt;
+  auto rel = std::filesystem::path(dir).lexically_normal().lexically_relative(
+      std::filesystem::path(root).lexically_normal());
+  if (rel.empty() || *rel.begin() == "..") return std::nullopt;
+  uint32_t level = 0;
+  for (const auto& c : rel)
+    if (c != "." && !c.empty()) level++;
+  return std::make_pair(static_cast<uint64_t>(st.st_ino), level);
+}
+
+void CgroupResolver::rescan() {
+  paths_.clear();
+  std::error_code ec;
+  std::filesystem::recursive_directory_iterator it(root_, std::filesystem::directory_options::skip_permission_denied,
+                                                   ec),
+      end;
+  struct stat st {};
+  if (stat(root_.c_str(), &st) == 0) paths_[st.st_ino] = "/";
+  for (; !ec && it != end; it.increment(ec)) {
+    if (!it->is_directory(ec)) continue;
+    if (stat(it->path().c_str(), &st) != 0) continue;
+    paths_[st.st_ino] = "/" + it->path().lexically_relative(root_).string();
+  }
+}
+
+std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
+  if (root_.empty() || id == 0) return std::nullopt;
+  auto it = paths_.find(id);
+  if (it != paths_.end()) return it->second;
+  uint64_t now = mono_ns();
+  if (now - last_scan_ns_ < 1'000'000'000ULL && last_scan_ns_ != 0) return std::nullopt;  // at most 1/s
+  last_scan_ns_ = now;
+  rescan();
+  it = paths_.find(id);
+  if (it == paths_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::string> CgroupResolver::container_of(uint64_t id) {
+  auto p = path_of(id);
+  if (!p) return std::nullopt;
+  return container_from_cgroup_path(*p);
+}
+
+}  // namespace portghost

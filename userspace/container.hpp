@@ -1,0 +1,35 @@
+// cgroup v2 id -> cgroup path -> container, when the path names one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace portghost {
+
+// "docker://<id>", "containerd://<id>", "cri-o://<id>", "podman://<id>",
+// "nspawn://<machine>" from a cgroup path, or nullopt.
+std::optional<std::string> container_from_cgroup_path(std::string_view path);
+
+// Finds the cgroup v2 mount in /proc/mounts (nullopt if none).
+std::optional<std::string> find_cgroup2_mount(const std::string& mounts_file = "/proc/mounts");
+
+class CgroupResolver {
+ public:
+  explicit CgroupResolver(std::string root) : root_(std::move(root)) {}
+  // Path below the cgroup root ("/system.slice/x.service"), or nullopt.
+  std::optional<std::string> path_of(uint64_t id);
+  std::optional<std::string> container_of(uint64_t id);
+  // id of a cgroup directory (its inode), with its depth below the root.
+  static std::optional<std::pair<uint64_t, uint32_t>> id_of_dir(const std::string& root, const std::string& dir);
+
+ private:
+  void rescan();
+  std::string root_;
+  std::unordered_map<uint64_t, std::string> paths_;
+  uint64_t last_scan_ns_ = 0;
+};
+
+}  // namespace portghost

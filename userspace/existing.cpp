@@ -1,0 +1,118 @@
+#include "existing.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "unique_fd.hpp"
+
+namespace portghost {
+
+namespace {
+
+template <class F>
+void for_each_pid(const std::string& proc, F&& f) {
+  DIR* d = opendir(proc.c_str());
+  if (!d) return;
+  while (dirent* de = readdir(d)) {
+    char* end = nullptr;
+    unsigned long pid = std::strtoul(de->d_name, &end, 10);
+    if (end && !*end && pid > 0) f(static_cast<uint32_t>(pid));
+  }
+  closedir(d);
+}
+
+std::optional<uint64_t> bracket_number(const char* link, const char* prefix) {
+  size_t n = std::strlen(prefix);
+  if (std::strncmp(link, prefix, n) != 0) return std::nullopt;
+  char* end = nullptr;
+  uint64_t v = std::strtoull(link + n, &end, 10);
+  if (!end || *end != ']') return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
+std::unordered_map<uint32_t, std::string> list_netns(const std::string& proc) {
+  std::unordered_map<uint32_t, std::string> out;
+  for_each_pid(proc, [&](uint32_t pid) {
+    std::string path = proc + "/" + std::to_string(pid) + "/ns/net";
+    char buf[64];
+    ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+    if (n <= 0) return;
+    buf[n] = 0;
+    if (auto ino = bracket_number(buf, "net:[")) out.emplace(static_cast<uint32_t>(*ino), path);
+  });
+  if (DIR* d = opendir("/run/netns")) {  // named namespaces may have no process
+    while (dirent* de = readdir(d)) {
+      if (de->d_name[0] == '.') continue;
+      std::string path = std::string("/run/netns/") + de->d_name;
+      struct stat st {};
+      if (stat(path.c_str(), &st) == 0) out.emplace(static_cast<uint32_t>(st.st_ino), path);
+    }
+    closedir(d);
+  }
+  return out;
+}
+
+std::unordered_map<uint64_t, uint32_t> socket_owners(const std::string& proc) {
+  std::unordered_map<uint64_t, uint32_t> out;
+  for_each_pid(proc, [&](uint32_t pid) {
+    std::string dir = proc + "/" + std::to_string(pid) + "/fd";
+    DIR* d = opendir(dir.c_str());
+    if (!d) return;
+    while (dirent* de = readdir(d)) {
+      if (de->d_name[0] == '.') continue;
+      char buf[64];
+      ssize_t n = readlinkat(dirfd(d), de->d_name, buf, sizeof buf - 1);
+      if (n <= 0) continue;
+      buf[n] = 0;
+      if (auto ino = bracket_number(buf, "socket:[")) out.emplace(*ino, pid);
+    }
+    closedir(d);
+  });
+  return out;
+}
+
+std::vector<SockEvent> decode_existing(const std::vector<uint8_t>& raw) {
+  std::vector<SockEvent> out;
+  for (size_t off = 0; off + sizeof(pg_sock_event) <= raw.size(); off += sizeof(pg_sock_event)) {
+    auto ev = decode(raw.data() + off, sizeof(pg_sock_event));
+    if (ev && std::holds_alternative<SockEvent>(*ev)) out.push_back(std::get<SockEvent>(*ev));
+  }
+  return out;
+}
+
+std::vector<SockEvent> collect_in_all_netns(const std::function<std::vector<uint8_t>()>& collect,
+                                            const std::string& proc) {
+  std::vector<uint8_t> raw = collect();  // our own namespace
+  struct stat self {};
+  uint32_t self_ino = stat((proc + "/self/ns/net").c_str(), &self) == 0 ? static_cast<uint32_t>(self.st_ino) : 0;
+  for (const auto& [ino, path] : list_netns(proc)) {
+    if (ino == self_ino) continue;
+    UniqueFd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns) continue;  // the namespace went away
+    std::vector<uint8_t> part;
+    // setns() changes only the calling thread: a short-lived thread joins the
+    // namespace, runs the iterators there, and exits.
+    std::thread t([&] {
+      if (setns(ns.get(), CLONE_NEWNET) != 0) {
+        spdlog::warn("cannot enter network namespace {}: {}", ino, std::strerror(errno));
+        return;
+      }
+      part = collect();
+    });
+    t.join();
+    raw.insert(raw.end(), part.begin(), part.end());
+  }
+  return decode_existing(raw);
+}
+
+}  // namespace portghost

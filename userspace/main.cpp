@@ -1,0 +1,113 @@
+// portghost: every local port assignment and release, attributed.
+#include <linux/capability.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "cli.hpp"
+#include "container.hpp"
+#include "errors.hpp"
+#include "output.hpp"
+#include "probes.hpp"
+#include "sink.hpp"
+#include "tracer.hpp"
+
+using namespace portghost;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+void on_signal(int) { g_stop.store(true); }
+
+void install_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: the poll returns EINTR and the loop sees the flag
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+void check_privileges() {
+  struct Cap {
+    int bit;
+    const char* name;
+  };
+  static const Cap needed[] = {{39 /* CAP_BPF */, "CAP_BPF"},
+                               {38 /* CAP_PERFMON */, "CAP_PERFMON"},
+                               {CAP_NET_ADMIN, "CAP_NET_ADMIN"},
+                               {CAP_SYS_ADMIN, "CAP_SYS_ADMIN"},
+                               {CAP_SYS_PTRACE, "CAP_SYS_PTRACE"}};
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &hdr, data) != 0) throw FatalError(errno_text("capget", errno));
+  std::string missing;
+  for (const auto& c : needed) {
+    if (!(data[c.bit / 32].effective & (1u << (c.bit % 32)))) missing += (missing.empty() ? "" : ", ") + std::string(c.name);
+  }
+  if (!missing.empty())
+    throw FatalError("needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
+                     "CAP_SYS_PTRACE (missing: " + missing + ")");
+}
+
+void check_btf() {
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
+    throw FatalError("this kernel has no BTF (/sys/kernel/btf/vmlinux): portghost needs CONFIG_DEBUG_INFO_BTF=y");
+}
+
+int run(int argc, char** argv) {
+  CliResult cli = parse_cli(argc, argv, std::cout, std::cerr);
+  if (!cli.run) return cli.exit_code;
+  TraceOptions& opt = cli.trace;
+
+  auto logger = spdlog::stderr_color_mt("portghost");
+  logger->set_pattern("portghost: %^%l%$: %v");
+  logger->set_level(opt.verbose >= 2 ? spdlog::level::debug : opt.verbose == 1 ? spdlog::level::info
+                                                                               : spdlog::level::warn);
+  spdlog::set_default_logger(logger);
+  route_libbpf_logs(opt.verbose);
+
+  // bad output path: fail before any probe loads
+  RotateConfig rot{opt.rotate_size_mb << 20, opt.rotate_keep};
+  FileOutput out(opt.output, rot);
+  check_privileges();
+  check_btf();
+
+  TraceContext ctx;
+  ctx.options = opt;
+  auto root = find_cgroup2_mount();
+  if (!root) throw FatalError("no cgroup v2 hierarchy is mounted (see /proc/mounts): the socket hooks attach to it");
+  ctx.cgroup_root = *root;
+  if (opt.filters.cgroup) {
+    std::string p = *opt.filters.cgroup;
+    std::string dir = p.rfind(*root, 0) == 0 ? p : *root + (p.empty() || p[0] != '/' ? "/" : "") + p;
+    auto id = CgroupResolver::id_of_dir(*root, dir);
+    if (!id) throw FatalError("--cgroup: no cgroup v2 directory " + dir + " (see 'portghost trace --help')", kExitUsage);
+    std::tie(ctx.cgroup_id, ctx.cgroup_level) = *id;
+  }
+  Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
+  auto sink = make_sink(format, out);
+  install_signals();
+  return run_trace(ctx, out, *sink, g_stop);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const FatalError& e) {
+    std::cerr << "portghost: " << e.what() << "\n";
+    return e.code();
+  } catch (const std::exception& e) {
+    std::cerr << "portghost: " << e.what() << "\n";
+    return kExitRuntime;
+  }
+}

@@ -1,0 +1,46 @@
+// What the user asked for, parsed and validated.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "events.hpp"
+#include "sink.hpp"
+
+namespace portghost {
+
+struct Filters {
+  std::optional<uint32_t> pid;
+  std::optional<std::string> comm;
+  uint16_t port_lo = 0, port_hi = 65535;
+  std::optional<Proto> proto;
+  std::optional<Family> family;
+  std::optional<uint32_t> netns;
+  std::optional<std::string> cgroup;  // path as given
+  bool ephemeral_only = false;
+
+  bool any() const {
+    return pid || comm || port_lo != 0 || port_hi != 65535 || proto || family || netns || cgroup || ephemeral_only;
+  }
+  // For records the kernel filters could not see (existing sockets).
+  // cgroup is matched by the caller (it needs the cgroup tree).
+  bool matches(const PortRecord& r) const;
+};
+
+struct TraceOptions {
+  std::optional<Format> format;  // default: table on a terminal, else json
+  std::string output = "-";
+  uint64_t rotate_size_mb = 0;
+  unsigned rotate_keep = 5;
+  Filters filters;
+  std::optional<double> duration_s;
+  int verbose = 0;
+  uint32_t ring_buffer_mb = 8;
+  bool existing = true;
+};
+
+// Parses "A-B" (or "N") into a port range; nullopt if malformed.
+std::optional<std::pair<uint16_t, uint16_t>> parse_port_range(const std::string& s);
+
+}  // namespace portghost

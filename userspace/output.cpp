@@ -1,0 +1,103 @@
+#include "output.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "errors.hpp"
+
+namespace portghost {
+
+std::string errno_text(const std::string& what, int err) {
+  if (err < 0) err = -err;
+  return what + ": " + std::strerror(err);
+}
+
+namespace {
+constexpr size_t kFlushAt = 1 << 20;
+}
+
+FileOutput::FileOutput(std::string path, RotateConfig rotate) : path_(std::move(path)), rotate_(rotate) {
+  if (path_ == "-") {
+    stdout_ = true;
+    fd_ = STDOUT_FILENO;
+    return;
+  }
+  open_file();
+}
+
+FileOutput::~FileOutput() {
+  try {
+    flush();
+  } catch (...) {
+  }
+  if (fd_ >= 0 && !stdout_) close(fd_);
+}
+
+void FileOutput::open_file() {
+  int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) throw FatalError(errno_text("cannot open output " + path_, errno));
+  struct stat st {};
+  if (fstat(fd, &st) == 0) {
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+      close(fd);
+      throw FatalError("cannot write output " + path_ + ": not a regular file");
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+  fd_ = fd;
+}
+
+bool FileOutput::is_terminal() const { return fd_ >= 0 && isatty(fd_); }
+
+void FileOutput::write(std::string_view text) {
+  buf_ += text;
+  if (buf_.size() >= kFlushAt) flush();
+}
+
+void FileOutput::write_all(std::string_view text) {
+  while (!text.empty()) {
+    ssize_t n = ::write(fd_, text.data(), text.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw FatalError(errno_text("write to " + path_, errno));
+    }
+    text.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+void FileOutput::flush() {
+  if (buf_.empty()) return;
+  if (!stdout_ && rotate_.max_bytes && size_ > 0 && size_ + buf_.size() > rotate_.max_bytes) rotate();
+  write_all(buf_);
+  size_ += buf_.size();
+  buf_.clear();
+}
+
+// FILE -> FILE.1 -> FILE.2 ... ; the oldest beyond `keep` is removed. Only
+// whole lines were ever written, so every rotated file ends with a newline.
+void FileOutput::rotate() {
+  if (rotate_.keep == 0) {
+    if (ftruncate(fd_, 0) != 0) throw FatalError(errno_text("truncate " + path_, errno));
+    size_ = 0;
+    return;
+  }
+  std::string oldest = path_ + "." + std::to_string(rotate_.keep);
+  unlink(oldest.c_str());
+  for (unsigned i = rotate_.keep; i > 1; i--) {
+    std::string from = path_ + "." + std::to_string(i - 1), to = path_ + "." + std::to_string(i);
+    rename(from.c_str(), to.c_str());
+  }
+  if (rename(path_.c_str(), (path_ + ".1").c_str()) != 0)
+    throw FatalError(errno_text("rotate " + path_, errno));
+  close(fd_);
+  fd_ = -1;
+  size_ = 0;
+  open_file();
+}
+
+}  // namespace portghost

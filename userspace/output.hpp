@@ -1,0 +1,64 @@
+// Where the text goes: a file (append, batched writes, size rotation) or
+// stdout, or a string in tests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace portghost {
+
+class Output {
+ public:
+  virtual ~Output() = default;
+  virtual void write(std::string_view text) = 0;
+  virtual void flush() = 0;
+  virtual bool is_terminal() const { return false; }
+};
+
+class StringOutput : public Output {
+ public:
+  void write(std::string_view text) override { text_ += text; }
+  void flush() override {}
+  const std::string& text() const { return text_; }
+  void clear() { text_.clear(); }
+
+ private:
+  std::string text_;
+};
+
+struct RotateConfig {
+  uint64_t max_bytes = 0;  // 0: never rotate
+  unsigned keep = 5;       // rotated files kept: FILE.1 .. FILE.keep
+};
+
+// Appends to a file (or stdout for "-"). Text is buffered and written with one
+// write(2) per flush; a line is never split across files by rotation.
+class FileOutput : public Output {
+ public:
+  // Opens (creating, appending) now: a bad path fails here, before any probe
+  // loads. Throws FatalError.
+  FileOutput(std::string path, RotateConfig rotate);
+  ~FileOutput() override;
+  FileOutput(const FileOutput&) = delete;
+  FileOutput& operator=(const FileOutput&) = delete;
+
+  void write(std::string_view text) override;
+  void flush() override;
+  bool is_terminal() const override;
+  const std::string& path() const { return path_; }
+
+ private:
+  void open_file();
+  void rotate();
+  void write_all(std::string_view text);
+
+  std::string path_;
+  RotateConfig rotate_;
+  int fd_ = -1;
+  bool stdout_ = false;
+  uint64_t size_ = 0;
+  std::string buf_;
+};
+
+}  // namespace portghost

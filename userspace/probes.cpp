@@ -1,0 +1,229 @@
+#include "probes.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+
+#include "errors.hpp"
+#include "portghost.skel.h"
+
+namespace portghost {
+
+void Probes::SkelDeleter::operator()(portghost_bpf* s) const { portghost_bpf__destroy(s); }
+void Probes::LinkDeleter::operator()(bpf_link* l) const { bpf_link__destroy(l); }
+void Probes::RingDeleter::operator()(ring_buffer* r) const { ring_buffer__free(r); }
+
+namespace {
+
+int g_libbpf_verbose = 0;
+
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG && g_libbpf_verbose < 2) return 0;
+  if (level == LIBBPF_INFO && g_libbpf_verbose < 1) return 0;
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof buf, fmt, args);
+  std::string msg(buf);
+  while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+  switch (level) {
+    case LIBBPF_WARN: spdlog::warn("libbpf: {}", msg); break;
+    case LIBBPF_INFO: spdlog::info("libbpf: {}", msg); break;
+    default: spdlog::debug("libbpf: {}", msg); break;
+  }
+  return n;
+}
+
+int ring_cb(void* ctx, void* data, size_t size) {
+  (*static_cast<Probes::Callback*>(ctx))(data, size);
+  return 0;
+}
+
+void check(int rc, const std::string& what) {
+  if (rc < 0) throw FatalError(errno_text(what, rc));
+}
+
+bool tracepoint_exists(const char* category, const char* name) {
+  for (const char* base : {"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"}) {
+    std::string p = std::string(base) + "/" + category + "/" + name;
+    if (access(p.c_str(), F_OK) == 0) return true;
+  }
+  return false;
+}
+
+struct VmlinuxBtf {
+  btf* b = btf__load_vmlinux_btf();
+  ~VmlinuxBtf() { btf__free(b); }
+  bool has(const char* name, int kind) const { return b && btf__find_by_name_kind(b, name, kind) >= 0; }
+};
+
+bool helper_available(bpf_prog_type type, bpf_func_id id) { return libbpf_probe_bpf_helper(type, id, nullptr) > 0; }
+
+}  // namespace
+
+void route_libbpf_logs(int verbose) {
+  g_libbpf_verbose = verbose;
+  libbpf_set_print(libbpf_print);
+}
+
+bool ensure_tracefs() {
+  if (access("/sys/kernel/tracing/events", F_OK) == 0 || access("/sys/kernel/debug/tracing/events", F_OK) == 0)
+    return true;
+  if (mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr) == 0) {
+    spdlog::info("mounted tracefs on /sys/kernel/tracing");
+    return true;
+  }
+  spdlog::warn("tracefs is not mounted and could not be mounted: {}", std::strerror(errno));
+  return false;
+}
+
+Probes::Probes(const ProbeConfig& cfg, Callback on_record)
+    : callback_(std::make_unique<Callback>(std::move(on_record))) {
+  // ---- open
+  skel_.reset(portghost_bpf__open());
+  if (!skel_) throw FatalError(errno_text("cannot open the BPF object", errno));
+  auto* s = skel_.get();
+
+  // ---- configure: filters into rodata, sizes, feature probes
+  const Filters& f = cfg.filters;
+  s->rodata->targ_tgid = f.pid.value_or(0);
+  s->rodata->targ_proto = f.proto ? static_cast<uint8_t>(*f.proto) : 0;
+  s->rodata->targ_family = f.family ? static_cast<uint8_t>(*f.family) : 0;
+  s->rodata->targ_port_lo = f.port_lo;
+  s->rodata->targ_port_hi = f.port_hi;
+  s->rodata->targ_netns = f.netns.value_or(0);
+  s->rodata->targ_cgroup_id = cfg.cgroup_id;
+  s->rodata->targ_cgroup_level = cfg.cgroup_level;
+  s->rodata->targ_ephemeral_only = f.ephemeral_only;
+  if (f.comm) {
+    s->rodata->targ_comm_set = true;
+    std::strncpy(const_cast<char*>(s->rodata->targ_comm), f.comm->c_str(), PG_COMM_LEN - 1);
+  }
+  s->rodata->targ_wakeup_bytes = cfg.ring_buffer_bytes / 8;
+  check(bpf_map__set_max_entries(s->maps.events, cfg.ring_buffer_bytes), "ring buffer size");
+
+  VmlinuxBtf btf;
+  if (!btf.b) throw FatalError("kernel BTF could not be read from /sys/kernel/btf/vmlinux");
+  if (!btf.has("btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF))
+    throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (kernel >= 5.5 needed)");
+
+  bool udp_connect = tracepoint_exists("syscalls", "sys_exit_connect") &&
+                     helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
+  if (!udp_connect) {
+    bpf_program__set_autoload(s->progs.pg_exit_connect, false);
+    bpf_program__set_autoload(s->progs.pg_connect4, false);
+    bpf_program__set_autoload(s->progs.pg_connect6, false);
+    uncaught_.push_back(
+        "udp connect() without a send: no syscall tracepoint or bpf_task_pt_regs; seen only at close");
+  }
+  if (!helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop)) {
+    bpf_program__set_autoload(s->progs.pg_exec, false);
+    uncaught_.push_back("exe/cmdline of processes gone before they are read: no bpf_loop (kernel < 5.17)");
+  }
+  if (!btf.has("bpf_iter__tcp", BTF_KIND_STRUCT)) {
+    bpf_program__set_autoload(s->progs.pg_iter_tcp, false);
+    uncaught_.push_back("tcp sockets holding ports before start: no tcp socket iterator");
+  }
+  if (!btf.has("bpf_iter__udp", BTF_KIND_STRUCT)) {
+    bpf_program__set_autoload(s->progs.pg_iter_udp, false);
+    uncaught_.push_back("udp sockets holding ports before start: no udp socket iterator");
+  }
+  uncaught_.push_back("tcp sockets bound before start but neither listening nor connected (no kernel list has them)");
+
+  // ---- load
+  int err = portghost_bpf__load(s);
+  if (err) throw FatalError(errno_text("cannot load the BPF programs (run with -v for the verifier log)", err));
+
+  // ---- attach
+  cgroup_fd_.reset(open(cfg.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroup_fd_) throw FatalError(errno_text("cannot open the cgroup v2 root " + cfg.cgroup_root, errno));
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, s->obj) {
+    if (!bpf_program__autoload(prog)) continue;
+    std::string sec = bpf_program__section_name(prog);
+    bpf_link* link = nullptr;
+    switch (bpf_program__type(prog)) {
+      case BPF_PROG_TYPE_CGROUP_SOCK:
+      case BPF_PROG_TYPE_CGROUP_SOCK_ADDR:
+      case BPF_PROG_TYPE_SOCK_OPS:
+        link = bpf_program__attach_cgroup(prog, cgroup_fd_.get());
+        break;
+      default:
+        if (bpf_program__expected_attach_type(prog) == BPF_TRACE_ITER)
+          link = bpf_program__attach_iter(prog, nullptr);
+        else
+          link = bpf_program__attach(prog);
+    }
+    if (!link) throw FatalError(errno_text("cannot attach " + sec, errno));
+    if (prog == s->progs.pg_iter_tcp)
+      iter_tcp_.reset(link);
+    else if (prog == s->progs.pg_iter_udp)
+      iter_udp_.reset(link);
+    else
+      links_.emplace_back(link);
+    hooks_.push_back(sec);
+  }
+
+  ring_.reset(ring_buffer__new(bpf_map__fd(s->maps.events), ring_cb, callback_.get(), nullptr));
+  if (!ring_) throw FatalError(errno_text("cannot set up the ring buffer", errno));
+}
+
+int Probes::poll(int timeout_ms) {
+  int n = ring_buffer__poll(ring_.get(), timeout_ms);
+  if (n < 0) return n;
+  int m = ring_buffer__consume(ring_.get());
+  return m < 0 ? m : n + m;
+}
+
+int Probes::drain() { return ring_buffer__consume(ring_.get()); }
+
+Counters Probes::counters() const {
+  int ncpu = libbpf_num_possible_cpus();
+  std::vector<uint64_t> vals(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
+  uint64_t sum[PG_CNT_MAX] = {};
+  int fd = bpf_map__fd(skel_->maps.counters);
+  for (uint32_t k = 0; k < PG_CNT_MAX; k++) {
+    if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) continue;
+    for (uint64_t v : vals) sum[k] += v;
+  }
+  Counters c;
+  c.assign = sum[PG_CNT_ASSIGN];
+  c.release = sum[PG_CNT_RELEASE];
+  c.proc = sum[PG_CNT_PROC];
+  c.drop_ringbuf = sum[PG_CNT_DROP_RINGBUF];
+  c.drop_storage = sum[PG_CNT_DROP_STORAGE];
+  c.drop_pending = sum[PG_CNT_DROP_PENDING];
+  c.filtered = sum[PG_CNT_FILTERED];
+  return c;
+}
+
+std::vector<uint8_t> Probes::run_iterators() {
+  std::vector<uint8_t> out;
+  for (auto* link : {iter_tcp_.get(), iter_udp_.get()}) {
+    if (!link) continue;
+    UniqueFd fd(bpf_iter_create(bpf_link__fd(link)));
+    if (!fd) {
+      spdlog::warn("{}", errno_text("socket iterator", errno));
+      continue;
+    }
+    uint8_t buf[16384];
+    for (;;) {
+      ssize_t n = read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n < 0) spdlog::warn("{}", errno_text("reading socket iterator", errno));
+        break;
+      }
+      out.insert(out.end(), buf, buf + n);
+    }
+  }
+  return out;
+}
+
+}  // namespace portghost

@@ -1,0 +1,89 @@
+// Loading and attaching the BPF programs: open -> configure (rodata) -> load
+// -> attach, with feature probes deciding which programs load. Every libbpf
+// handle is owned by RAII; libbpf's negative errno becomes a FatalError here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+#include "unique_fd.hpp"
+
+struct portghost_bpf;
+struct bpf_link;
+struct ring_buffer;
+
+namespace portghost {
+
+struct ProbeConfig {
+  Filters filters;
+  uint64_t cgroup_id = 0;    // resolved --cgroup
+  uint32_t cgroup_level = 0;
+  uint32_t ring_buffer_bytes = 8u << 20;
+  std::string cgroup_root;   // cgroup v2 mount to attach the socket hooks to
+};
+
+struct Counters {
+  uint64_t assign = 0, release = 0, proc = 0;
+  uint64_t drop_ringbuf = 0, drop_storage = 0, drop_pending = 0, filtered = 0;
+  uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending; }
+};
+
+class Probes {
+ public:
+  using Callback = std::function<void(const void* data, size_t size)>;
+
+  // Loads and attaches everything; throws FatalError.
+  Probes(const ProbeConfig& cfg, Callback on_record);
+  ~Probes() = default;
+  Probes(Probes&&) noexcept = default;
+  Probes& operator=(Probes&&) noexcept = default;
+  Probes(const Probes&) = delete;
+  Probes& operator=(const Probes&) = delete;
+
+  // Waits up to timeout_ms for a wakeup, then drains all pending records.
+  // Returns records consumed; -EINTR when interrupted by a signal.
+  int poll(int timeout_ms);
+  int drain();
+  Counters counters() const;
+
+  const std::vector<std::string>& hooks() const { return hooks_; }
+  const std::vector<std::string>& uncaught() const { return uncaught_; }
+
+  // Runs the tcp and udp socket iterators in the caller's network namespace
+  // and returns the raw records they wrote.
+  std::vector<uint8_t> run_iterators();
+
+ private:
+  struct SkelDeleter {
+    void operator()(portghost_bpf* s) const;
+  };
+  struct LinkDeleter {
+    void operator()(bpf_link* l) const;
+  };
+  struct RingDeleter {
+    void operator()(ring_buffer* r) const;
+  };
+  using Link = std::unique_ptr<bpf_link, LinkDeleter>;
+
+  // Declaration order is teardown order, reversed: the ring and the links go
+  // before the skeleton that owns their programs and maps.
+  std::unique_ptr<Callback> callback_;  // stable address for libbpf's ctx
+  std::unique_ptr<portghost_bpf, SkelDeleter> skel_;
+  std::vector<Link> links_;
+  Link iter_tcp_, iter_udp_;
+  std::unique_ptr<ring_buffer, RingDeleter> ring_;
+  UniqueFd cgroup_fd_;
+  std::vector<std::string> hooks_, uncaught_;
+};
+
+// Routes libbpf's own messages into spdlog (debug when verbose, else warn+).
+void route_libbpf_logs(int verbose);
+// Mounts tracefs if no tracing directory is visible. Returns false if it
+// could not.
+bool ensure_tracefs();
+
+}  // namespace portghost

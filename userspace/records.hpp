@@ -1,0 +1,67 @@
+// The records of the event log, as the sinks receive them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "events.hpp"
+
+namespace portghost {
+
+// assign, existing, release
+struct PortRecord {
+  enum class Type { Assign, Existing, Release } type = Type::Assign;
+  uint64_t ts_ns = 0;  // unix ns
+  uint64_t sock = 0;
+  Proto proto = Proto::Tcp;
+  Family family = Family::Ipv4;
+  std::string laddr;
+  uint16_t lport = 0;
+  std::optional<std::string> raddr;
+  std::optional<uint16_t> rport;
+  // assign / existing
+  std::optional<How> how;
+  std::optional<bool> ephemeral;
+  std::optional<uint32_t> pid, tid, ppid, uid;
+  std::optional<std::string> comm, thread, exe, cmdline;
+  std::optional<uint32_t> netns;
+  std::optional<uint64_t> cgroup_id;
+  std::optional<std::string> container;
+  bool kernel = false;
+  std::optional<std::string> state;  // existing: tcp state
+  // release
+  std::optional<uint64_t> duration_ns;
+  bool timewait = false;
+};
+
+struct StartRecord {
+  uint64_t ts_ns = 0;
+  std::string version;
+  std::string kernel;
+  std::string hostname;
+  std::vector<std::string> hooks;     // in use
+  std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
+  uint16_t port_lo = 0, port_hi = 0;
+  uint64_t ring_buffer_bytes = 0;
+  std::map<std::string, std::string> filters;
+};
+
+struct LostRecord {
+  uint64_t ts_ns = 0;
+  uint64_t count = 0;  // newly lost since the previous lost record
+  uint64_t total = 0;
+  std::map<std::string, uint64_t> by_reason;  // this interval
+};
+
+struct StopRecord {
+  uint64_t ts_ns = 0;
+  std::string reason;
+  std::map<std::string, uint64_t> records;  // written, by type
+  uint64_t lost = 0;
+  uint64_t table_evicted = 0;
+};
+
+}  // namespace portghost

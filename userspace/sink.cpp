@@ -1,0 +1,213 @@
+#include "sink.hpp"
+
+#include <cstdio>
+
+#include "clock.hpp"
+#include "json.hpp"
+
+namespace portghost {
+
+namespace {
+
+std::string_view type_name(PortRecord::Type t) {
+  switch (t) {
+    case PortRecord::Type::Assign: return "assign";
+    case PortRecord::Type::Existing: return "existing";
+    case PortRecord::Type::Release: return "release";
+  }
+  return "?";
+}
+
+void head(JsonObject& o, std::string_view type, uint64_t ts) {
+  o.str("type", type).str("ts", format_rfc3339(ts)).num("ts_ns", ts);
+}
+
+template <class T>
+JsonObject& opt_u(JsonObject& o, std::string_view k, const std::optional<T>& v) {
+  return v ? o.num(k, *v) : o.null(k);
+}
+
+std::string string_array(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); i++) {
+    if (i) s += ',';
+    json_append_string(s, v[i]);
+  }
+  return s + "]";
+}
+
+template <class M>
+std::string counts_object(const M& m) {
+  std::string s;
+  JsonObject o(s);
+  for (const auto& [k, v] : m) o.num(k, v);
+  s += '}';
+  return s;
+}
+
+}  // namespace
+
+std::string JsonSink::render(const PortRecord& r) {
+  std::string s;
+  JsonObject o(s);
+  head(o, type_name(r.type), r.ts_ns);
+  o.num("sock", r.sock)
+      .str("proto", to_string(r.proto))
+      .str("family", to_string(r.family))
+      .str("laddr", r.laddr)
+      .num("lport", r.lport)
+      .opt_str("raddr", r.raddr);
+  opt_u(o, "rport", r.rport);
+  if (r.type == PortRecord::Type::Release) {
+    opt_u(o, "duration_ns", r.duration_ns);
+    opt_u(o, "pid", r.pid);
+    o.opt_str("comm", r.comm).boolean("timewait", r.timewait);
+    o.close();
+    return s;
+  }
+  if (r.how)
+    o.str("how", to_string(*r.how));
+  else
+    o.null("how");
+  if (r.ephemeral)
+    o.boolean("ephemeral", *r.ephemeral);
+  else
+    o.null("ephemeral");
+  opt_u(o, "pid", r.pid);
+  opt_u(o, "tid", r.tid);
+  opt_u(o, "ppid", r.ppid);
+  opt_u(o, "uid", r.uid);
+  o.opt_str("comm", r.comm).opt_str("thread", r.thread).opt_str("exe", r.exe).opt_str("cmdline", r.cmdline);
+  opt_u(o, "netns", r.netns);
+  opt_u(o, "cgroup_id", r.cgroup_id);
+  o.opt_str("container", r.container).boolean("kernel", r.kernel);
+  if (r.state) o.str("state", *r.state);
+  o.close();
+  return s;
+}
+
+void JsonSink::port(const PortRecord& r) { out_.write(render(r)); }
+
+void JsonSink::start(const StartRecord& r) {
+  std::string s;
+  JsonObject o(s);
+  head(o, "start", r.ts_ns);
+  std::string range = "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]";
+  o.str("version", r.version)
+      .str("kernel", r.kernel)
+      .str("host", r.hostname)
+      .raw("hooks", string_array(r.hooks))
+      .raw("uncaught", string_array(r.uncaught))
+      .raw("port_range", range)
+      .num("ring_buffer_bytes", r.ring_buffer_bytes);
+  std::string filters;
+  {
+    JsonObject f(filters);
+    for (const auto& [k, v] : r.filters) f.str(k, v);
+    filters += '}';
+  }
+  o.raw("filters", filters);
+  o.close();
+  out_.write(s);
+}
+
+void JsonSink::lost(const LostRecord& r) {
+  std::string s;
+  JsonObject o(s);
+  head(o, "lost", r.ts_ns);
+  o.num("count", r.count).num("total", r.total).raw("reasons", counts_object(r.by_reason));
+  o.close();
+  out_.write(s);
+}
+
+void JsonSink::stop(const StopRecord& r) {
+  std::string s;
+  JsonObject o(s);
+  head(o, "stop", r.ts_ns);
+  o.str("reason", r.reason).raw("records", counts_object(r.records)).num("lost", r.lost);
+  o.num("table_evicted", r.table_evicted);
+  o.close();
+  out_.write(s);
+}
+
+// ---- table -------------------------------------------------------------------
+
+std::string printable(std::string_view s) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string endpoint(Family f, const std::string& addr, uint16_t port) {
+  std::string a = printable(addr);
+  if (f == Family::Ipv6) a = "[" + a + "]";
+  return a + ":" + std::to_string(port);
+}
+
+constexpr const char* kRowFmt = "%-12s %-8s %7s %-16s %-5s %-28s %-28s %-8s %s\n";
+
+}  // namespace
+
+std::string TableSink::header() {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, kRowFmt, "TIME", "EVENT", "PID", "COMM", "PROTO", "LOCAL", "REMOTE", "HOW",
+                "LIFETIME");
+  return buf;
+}
+
+std::string TableSink::render(const PortRecord& r) {
+  std::string remote = r.raddr ? endpoint(r.family, *r.raddr, r.rport.value_or(0)) : "-";
+  std::string how = "-", lifetime = "-";
+  if (r.type == PortRecord::Type::Release) {
+    lifetime = r.duration_ns ? format_duration(*r.duration_ns) : "?";
+    if (r.timewait) how = "timewait";
+  } else if (r.how) {
+    how = std::string(to_string(*r.how));
+  }
+  std::string pid = r.kernel ? "kernel" : r.pid ? std::to_string(*r.pid) : "-";
+  std::string comm = printable(r.comm.value_or("-"));
+  char buf[512];
+  std::snprintf(buf, sizeof buf, kRowFmt, format_clock_local(r.ts_ns).c_str(),
+                std::string(type_name(r.type)).c_str(), pid.c_str(), comm.c_str(),
+                std::string(to_string(r.proto)).c_str(), endpoint(r.family, r.laddr, r.lport).c_str(),
+                remote.c_str(), how.c_str(), lifetime.c_str());
+  return buf;
+}
+
+void TableSink::start(const StartRecord& r) {
+  std::string s = "# portghost " + r.version + " on " + printable(r.kernel) + ", ephemeral range " +
+                  std::to_string(r.port_lo) + "-" + std::to_string(r.port_hi) + "\n";
+  for (const auto& u : r.uncaught) s += "# not caught here: " + printable(u) + "\n";
+  out_.write(s + header());
+}
+
+void TableSink::port(const PortRecord& r) { out_.write(render(r)); }
+
+void TableSink::lost(const LostRecord& r) {
+  out_.write("# LOST " + std::to_string(r.count) + " records (total " + std::to_string(r.total) + ")\n");
+}
+
+void TableSink::stop(const StopRecord& r) {
+  std::string s = "# stopped (" + r.reason + "):";
+  for (const auto& [k, v] : r.records) s += " " + k + "=" + std::to_string(v);
+  s += " lost=" + std::to_string(r.lost) + "\n";
+  out_.write(s);
+}
+
+std::unique_ptr<Sink> make_sink(Format format, Output& out) {
+  if (format == Format::Table) return std::make_unique<TableSink>(out);
+  return std::make_unique<JsonSink>(out);
+}
+
+}  // namespace portghost

@@ -1,0 +1,63 @@
+// Output sinks behind one interface: JSON Lines (the log contract, see
+// docs/event-schema.md) and an aligned table for people at a terminal.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "output.hpp"
+#include "records.hpp"
+
+namespace portghost {
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void start(const StartRecord& r) = 0;
+  virtual void port(const PortRecord& r) = 0;
+  virtual void lost(const LostRecord& r) = 0;
+  virtual void stop(const StopRecord& r) = 0;
+  virtual void flush() = 0;
+};
+
+enum class Format { Json, Table };
+
+class JsonSink : public Sink {
+ public:
+  explicit JsonSink(Output& out) : out_(out) {}
+  void start(const StartRecord& r) override;
+  void port(const PortRecord& r) override;
+  void lost(const LostRecord& r) override;
+  void stop(const StopRecord& r) override;
+  void flush() override { out_.flush(); }
+
+  // One record's line (with its newline), as port() writes it.
+  static std::string render(const PortRecord& r);
+
+ private:
+  Output& out_;
+  std::string line_;
+};
+
+class TableSink : public Sink {
+ public:
+  explicit TableSink(Output& out) : out_(out) {}
+  void start(const StartRecord& r) override;
+  void port(const PortRecord& r) override;
+  void lost(const LostRecord& r) override;
+  void stop(const StopRecord& r) override;
+  void flush() override { out_.flush(); }
+
+  static std::string header();
+  static std::string render(const PortRecord& r);
+
+ private:
+  Output& out_;
+};
+
+std::unique_ptr<Sink> make_sink(Format format, Output& out);
+
+// For the table: printable ASCII kept, anything else shown as \xNN.
+std::string printable(std::string_view s);
+
+}  // namespace portghost

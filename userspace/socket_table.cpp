@@ -1,0 +1,75 @@
+#include "socket_table.hpp"
+
+namespace portghost {
+
+void SocketTable::insert(uint64_t cookie, Holder h) {
+  if (held_.size() >= max_entries_ && held_.find(cookie) == held_.end()) {
+    // Bounded: the oldest holder cannot be found cheaply, any one goes. Its
+    // release will then be reported without a duration. Counted, never silent.
+    held_.erase(held_.begin());
+    evicted_++;
+  }
+  held_[cookie] = std::move(h);
+}
+
+bool SocketTable::assign(const SockEvent& e, bool hidden) {
+  auto it = held_.find(e.cookie);
+  if (it != held_.end() && it->second.lport == e.lport) return false;
+  Holder h;
+  h.since_boot_ns = e.ts_boot_ns;
+  h.hidden = hidden;
+  if (!e.has(PG_F_KERNEL)) {
+    h.pid = e.pid;
+    h.comm = e.comm;
+  }
+  h.family = e.family;
+  h.laddr = e.laddr;
+  h.lport = e.lport;
+  insert(e.cookie, std::move(h));
+  return true;
+}
+
+void SocketTable::existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
+                           bool hidden) {
+  Holder h;
+  h.since_boot_ns = e.ts_boot_ns;
+  h.existing = true;
+  h.hidden = hidden;
+  h.pid = pid;
+  h.comm = std::move(comm);
+  h.family = e.family;
+  h.laddr = e.laddr;
+  h.lport = e.lport;
+  insert(e.cookie, std::move(h));
+}
+
+std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
+  Release r;
+  auto it = held_.find(e.cookie);
+  if (it == held_.end()) {
+    // Held since before we could see it (lost record, table eviction): report
+    // what the kernel knows, without a lifetime.
+    if (e.lport == 0) return std::nullopt;
+    r.laddr = e.laddr;
+    r.lport = e.lport;
+    return r;
+  }
+  Holder h = std::move(it->second);
+  held_.erase(it);
+  if (h.hidden) return std::nullopt;
+  if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
+  r.pid = h.pid;
+  r.comm = std::move(h.comm);
+  // The sock_release hook cannot read the local address: the assign knows it.
+  bool has_local = e.lport != 0;
+  r.lport = has_local ? e.lport : h.lport;
+  r.laddr = has_local && !addr_text_unspecified(e.laddr) ? e.laddr : h.laddr;
+  return r;
+}
+
+const SocketTable::Holder* SocketTable::find(uint64_t cookie) const {
+  auto it = held_.find(cookie);
+  return it == held_.end() ? nullptr : &it->second;
+}
+
+}  // namespace portghost

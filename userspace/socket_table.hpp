@@ -1,0 +1,60 @@
+// The socket lifetime table: which socket holds which port since when, and
+// the one place where a release is matched to its assign (by socket cookie).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "events.hpp"
+
+namespace portghost {
+
+class SocketTable {
+ public:
+  struct Holder {
+    uint64_t since_boot_ns = 0;  // assign time (kernel clock)
+    bool existing = false;       // held before the trace: no known start
+    bool hidden = false;         // filtered out: its release is hidden too
+    std::optional<uint32_t> pid;
+    std::optional<std::string> comm;
+    Family family = Family::Ipv4;
+    std::string laddr;
+    uint16_t lport = 0;
+  };
+
+  // What a release is matched to.
+  struct Release {
+    std::optional<uint64_t> duration_ns;  // null: the assign was not seen
+    std::optional<uint32_t> pid;          // the assigner
+    std::optional<std::string> comm;
+    std::string laddr;  // filled from the assign when the release lacks it
+    uint16_t lport = 0;
+  };
+
+  explicit SocketTable(size_t max_entries = 1 << 20) : max_entries_(max_entries) {}
+
+  // A new holder. Returns false when the cookie already holds this same port
+  // (the kernel reported it twice, e.g. existing and then assign): drop it.
+  bool assign(const SockEvent& e, bool hidden = false);
+  // A holder from before the trace (pid/comm from the /proc scan).
+  void existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
+                bool hidden = false);
+  // The release of a cookie. nullopt: nothing to report (hidden, or a
+  // socket never seen holding a port and the kernel cannot say which port).
+  std::optional<Release> release(const SockEvent& e);
+
+  const Holder* find(uint64_t cookie) const;
+  size_t size() const { return held_.size(); }
+  uint64_t evicted() const { return evicted_; }
+
+ private:
+  void insert(uint64_t cookie, Holder h);
+
+  size_t max_entries_;
+  uint64_t evicted_ = 0;
+  std::unordered_map<uint64_t, Holder> held_;
+};
+
+}  // namespace portghost

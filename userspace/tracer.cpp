@@ -1,0 +1,271 @@
+#include "tracer.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+
+#include "errors.hpp"
+#include "existing.hpp"
+#include "probes.hpp"
+#include "version.hpp"
+
+namespace portghost {
+
+std::string_view tcp_state_name(uint8_t state) {
+  static const char* names[] = {"?",         "ESTABLISHED", "SYN_SENT",   "SYN_RECV", "FIN_WAIT1",
+                                "FIN_WAIT2", "TIME_WAIT",   "CLOSE",      "CLOSE_WAIT", "LAST_ACK",
+                                "LISTEN",    "CLOSING",     "NEW_SYN_RECV"};
+  return state < sizeof names / sizeof names[0] ? names[state] : "?";
+}
+
+// ---- RecordBuilder --------------------------------------------------------------
+
+void RecordBuilder::on_record(const void* data, size_t size) {
+  auto ev = decode(data, size);
+  if (!ev) {
+    malformed_++;
+    return;
+  }
+  on_event(*ev);
+}
+
+void RecordBuilder::on_event(const Event& ev) {
+  if (const auto* t = std::get_if<TaskEvent>(&ev)) {
+    procs_.on_event(*t);
+    return;
+  }
+  on_sock(std::get<SockEvent>(ev));
+}
+
+PortRecord RecordBuilder::base_record(const SockEvent& e, PortRecord::Type type) const {
+  PortRecord r;
+  r.type = type;
+  r.ts_ns = clock_.to_unix_ns(e.ts_boot_ns);
+  r.sock = e.cookie;
+  r.proto = e.proto;
+  r.family = e.family;
+  r.laddr = e.laddr;
+  r.lport = e.lport;
+  if (!e.raddr.empty()) {
+    r.raddr = e.raddr;
+    r.rport = e.rport;
+  }
+  return r;
+}
+
+void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid) {
+  if (e.netns) r.netns = e.netns;
+  if (e.cgroup_id) {
+    r.cgroup_id = e.cgroup_id;
+    if (cgroups_) r.container = cgroups_->container_of(e.cgroup_id);
+  }
+  if (!pid) return;
+  r.pid = *pid;
+  if (const ProcInfo* p = procs_.lookup(*pid)) {
+    r.exe = p->exe;
+    r.cmdline = p->cmdline;
+    if (!r.comm) r.comm = p->comm;
+    if (!r.ppid && p->ppid) r.ppid = p->ppid;
+  }
+}
+
+void RecordBuilder::emit(const PortRecord& r, const char* type) {
+  sink_.port(r);
+  written_[type]++;
+}
+
+void RecordBuilder::on_sock(const SockEvent& e) {
+  switch (e.kind) {
+    case SockEvent::Kind::Assign: {
+      // the kernel filtered assigns already: nothing is hidden here
+      if (!table_.assign(e)) return;  // reported twice (existing, then assign)
+      PortRecord r = base_record(e, PortRecord::Type::Assign);
+      r.how = e.how;
+      r.ephemeral = e.has(PG_F_EPHEMERAL);
+      r.kernel = e.has(PG_F_KERNEL);
+      if (!r.kernel) {
+        r.tid = e.tid;
+        r.ppid = e.ppid;
+        r.uid = e.uid;
+        r.comm = e.comm;
+        r.thread = e.thread;
+        attribute(r, e, e.pid);
+      } else {
+        attribute(r, e, std::nullopt);
+      }
+      emit(r, "assign");
+      return;
+    }
+    case SockEvent::Kind::Release: {
+      auto m = table_.release(e);
+      if (!m) return;
+      PortRecord r = base_record(e, PortRecord::Type::Release);
+      r.laddr = m->laddr;
+      r.lport = m->lport;
+      if (e.proto == Proto::Udp && !r.raddr) r.rport.reset();
+      r.duration_ns = m->duration_ns;
+      r.pid = m->pid;
+      r.comm = m->comm;
+      r.timewait = e.has(PG_F_TIMEWAIT);
+      // an unknown holder cannot be checked against owner filters
+      if (!m->pid && (filters_.pid || filters_.comm || filters_.cgroup || filters_.netns)) return;
+      if (!m->pid && (r.lport < filters_.port_lo || r.lport > filters_.port_hi ||
+                      (filters_.proto && *filters_.proto != r.proto) ||
+                      (filters_.family && *filters_.family != r.family)))
+        return;
+      emit(r, "release");
+      return;
+    }
+    case SockEvent::Kind::Existing:
+      on_existing(e, {});
+      return;
+  }
+}
+
+void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners) {
+  PortRecord r = base_record(e, PortRecord::Type::Existing);
+  if (e.proto == Proto::Tcp) {
+    r.state = std::string(tcp_state_name(e.state));
+    if (e.state == 10 /* LISTEN */) {
+      r.raddr.reset();
+      r.rport.reset();
+    }
+  }
+  r.uid = e.uid;
+  std::optional<uint32_t> pid;
+  if (auto it = owners.find(e.ino); e.ino && it != owners.end()) pid = it->second;
+  attribute(r, e, pid);
+  bool hidden = !filters_.matches(r);
+  if (filters_.cgroup && !hidden) hidden = true;  // the cgroup of a socket's past assigner is unknown
+  table_.existing(e, r.pid, r.comm, hidden);
+  if (!hidden) emit(r, "existing");
+}
+
+// ---- the loop -----------------------------------------------------------------------
+
+namespace {
+
+std::pair<uint16_t, uint16_t> local_port_range() {
+  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned lo = 0, hi = 0;
+  f >> lo >> hi;
+  return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
+}
+
+std::map<std::string, std::string> filter_summary(const Filters& f) {
+  std::map<std::string, std::string> m;
+  if (f.pid) m["pid"] = std::to_string(*f.pid);
+  if (f.comm) m["comm"] = *f.comm;
+  if (f.port_lo != 0 || f.port_hi != 65535) m["ports"] = std::to_string(f.port_lo) + "-" + std::to_string(f.port_hi);
+  if (f.proto) m["proto"] = std::string(to_string(*f.proto));
+  if (f.family) m["family"] = std::string(to_string(*f.family));
+  if (f.netns) m["netns"] = std::to_string(*f.netns);
+  if (f.cgroup) m["cgroup"] = *f.cgroup;
+  if (f.ephemeral_only) m["ephemeral_only"] = "true";
+  return m;
+}
+
+constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
+constexpr uint64_t kResyncNs = 60'000'000'000ULL;
+
+}  // namespace
+
+int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop) {
+  const TraceOptions& opt = ctx.options;
+  ProcessCache procs;
+  RecordBuilder builder(sink, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
+
+  ProbeConfig cfg;
+  cfg.filters = opt.filters;
+  cfg.cgroup_id = ctx.cgroup_id;
+  cfg.cgroup_level = ctx.cgroup_level;
+  cfg.cgroup_root = ctx.cgroup_root;
+  cfg.ring_buffer_bytes = opt.ring_buffer_mb << 20;
+  ensure_tracefs();
+  Probes probes(cfg, [&](const void* d, size_t n) { builder.on_record(d, n); });
+
+  // every probe is attached: the start record goes out now
+  utsname u{};
+  uname(&u);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  StartRecord start;
+  start.ts_ns = BootClock::now_unix_ns();
+  start.version = kVersion;
+  start.kernel = u.release;
+  start.hostname = host;
+  start.hooks = probes.hooks();
+  start.uncaught = probes.uncaught();
+  std::tie(start.port_lo, start.port_hi) = local_port_range();
+  start.ring_buffer_bytes = cfg.ring_buffer_bytes;
+  start.filters = filter_summary(opt.filters);
+  sink.start(start);
+  sink.flush();
+
+  procs.seed();
+  if (opt.existing) {
+    auto existing = collect_in_all_netns([&] { return probes.run_iterators(); });
+    auto owners = socket_owners();
+    for (const auto& e : existing) builder.on_existing(e, owners);
+    spdlog::info("{} sockets held ports before the start", existing.size());
+  }
+  sink.flush();
+
+  uint64_t deadline = opt.duration_s ? BootClock::now_boot_ns() + static_cast<uint64_t>(*opt.duration_s * 1e9) : 0;
+  uint64_t last_resync = BootClock::now_boot_ns();
+  Counters last{};
+  uint64_t lost_total = 0;
+  auto report_lost = [&] {
+    Counters c = probes.counters();
+    if (c.lost() > last.lost()) {
+      LostRecord l;
+      l.ts_ns = BootClock::now_unix_ns();
+      l.count = c.lost() - last.lost();
+      lost_total = c.lost();
+      l.total = lost_total;
+      if (c.drop_ringbuf > last.drop_ringbuf) l.by_reason["ring_buffer_full"] = c.drop_ringbuf - last.drop_ringbuf;
+      if (c.drop_storage > last.drop_storage) l.by_reason["socket_storage"] = c.drop_storage - last.drop_storage;
+      if (c.drop_pending > last.drop_pending) l.by_reason["pending_connect"] = c.drop_pending - last.drop_pending;
+      sink.lost(l);
+    }
+    last = c;
+  };
+
+  std::string reason = "signal";
+  while (!stop.load()) {
+    int n = probes.poll(kDrainMs);
+    if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
+    report_lost();
+    sink.flush();
+    uint64_t now = BootClock::now_boot_ns();
+    if (now - last_resync > kResyncNs) {
+      builder.clock().resync();
+      last_resync = now;
+    }
+    if (deadline && now >= deadline) {
+      reason = "duration";
+      break;
+    }
+  }
+  // drain what the kernel produced up to now, then the final record
+  while (probes.drain() > 0) {
+  }
+  report_lost();
+  StopRecord s;
+  s.ts_ns = BootClock::now_unix_ns();
+  s.reason = reason;
+  s.records = builder.written();
+  for (const char* k : {"assign", "release", "existing"}) s.records.emplace(k, 0);
+  s.lost = lost_total;
+  s.table_evicted = builder.table().evicted();
+  sink.stop(s);
+  sink.flush();
+  out.flush();
+  if (builder.malformed()) spdlog::warn("{} malformed kernel records ignored", builder.malformed());
+  return kExitOk;
+}
+
+}  // namespace portghost

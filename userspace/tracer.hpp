@@ -1,0 +1,67 @@
+// The trace loop: kernel records in, log records out.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "clock.hpp"
+#include "container.hpp"
+#include "options.hpp"
+#include "process_cache.hpp"
+#include "sink.hpp"
+#include "socket_table.hpp"
+
+namespace portghost {
+
+// Turns decoded kernel records into log records (attribution, matching,
+// filters) and hands them to the sink. Knows nothing of BPF: unit-testable.
+class RecordBuilder {
+ public:
+  RecordBuilder(Sink& sink, const Filters& filters, BootClock clock, ProcessCache& procs,
+                std::optional<CgroupResolver> cgroups)
+      : sink_(sink), filters_(filters), clock_(clock), procs_(procs), cgroups_(std::move(cgroups)) {}
+
+  // A record from the ring buffer.
+  void on_record(const void* data, size_t size);
+  void on_event(const Event& ev);
+  // Sockets from before the start; owners maps socket inode -> pid.
+  void on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners);
+
+  const std::map<std::string, uint64_t>& written() const { return written_; }
+  uint64_t malformed() const { return malformed_; }
+  const SocketTable& table() const { return table_; }
+  BootClock& clock() { return clock_; }
+
+ private:
+  void on_sock(const SockEvent& e);
+  PortRecord base_record(const SockEvent& e, PortRecord::Type type) const;
+  void attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid);
+  void emit(const PortRecord& r, const char* type);
+
+  Sink& sink_;
+  Filters filters_;
+  BootClock clock_;
+  ProcessCache& procs_;
+  std::optional<CgroupResolver> cgroups_;
+  SocketTable table_;
+  std::map<std::string, uint64_t> written_;
+  uint64_t malformed_ = 0;
+};
+
+struct TraceContext {
+  TraceOptions options;
+  uint64_t cgroup_id = 0;
+  uint32_t cgroup_level = 0;
+  std::string cgroup_root;
+};
+
+// Runs until `stop` becomes true or the duration passes. Returns the exit code.
+int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop);
+
+std::string_view tcp_state_name(uint8_t state);
+
+}  // namespace portghost
