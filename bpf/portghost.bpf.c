@@ -126,11 +126,11 @@ static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *s
 	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	if (e->family == PG_AF_INET) {
-		BPF_CORE_READ_INTO(e->laddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(e->raddr, sk, __sk_common.skc_daddr);
+		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(e->laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(e->raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 }
 
@@ -446,12 +446,14 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	if (!st || !release_due(st) || !BPF_CORE_READ(sk, __sk_common.skc_num))
+	if (!st || !release_due(st))
 		return 0;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return 0;
 	fill_from_sk(e, sk);
+	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
+	e->lport = st->port;
 	e->proto = PG_IPPROTO_TCP;
 	e->state = oldstate;
 	e->cookie = bpf_get_socket_cookie(sk);

@@ -25,6 +25,8 @@ bool SocketTable::assign(const SockEvent& e, bool hidden) {
   h.family = e.family;
   h.laddr = e.laddr;
   h.lport = e.lport;
+  h.raddr = e.raddr;
+  h.rport = e.rport;
   insert(e.cookie, std::move(h));
   return true;
 }
@@ -40,6 +42,8 @@ void SocketTable::existing(const SockEvent& e, std::optional<uint32_t> pid, std:
   h.family = e.family;
   h.laddr = e.laddr;
   h.lport = e.lport;
+  h.raddr = e.raddr;
+  h.rport = e.rport;
   insert(e.cookie, std::move(h));
 }
 
@@ -52,6 +56,8 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     if (e.lport == 0) return std::nullopt;
     r.laddr = e.laddr;
     r.lport = e.lport;
+    r.raddr = e.raddr;
+    r.rport = e.rport;
     return r;
   }
   Holder h = std::move(it->second);
@@ -64,6 +70,10 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   bool has_local = e.lport != 0;
   r.lport = has_local ? e.lport : h.lport;
   r.laddr = has_local && !addr_text_unspecified(e.laddr) ? e.laddr : h.laddr;
+  // a failed connect has forgotten its peer by the time the file is released
+  bool has_peer = !e.raddr.empty() && e.rport != 0;
+  r.raddr = has_peer ? e.raddr : h.raddr;
+  r.rport = has_peer ? e.rport : h.rport;
   return r;
 }
 

@@ -22,6 +22,8 @@ class SocketTable {
     Family family = Family::Ipv4;
     std::string laddr;
     uint16_t lport = 0;
+    std::string raddr;  // empty: not connected when assigned
+    uint16_t rport = 0;
   };
 
   // What a release is matched to.
@@ -31,6 +33,8 @@ class SocketTable {
     std::optional<std::string> comm;
     std::string laddr;  // filled from the assign when the release lacks it
     uint16_t lport = 0;
+    std::string raddr;  // empty: unknown
+    uint16_t rport = 0;
   };
 
   explicit SocketTable(size_t max_entries = 1 << 20) : max_entries_(max_entries) {}

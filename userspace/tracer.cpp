@@ -105,7 +105,12 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       PortRecord r = base_record(e, PortRecord::Type::Release);
       r.laddr = m->laddr;
       r.lport = m->lport;
-      if (e.proto == Proto::Udp && !r.raddr) r.rport.reset();
+      r.raddr.reset();
+      r.rport.reset();
+      if (!m->raddr.empty()) {
+        r.raddr = m->raddr;
+        r.rport = m->rport;
+      }
       r.duration_ns = m->duration_ns;
       r.pid = m->pid;
       r.comm = m->comm;
