@@ -1,1 +1,825 @@
+// Root integration tests: the real tracer, real syscalls, exact records.
+// Each test fires one path from this process (or a thread, a child, an exec'd
+// program, another network namespace) and asserts the assign and release.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <net/if.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "harness.hpp"
+
+using namespace pgtest;
+
+namespace {
+
+uint64_t boot_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+pid_t gettid_() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+sockaddr_in v4(uint16_t port, uint32_t addr = INADDR_LOOPBACK) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(addr);
+  return a;
+}
+
+sockaddr_in6 v6(uint16_t port, const char* addr = "::1") {
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(port);
+  inet_pton(AF_INET6, addr, &a.sin6_addr);
+  return a;
+}
+
+template <class A>
+int do_connect(int fd, const A& a) {
+  return connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
+}
+
+// A port nobody listens on (bound once, then freed).
+uint16_t closed_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  auto a = v4(0);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  uint16_t p = local_port(fd);
+  close(fd);
+  return p;
+}
+
+// Accept the pending connection on l and close it (lets the client's close
+// complete its FIN exchange).
+void accept_and_close(const Listener& l) {
+  int a = accept(l.fd, nullptr, nullptr);
+  if (a >= 0) close(a);
+}
+
+struct Window {
+  uint64_t t0 = boot_ns();
+  uint64_t t1 = 0;
+  void end() { t1 = boot_ns(); }
+};
+
+}  // namespace
+
+class Trace : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (skip_reason()) return;
+    tracer_ = new Tracer({"--no-existing"});
+    started_ = tracer_->wait_started();
+  }
+  static void TearDownTestSuite() {
+    delete tracer_;
+    tracer_ = nullptr;
+  }
+  void SetUp() override {
+    if (auto r = skip_reason()) GTEST_SKIP() << *r;
+    ASSERT_TRUE(started_) << "tracer did not start: " << tracer_->stderr_text();
+  }
+
+  Tracer& t() { return *tracer_; }
+
+  Json assign_of(uint64_t cookie) {
+    auto r = t().wait_for(is("assign", cookie));
+    EXPECT_TRUE(r) << "no assign for sock " << cookie;
+    return r.value_or(Json::object());
+  }
+  Json release_of(uint64_t cookie) {
+    auto r = t().wait_for(is("release", cookie));
+    EXPECT_TRUE(r) << "no release for sock " << cookie;
+    return r.value_or(Json::object());
+  }
+  // The assign carries this thread's full attribution.
+  void expect_mine(const Json& a) {
+    EXPECT_EQ(a["pid"], getpid());
+    EXPECT_EQ(a["tid"], gettid_());
+    EXPECT_EQ(a["ppid"], getppid());
+    EXPECT_EQ(a["uid"], getuid());
+    EXPECT_EQ(a["comm"], process_comm());
+    EXPECT_EQ(a["thread"], thread_comm());
+    EXPECT_EQ(a["exe"], self_exe());
+    EXPECT_EQ(a["netns"], netns_inode());
+    EXPECT_TRUE(a["cgroup_id"].is_number());
+    EXPECT_EQ(a["kernel"], false);
+  }
+  void expect_lifetime(const Json& rel, const Window& w) {
+    ASSERT_TRUE(rel["duration_ns"].is_number()) << rel.dump();
+    uint64_t d = rel["duration_ns"];
+    EXPECT_GT(d, 0u);
+    EXPECT_LE(d, w.t1 - w.t0) << rel.dump();
+  }
+
+  static Tracer* tracer_;
+  static bool started_;
+};
+
+Tracer* Trace::tracer_ = nullptr;
+bool Trace::started_ = false;
+
+TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
+  auto recs = t().records();
+  ASSERT_FALSE(recs.empty());
+  const Json& s = recs.front();
+  EXPECT_EQ(s["type"], "start");
+  EXPECT_TRUE(s["ts"].is_string());
+  EXPECT_TRUE(s["ts_ns"].is_number());
+  EXPECT_FALSE(s["version"].get<std::string>().empty());
+  EXPECT_FALSE(s["kernel"].get<std::string>().empty());
+  EXPECT_GE(s["hooks"].size(), 10u);
+  ASSERT_EQ(s["port_range"].size(), 2u);
+  EXPECT_LE(s["port_range"][0].get<int>(), s["port_range"][1].get<int>());
+  EXPECT_TRUE(s["uncaught"].is_array());
+}
+
+TEST_F(Trace, TcpConnectIpv4) {
+  Listener l;
+  Window w;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(l.port)), 0);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  accept_and_close(l);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["proto"], "tcp");
+  EXPECT_EQ(a["family"], "ipv4");
+  EXPECT_EQ(a["laddr"], "127.0.0.1");
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_EQ(a["raddr"], "127.0.0.1");
+  EXPECT_EQ(a["rport"], l.port);
+  EXPECT_EQ(a["how"], "connect");
+  EXPECT_EQ(a["ephemeral"], true);
+  expect_mine(a);
+  Json r = release_of(c);
+  w.end();
+  EXPECT_EQ(r["lport"], port);
+  EXPECT_EQ(r["rport"], l.port);
+  EXPECT_EQ(r["pid"], getpid());
+  EXPECT_EQ(r["comm"], process_comm());
+  EXPECT_EQ(r["timewait"], true);  // we closed first
+  expect_lifetime(r, w);
+}
+
+TEST_F(Trace, TcpConnectIpv6) {
+  Listener l(AF_INET6);
+  Window w;
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v6(l.port)), 0);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  accept_and_close(l);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["family"], "ipv6");
+  EXPECT_EQ(a["laddr"], "::1");
+  EXPECT_EQ(a["raddr"], "::1");
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_EQ(a["how"], "connect");
+  expect_mine(a);
+  Json r = release_of(c);
+  w.end();
+  EXPECT_EQ(r["family"], "ipv6");
+  expect_lifetime(r, w);
+}
+
+TEST_F(Trace, TcpConnectV4MappedFromIpv6Socket) {
+  Listener l;
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v6(l.port, "::ffff:127.0.0.1")), 0);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  accept_and_close(l);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["family"], "ipv6");
+  EXPECT_EQ(a["laddr"], "::ffff:127.0.0.1");
+  EXPECT_EQ(a["raddr"], "::ffff:127.0.0.1");
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_EQ(a["how"], "connect");
+  release_of(c);
+}
+
+TEST_F(Trace, TcpNonBlockingConnect) {
+  Listener l;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int rc = do_connect(fd, v4(l.port));
+  ASSERT_TRUE(rc == 0 || errno == EINPROGRESS);
+  uint64_t c = sock_cookie(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "connect");
+  EXPECT_EQ(a["lport"], local_port(fd));
+  expect_mine(a);
+  close(fd);
+  accept_and_close(l);
+  release_of(c);
+}
+
+TEST_F(Trace, TcpFailedConnectIsStillRecorded) {
+  uint16_t dead = closed_port();
+  Window w;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(dead)), -1);
+  ASSERT_EQ(errno, ECONNREFUSED);
+  uint64_t c = sock_cookie(fd);
+  close(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "connect");
+  EXPECT_EQ(a["rport"], dead);
+  EXPECT_EQ(a["ephemeral"], true);
+  EXPECT_GT(a["lport"].get<int>(), 0);
+  expect_mine(a);
+  Json r = release_of(c);
+  w.end();
+  EXPECT_EQ(r["lport"], a["lport"]);
+  EXPECT_EQ(r["timewait"], false);
+  expect_lifetime(r, w);
+}
+
+TEST_F(Trace, BindAddressNoPortGetsItsPortAtConnect) {
+  Listener l;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ASSERT_EQ(setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one), 0);
+  auto b = v4(0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  ASSERT_EQ(local_port(fd), 0);
+  ASSERT_EQ(do_connect(fd, v4(l.port)), 0);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  accept_and_close(l);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "connect");
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_EQ(a["ephemeral"], true);
+  release_of(c);
+  EXPECT_EQ(t().all(is("assign", c)).size(), 1u);
+}
+
+TEST_F(Trace, TcpFastOpen) {
+  Listener l;
+  int qlen = 5;
+  setsockopt(l.fd, IPPROTO_TCP, TCP_FASTOPEN, &qlen, sizeof qlen);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  auto a4 = v4(l.port);
+  ASSERT_GE(sendto(fd, "hi", 2, MSG_FASTOPEN, reinterpret_cast<sockaddr*>(&a4), sizeof a4), 0) << strerror(errno);
+  uint64_t c = sock_cookie(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "fastopen");
+  EXPECT_EQ(a["lport"], local_port(fd));
+  EXPECT_EQ(a["rport"], l.port);
+  expect_mine(a);
+  close(fd);
+  accept_and_close(l);
+  release_of(c);
+}
+
+TEST_F(Trace, BindPortZeroTcpAndUdp) {
+  for (int type : {SOCK_STREAM, SOCK_DGRAM}) {
+    Window w;
+    int fd = socket(AF_INET, type, 0);
+    auto b = v4(0);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+    uint64_t c = sock_cookie(fd);
+    uint16_t port = local_port(fd);
+    close(fd);
+    Json a = assign_of(c);
+    EXPECT_EQ(a["proto"], type == SOCK_STREAM ? "tcp" : "udp");
+    EXPECT_EQ(a["how"], "bind");
+    EXPECT_EQ(a["ephemeral"], true);
+    EXPECT_EQ(a["lport"], port);
+    EXPECT_TRUE(a["raddr"].is_null());
+    EXPECT_TRUE(a["rport"].is_null());
+    expect_mine(a);
+    Json r = release_of(c);
+    w.end();
+    EXPECT_EQ(r["lport"], port);
+    EXPECT_EQ(r["laddr"], "127.0.0.1");
+    expect_lifetime(r, w);
+  }
+}
+
+TEST_F(Trace, BindFixedPortIsNotEphemeral) {
+  uint16_t want = closed_port();
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto b = v4(want);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  uint64_t c = sock_cookie(fd);
+  close(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "bind");
+  EXPECT_EQ(a["lport"], want);
+  EXPECT_EQ(a["ephemeral"], false);
+  release_of(c);
+}
+
+TEST_F(Trace, ListenAutobind) {
+  Window w;
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "listen");
+  EXPECT_EQ(a["ephemeral"], true);
+  EXPECT_EQ(a["lport"], port);
+  expect_mine(a);
+  Json r = release_of(c);
+  w.end();
+  expect_lifetime(r, w);
+}
+
+TEST_F(Trace, UdpAutobindOnSendtoSendmsgSendmmsg) {
+  for (int which = 0; which < 3; which++) {
+    Window w;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    auto dst = v4(9);
+    char byte = 'x';
+    iovec iov{&byte, 1};
+    msghdr m{};
+    m.msg_name = &dst;
+    m.msg_namelen = sizeof dst;
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    if (which == 0) {
+      ASSERT_EQ(sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 1);
+    }
+    if (which == 1) {
+      ASSERT_EQ(sendmsg(fd, &m, 0), 1);
+    }
+    if (which == 2) {
+      mmsghdr mm[2]{};
+      mm[0].msg_hdr = m;
+      mm[1].msg_hdr = m;
+      ASSERT_EQ(sendmmsg(fd, mm, 2, 0), 2);
+    }
+    uint64_t c = sock_cookie(fd);
+    uint16_t port = local_port(fd);
+    close(fd);
+    Json a = assign_of(c);
+    EXPECT_EQ(a["proto"], "udp");
+    EXPECT_EQ(a["how"], "sendmsg");
+    EXPECT_EQ(a["ephemeral"], true);
+    EXPECT_EQ(a["lport"], port);
+    expect_mine(a);
+    Json r = release_of(c);
+    w.end();
+    EXPECT_EQ(r["lport"], port);
+    expect_lifetime(r, w);
+    EXPECT_EQ(t().all(is("assign", c)).size(), 1u) << "sendmmsg of two datagrams is one assignment";
+  }
+}
+
+TEST_F(Trace, UdpConnectWithoutSend) {
+  Window w;
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(53)), 0);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["proto"], "udp");
+  EXPECT_EQ(a["how"], "connect");
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_EQ(a["raddr"], "127.0.0.1");
+  EXPECT_EQ(a["rport"], 53);
+  expect_mine(a);
+  Json r = release_of(c);
+  w.end();
+  EXPECT_EQ(r["rport"], 53);
+  expect_lifetime(r, w);
+}
+
+TEST_F(Trace, AcceptedSocketIsNotAnAssignment) {
+  Listener l;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(l.port)), 0);
+  int acc = accept(l.fd, nullptr, nullptr);
+  ASSERT_GE(acc, 0);
+  uint64_t ca = sock_cookie(acc), cc = sock_cookie(fd);
+  close(acc);
+  close(fd);
+  release_of(cc);  // the client's lifetime is complete
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(t().all(is("assign", ca)).empty());
+  EXPECT_TRUE(t().all(is("release", ca)).empty());
+}
+
+TEST_F(Trace, ReleaseOnlyWhenTheLastDupIsClosed) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto b = v4(0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  uint64_t c = sock_cookie(fd);
+  int fd2 = dup(fd);
+  close(fd);
+  assign_of(c);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(t().all(is("release", c)).empty()) << "released while a dup is open";
+  close(fd2);
+  release_of(c);
+}
+
+TEST_F(Trace, ReleaseWhenForkedChildClosesLastKeepsTheAssigner) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto dst = v4(9);
+  ASSERT_EQ(sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 1);
+  uint64_t c = sock_cookie(fd);
+  int go[2];
+  ASSERT_EQ(pipe(go), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char x;
+    close(go[1]);
+    if (read(go[0], &x, 1) < 0) _exit(1);  // parent says: exit now
+    _exit(0);
+  }
+  close(go[0]);
+  close(fd);
+  assign_of(c);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(t().all(is("release", c)).empty()) << "released while the child holds it";
+  close(go[1]);
+  waitpid(child, nullptr, 0);
+  Json r = release_of(c);
+  EXPECT_EQ(r["pid"], getpid()) << "the release names the assigner, not the last holder";
+}
+
+namespace {
+// Runs body in a child that writes "cookie port tid" to the pipe, then waits
+// for the parent (or is killed).
+struct ChildResult {
+  pid_t pid;
+  uint64_t cookie;
+  uint16_t port;
+  pid_t tid;
+};
+
+template <class F>
+ChildResult run_child(F body, bool wait_for_kill) {
+  int p[2];
+  if (pipe(p) != 0) abort();
+  pid_t child = fork();
+  if (child == 0) {
+    close(p[0]);
+    int fd = body();
+    char buf[128];
+    int n = snprintf(buf, sizeof buf, "%llu %u %d\n", static_cast<unsigned long long>(sock_cookie(fd)),
+                     local_port(fd), gettid_());
+    if (write(p[1], buf, static_cast<size_t>(n)) < 0) _exit(1);
+    if (wait_for_kill) pause();
+    _exit(0);
+  }
+  close(p[1]);
+  char buf[128] = {};
+  ssize_t n = read(p[0], buf, sizeof buf - 1);
+  close(p[0]);
+  ChildResult r{child, 0, 0, 0};
+  if (n > 0) {
+    unsigned long long ck = 0;
+    unsigned port = 0;
+    int tid = 0;
+    sscanf(buf, "%llu %u %d", &ck, &port, &tid);
+    r = {child, ck, static_cast<uint16_t>(port), tid};
+  }
+  return r;
+}
+
+int udp_sendto_socket() {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto dst = v4(9);
+  sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+  return fd;
+}
+}  // namespace
+
+TEST_F(Trace, FromForkedChildAndReleasedAtExit) {
+  auto r = run_child(udp_sendto_socket, false);
+  waitpid(r.pid, nullptr, 0);
+  ASSERT_NE(r.cookie, 0u);
+  Json a = assign_of(r.cookie);
+  EXPECT_EQ(a["pid"], r.pid);
+  EXPECT_EQ(a["tid"], r.pid);
+  EXPECT_EQ(a["ppid"], getpid());
+  EXPECT_EQ(a["lport"], r.port);
+  EXPECT_EQ(a["exe"], self_exe());
+  Json rel = release_of(r.cookie);
+  EXPECT_EQ(rel["pid"], r.pid);
+}
+
+TEST_F(Trace, ReleasedWhenTheHolderIsKilled) {
+  auto r = run_child(
+      [] {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        listen(fd, 1);
+        return fd;
+      },
+      true);
+  ASSERT_NE(r.cookie, 0u);
+  Json a = assign_of(r.cookie);
+  EXPECT_EQ(a["how"], "listen");
+  kill(r.pid, SIGKILL);
+  waitpid(r.pid, nullptr, 0);
+  Json rel = release_of(r.cookie);
+  EXPECT_EQ(rel["lport"], r.port);
+  EXPECT_EQ(rel["pid"], r.pid);
+}
+
+TEST_F(Trace, ResetCloseReleasesWithoutTimewait) {
+  Listener l;
+  Window w;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(l.port)), 0);
+  uint64_t c = sock_cookie(fd);
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+  Json r = release_of(c);
+  w.end();
+  EXPECT_EQ(r["timewait"], false);
+  expect_lifetime(r, w);
+  accept_and_close(l);
+}
+
+TEST_F(Trace, PassiveCloseReleasesWithoutTimewait) {
+  Listener l;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(l.port)), 0);
+  uint64_t c = sock_cookie(fd);
+  accept_and_close(l);  // the server closes first: we end in LAST_ACK, not TIME_WAIT
+  std::this_thread::sleep_for(50ms);
+  close(fd);
+  Json r = release_of(c);
+  EXPECT_EQ(r["timewait"], false);
+}
+
+TEST_F(Trace, FromAThread) {
+  uint64_t c = 0;
+  pid_t tid = 0;
+  std::thread th([&] {
+    pthread_setname_np(pthread_self(), "pg-worker");
+    int fd = udp_sendto_socket();
+    c = sock_cookie(fd);
+    tid = gettid_();
+    close(fd);
+  });
+  th.join();
+  Json a = assign_of(c);
+  EXPECT_EQ(a["pid"], getpid());
+  EXPECT_EQ(a["tid"], tid);
+  EXPECT_NE(a["tid"], getpid());
+  EXPECT_EQ(a["thread"], "pg-worker");
+  EXPECT_EQ(a["comm"], process_comm());
+  release_of(c);
+}
+
+TEST_F(Trace, FromAShortLivedExecdProgram) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    execl(PG_FIRE_BIN, PG_FIRE_BIN, "udp-send", "9", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(p[1]);
+  char buf[64] = {};
+  ssize_t n = read(p[0], buf, sizeof buf - 1);
+  close(p[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_GT(n, 0);
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  unsigned port = 0;
+  unsigned long long cookie = 0;
+  sscanf(buf, "%u %llu", &port, &cookie);
+  Json a = assign_of(cookie);
+  char real[PATH_MAX];
+  ASSERT_TRUE(realpath(PG_FIRE_BIN, real));
+  EXPECT_EQ(a["pid"], child);
+  EXPECT_EQ(a["comm"], "pg_fire");
+  EXPECT_EQ(a["exe"], real);
+  EXPECT_EQ(a["cmdline"], std::string(PG_FIRE_BIN) + " udp-send 9");
+  EXPECT_EQ(a["lport"], port);
+  Json r = release_of(cookie);
+  EXPECT_EQ(r["comm"], "pg_fire");
+}
+
+TEST_F(Trace, FromAFreshNetworkNamespace) {
+  auto r = run_child(
+      [] {
+        if (unshare(CLONE_NEWNET) != 0) _exit(3);
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        ifreq ifr{};
+        std::strcpy(ifr.ifr_name, "lo");
+        ioctl(s, SIOCGIFFLAGS, &ifr);
+        ifr.ifr_flags |= IFF_UP;
+        ioctl(s, SIOCSIFFLAGS, &ifr);
+        close(s);
+        return udp_sendto_socket();
+      },
+      true);
+  ASSERT_NE(r.cookie, 0u) << "child could not set up a network namespace";
+  uint32_t ns = netns_inode(r.pid);
+  Json a = assign_of(r.cookie);
+  EXPECT_EQ(a["netns"], ns);
+  EXPECT_NE(a["netns"], netns_inode());
+  EXPECT_EQ(a["pid"], r.pid);
+  kill(r.pid, SIGKILL);
+  waitpid(r.pid, nullptr, 0);
+  release_of(r.cookie);
+}
+
+TEST_F(Trace, IoUringConnectAndSendmsg) {
+  io_uring ring;
+  int rc = io_uring_queue_init(4, &ring, 0);
+  if (rc < 0) GTEST_SKIP() << "io_uring unavailable here: " << strerror(-rc);
+  Listener l;
+  // IORING_OP_CONNECT (tcp): no connect() syscall is made
+  int tfd = socket(AF_INET, SOCK_STREAM, 0);
+  auto dst = v4(l.port);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_connect(sqe, tfd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+  io_uring_submit(&ring);
+  io_uring_cqe* cqe = nullptr;
+  ASSERT_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+  ASSERT_EQ(cqe->res, 0);
+  io_uring_cqe_seen(&ring, cqe);
+  // IORING_OP_SENDMSG (udp autobind): no send syscall is made
+  int ufd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto udst = v4(9);
+  char byte = 'x';
+  iovec iov{&byte, 1};
+  msghdr m{};
+  m.msg_name = &udst;
+  m.msg_namelen = sizeof udst;
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_sendmsg(sqe, ufd, &m, 0);
+  io_uring_submit(&ring);
+  ASSERT_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+  ASSERT_EQ(cqe->res, 1);
+  io_uring_cqe_seen(&ring, cqe);
+  io_uring_queue_exit(&ring);
+
+  uint64_t tc = sock_cookie(tfd), uc = sock_cookie(ufd);
+  Json ta = assign_of(tc);
+  EXPECT_EQ(ta["how"], "connect");
+  EXPECT_EQ(ta["lport"], local_port(tfd));
+  EXPECT_EQ(ta["pid"], getpid());
+  Json ua = assign_of(uc);
+  EXPECT_EQ(ua["how"], "sendmsg");
+  EXPECT_EQ(ua["lport"], local_port(ufd));
+  EXPECT_EQ(ua["pid"], getpid());
+  close(tfd);
+  close(ufd);
+  accept_and_close(l);
+  release_of(tc);
+  release_of(uc);
+}
+
+// ---- tracers of their own -------------------------------------------------------
+
+class TraceOwn : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto r = skip_reason()) GTEST_SKIP() << *r;
+  }
+};
+
+TEST_F(TraceOwn, ExistingSocketsAreReportedAndTheirReleaseMatches) {
+  Listener l;  // held before the tracer starts
+  uint64_t c = sock_cookie(l.fd);
+  Tracer tr;
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  auto e = tr.wait_for(is("existing", c));
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["lport"], l.port);
+  EXPECT_EQ((*e)["pid"], getpid());
+  EXPECT_EQ((*e)["state"], "LISTEN");
+  EXPECT_EQ((*e)["exe"], self_exe());
+  // existing records come right after start
+  auto recs = tr.records();
+  ASSERT_GE(recs.size(), 2u);
+  EXPECT_EQ(recs[0]["type"], "start");
+  close(l.fd);
+  l.fd = -1;
+  auto r = tr.wait_for(is("release", c));
+  ASSERT_TRUE(r);
+  EXPECT_TRUE((*r)["duration_ns"].is_null()) << "assigned before the trace: lifetime unknown";
+  EXPECT_EQ((*r)["pid"], getpid());
+}
+
+TEST_F(TraceOwn, KernelFiltersAndStopRecordCounts) {
+  Tracer tr({"--no-existing", "--proto", "udp"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  Listener l;
+  int tcp = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(tcp, v4(l.port)), 0);
+  uint64_t tc = sock_cookie(tcp);
+  int udp = udp_sendto_socket();
+  uint64_t uc = sock_cookie(udp);
+  close(udp);
+  close(tcp);
+  ASSERT_TRUE(tr.wait_for(is("release", uc)));
+  EXPECT_EQ(tr.stop(), 0);
+  auto recs = tr.records();
+  for (const auto& r : recs) EXPECT_FALSE(r.contains("sock") && r["sock"] == tc) << r.dump();
+  ASSERT_FALSE(recs.empty());
+  const Json& stop = recs.back();
+  EXPECT_EQ(stop["type"], "stop");
+  EXPECT_EQ(stop["reason"], "signal");
+  size_t assigns = 0, releases = 0;
+  for (const auto& r : recs) {
+    assigns += r["type"] == "assign";
+    releases += r["type"] == "release";
+  }
+  EXPECT_EQ(stop["records"]["assign"], assigns);
+  EXPECT_EQ(stop["records"]["release"], releases);
+  EXPECT_EQ(stop["lost"], 0);
+}
+
+TEST_F(TraceOwn, DurationStopsTheTrace) {
+  Tracer tr({"--no-existing", "--duration", "1"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  auto s = tr.wait_for([](const Json& j) { return j["type"] == "stop"; }, 10s);
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)["reason"], "duration");
+}
+
+namespace {
+// Runs portghost with args (optionally as an unprivileged user); returns
+// exit status and stderr.
+std::pair<int, std::string> run_cli(std::vector<std::string> args, bool as_nobody = false) {
+  char tmpl[] = "/tmp/portghost-cli-XXXXXX";
+  int efd = mkstemp(tmpl);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(efd, STDERR_FILENO);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDOUT_FILENO);
+    if (as_nobody && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(99);
+    std::vector<char*> argv{const_cast<char*>(PORTGHOST_BIN)};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(PORTGHOST_BIN, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::string err(4096, '\0');
+  ssize_t n = pread(efd, err.data(), err.size(), 0);
+  err.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  close(efd);
+  unlink(tmpl);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
+}
+
+size_t lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+}  // namespace
+
+TEST_F(TraceOwn, OutputInAMissingDirectoryIsExit1BeforeLoading) {
+  auto [code, err] = run_cli({"trace", "-o", "/nonexistent-dir/x.jsonl"});
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(lines(err), 1u) << err;
+  EXPECT_NE(err.find("/nonexistent-dir/x.jsonl"), std::string::npos) << err;
+}
+
+TEST_F(TraceOwn, NotRootIsExit1NamingTheCapabilities) {
+  auto [code, err] = run_cli({"trace", "-o", "-"}, true);
+  EXPECT_EQ(code, 1);
+  EXPECT_EQ(lines(err), 1u) << err;
+  EXPECT_NE(err.find("CAP_BPF"), std::string::npos) << err;
+}
+
+TEST_F(TraceOwn, BadValueIsExit2) {
+  auto [code, err] = run_cli({"trace", "--port-range", "9-1"});
+  EXPECT_EQ(code, 2);
+  EXPECT_EQ(lines(err), 1u) << err;
+  auto [code2, err2] = run_cli({"trace", "--cgroup", "/no/such/cgroup"});
+  EXPECT_EQ(code2, 2) << err2;
+}
