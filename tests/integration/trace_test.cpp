@@ -19,7 +19,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <climits>
+#include <fstream>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -822,4 +826,82 @@ TEST_F(TraceOwn, BadValueIsExit2) {
   EXPECT_EQ(lines(err), 1u) << err;
   auto [code2, err2] = run_cli({"trace", "--cgroup", "/no/such/cgroup"});
   EXPECT_EQ(code2, 2) << err2;
+}
+
+TEST_F(TraceOwn, CommFilterKeepsOnlyThatProcess) {
+  Tracer tr({"--no-existing", "--comm", "pg_fire"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  int mine = udp_sendto_socket();
+  uint64_t mc = sock_cookie(mine);
+  close(mine);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    execl(PG_FIRE_BIN, PG_FIRE_BIN, "udp-send", "9", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(p[1]);
+  char buf[64] = {};
+  ASSERT_GT(read(p[0], buf, sizeof buf - 1), 0);
+  close(p[0]);
+  waitpid(child, nullptr, 0);
+  unsigned port = 0;
+  unsigned long long cookie = 0;
+  sscanf(buf, "%u %llu", &port, &cookie);
+  ASSERT_TRUE(tr.wait_for(is("release", cookie)));
+  EXPECT_TRUE(tr.all(is("assign", mc)).empty());
+  EXPECT_TRUE(tr.all(is("release", mc)).empty()) << "the release of a filtered assign is filtered too";
+}
+
+TEST_F(TraceOwn, CgroupFilterKeepsOnlyTasksBelowIt) {
+  auto root = [] {
+    std::ifstream f("/proc/mounts");
+    std::string dev, dir, type, rest;
+    while (f >> dev >> dir >> type && std::getline(f, rest))
+      if (type == "cgroup2") return dir;
+    return std::string();
+  }();
+  if (root.empty()) GTEST_SKIP() << "no cgroup v2 mount";
+  std::string cg = root + "/portghost-it-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(cg.c_str(), 0755), 0) << strerror(errno);
+  std::string sub = cg + "/inner";  // tasks below the filtered cgroup count too
+  ASSERT_EQ(mkdir(sub.c_str(), 0755), 0) << strerror(errno);
+  uint64_t child_cookie = 0, my_cookie = 0;
+  {
+    Tracer tr({"--no-existing", "--cgroup", cg});
+    ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+    int go[2], res[2];
+    ASSERT_EQ(pipe(go), 0);
+    ASSERT_EQ(pipe(res), 0);
+    pid_t child = fork();
+    if (child == 0) {
+      char x;
+      if (read(go[0], &x, 1) != 1) _exit(4);
+      int fd = udp_sendto_socket();
+      uint64_t c = sock_cookie(fd);
+      if (write(res[1], &c, sizeof c) != sizeof c) _exit(5);
+      close(fd);
+      _exit(0);
+    }
+    {
+      std::ofstream procs(sub + "/cgroup.procs");
+      procs << child << std::endl;
+    }
+    ASSERT_EQ(write(go[1], "g", 1), 1);
+    ASSERT_EQ(read(res[0], &child_cookie, sizeof child_cookie), static_cast<ssize_t>(sizeof child_cookie));
+    waitpid(child, nullptr, 0);
+    int mine = udp_sendto_socket();
+    my_cookie = sock_cookie(mine);
+    close(mine);
+    for (int fd : {go[0], go[1], res[0], res[1]}) close(fd);
+    auto a = tr.wait_for(is("assign", child_cookie));
+    EXPECT_TRUE(a);
+    EXPECT_TRUE(tr.wait_for(is("release", child_cookie)));
+    std::this_thread::sleep_for(300ms);
+    EXPECT_TRUE(tr.all(is("assign", my_cookie)).empty());
+  }
+  rmdir(sub.c_str());
+  rmdir(cg.c_str());
 }
