@@ -164,18 +164,13 @@ static __always_inline bool already_reported(const struct pg_sk_state *st, __u16
 	       !(st->flags & PG_SK_RELEASED) && st->port == port;
 }
 
-static __always_inline struct pg_sk_state *sk_state_of(void *sk, bool *created)
+/* The socket's state, created on first sight. */
+static __always_inline struct pg_sk_state *sk_state_of(void *sk)
 {
-	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-	*created = false;
-	if (st)
-		return st;
-	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		counter_inc(PG_CNT_DROP_STORAGE);
-	else
-		*created = true;
 	return st;
 }
 
@@ -184,11 +179,10 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct pg_sk_state *st;
-	bool created;
 
 	if (!sk || !is_inet_l4(ctx->family, ctx->protocol))
 		return PG_ALLOW;
-	st = sk_state_of(sk, &created);
+	st = sk_state_of(sk);
 	if (st) {
 		st->req_port = bpf_ntohs(ctx->user_port);
 		st->flags |= PG_SK_BIND_PENDING;
@@ -207,11 +201,10 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 {
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
-	bool created;
 
 	if (!is_inet_l4(sk->family, sk->protocol) || !sk->src_port)
 		return PG_ALLOW;
-	st = sk_state_of(sk, &created);
+	st = sk_state_of(sk);
 	e = sock_event_new(PG_KIND_ASSIGN);
 	if (!e)
 		return PG_ALLOW;
@@ -254,7 +247,6 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	struct pg_sk_state *st;
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
-	bool created;
 
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB)
 		return 1;
@@ -263,7 +255,7 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	sk = ops->sk;
 	if (!sk)
 		return 1;
-	st = sk_state_of(sk, &created);
+	st = sk_state_of(sk);
 	if (st && already_reported(st, ops->local_port))
 		return 1;
 	e = sock_event_new(PG_KIND_ASSIGN);
@@ -271,8 +263,6 @@ int pg_sockops(struct bpf_sock_ops *ops)
 		return 1;
 	fill_from_sock_ops(e, ops);
 	e->cookie = bpf_get_socket_cookie(ops);
-	if (created)
-		e->flags |= PG_F_UNCERTAIN;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (op == BPF_SOCK_OPS_TCP_LISTEN_CB) {
 		e->how = PG_HOW_LISTEN;
@@ -295,7 +285,6 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	struct bpf_sock *sk = ctx->sk;
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
-	bool created;
 	__u16 port;
 
 	if (!sk || ctx->protocol != PG_IPPROTO_UDP)
@@ -303,7 +292,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	port = sk->src_port;
 	if (!port)
 		return PG_ALLOW;
-	st = sk_state_of(sk, &created);
+	st = sk_state_of(sk);
 	if (st) {
 		if (already_reported(st, port))
 			return PG_ALLOW;
@@ -319,8 +308,6 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
 	e->how = PG_HOW_SENDMSG;
 	e->flags |= PG_F_EPHEMERAL;
-	if (created)
-		e->flags |= PG_F_UNCERTAIN;
 	e->cookie = bpf_get_socket_cookie(ctx);
 	assign_commit(e, st);
 	return PG_ALLOW;
@@ -338,12 +325,11 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	struct pg_pending_connect p = {};
 	struct bpf_sock *sk = ctx->sk;
 	struct pg_sk_state *st;
-	bool created;
 	__u32 tid;
 
 	if (!sk || ctx->protocol != PG_IPPROTO_UDP)
 		return PG_ALLOW;
-	st = sk_state_of(sk, &created);
+	st = sk_state_of(sk);
 	if (st)
 		st->flags |= PG_SK_CONNECTING;
 	p.cookie = bpf_get_socket_cookie(ctx);
@@ -423,13 +409,7 @@ static __always_inline bool release_due(struct pg_sk_state *st)
 
 static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
 {
-	if (st) {
-		if (!(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)))
-			e->flags |= PG_F_UNSEEN;
-		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
-	} else {
-		e->flags |= PG_F_UNSEEN;
-	}
+	st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
 	counter_inc(PG_CNT_RELEASE);
 	event_submit(e);
 }

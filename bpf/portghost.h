@@ -42,9 +42,7 @@ enum pg_how {
 enum pg_sock_flags {
 	PG_F_EPHEMERAL = 1 << 0, /* the kernel chose the port */
 	PG_F_KERNEL = 1 << 1,    /* assigned in kernel context, no user process */
-	PG_F_UNCERTAIN = 1 << 2, /* first sight of this socket: the port may predate the trace */
-	PG_F_TIMEWAIT = 1 << 3,  /* release: the port lives on in TIME_WAIT */
-	PG_F_UNSEEN = 1 << 4,    /* release of a port whose assignment the kernel side never saw */
+	PG_F_TIMEWAIT = 1 << 2,  /* release: the port lives on in TIME_WAIT */
 };
 
 /* pg_exec_event.flags */
