@@ -157,6 +157,16 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 	event_submit(e);
 }
 
+/* The ring buffer was full: the assign is lost (and counted), but the socket
+ * still holds the port, so its release must still be produced. */
+static __always_inline void assign_lost(struct pg_sk_state *st, __u16 port)
+{
+	if (!st)
+		return;
+	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED);
+	st->port = port;
+}
+
 /* Has the port of this socket already been reported (and not released)? */
 static __always_inline bool already_reported(const struct pg_sk_state *st, __u16 port)
 {
@@ -206,8 +216,10 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 		return PG_ALLOW;
 	st = sk_state_of(sk);
 	e = sock_event_new(PG_KIND_ASSIGN);
-	if (!e)
+	if (!e) {
+		assign_lost(st, sk->src_port);
 		return PG_ALLOW;
+	}
 	e->family = family;
 	e->proto = sk->protocol;
 	e->lport = sk->src_port;
@@ -259,8 +271,10 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	if (st && already_reported(st, ops->local_port))
 		return 1;
 	e = sock_event_new(PG_KIND_ASSIGN);
-	if (!e)
+	if (!e) {
+		assign_lost(st, ops->local_port);
 		return 1;
+	}
 	fill_from_sock_ops(e, ops);
 	e->cookie = bpf_get_socket_cookie(ops);
 	tp = bpf_skc_to_tcp_sock(sk);
@@ -293,16 +307,13 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	if (!port)
 		return PG_ALLOW;
 	st = sk_state_of(sk);
-	if (st) {
-		if (already_reported(st, port))
-			return PG_ALLOW;
-		/* connected by a udp connect(): its exit reported the port */
-		if ((st->flags & PG_SK_CONNECTING) && st->port == port)
-			return PG_ALLOW;
-	}
-	e = sock_event_new(PG_KIND_ASSIGN);
-	if (!e)
+	if (st && already_reported(st, port))
 		return PG_ALLOW;
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e) {
+		assign_lost(st, port);
+		return PG_ALLOW;
+	}
 	fill_from_bpf_sock(e, sk);
 	e->rport = 0;
 	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
@@ -382,7 +393,10 @@ int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
 	sk = sock_of_fd((struct task_struct *)t, fd);
-	if (!sk || !BPF_CORE_READ(sk, __sk_common.skc_num))
+	/* The note is this thread's, but an io_uring connect leaves one with no
+	 * syscall exit to take it: only the socket the hook saw may use it. */
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != p.cookie ||
+	    !BPF_CORE_READ(sk, __sk_common.skc_num))
 		return 0;
 	e = sock_event_new(PG_KIND_ASSIGN);
 	if (!e)

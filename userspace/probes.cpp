@@ -120,7 +120,7 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     bpf_program__set_autoload(s->progs.pg_connect4, false);
     bpf_program__set_autoload(s->progs.pg_connect6, false);
     uncaught_.push_back(
-        "udp connect() without a send: no syscall tracepoint or bpf_task_pt_regs; seen only at close");
+        "udp connect() without a send to an explicit address: no syscall tracepoint or bpf_task_pt_regs");
   }
   if (!helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop)) {
     bpf_program__set_autoload(s->progs.pg_exec, false);
@@ -135,6 +135,7 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     uncaught_.push_back("udp sockets holding ports before start: no udp socket iterator");
   }
   uncaught_.push_back("tcp sockets bound before start but neither listening nor connected (no kernel list has them)");
+  uncaught_.push_back("udp connect() through io_uring, until the socket sends to an explicit address");
 
   // ---- load
   int err = portghost_bpf__load(s);

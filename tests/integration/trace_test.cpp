@@ -905,3 +905,33 @@ TEST_F(TraceOwn, CgroupFilterKeepsOnlyTasksBelowIt) {
   rmdir(sub.c_str());
   rmdir(cg.c_str());
 }
+
+TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
+  io_uring ring;
+  int rc = io_uring_queue_init(4, &ring, 0);
+  if (rc < 0) GTEST_SKIP() << "io_uring unavailable here: " << strerror(-rc);
+  int ufd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto udst = v4(53);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_connect(sqe, ufd, reinterpret_cast<sockaddr*>(&udst), sizeof udst);
+  io_uring_submit(&ring);
+  io_uring_cqe* cqe = nullptr;
+  ASSERT_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+  ASSERT_EQ(cqe->res, 0);
+  io_uring_cqe_seen(&ring, cqe);
+  io_uring_queue_exit(&ring);
+  uint64_t uc = sock_cookie(ufd);
+  // the next connect(2) of this thread is a tcp one
+  Listener l;
+  int tfd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(do_connect(tfd, v4(l.port)), 0);
+  uint64_t tc = sock_cookie(tfd);
+  Json ta = assign_of(tc);
+  EXPECT_EQ(ta["proto"], "tcp");
+  close(tfd);
+  close(ufd);
+  accept_and_close(l);
+  release_of(tc);
+  std::this_thread::sleep_for(200ms);
+  for (const auto& a : t().all(is("assign", uc))) EXPECT_EQ(a["proto"], "udp") << a.dump();
+}
