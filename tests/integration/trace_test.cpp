@@ -926,6 +926,7 @@ TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
   int tfd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_EQ(do_connect(tfd, v4(l.port)), 0);
   uint64_t tc = sock_cookie(tfd);
+  uint16_t tport = local_port(tfd);
   Json ta = assign_of(tc);
   EXPECT_EQ(ta["proto"], "tcp");
   close(tfd);
@@ -933,5 +934,8 @@ TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
   accept_and_close(l);
   release_of(tc);
   std::this_thread::sleep_for(200ms);
-  for (const auto& a : t().all(is("assign", uc))) EXPECT_EQ(a["proto"], "udp") << a.dump();
+  for (const auto& a : t().all(is("assign", uc))) {
+    EXPECT_EQ(a["proto"], "udp") << a.dump();
+    EXPECT_NE(a["lport"], tport) << "the tcp connect's port was given to the io_uring udp socket: " << a.dump();
+  }
 }
