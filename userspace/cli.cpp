@@ -66,7 +66,8 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   trace->add_option("--netns", o.filters.netns, "Only this network namespace (inode, as in ls -l /proc/PID/ns/net)");
   trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it");
   trace->add_flag("--ephemeral-only", o.filters.ephemeral_only, "Only ports the kernel chose");
-  trace->add_option("--duration", o.duration_s, "Stop after SEC seconds")->check(CLI::PositiveNumber);
+  trace->add_option("--duration", o.duration_s, "Stop after SEC seconds")
+      ->check(CLI::Range(0.001, 1e9).description("SEC > 0"));
   trace->add_option("--ring-buffer-mb", o.ring_buffer_mb, "Kernel ring buffer size in MiB (power of two)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();

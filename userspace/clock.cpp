@@ -58,11 +58,12 @@ std::string format_clock_local(uint64_t unix_ns) {
 
 std::string format_duration(uint64_t ns) {
   char buf[32];
+  // each unit up to where %.1f would round to 1000.0 of it
   if (ns < 1'000)
     std::snprintf(buf, sizeof buf, "%lluns", static_cast<unsigned long long>(ns));
-  else if (ns < 1'000'000)
+  else if (ns < 999'950)
     std::snprintf(buf, sizeof buf, "%.1fus", static_cast<double>(ns) / 1e3);
-  else if (ns < 1'000'000'000)
+  else if (ns < 999'950'000)
     std::snprintf(buf, sizeof buf, "%.1fms", static_cast<double>(ns) / 1e6);
   else if (ns < 3600ULL * 1'000'000'000)
     std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ns) / 1e9);

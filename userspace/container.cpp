@@ -69,6 +69,23 @@ std::optional<std::string> container_from_cgroup_path(std::string_view path) {
   return found;
 }
 
+namespace {
+// /proc/mounts writes space, tab, newline and backslash as \ooo octal
+std::string unescape_mount_path(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
+        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+}  // namespace
+
 std::optional<std::string> find_cgroup2_mount(const std::string& mounts_file) {
   std::ifstream f(mounts_file);
   std::string line;
@@ -76,7 +93,7 @@ std::optional<std::string> find_cgroup2_mount(const std::string& mounts_file) {
     std::istringstream ss(line);
     std::string dev, dir, type;
     ss >> dev >> dir >> type;
-    if (type == "cgroup2") return dir;
+    if (type == "cgroup2") return unescape_mount_path(dir);
   }
   return std::nullopt;
 }

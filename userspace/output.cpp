@@ -48,6 +48,8 @@ void FileOutput::open_file() {
       throw FatalError("cannot write output " + path_ + ": not a regular file");
     }
     size_ = static_cast<uint64_t>(st.st_size);
+    // a pipe or device has nothing to rotate: never rename or truncate it
+    if (!S_ISREG(st.st_mode)) rotate_.max_bytes = 0;
   }
   fd_ = fd;
 }

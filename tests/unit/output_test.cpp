@@ -1,1 +1,248 @@
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "errors.hpp"
+#include "output.hpp"
+#include "test_util.hpp"
+
+using namespace portghost;
+using pgtest::exists;
+using pgtest::read_file;
+using pgtest::TempDir;
+using pgtest::write_file;
+
+namespace {
+
+std::string numbered_line(int i) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "line-%02d\n", i);  // 8 bytes
+  return buf;
+}
+
+}  // namespace
+
+TEST(StringOutput, CollectsText) {
+  StringOutput o;
+  o.write("a");
+  o.write("bc\n");
+  o.flush();
+  EXPECT_EQ(o.text(), "abc\n");
+  EXPECT_FALSE(o.is_terminal());
+  o.clear();
+  EXPECT_EQ(o.text(), "");
+}
+
+TEST(FileOutput, CreatesAMissingFile) {
+  TempDir d;
+  {
+    FileOutput o(d / "new.jsonl", {});
+    EXPECT_EQ(o.path(), d / "new.jsonl");
+    EXPECT_TRUE(exists(d / "new.jsonl")) << "opened at construction, before any write";
+    EXPECT_FALSE(o.is_terminal());
+    o.write("{}\n");
+    o.flush();
+  }
+  EXPECT_EQ(read_file(d / "new.jsonl"), "{}\n");
+  struct stat st {};
+  ASSERT_EQ(stat((d / "new.jsonl").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0007, 0u) << "not world-readable";
+}
+
+TEST(FileOutput, AppendsToAnExistingFileWithoutTruncating) {
+  TempDir d;
+  write_file(d / "log", "old 1\nold 2\n");
+  {
+    FileOutput o(d / "log", {});
+    o.write("new 1\n");
+    o.flush();
+    o.write("new 2\n");
+    o.flush();
+  }
+  EXPECT_EQ(read_file(d / "log"), "old 1\nold 2\nnew 1\nnew 2\n");
+  {
+    FileOutput again(d / "log", {});
+    again.write("new 3\n");
+  }  // the destructor flushes
+  EXPECT_EQ(read_file(d / "log"), "old 1\nold 2\nnew 1\nnew 2\nnew 3\n");
+}
+
+TEST(FileOutput, WritesAreBufferedUntilFlush) {
+  TempDir d;
+  FileOutput o(d / "log", {});
+  o.write("pending\n");
+  EXPECT_EQ(read_file(d / "log"), "") << "nothing written before the flush";
+  o.flush();
+  EXPECT_EQ(read_file(d / "log"), "pending\n");
+  o.flush();  // an empty flush writes nothing more
+  EXPECT_EQ(read_file(d / "log"), "pending\n");
+}
+
+TEST(FileOutput, RotationKeepsWholeLinesAndShiftsFiles) {
+  TempDir d;
+  const std::string f = d / "ports.jsonl";
+  std::string all;
+  {
+    FileOutput o(f, {/*max_bytes=*/20, /*keep=*/2});
+    for (int i = 0; i < 10; i++) {
+      o.write(numbered_line(i));
+      all += numbered_line(i);
+      o.flush();
+      // never more than max_bytes: two 8-byte lines fit, a third rotates
+      EXPECT_LE(read_file(f).size(), 20u) << "after line " << i;
+    }
+  }
+  std::string cur = read_file(f), r1 = read_file(f + ".1"), r2 = read_file(f + ".2");
+  EXPECT_FALSE(exists(f + ".3")) << "keep=2: nothing beyond FILE.2";
+  EXPECT_EQ(cur, numbered_line(8) + numbered_line(9));
+  EXPECT_EQ(r1, numbered_line(6) + numbered_line(7));
+  EXPECT_EQ(r2, numbered_line(4) + numbered_line(5));
+  for (const std::string* s : {&cur, &r1, &r2}) {
+    ASSERT_FALSE(s->empty());
+    EXPECT_EQ(s->back(), '\n') << "every file ends with a whole line";
+  }
+  // oldest to newest, the kept files are the tail of what was written, in order
+  std::string kept = r2 + r1 + cur;
+  EXPECT_EQ(all.substr(all.size() - kept.size()), kept);
+}
+
+TEST(FileOutput, RotationNeverSplitsOneFlushAcrossFiles) {
+  TempDir d;
+  const std::string f = d / "log";
+  FileOutput o(f, {/*max_bytes=*/20, /*keep=*/3});
+  o.write(numbered_line(0));
+  o.flush();
+  // three lines in one batch: they go together into the new file
+  o.write(numbered_line(1) + numbered_line(2) + numbered_line(3));
+  o.flush();
+  EXPECT_EQ(read_file(f + ".1"), numbered_line(0));
+  EXPECT_EQ(read_file(f), numbered_line(1) + numbered_line(2) + numbered_line(3));
+  EXPECT_FALSE(exists(f + ".2"));
+}
+
+TEST(FileOutput, RotationCountsWhatTheFileAlreadyHeld) {
+  TempDir d;
+  const std::string f = d / "log";
+  write_file(f, std::string(15, 'x') + "\n");  // 16 bytes from an earlier run
+  {
+    FileOutput o(f, {/*max_bytes=*/20, /*keep=*/1});
+    o.write(numbered_line(1));  // 16 + 8 > 20
+    o.flush();
+  }
+  EXPECT_EQ(read_file(f + ".1"), std::string(15, 'x') + "\n");
+  EXPECT_EQ(read_file(f), numbered_line(1));
+}
+
+TEST(FileOutput, KeepOneReplacesTheRotatedFile) {
+  TempDir d;
+  const std::string f = d / "log";
+  {
+    FileOutput o(f, {/*max_bytes=*/10, /*keep=*/1});
+    for (int i = 0; i < 4; i++) {
+      o.write(numbered_line(i));
+      o.flush();
+    }
+  }
+  EXPECT_EQ(read_file(f), numbered_line(3));
+  EXPECT_EQ(read_file(f + ".1"), numbered_line(2));
+  EXPECT_FALSE(exists(f + ".2"));
+}
+
+TEST(FileOutput, KeepZeroTruncatesInPlace) {
+  TempDir d;
+  const std::string f = d / "log";
+  {
+    FileOutput o(f, {/*max_bytes=*/10, /*keep=*/0});
+    for (int i = 0; i < 3; i++) {
+      o.write(numbered_line(i));
+      o.flush();
+    }
+  }
+  EXPECT_EQ(read_file(f), numbered_line(2));
+  EXPECT_FALSE(exists(f + ".1"));
+}
+
+TEST(FileOutput, NoRotationWithoutALimit) {
+  TempDir d;
+  const std::string f = d / "log";
+  std::string all;
+  {
+    FileOutput o(f, {/*max_bytes=*/0, /*keep=*/5});
+    for (int i = 0; i < 50; i++) {
+      o.write(numbered_line(i));
+      all += numbered_line(i);
+      o.flush();
+    }
+  }
+  EXPECT_EQ(read_file(f), all);
+  EXPECT_FALSE(exists(f + ".1"));
+}
+
+TEST(FileOutput, MissingDirectoryThrowsFatalError) {
+  TempDir d;
+  const std::string f = d / "no/such/dir/log";
+  try {
+    FileOutput o(f, {});
+    FAIL() << "opened " << f;
+  } catch (const FatalError& e) {
+    EXPECT_EQ(e.code(), kExitRuntime);
+    EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("No such file or directory"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(exists(d / "no"));
+}
+
+TEST(FileOutput, ADirectoryIsNotAnOutput) {
+  TempDir d;
+  EXPECT_THROW(FileOutput(d.path(), {}), FatalError);
+}
+
+namespace {
+
+// Everything readable now from a non-blocking fd.
+std::string drain(int fd) {
+  std::string s;
+  char buf[256];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) s.append(buf, static_cast<size_t>(n));
+  return s;
+}
+
+}  // namespace
+
+TEST(FileOutput, APipeIsNeverRotated) {
+  // a FIFO (or a device such as /dev/null) has nothing to rotate: renaming or
+  // truncating it would break whoever else uses that path
+  for (unsigned keep : {2u, 0u}) {
+    TempDir d;
+    const std::string f = d / "pipe";
+    ASSERT_EQ(mkfifo(f.c_str(), 0600), 0);
+    int reader = open(f.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    ASSERT_GE(reader, 0);
+    std::string got;
+    {
+      FileOutput o(f, {/*max_bytes=*/10, keep});
+      for (int i = 0; i < 3; i++) {
+        o.write(numbered_line(i));
+        ASSERT_NO_THROW(o.flush()) << "keep=" << keep;
+        got += drain(reader);
+      }
+    }
+    got += drain(reader);
+    close(reader);
+    EXPECT_EQ(got, numbered_line(0) + numbered_line(1) + numbered_line(2)) << "keep=" << keep;
+    struct stat st {};
+    ASSERT_EQ(lstat(f.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the pipe is still there, keep=" << keep;
+    EXPECT_FALSE(exists(f + ".1")) << "keep=" << keep;
+  }
+}
+
+TEST(ErrnoText, PositiveAndNegativeErrno) {
+  EXPECT_EQ(errno_text("open x", ENOENT), "open x: No such file or directory");
+  EXPECT_EQ(errno_text("open x", -ENOENT), "open x: No such file or directory");
+}

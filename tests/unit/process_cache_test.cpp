@@ -1,1 +1,222 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "process_cache.hpp"
+#include "test_util.hpp"
+
+using namespace portghost;
+using namespace std::string_literals;
+using pgtest::TempDir;
+using pgtest::write_file;
+
+namespace {
+
+TaskEvent task(TaskEvent::Kind kind, uint32_t pid, uint32_t ppid, std::string comm) {
+  TaskEvent t{};
+  t.kind = kind;
+  t.pid = pid;
+  t.ppid = ppid;
+  t.comm = std::move(comm);
+  return t;
+}
+
+TaskEvent exec_ev(uint32_t pid, uint32_t ppid, std::string comm, std::string exe, std::string cmdline) {
+  TaskEvent t = task(TaskEvent::Kind::Exec, pid, ppid, std::move(comm));
+  t.exe = std::move(exe);
+  t.cmdline = std::move(cmdline);
+  return t;
+}
+
+// A /proc/PID directory as the kernel shows it.
+void fake_proc(const TempDir& root, uint32_t pid, const std::string& cmdline, const std::string& comm,
+               const std::string& stat, const std::string& exe_target = "") {
+  std::string dir = root / std::to_string(pid);
+  write_file(dir + "/cmdline", cmdline);
+  write_file(dir + "/comm", comm);
+  write_file(dir + "/stat", stat);
+  if (!exe_target.empty()) {
+    ASSERT_EQ(symlink(exe_target.c_str(), (dir + "/exe").c_str()), 0);
+  }
+}
+
+}  // namespace
+
+TEST(ProcessCache, ExecIsRemembered) {
+  TempDir root;
+  ProcessCache c(root.path());
+  c.on_event(exec_ev(100, 1, "curl", "/usr/bin/curl", "curl -s http://x/"));
+  const ProcInfo* p = c.lookup(100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->exe, "/usr/bin/curl");
+  EXPECT_EQ(p->cmdline, "curl -s http://x/");
+  EXPECT_EQ(p->comm, "curl");
+  EXPECT_EQ(p->ppid, 1u);
+}
+
+TEST(ProcessCache, ForkCopiesExeAndCmdlineToTheChild) {
+  TempDir root;
+  ProcessCache c(root.path());
+  c.on_event(exec_ev(100, 1, "nginx", "/usr/sbin/nginx", "nginx -g daemon off;"));
+  c.on_event(task(TaskEvent::Kind::Fork, 101, 100, "nginx-worker"));
+  const ProcInfo* child = c.lookup(101);
+  ASSERT_NE(child, nullptr);
+  EXPECT_EQ(child->exe, "/usr/sbin/nginx");
+  EXPECT_EQ(child->cmdline, "nginx -g daemon off;");
+  EXPECT_EQ(child->comm, "nginx-worker") << "comm from the fork record";
+  EXPECT_EQ(child->ppid, 100u);
+  // the parent is untouched
+  EXPECT_EQ(c.lookup(100)->comm, "nginx");
+  EXPECT_EQ(c.lookup(100)->ppid, 1u);
+
+  // the child then execs something else
+  c.on_event(exec_ev(101, 100, "sh", "/bin/sh", "sh -c true"));
+  EXPECT_EQ(c.lookup(101)->exe, "/bin/sh");
+  EXPECT_EQ(c.lookup(100)->exe, "/usr/sbin/nginx");
+}
+
+TEST(ProcessCache, ForkOfAnUnknownParentKeepsTheChildsComm) {
+  TempDir root;  // empty /proc: the parent is nowhere
+  ProcessCache c(root.path());
+  c.on_event(task(TaskEvent::Kind::Fork, 201, 200, "orphan"));
+  const ProcInfo* p = c.lookup(201);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->exe, "");
+  EXPECT_EQ(p->cmdline, "");
+  EXPECT_EQ(p->comm, "orphan");
+  EXPECT_EQ(p->ppid, 200u);
+}
+
+TEST(ProcessCache, ForkOfAParentOnlyInProc) {
+  TempDir root;
+  fake_proc(root, 300, "python3\0app.py\0"s, "python3\n", "300 (python3) S 1 300 300 0 -1", "/usr/bin/python3.11");
+  ProcessCache c(root.path());
+  c.on_event(task(TaskEvent::Kind::Fork, 301, 300, "python3"));
+  const ProcInfo* p = c.lookup(301);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->exe, "/usr/bin/python3.11");
+  EXPECT_EQ(p->cmdline, "python3 app.py");
+  EXPECT_EQ(p->ppid, 300u);
+}
+
+TEST(ProcessCache, ExitErases) {
+  TempDir root;
+  ProcessCache c(root.path());
+  c.on_event(exec_ev(400, 1, "a", "/bin/a", "a"));
+  c.on_event(exec_ev(401, 1, "b", "/bin/b", "b"));
+  EXPECT_EQ(c.size(), 2u);
+  c.on_event(task(TaskEvent::Kind::Exit, 400, 1, "a"));
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_EQ(c.lookup(400), nullptr) << "gone, and not in /proc either";
+  ASSERT_NE(c.lookup(401), nullptr);
+  EXPECT_EQ(c.lookup(401)->exe, "/bin/b");
+  // exit of a pid never seen is harmless
+  c.on_event(task(TaskEvent::Kind::Exit, 999, 1, "x"));
+  EXPECT_NE(c.lookup(401), nullptr);
+}
+
+TEST(ProcessCache, UnknownPidFallsBackToProc) {
+  TempDir root;
+  // a comm with spaces and parentheses, an exe replaced on disk
+  fake_proc(root, 4242, "nc\0-l\0-p\0008080\0"s, "my (odd) nc\n", "4242 (my (odd) nc) S 17 4242 4242 0 -1 4194560",
+            "/usr/bin/nc (deleted)");
+  ProcessCache c(root.path());
+  const ProcInfo* p = c.lookup(4242);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->exe, "/usr/bin/nc");
+  EXPECT_EQ(p->cmdline, "nc -l -p 8080");
+  EXPECT_EQ(p->comm, "my (odd) nc");
+  EXPECT_EQ(p->ppid, 17u);
+}
+
+TEST(ProcessCache, ReadProcWithoutExeOrStat) {
+  TempDir root;
+  // a kernel thread: empty cmdline, exe unreadable
+  pgtest::write_file(root / "2/cmdline", "");
+  pgtest::write_file(root / "2/comm", "kthreadd\n");
+  ProcessCache c(root.path());
+  auto p = c.read_proc(2);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->exe, "");
+  EXPECT_EQ(p->cmdline, "");
+  EXPECT_EQ(p->comm, "kthreadd");
+  EXPECT_EQ(p->ppid, 0u);
+  EXPECT_FALSE(c.read_proc(3).has_value()) << "no such process";
+}
+
+TEST(ProcessCache, NegativeLookupsAreCached) {
+  TempDir root;
+  ProcessCache c(root.path());
+  EXPECT_EQ(c.lookup(555), nullptr);
+  EXPECT_EQ(c.size(), 1u) << "the miss is remembered";
+  // the process appears in /proc later: the cache does not read it again
+  fake_proc(root, 555, "late\0"s, "late\n", "555 (late) S 1");
+  EXPECT_EQ(c.lookup(555), nullptr);
+  EXPECT_EQ(c.size(), 1u);
+  // but a kernel record about it is taken
+  c.on_event(exec_ev(555, 1, "late", "/bin/late", "late"));
+  ASSERT_NE(c.lookup(555), nullptr);
+  EXPECT_EQ(c.lookup(555)->exe, "/bin/late");
+}
+
+TEST(ProcessCache, PositiveLookupsAreCached) {
+  TempDir root;
+  fake_proc(root, 600, "first\0"s, "first\n", "600 (first) S 1");
+  ProcessCache c(root.path());
+  ASSERT_NE(c.lookup(600), nullptr);
+  fake_proc(root, 600, "second\0"s, "second\n", "600 (second) S 1");
+  ASSERT_NE(c.lookup(600), nullptr);
+  EXPECT_EQ(c.lookup(600)->cmdline, "first") << "no /proc read on the hot path";
+}
+
+TEST(ProcessCache, ExecWithUnreadableArgsTakesThemFromProc) {
+  TempDir root;
+  fake_proc(root, 700, "java\0-jar\0app.jar\0"s, "java\n", "700 (java) S 1");
+  ProcessCache c(root.path());
+  TaskEvent t = exec_ev(700, 1, "java", "/usr/bin/java", "");
+  t.args_unreadable = true;
+  c.on_event(t);
+  const ProcInfo* p = c.lookup(700);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->cmdline, "java -jar app.jar");
+  EXPECT_EQ(p->exe, "/usr/bin/java") << "the exe still comes from the kernel";
+
+  // unreadable and already gone: the empty cmdline stays
+  TaskEvent gone = exec_ev(701, 1, "x", "/bin/x", "");
+  gone.args_unreadable = true;
+  c.on_event(gone);
+  ASSERT_NE(c.lookup(701), nullptr);
+  EXPECT_EQ(c.lookup(701)->cmdline, "");
+}
+
+TEST(ProcessCache, SeedReadsEveryProcessWithoutOverwritingKernelRecords) {
+  TempDir root;
+  fake_proc(root, 10, "a\0"s, "a\n", "10 (a) S 1", "/bin/a");
+  fake_proc(root, 11, "b\0x\0"s, "b\n", "11 (b) S 10", "/bin/b");
+  pgtest::write_file(root / "self/cmdline", "not a pid");
+  pgtest::write_file(root / "sys/x", "");
+  pgtest::write_file(root / "12abc/cmdline", "bogus");
+  ProcessCache c(root.path());
+  c.on_event(exec_ev(11, 10, "newer", "/bin/newer", "newer"));
+  EXPECT_EQ(c.seed(), 2u);
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.lookup(10)->exe, "/bin/a");
+  EXPECT_EQ(c.lookup(11)->exe, "/bin/newer") << "the kernel's record is newer than /proc";
+}
+
+TEST(ProcessCache, SeedOfAMissingRootReadsNothing) {
+  ProcessCache c("/nonexistent-portghost-proc");
+  EXPECT_EQ(c.seed(), 0u);
+  EXPECT_EQ(c.size(), 0u);
+}
+
+TEST(ProcessCache, StaysWithinItsBound) {
+  TempDir root;
+  ProcessCache c(root.path(), 3);
+  for (uint32_t pid = 1; pid <= 10; pid++) c.on_event(exec_ev(pid, 0, "p", "/bin/p", "p"));
+  EXPECT_LE(c.size(), 3u);
+  ASSERT_NE(c.lookup(10), nullptr) << "the latest entry is kept";
+  for (uint32_t pid = 100; pid < 110; pid++) c.lookup(pid);  // misses, cached
+  EXPECT_LE(c.size(), 3u);
+}
