@@ -1,7 +1,13 @@
 #include "container.hpp"
 
+#include "unique_fd.hpp"
+
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -126,10 +132,38 @@ void CgroupResolver::rescan() {
   }
 }
 
+// A cgroup v2 id is its kernfs node id, which open_by_handle_at() accepts as
+// a file handle (FILEID_KERNFS): one lookup names a cgroup created a moment
+// ago, with no walk of the tree.
+std::optional<std::string> CgroupResolver::path_by_handle(uint64_t id) const {
+  constexpr int kFileidKernfs = 0xfe;
+  UniqueFd root(open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) return std::nullopt;
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + sizeof id];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = sizeof id;
+  fh->handle_type = kFileidKernfs;
+  std::memcpy(fh->f_handle, &id, sizeof id);
+  UniqueFd fd(open_by_handle_at(root.get(), fh, O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  char path[4096];
+  std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+  ssize_t n = readlink(link.c_str(), path, sizeof path);
+  if (n <= 0) return std::nullopt;
+  std::string abs(path, static_cast<size_t>(n));
+  if (abs.rfind(root_, 0) != 0) return std::nullopt;
+  std::string rel = abs.substr(root_.size());
+  return rel.empty() ? "/" : rel;
+}
+
 std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
   if (root_.empty() || id == 0) return std::nullopt;
   auto it = paths_.find(id);
   if (it != paths_.end()) return it->second;
+  if (auto p = path_by_handle(id)) {
+    paths_[id] = *p;
+    return p;
+  }
   uint64_t now = mono_ns();
   if (now - last_scan_ns_ < 1'000'000'000ULL && last_scan_ns_ != 0) return std::nullopt;  // at most 1/s
   last_scan_ns_ = now;

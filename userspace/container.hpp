@@ -27,6 +27,7 @@ class CgroupResolver {
 
  private:
   void rescan();
+  std::optional<std::string> path_by_handle(uint64_t id) const;
   std::string root_;
   std::unordered_map<uint64_t, std::string> paths_;
   uint64_t last_scan_ns_ = 0;

@@ -939,3 +939,51 @@ TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
     EXPECT_NE(a["lport"], tport) << "the tcp connect's port was given to the io_uring udp socket: " << a.dump();
   }
 }
+
+TEST_F(Trace, ContainerIsNamedFromTheCgroupPath) {
+  std::string root;
+  {
+    std::ifstream f("/proc/mounts");
+    std::string dev, dir, type, rest;
+    while (f >> dev >> dir >> type && std::getline(f, rest))
+      if (type == "cgroup2") {
+        root = dir;
+        break;
+      }
+  }
+  if (root.empty()) GTEST_SKIP() << "no cgroup v2 mount";
+  const std::string id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  std::string parent = root + "/portghost-ct-" + std::to_string(getpid());
+  std::string cg = parent + "/docker-" + id + ".scope";
+  ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
+  ASSERT_EQ(mkdir(cg.c_str(), 0755), 0) << strerror(errno);
+  int go[2], res[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(res), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char x;
+    if (read(go[0], &x, 1) != 1) _exit(4);
+    int fd = udp_sendto_socket();
+    uint64_t c = sock_cookie(fd);
+    if (write(res[1], &c, sizeof c) != sizeof c) _exit(5);
+    close(fd);
+    _exit(0);
+  }
+  {
+    std::ofstream procs(cg + "/cgroup.procs");
+    procs << child << std::endl;
+  }
+  ASSERT_EQ(write(go[1], "g", 1), 1);
+  uint64_t c = 0;
+  ASSERT_EQ(read(res[0], &c, sizeof c), static_cast<ssize_t>(sizeof c));
+  waitpid(child, nullptr, 0);
+  for (int fd : {go[0], go[1], res[0], res[1]}) close(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["container"], "docker://" + id);
+  struct stat st {};
+  ASSERT_EQ(stat(cg.c_str(), &st), 0);
+  EXPECT_EQ(a["cgroup_id"], st.st_ino);
+  rmdir(cg.c_str());
+  rmdir(parent.c_str());
+}
