@@ -173,6 +173,18 @@ std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
   return it->second;
 }
 
+std::optional<uint64_t> CgroupResolver::id_of_pid(uint32_t pid, const std::string& proc) const {
+  if (root_.empty()) return std::nullopt;
+  std::ifstream f(proc + "/" + std::to_string(pid) + "/cgroup");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("0::", 0) != 0) continue;  // the v2 hierarchy's line
+    auto id = id_of_dir(root_, root_ + line.substr(3));
+    if (id) return id->first;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> CgroupResolver::container_of(uint64_t id) {
   auto p = path_of(id);
   if (!p) return std::nullopt;

@@ -22,6 +22,8 @@ class CgroupResolver {
   // Path below the cgroup root ("/system.slice/x.service"), or nullopt.
   std::optional<std::string> path_of(uint64_t id);
   std::optional<std::string> container_of(uint64_t id);
+  // cgroup v2 id of a live process, from /proc/PID/cgroup.
+  std::optional<uint64_t> id_of_pid(uint32_t pid, const std::string& proc = "/proc") const;
   // id of a cgroup directory (its inode), with its depth below the root.
   static std::optional<std::pair<uint64_t, uint32_t>> id_of_dir(const std::string& root, const std::string& dir);
 

@@ -143,6 +143,13 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
   std::optional<uint32_t> pid;
   if (auto it = owners.find(e.ino); e.ino && it != owners.end()) pid = it->second;
   attribute(r, e, pid);
+  // start-up only, not the hot path: the owner's cgroup as /proc tells it now
+  if (pid && cgroups_) {
+    if (auto id = cgroups_->id_of_pid(*pid)) {
+      r.cgroup_id = *id;
+      r.container = cgroups_->container_of(*id);
+    }
+  }
   bool hidden = !filters_.matches(r);
   if (filters_.cgroup && !hidden) hidden = true;  // the cgroup of a socket's past assigner is unknown
   table_.existing(e, r.pid, r.comm, hidden);

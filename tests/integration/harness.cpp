@@ -151,6 +151,27 @@ std::string process_comm() {
   return s;
 }
 
+uint64_t own_cgroup_id() {
+  std::string root;
+  {
+    std::ifstream m("/proc/mounts");
+    std::string dev, dir, type, rest;
+    while (m >> dev >> dir >> type && std::getline(m, rest))
+      if (type == "cgroup2") {
+        root = dir;
+        break;
+      }
+  }
+  std::ifstream f("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("0::", 0) != 0) continue;
+    struct stat st {};
+    if (!root.empty() && stat((root + line.substr(3)).c_str(), &st) == 0) return st.st_ino;
+  }
+  return 0;
+}
+
 Listener::Listener(int family) {
   fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (family == AF_INET) {

@@ -52,6 +52,8 @@ uint32_t netns_inode(pid_t pid = 0);
 std::string self_exe();
 std::string thread_comm();
 std::string process_comm();
+// cgroup v2 id of this process (0 if none)
+uint64_t own_cgroup_id();
 
 // A listening TCP socket on loopback (IPv4 or IPv6), port chosen by the kernel.
 struct Listener {

@@ -726,6 +726,8 @@ TEST_F(TraceOwn, ExistingSocketsAreReportedAndTheirReleaseMatches) {
   EXPECT_EQ((*e)["pid"], getpid());
   EXPECT_EQ((*e)["state"], "LISTEN");
   EXPECT_EQ((*e)["exe"], self_exe());
+  EXPECT_EQ((*e)["netns"], netns_inode());
+  EXPECT_EQ((*e)["cgroup_id"], own_cgroup_id());
   // existing records come right after start
   auto recs = tr.records();
   ASSERT_GE(recs.size(), 2u);
