@@ -12,38 +12,39 @@ void SocketTable::insert(uint64_t cookie, Holder h) {
   held_[cookie] = std::move(h);
 }
 
-bool SocketTable::assign(const SockEvent& e, bool hidden) {
-  auto it = held_.find(e.cookie);
-  if (it != held_.end() && it->second.lport == e.lport) return false;
-  Holder h;
+namespace {
+// The socket half of a holder; who holds it is the caller's to say.
+SocketTable::Holder holder_of(const SockEvent& e, bool existing, bool hidden) {
+  SocketTable::Holder h;
   h.since_boot_ns = e.ts_boot_ns;
+  h.existing = existing;
   h.hidden = hidden;
-  if (!e.has(PG_F_KERNEL)) {
-    h.pid = e.pid;
-    h.comm = e.comm;
-  }
   h.family = e.family;
   h.laddr = e.laddr;
   h.lport = e.lport;
   h.raddr = e.raddr;
   h.rport = e.rport;
+  return h;
+}
+}  // namespace
+
+bool SocketTable::assign(const SockEvent& e, bool hidden) {
+  auto it = held_.find(e.cookie);
+  if (it != held_.end() && it->second.lport == e.lport) return false;
+  Holder h = holder_of(e, false, hidden);
+  if (!e.has(PG_F_KERNEL)) {
+    h.pid = e.pid;
+    h.comm = e.comm;
+  }
   insert(e.cookie, std::move(h));
   return true;
 }
 
 void SocketTable::existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
                            bool hidden) {
-  Holder h;
-  h.since_boot_ns = e.ts_boot_ns;
-  h.existing = true;
-  h.hidden = hidden;
+  Holder h = holder_of(e, true, hidden);
   h.pid = pid;
   h.comm = std::move(comm);
-  h.family = e.family;
-  h.laddr = e.laddr;
-  h.lport = e.lport;
-  h.raddr = e.raddr;
-  h.rport = e.rport;
   insert(e.cookie, std::move(h));
 }
 

@@ -52,8 +52,13 @@ uint32_t netns_inode(pid_t pid = 0);
 std::string self_exe();
 std::string thread_comm();
 std::string process_comm();
-// cgroup v2 id of this process (0 if none)
+// The cgroup v2 mount ("" if none), and this process's cgroup id (0 if none).
+std::string cgroup2_root();
 uint64_t own_cgroup_id();
+// Forks a child, moves it into the cgroup directory `cg`, lets it make one
+// udp sendto, and returns that socket's cookie once the child has exited.
+uint64_t udp_send_from_cgroup(const std::string& cg);
+int udp_sendto_socket();
 
 // A listening TCP socket on loopback (IPv4 or IPv6), port chosen by the kernel.
 struct Listener {

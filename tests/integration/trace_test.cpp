@@ -511,13 +511,6 @@ ChildResult run_child(F body, bool wait_for_kill) {
   }
   return r;
 }
-
-int udp_sendto_socket() {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  auto dst = v4(9);
-  sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
-  return fd;
-}
 }  // namespace
 
 TEST_F(Trace, FromForkedChildAndReleasedAtExit) {
@@ -858,48 +851,21 @@ TEST_F(TraceOwn, CommFilterKeepsOnlyThatProcess) {
 }
 
 TEST_F(TraceOwn, CgroupFilterKeepsOnlyTasksBelowIt) {
-  auto root = [] {
-    std::ifstream f("/proc/mounts");
-    std::string dev, dir, type, rest;
-    while (f >> dev >> dir >> type && std::getline(f, rest))
-      if (type == "cgroup2") return dir;
-    return std::string();
-  }();
+  std::string root = cgroup2_root();
   if (root.empty()) GTEST_SKIP() << "no cgroup v2 mount";
   std::string cg = root + "/portghost-it-" + std::to_string(getpid());
   ASSERT_EQ(mkdir(cg.c_str(), 0755), 0) << strerror(errno);
   std::string sub = cg + "/inner";  // tasks below the filtered cgroup count too
   ASSERT_EQ(mkdir(sub.c_str(), 0755), 0) << strerror(errno);
-  uint64_t child_cookie = 0, my_cookie = 0;
   {
     Tracer tr({"--no-existing", "--cgroup", cg});
     ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
-    int go[2], res[2];
-    ASSERT_EQ(pipe(go), 0);
-    ASSERT_EQ(pipe(res), 0);
-    pid_t child = fork();
-    if (child == 0) {
-      char x;
-      if (read(go[0], &x, 1) != 1) _exit(4);
-      int fd = udp_sendto_socket();
-      uint64_t c = sock_cookie(fd);
-      if (write(res[1], &c, sizeof c) != sizeof c) _exit(5);
-      close(fd);
-      _exit(0);
-    }
-    {
-      std::ofstream procs(sub + "/cgroup.procs");
-      procs << child << std::endl;
-    }
-    ASSERT_EQ(write(go[1], "g", 1), 1);
-    ASSERT_EQ(read(res[0], &child_cookie, sizeof child_cookie), static_cast<ssize_t>(sizeof child_cookie));
-    waitpid(child, nullptr, 0);
+    uint64_t child_cookie = udp_send_from_cgroup(sub);
+    ASSERT_NE(child_cookie, 0u);
     int mine = udp_sendto_socket();
-    my_cookie = sock_cookie(mine);
+    uint64_t my_cookie = sock_cookie(mine);
     close(mine);
-    for (int fd : {go[0], go[1], res[0], res[1]}) close(fd);
-    auto a = tr.wait_for(is("assign", child_cookie));
-    EXPECT_TRUE(a);
+    EXPECT_TRUE(tr.wait_for(is("assign", child_cookie)));
     EXPECT_TRUE(tr.wait_for(is("release", child_cookie)));
     std::this_thread::sleep_for(300ms);
     EXPECT_TRUE(tr.all(is("assign", my_cookie)).empty());
@@ -943,44 +909,15 @@ TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
 }
 
 TEST_F(Trace, ContainerIsNamedFromTheCgroupPath) {
-  std::string root;
-  {
-    std::ifstream f("/proc/mounts");
-    std::string dev, dir, type, rest;
-    while (f >> dev >> dir >> type && std::getline(f, rest))
-      if (type == "cgroup2") {
-        root = dir;
-        break;
-      }
-  }
+  std::string root = cgroup2_root();
   if (root.empty()) GTEST_SKIP() << "no cgroup v2 mount";
   const std::string id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
   std::string parent = root + "/portghost-ct-" + std::to_string(getpid());
   std::string cg = parent + "/docker-" + id + ".scope";
   ASSERT_EQ(mkdir(parent.c_str(), 0755), 0) << strerror(errno);
   ASSERT_EQ(mkdir(cg.c_str(), 0755), 0) << strerror(errno);
-  int go[2], res[2];
-  ASSERT_EQ(pipe(go), 0);
-  ASSERT_EQ(pipe(res), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    char x;
-    if (read(go[0], &x, 1) != 1) _exit(4);
-    int fd = udp_sendto_socket();
-    uint64_t c = sock_cookie(fd);
-    if (write(res[1], &c, sizeof c) != sizeof c) _exit(5);
-    close(fd);
-    _exit(0);
-  }
-  {
-    std::ofstream procs(cg + "/cgroup.procs");
-    procs << child << std::endl;
-  }
-  ASSERT_EQ(write(go[1], "g", 1), 1);
-  uint64_t c = 0;
-  ASSERT_EQ(read(res[0], &c, sizeof c), static_cast<ssize_t>(sizeof c));
-  waitpid(child, nullptr, 0);
-  for (int fd : {go[0], go[1], res[0], res[1]}) close(fd);
+  uint64_t c = udp_send_from_cgroup(cg);
+  ASSERT_NE(c, 0u);
   Json a = assign_of(c);
   EXPECT_EQ(a["container"], "docker://" + id);
   struct stat st {};
