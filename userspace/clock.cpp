@@ -2,7 +2,9 @@
 
 #include <time.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 namespace portghost {
 
@@ -36,14 +38,29 @@ int64_t BootClock::measure_offset_ns() {
 }
 
 std::string format_rfc3339(uint64_t unix_ns) {
-  time_t secs = static_cast<time_t>(unix_ns / 1'000'000'000);
+  // Records come in bursts within one second: the date and time text is
+  // formatted once per second, the nanoseconds by hand.
+  thread_local uint64_t cached_sec = UINT64_MAX;
+  thread_local char cached[80];  // "2026-11-22T10:03:12."
+  uint64_t secs = unix_ns / 1'000'000'000;
   auto nanos = static_cast<unsigned>(unix_ns % 1'000'000'000);
-  tm t{};
-  gmtime_r(&secs, &t);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", t.tm_year + 1900, t.tm_mon + 1,
-                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, nanos);
-  return buf;
+  if (secs != cached_sec) {
+    time_t t_secs = static_cast<time_t>(secs);
+    tm t{};
+    gmtime_r(&t_secs, &t);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1,
+                  t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    cached_sec = secs;
+  }
+  char buf[40];
+  size_t n = std::strlen(cached);
+  std::memcpy(buf, cached, n);
+  for (int i = 8; i >= 0; i--) {
+    buf[n + static_cast<size_t>(i)] = static_cast<char>('0' + nanos % 10);
+    nanos /= 10;
+  }
+  buf[n + 9] = 'Z';
+  return std::string(buf, n + 10);
 }
 
 std::string format_clock_local(uint64_t unix_ns) {

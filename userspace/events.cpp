@@ -23,12 +23,20 @@ std::string_view to_string(How h) {
 }
 
 std::string format_addr(Family family, const uint8_t addr[16]) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family == Family::Ipv4) {
-    inet_ntop(AF_INET, addr, buf, sizeof buf);
-  } else {
-    inet_ntop(AF_INET6, addr, buf, sizeof buf);
+  if (family == Family::Ipv4) {  // by hand: inet_ntop formats IPv4 with sprintf
+    char buf[16];
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+      unsigned v = addr[i];
+      if (i) buf[n++] = '.';
+      if (v >= 100) buf[n++] = static_cast<char>('0' + v / 100);
+      if (v >= 10) buf[n++] = static_cast<char>('0' + v / 10 % 10);
+      buf[n++] = static_cast<char>('0' + v % 10);
+    }
+    return std::string(buf, n);
   }
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET6, addr, buf, sizeof buf);
   return buf;
 }
 

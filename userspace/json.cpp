@@ -42,12 +42,19 @@ void json_append_string(std::string& out, std::string_view s) {
   out += '"';
   size_t i = 0;
   while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-      i++;
+    // the common case: a run of plain printable ASCII, appended at once
+    size_t run = i;
+    while (run < s.size()) {
+      auto r = static_cast<unsigned char>(s[run]);
+      if (r < 0x20 || r >= 0x7f || r == '"' || r == '\\') break;
+      run++;
+    }
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
       continue;
     }
+    auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"': out += "\\\""; i++; continue;
       case '\\': out += "\\\\"; i++; continue;

@@ -49,6 +49,7 @@ std::string counts_object(const M& m) {
 
 std::string JsonSink::render(const PortRecord& r) {
   std::string s;
+  s.reserve(512 + (r.cmdline ? r.cmdline->size() : 0));
   JsonObject o(s);
   head(o, type_name(r.type), r.ts_ns);
   o.num("sock", r.sock)
