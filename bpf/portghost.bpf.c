@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define PG_IPPROTO_TCP 6
 #define PG_IPPROTO_UDP 17
 #define PG_SOCK_BINDPORT_LOCK 8
+#define PG_SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
 #define PG_ALLOW 1 /* cgroup hooks: never change what the socket call does */
 
 /* ---- ring buffer --------------------------------------------------------- */
@@ -441,6 +442,14 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	if (!st || !release_due(st))
+		return 0;
+	/* A port bound by the user (SOCK_BINDPORT_LOCK) survives CLOSE while the
+	 * socket is open (failed connect, reset, shutdown of a listener): it goes
+	 * when the file does, and cgroup/sock_release reports it then. Once the
+	 * user has closed it (close() sets the whole shutdown mask first), the
+	 * move to CLOSE is the end. */
+	if ((BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK) &&
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK)
 		return 0;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -115,6 +116,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     return fail("--comm: a process name has 1 to 15 characters");
   if (o.ring_buffer_mb & (o.ring_buffer_mb - 1)) return fail("--ring-buffer-mb: must be a power of two");
   if (o.output.empty()) return fail("--output: empty path");
+  if (o.duration_s && !std::isfinite(*o.duration_s)) return fail("--duration: SEC must be a finite number");
   res.command = "trace";
   res.run = true;
   return res;

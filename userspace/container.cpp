@@ -118,7 +118,7 @@ std::optional<std::pair<uint64_t, uint32_t>> CgroupResolver::id_of_dir(const std
 }
 
 void CgroupResolver::rescan() {
-  paths_.clear();
+  paths_.clear();  // also forgets cgroups removed since the last walk
   std::error_code ec;
   std::filesystem::recursive_directory_iterator it(root_, std::filesystem::directory_options::skip_permission_denied,
                                                    ec),
@@ -128,7 +128,9 @@ void CgroupResolver::rescan() {
   for (; !ec && it != end; it.increment(ec)) {
     if (!it->is_directory(ec)) continue;
     if (stat(it->path().c_str(), &st) != 0) continue;
-    paths_[st.st_ino] = "/" + it->path().lexically_relative(root_).string();
+    std::string rel = "/";
+    rel += it->path().lexically_relative(root_).string();
+    paths_[st.st_ino] = std::move(rel);
   }
 }
 
@@ -160,6 +162,7 @@ std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
   if (root_.empty() || id == 0) return std::nullopt;
   auto it = paths_.find(id);
   if (it != paths_.end()) return it->second;
+  if (gone_.count(id)) return std::nullopt;
   if (auto p = path_by_handle(id)) {
     paths_[id] = *p;
     return p;
@@ -169,7 +172,12 @@ std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
   last_scan_ns_ = now;
   rescan();
   it = paths_.find(id);
-  if (it == paths_.end()) return std::nullopt;
+  if (it == paths_.end()) {
+    // removed before we looked: ids are not reused, so never look again
+    if (gone_.size() >= kMaxGone) gone_.clear();
+    gone_.insert(id);
+    return std::nullopt;
+  }
   return it->second;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace portghost {
 
@@ -31,7 +32,9 @@ class CgroupResolver {
   void rescan();
   std::optional<std::string> path_by_handle(uint64_t id) const;
   std::string root_;
+  static constexpr size_t kMaxGone = 65536;
   std::unordered_map<uint64_t, std::string> paths_;
+  std::unordered_set<uint64_t> gone_;
   uint64_t last_scan_ns_ = 0;
 };
 

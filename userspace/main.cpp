@@ -22,8 +22,10 @@ using namespace portghost;
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reopen{false};
 
 void on_signal(int) { g_stop.store(true); }
+void on_hangup(int) { g_reopen.store(true); }
 
 void install_signals() {
   struct sigaction sa {};
@@ -32,6 +34,8 @@ void install_signals() {
   sa.sa_flags = 0;  // no SA_RESTART: the poll returns EINTR and the loop sees the flag
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  sa.sa_handler = on_hangup;  // the file was moved away (logrotate): reopen it
+  sigaction(SIGHUP, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -95,7 +99,8 @@ int run(int argc, char** argv) {
   Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
   auto sink = make_sink(format, out);
   install_signals();
-  return run_trace(ctx, out, *sink, g_stop);
+  out.set_interrupt(&g_stop);
+  return run_trace(ctx, out, *sink, g_stop, &g_reopen);
 }
 
 }  // namespace

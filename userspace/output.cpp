@@ -48,10 +48,33 @@ void FileOutput::open_file() {
       throw FatalError("cannot write output " + path_ + ": not a regular file");
     }
     size_ = static_cast<uint64_t>(st.st_size);
+    regular_ = S_ISREG(st.st_mode);
     // a pipe or device has nothing to rotate: never rename or truncate it
-    if (!S_ISREG(st.st_mode)) rotate_.max_bytes = 0;
+    if (!regular_) rotate_.max_bytes = 0;
   }
   fd_ = fd;
+  // A previous writer cut off mid-line (killed, disk full): end that line so
+  // our first record starts on a line of its own.
+  if (regular_ && size_ > 0) {
+    char last = '\n';
+    int rfd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);  // ours is write-only
+    if (rfd >= 0) {
+      if (pread(rfd, &last, 1, static_cast<off_t>(size_ - 1)) != 1) last = '\n';
+      close(rfd);
+    }
+    if (last != '\n') {
+      write_all("\n");
+      size_++;
+    }
+  }
+}
+
+void FileOutput::reopen() {
+  if (stdout_) return;
+  flush();
+  close(fd_);
+  fd_ = -1;
+  open_file();
 }
 
 bool FileOutput::is_terminal() const { return fd_ >= 0 && isatty(fd_); }
@@ -62,13 +85,22 @@ void FileOutput::write(std::string_view text) {
 }
 
 void FileOutput::write_all(std::string_view text) {
-  while (!text.empty()) {
-    ssize_t n = ::write(fd_, text.data(), text.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw FatalError(errno_text("write to " + path_, errno));
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+      continue;
     }
-    text.remove_prefix(static_cast<size_t>(n));
+    int err = errno;
+    if (err == EINTR && !(interrupt_ && interrupt_->load())) continue;
+    // Never leave half a line behind: cut the file back to the last whole
+    // record written (a pipe cannot be cut; its reader sees the short line).
+    if (regular_ && done > 0 && ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+    }
+    buf_.clear();
+    throw FatalError(err == EINTR ? "output " + path_ + " blocked: stopped before the final records"
+                                  : errno_text("write to " + path_, err));
   }
 }
 

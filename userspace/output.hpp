@@ -2,6 +2,7 @@
 // stdout, or a string in tests.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -14,6 +15,8 @@ class Output {
   virtual void write(std::string_view text) = 0;
   virtual void flush() = 0;
   virtual bool is_terminal() const { return false; }
+  // After an outside rename (SIGHUP): write to the path anew.
+  virtual void reopen() {}
 };
 
 class StringOutput : public Output {
@@ -46,7 +49,11 @@ class FileOutput : public Output {
   void write(std::string_view text) override;
   void flush() override;
   bool is_terminal() const override;
+  void reopen() override;
   const std::string& path() const { return path_; }
+  // A write blocked on a full pipe gives up (FatalError) once *flag is set
+  // and a signal interrupts it, instead of blocking shutdown forever.
+  void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
 
  private:
   void open_file();
@@ -58,7 +65,9 @@ class FileOutput : public Output {
   int fd_ = -1;
   bool stdout_ = false;
   uint64_t size_ = 0;
+  bool regular_ = false;
   std::string buf_;
+  const std::atomic<bool>* interrupt_ = nullptr;
 };
 
 }  // namespace portghost

@@ -111,7 +111,7 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   VmlinuxBtf btf;
   if (!btf.b) throw FatalError("kernel BTF could not be read from /sys/kernel/btf/vmlinux");
   if (!btf.has("btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF))
-    throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (kernel >= 5.5 needed)");
+    throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (portghost needs Linux >= 5.12)");
 
   bool udp_connect = tracepoint_exists("syscalls", "sys_exit_connect") &&
                      helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
@@ -183,6 +183,8 @@ int Probes::poll(int timeout_ms) {
 }
 
 int Probes::drain() { return ring_buffer__consume(ring_.get()); }
+
+void Probes::detach() { links_.clear(); }
 
 Counters Probes::counters() const {
   int ncpu = libbpf_num_possible_cpus();

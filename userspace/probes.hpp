@@ -48,6 +48,8 @@ class Probes {
   // Returns records consumed; -EINTR when interrupted by a signal.
   int poll(int timeout_ms);
   int drain();
+  // Detaches every hook: the kernel produces no new record after this.
+  void detach();
   Counters counters() const;
 
   const std::vector<std::string>& hooks() const { return hooks_; }

@@ -185,7 +185,8 @@ constexpr uint64_t kResyncNs = 60'000'000'000ULL;
 
 }  // namespace
 
-int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop) {
+int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop,
+              std::atomic<bool>* reopen) {
   const TraceOptions& opt = ctx.options;
   ProcessCache procs;
   RecordBuilder builder(sink, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
@@ -218,11 +219,14 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   sink.flush();
 
   procs.seed();
+  // The iterators always run: they also mark, in the kernel, every socket
+  // that already holds a port, so a later send or close of such a socket is
+  // not taken for a new assignment. --no-existing only keeps them unwritten.
+  auto existing = collect_in_all_netns([&] { return probes.run_iterators(); });
+  spdlog::info("{} sockets held ports before the start", existing.size());
   if (opt.existing) {
-    auto existing = collect_in_all_netns([&] { return probes.run_iterators(); });
     auto owners = socket_owners();
     for (const auto& e : existing) builder.on_existing(e, owners);
-    spdlog::info("{} sockets held ports before the start", existing.size());
   }
   sink.flush();
 
@@ -252,6 +256,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     report_lost();
     sink.flush();
+    if (reopen && reopen->exchange(false)) {
+      out.reopen();
+      spdlog::info("output reopened");
+    }
     uint64_t now = BootClock::now_boot_ns();
     if (now - last_resync > kResyncNs) {
       builder.clock().resync();
@@ -262,7 +270,9 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       break;
     }
   }
-  // drain what the kernel produced up to now, then the final record
+  // No new records from here on: detach every hook, then drain what the
+  // kernel produced up to now (bounded, even under a flood), then the end.
+  probes.detach();
   while (probes.drain() > 0) {
   }
   report_lost();

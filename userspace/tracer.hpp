@@ -59,8 +59,10 @@ struct TraceContext {
   std::string cgroup_root;
 };
 
-// Runs until `stop` becomes true or the duration passes. Returns the exit code.
-int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop);
+// Runs until `stop` becomes true or the duration passes; reopens the output
+// whenever `reopen` is set (and clears it). Returns the exit code.
+int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop,
+              std::atomic<bool>* reopen = nullptr);
 
 std::string_view tcp_state_name(uint8_t state);
 

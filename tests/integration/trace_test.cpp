@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <fstream>
 #include <cstdlib>
@@ -260,6 +261,53 @@ TEST_F(Trace, TcpFailedConnectIsStillRecorded) {
   EXPECT_EQ(r["lport"], a["lport"]);
   EXPECT_EQ(r["timewait"], false);
   expect_lifetime(r, w);
+}
+
+TEST_F(Trace, FixedPortSurvivesAFailedConnectUntilClose) {
+  uint16_t dead = closed_port(), port = closed_port();
+  Window w;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  auto b = v4(port);  // a port the user names is kept (SOCK_BINDPORT_LOCK)
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  ASSERT_EQ(do_connect(fd, v4(dead)), -1);
+  uint64_t c = sock_cookie(fd);
+  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&b), sizeof b), -1) << "the kernel should still hold it";
+  close(probe);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "bind");
+  EXPECT_EQ(a["ephemeral"], false);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(t().all(is("release", c)).empty()) << "released while the port is still bound";
+  uint64_t before_close = boot_ns();
+  close(fd);
+  Json r = release_of(c);
+  w.end();
+  EXPECT_EQ(r["lport"], port);
+  expect_lifetime(r, w);
+  EXPECT_GE(r["duration_ns"].get<uint64_t>(), before_close - w.t0) << "released at the failed connect";
+  EXPECT_EQ(t().all(is("release", c)).size(), 1u);
+}
+
+TEST_F(Trace, KernelChosenBindPortIsFreedByAFailedConnect) {
+  uint16_t dead = closed_port();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  auto b = v4(0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  uint16_t port = local_port(fd);
+  ASSERT_EQ(do_connect(fd, v4(dead)), -1);
+  uint64_t c = sock_cookie(fd);
+  // with bind(0) the kernel gives the port back when the connect fails
+  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  auto pb = v4(port);
+  bool freed = bind(probe, reinterpret_cast<sockaddr*>(&pb), sizeof pb) == 0;
+  close(probe);
+  ASSERT_TRUE(freed) << "this kernel keeps a bind(0) port after a failed connect";
+  Json r = release_of(c);  // before our close()
+  EXPECT_EQ(r["lport"], port);
+  close(fd);
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(t().all(is("release", c)).size(), 1u);
 }
 
 TEST_F(Trace, BindAddressNoPortGetsItsPortAtConnect) {
@@ -721,10 +769,15 @@ TEST_F(TraceOwn, ExistingSocketsAreReportedAndTheirReleaseMatches) {
   EXPECT_EQ((*e)["exe"], self_exe());
   EXPECT_EQ((*e)["netns"], netns_inode());
   EXPECT_EQ((*e)["cgroup_id"], own_cgroup_id());
-  // existing records come right after start
+  // existing records come right after start, before any other record
   auto recs = tr.records();
   ASSERT_GE(recs.size(), 2u);
   EXPECT_EQ(recs[0]["type"], "start");
+  bool others = false;
+  for (size_t i = 1; i < recs.size(); i++) {
+    if (recs[i]["type"] != "existing") others = true;
+    else EXPECT_FALSE(others) << "existing record after another kind: " << recs[i].dump();
+  }
   close(l.fd);
   l.fd = -1;
   auto r = tr.wait_for(is("release", c));
@@ -821,6 +874,7 @@ TEST_F(TraceOwn, BadValueIsExit2) {
   EXPECT_EQ(lines(err), 1u) << err;
   auto [code2, err2] = run_cli({"trace", "--cgroup", "/no/such/cgroup"});
   EXPECT_EQ(code2, 2) << err2;
+  EXPECT_EQ(lines(err2), 1u) << err2;
 }
 
 TEST_F(TraceOwn, CommFilterKeepsOnlyThatProcess) {
@@ -897,11 +951,14 @@ TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
   uint16_t tport = local_port(tfd);
   Json ta = assign_of(tc);
   EXPECT_EQ(ta["proto"], "tcp");
+  EXPECT_EQ(ta["lport"], tport);
   close(tfd);
   close(ufd);
   accept_and_close(l);
   release_of(tc);
   std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(t().all(is("assign", tc)).size(), 1u);
+  EXPECT_TRUE(t().all(type_port("assign", tport, "udp")).empty()) << "the tcp port reported as udp";
   for (const auto& a : t().all(is("assign", uc))) {
     EXPECT_EQ(a["proto"], "udp") << a.dump();
     EXPECT_NE(a["lport"], tport) << "the tcp connect's port was given to the io_uring udp socket: " << a.dump();
@@ -925,4 +982,46 @@ TEST_F(Trace, ContainerIsNamedFromTheCgroupPath) {
   EXPECT_EQ(a["cgroup_id"], st.st_ino);
   rmdir(cg.c_str());
   rmdir(parent.c_str());
+}
+
+TEST_F(TraceOwn, StopsPromptlyUnderAFlood) {
+  Tracer tr({"--no-existing"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  std::atomic<bool> done{false};
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 2; i++)
+    flood.emplace_back([&] {
+      auto until = std::chrono::steady_clock::now() + 8s;
+      while (!done && std::chrono::steady_clock::now() < until) close(udp_sendto_socket());
+    });
+  std::this_thread::sleep_for(500ms);
+  auto t0 = std::chrono::steady_clock::now();
+  int code = tr.stop();
+  auto took = std::chrono::steady_clock::now() - t0;
+  done = true;
+  for (auto& th : flood) th.join();
+  EXPECT_EQ(code, 0);
+  EXPECT_LT(took, 3s) << "SIGINT must end the trace while the flood goes on";
+  auto recs = tr.records();
+  ASSERT_FALSE(recs.empty());
+  EXPECT_EQ(recs.back()["type"], "stop");
+  EXPECT_GT(recs.back()["records"]["assign"].get<uint64_t>(), 0u);
+}
+
+TEST_F(TraceOwn, NoExistingDoesNotTurnOldSocketsIntoNewAssigns) {
+  int old = socket(AF_INET, SOCK_DGRAM, 0);  // bound before the trace
+  auto b = v4(0);
+  ASSERT_EQ(bind(old, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  uint64_t c = sock_cookie(old);
+  Tracer tr({"--no-existing"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  auto dst = v4(9);
+  ASSERT_EQ(sendto(old, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 1);
+  int fresh = udp_sendto_socket();  // a real autobind, as a marker
+  uint64_t fc = sock_cookie(fresh);
+  ASSERT_TRUE(tr.wait_for(is("assign", fc)));
+  EXPECT_TRUE(tr.all(is("assign", c)).empty()) << "a port bound before the start reported as assigned now";
+  EXPECT_TRUE(tr.all(is("existing", c)).empty()) << "--no-existing";
+  close(old);
+  close(fresh);
 }

@@ -207,3 +207,8 @@ TEST(Cli, Version) {
   EXPECT_EQ(p.out, std::string("portghost ") + kVersion + "\n");
   EXPECT_EQ(p.err, "");
 }
+
+TEST(Cli, DurationMustBeFinite) {
+  expect_usage_error({"--duration", "nan"}, "--duration");
+  expect_usage_error({"--duration", "0"}, "--duration");
+}

@@ -1,6 +1,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -245,4 +248,57 @@ TEST(FileOutput, APipeIsNeverRotated) {
 TEST(ErrnoText, PositiveAndNegativeErrno) {
   EXPECT_EQ(errno_text("open x", ENOENT), "open x: No such file or directory");
   EXPECT_EQ(errno_text("open x", -ENOENT), "open x: No such file or directory");
+}
+
+TEST(FileOutput, ACutOffLastLineIsEndedBeforeNewRecords) {
+  TempDir dir;
+  std::string path = dir / "events.jsonl";
+  write_file(path, "{\"type\":\"start\"}\n{\"type\":\"assi");  // a writer killed mid-line
+  {
+    FileOutput out(path, {});
+    out.write("{\"type\":\"start\"}\n");
+    out.flush();
+  }
+  EXPECT_EQ(read_file(path), "{\"type\":\"start\"}\n{\"type\":\"assi\n{\"type\":\"start\"}\n");
+}
+
+TEST(FileOutput, AFailedWriteLeavesNoHalfLine) {
+  TempDir dir;
+  std::string path = dir / "events.jsonl";
+  pid_t child = fork();
+  if (child == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{100, 100};  // the file may not grow past 100 bytes
+    setrlimit(RLIMIT_FSIZE, &lim);
+    FileOutput out(path, {});
+    out.write(std::string(59, 'a') + "\n");
+    out.flush();
+    out.write(std::string(59, 'b') + "\n");
+    try {
+      out.flush();
+    } catch (const FatalError&) {
+      _exit(0);
+    }
+    _exit(1);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the failed write was not reported";
+  EXPECT_EQ(read_file(path), std::string(59, 'a') + "\n");
+}
+
+TEST(FileOutput, ReopenWritesToThePathAnew) {
+  TempDir dir;
+  std::string path = dir / "events.jsonl";
+  FileOutput out(path, {});
+  out.write("one\n");
+  out.flush();
+  ASSERT_EQ(rename(path.c_str(), (dir / "moved.jsonl").c_str()), 0);
+  out.write("two\n");
+  out.reopen();  // flushes to the moved file first
+  out.write("three\n");
+  out.flush();
+  EXPECT_EQ(read_file(dir / "moved.jsonl"), "one\ntwo\n");
+  EXPECT_EQ(read_file(path), "three\n");
 }
