@@ -1,6 +1,7 @@
 #include "output.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@ std::string errno_text(const std::string& what, int err) {
 
 namespace {
 constexpr size_t kFlushAt = 1 << 20;
+constexpr int kStopGraceMs = 2000;  // per write, once stopping
 }
 
 FileOutput::FileOutput(std::string path, RotateConfig rotate) : path_(std::move(path)), rotate_(rotate) {
@@ -86,21 +88,33 @@ void FileOutput::write(std::string_view text) {
 
 void FileOutput::write_all(std::string_view text) {
   size_t done = 0;
+  bool stopping_mode = false;
   while (done < text.size()) {
+    // Stopping: a reader that does not take our output within a grace period
+    // must not keep us from exiting (a pipe to a stuck reader blocks forever).
+    if (!stopping_mode && interrupt_ && interrupt_->load()) {
+      int fl = fcntl(fd_, F_GETFL);
+      if (fl >= 0) fcntl(fd_, F_SETFL, fl | O_NONBLOCK);
+      stopping_mode = true;
+    }
     ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
     if (n >= 0) {
       done += static_cast<size_t>(n);
       continue;
     }
     int err = errno;
-    if (err == EINTR && !(interrupt_ && interrupt_->load())) continue;
+    if (err == EINTR) continue;
+    if (err == EAGAIN && stopping_mode) {
+      pollfd pfd{fd_, POLLOUT, 0};
+      if (poll(&pfd, 1, kStopGraceMs) > 0) continue;
+    }
     // Never leave half a line behind: cut the file back to the last whole
     // record written (a pipe cannot be cut; its reader sees the short line).
     if (regular_ && done > 0 && ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
     }
     buf_.clear();
-    throw FatalError(err == EINTR ? "output " + path_ + " blocked: stopped before the final records"
-                                  : errno_text("write to " + path_, err));
+    throw FatalError(err == EAGAIN ? "output " + path_ + " blocked: stopped before the final records"
+                                   : errno_text("write to " + path_, err));
   }
 }
 

@@ -51,8 +51,9 @@ class FileOutput : public Output {
   bool is_terminal() const override;
   void reopen() override;
   const std::string& path() const { return path_; }
-  // A write blocked on a full pipe gives up (FatalError) once *flag is set
-  // and a signal interrupts it, instead of blocking shutdown forever.
+  // Once *flag is set (stopping), a write that cannot go on within 2 s (a
+  // pipe to a stuck reader) gives up with a FatalError instead of blocking
+  // the exit forever.
   void set_interrupt(const std::atomic<bool>* flag) { interrupt_ = flag; }
 
  private:

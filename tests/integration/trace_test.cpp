@@ -1025,3 +1025,42 @@ TEST_F(TraceOwn, NoExistingDoesNotTurnOldSocketsIntoNewAssigns) {
   close(old);
   close(fresh);
 }
+
+TEST_F(TraceOwn, AStuckReaderDoesNotBlockTheStop) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);  // we never read: the pipe fills up
+  char tmpl[] = "/tmp/portghost-err-XXXXXX";
+  int efd = mkstemp(tmpl);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    dup2(efd, STDERR_FILENO);
+    close(p[0]);
+    execl(PORTGHOST_BIN, PORTGHOST_BIN, "trace", "--format", "json", "--no-existing", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(p[1]);
+  std::this_thread::sleep_for(1s);
+  for (int i = 0; i < 3000; i++) close(udp_sendto_socket());  // far more than a pipe holds
+  std::this_thread::sleep_for(500ms);
+  auto t0 = std::chrono::steady_clock::now();
+  kill(pid, SIGINT);
+  int status = 0;
+  pid_t r = 0;
+  while ((r = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() - t0 < 5s)
+    std::this_thread::sleep_for(20ms);
+  if (r == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    FAIL() << "portghost blocked on its output after SIGINT";
+  }
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::string err(4096, '\0');
+  ssize_t n = pread(efd, err.data(), err.size(), 0);
+  err.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  EXPECT_NE(err.find("blocked"), std::string::npos) << err;
+  close(efd);
+  unlink(tmpl);
+  close(p[0]);
+}
