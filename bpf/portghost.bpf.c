@@ -44,13 +44,15 @@ static __always_inline void *event_reserve(__u64 size)
 	return e;
 }
 
-/* No wakeup per record: the consumer drains on a timer, and is woken only
- * once targ_wakeup_bytes are waiting. */
-static __always_inline void event_submit(void *e)
+/* No wakeup per record: the consumer drains on a timer, and is woken once
+ * when the waiting data crosses targ_wakeup_bytes (not on every record above
+ * it: a consumer that lags must not be woken thousands of times a second). */
+static __always_inline void event_submit(void *e, __u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	bool crossed = avail >= targ_wakeup_bytes && avail < targ_wakeup_bytes + size + 8;
 
-	bpf_ringbuf_submit(e, avail >= targ_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline struct pg_sock_event *sock_event_new(__u8 kind)
@@ -155,7 +157,7 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 		st->assign_ts = e->ts_ns;
 	}
 	counter_inc(PG_CNT_ASSIGN);
-	event_submit(e);
+	event_submit(e, sizeof(*e));
 }
 
 /* The ring buffer was full: the assign is lost (and counted), but the socket
@@ -426,7 +428,7 @@ static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk
 {
 	st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
 	counter_inc(PG_CNT_RELEASE);
-	event_submit(e);
+	event_submit(e, sizeof(*e));
 }
 
 /* A tcp socket moves to CLOSE: its port goes (to TIME_WAIT, or free).
@@ -687,7 +689,7 @@ static __always_inline void task_event_emit(__u8 kind, struct task_struct *p)
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_task_event(e, kind, p);
 	counter_inc(PG_CNT_PROC);
-	event_submit(e);
+	event_submit(e, sizeof(*e));
 }
 
 /* new processes (not threads): they inherit exe and cmdline */
