@@ -200,6 +200,12 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   ensure_tracefs();
   Probes probes(cfg, [&](const void* d, size_t n) { builder.on_record(d, n); });
 
+  // First thing once attached: the iterators mark, in the kernel, every
+  // socket that already holds a port, so that a send or close of such a
+  // socket is never taken for a new assignment (they run even with
+  // --no-existing, which only keeps the records unwritten).
+  auto existing = collect_in_all_netns([&] { return probes.run_iterators(); });
+
   // every probe is attached: the start record goes out now
   utsname u{};
   uname(&u);
@@ -219,10 +225,6 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   sink.flush();
 
   procs.seed();
-  // The iterators always run: they also mark, in the kernel, every socket
-  // that already holds a port, so a later send or close of such a socket is
-  // not taken for a new assignment. --no-existing only keeps them unwritten.
-  auto existing = collect_in_all_netns([&] { return probes.run_iterators(); });
   spdlog::info("{} sockets held ports before the start", existing.size());
   if (opt.existing) {
     auto owners = socket_owners();
