@@ -124,7 +124,7 @@ void CgroupResolver::rescan() {
                                                    ec),
       end;
   struct stat st {};
-  if (stat(root_.c_str(), &st) == 0) paths_[st.st_ino] = "/";
+  if (stat(root_.c_str(), &st) == 0) paths_.try_emplace(st.st_ino, 1, '/');
   for (; !ec && it != end; it.increment(ec)) {
     if (!it->is_directory(ec)) continue;
     if (stat(it->path().c_str(), &st) != 0) continue;
