@@ -200,6 +200,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   ensure_tracefs();
   Probes probes(cfg, [&](const void* d, size_t n) { builder.on_record(d, n); });
 
+  // coverage starts now: every hook is attached
+  uint64_t attached_ns = BootClock::now_unix_ns();
   // First thing once attached: the iterators mark, in the kernel, every
   // socket that already holds a port, so that a send or close of such a
   // socket is never taken for a new assignment (they run even with
@@ -212,7 +214,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   StartRecord start;
-  start.ts_ns = BootClock::now_unix_ns();
+  start.ts_ns = attached_ns;
   start.version = kVersion;
   start.kernel = u.release;
   start.hostname = host;
