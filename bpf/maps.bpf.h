@@ -22,6 +22,10 @@ const volatile char targ_comm[PG_COMM_LEN] = {};
 /* Wake the consumer only once this many bytes wait; it also drains on a timer. */
 const volatile __u64 targ_wakeup_bytes = 256 * 1024;
 
+/* Set by userspace when it stops: from then on nothing new is produced, so
+ * its final drain ends even under a flood (faster than detaching hooks). */
+volatile bool pg_stopping = false;
+
 /* ---- per-socket state: lives and dies with the socket ------------------- */
 enum pg_sk_flags {
 	PG_SK_ASSIGNED = 1 << 0,    /* an assign was produced for .port */

@@ -37,7 +37,11 @@ char LICENSE[] SEC("license") = "GPL";
 
 static __always_inline void *event_reserve(__u64 size)
 {
-	void *e = bpf_ringbuf_reserve(&events, size, 0);
+	void *e;
+
+	if (pg_stopping)
+		return NULL;
+	e = bpf_ringbuf_reserve(&events, size, 0);
 
 	if (!e)
 		counter_inc(PG_CNT_DROP_RINGBUF);
@@ -673,6 +677,8 @@ int BPF_PROG(pg_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->flags |= PG_X_ARGS_UNREADABLE;
 	}
 	e->args_len = len;
+	if (pg_stopping)
+		return 0;
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), BPF_RB_NO_WAKEUP))
 		counter_inc(PG_CNT_DROP_RINGBUF);
 	else

@@ -184,7 +184,10 @@ int Probes::poll(int timeout_ms) {
 
 int Probes::drain() { return ring_buffer__consume(ring_.get()); }
 
-void Probes::detach() { links_.clear(); }
+void Probes::stop_producing() {
+  // a store to the mmap-ed .bss: every program sees it at its next run
+  __atomic_store_n(&skel_->bss->pg_stopping, true, __ATOMIC_SEQ_CST);
+}
 
 Counters Probes::counters() const {
   int ncpu = libbpf_num_possible_cpus();

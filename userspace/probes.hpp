@@ -48,8 +48,9 @@ class Probes {
   // Returns records consumed; -EINTR when interrupted by a signal.
   int poll(int timeout_ms);
   int drain();
-  // Detaches every hook: the kernel produces no new record after this.
-  void detach();
+  // The kernel produces no new record after this (the hooks stay attached
+  // until destruction, but return at once).
+  void stop_producing();
   Counters counters() const;
 
   const std::vector<std::string>& hooks() const { return hooks_; }

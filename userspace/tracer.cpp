@@ -274,9 +274,9 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       break;
     }
   }
-  // No new records from here on: detach every hook, then drain what the
-  // kernel produced up to now (bounded, even under a flood), then the end.
-  probes.detach();
+  // No new records from here on, then drain what the kernel produced up to
+  // now (bounded, even under a flood), then the end.
+  probes.stop_producing();
   while (probes.drain() > 0) {
   }
   report_lost();
