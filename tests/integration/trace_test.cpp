@@ -81,6 +81,22 @@ void accept_and_close(const Listener& l) {
   if (a >= 0) close(a);
 }
 
+// A tcp socket of `family` connects to addr, then both ends close (we first).
+struct Fired {
+  uint64_t cookie;
+  uint16_t port;
+};
+
+template <class A>
+Fired connect_and_close(int family, const A& addr, const Listener& l) {
+  int fd = socket(family, SOCK_STREAM, 0);
+  if (do_connect(fd, addr) != 0) return {0, 0};
+  Fired f{sock_cookie(fd), local_port(fd)};
+  close(fd);
+  accept_and_close(l);
+  return f;
+}
+
 struct Window {
   uint64_t t0 = boot_ns();
   uint64_t t1 = 0;
@@ -162,12 +178,8 @@ TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
 TEST_F(Trace, TcpConnectIpv4) {
   Listener l;
   Window w;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(do_connect(fd, v4(l.port)), 0);
-  uint64_t c = sock_cookie(fd);
-  uint16_t port = local_port(fd);
-  close(fd);
-  accept_and_close(l);
+  auto [c, port] = connect_and_close(AF_INET, v4(l.port), l);
+  ASSERT_NE(c, 0u);
   Json a = assign_of(c);
   EXPECT_EQ(a["proto"], "tcp");
   EXPECT_EQ(a["family"], "ipv4");
@@ -191,12 +203,8 @@ TEST_F(Trace, TcpConnectIpv4) {
 TEST_F(Trace, TcpConnectIpv6) {
   Listener l(AF_INET6);
   Window w;
-  int fd = socket(AF_INET6, SOCK_STREAM, 0);
-  ASSERT_EQ(do_connect(fd, v6(l.port)), 0);
-  uint64_t c = sock_cookie(fd);
-  uint16_t port = local_port(fd);
-  close(fd);
-  accept_and_close(l);
+  auto [c, port] = connect_and_close(AF_INET6, v6(l.port), l);
+  ASSERT_NE(c, 0u);
   Json a = assign_of(c);
   EXPECT_EQ(a["family"], "ipv6");
   EXPECT_EQ(a["laddr"], "::1");
@@ -212,12 +220,8 @@ TEST_F(Trace, TcpConnectIpv6) {
 
 TEST_F(Trace, TcpConnectV4MappedFromIpv6Socket) {
   Listener l;
-  int fd = socket(AF_INET6, SOCK_STREAM, 0);
-  ASSERT_EQ(do_connect(fd, v6(l.port, "::ffff:127.0.0.1")), 0);
-  uint64_t c = sock_cookie(fd);
-  uint16_t port = local_port(fd);
-  close(fd);
-  accept_and_close(l);
+  auto [c, port] = connect_and_close(AF_INET6, v6(l.port, "::ffff:127.0.0.1"), l);
+  ASSERT_NE(c, 0u);
   Json a = assign_of(c);
   EXPECT_EQ(a["family"], "ipv6");
   EXPECT_EQ(a["laddr"], "::ffff:127.0.0.1");
