@@ -37,7 +37,6 @@ enum pg_sk_flags {
 };
 
 struct pg_sk_state {
-	__u64 assign_ts;
 	__u16 port;     /* the port the last assign reported */
 	__u16 req_port; /* the port the last bind() asked for */
 	__u16 flags;    /* pg_sk_flags */

@@ -158,7 +158,6 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 	if (st) {
 		st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED);
 		st->port = e->lport;
-		st->assign_ts = e->ts_ns;
 	}
 	counter_inc(PG_CNT_ASSIGN);
 	event_submit(e, sizeof(*e));
