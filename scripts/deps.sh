@@ -3,7 +3,7 @@
 # does nothing, and asks no package server, when everything is present.
 set -euo pipefail
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
-      libfmt-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config)
+      libfmt-dev libsimdjson-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

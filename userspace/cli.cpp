@@ -10,6 +10,10 @@
 #include "version.hpp"
 
 namespace portghost {
+const char* const kDefaultLogDir = "/var/log/portghost";
+}
+
+namespace portghost {
 
 namespace {
 
@@ -34,6 +38,17 @@ Examples:
 
 Exit status: 0 on a clean stop (SIGINT, SIGTERM, --duration), 1 on a runtime error
 (privileges, kernel support, output), 2 on bad options.)";
+
+const char* kWhoFooter = R"(
+Reads portghost's JSON logs (plain, rotated, .gz) and prints every socket that held
+the port in the window, with its process, and says where the logs cannot tell:
+when portghost was not running, when records were lost, or when a holder predates
+its trace.
+
+Examples:
+  portghost who 60302 --at 10:03:12
+  portghost who 60302 --since -1h /var/log/portghost
+  portghost who 53 --proto udp --at 2026-11-22T10:03:12Z --format json events.jsonl events.jsonl.1.gz)";
 
 }  // namespace
 
@@ -76,21 +91,43 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
                   "Do not report sockets that held ports before the start");
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
 
+  WhoOptions& w = res.who;
+  std::string who_format = "table";
+  uint32_t who_port = 0;
+  CLI::App* who = app.add_subcommand("who", "Who held local port PORT at a time, from the logs");
+  who->footer(kWhoFooter);
+  who->add_option("PORT", who_port, "The local port")->required()->check(CLI::Range(0, 65535));
+  who->add_option("LOG", w.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
+  who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m");
+  who->add_option("--since", w.since, "Window start (same forms as --at)");
+  who->add_option("--until", w.until, "Window end (same forms as --at)");
+  who->add_option("--proto", w.proto, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
+  std::string who_family;
+  who->add_option("--family", who_family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
+  who->add_option("--netns", w.netns, "Only this network namespace (inode)");
+  who->add_option("--laddr", w.laddr, "Only this local address");
+  who->add_option("--host", w.host, "Only records from this host");
+  who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
+
   // `portghost [trace options]` is `portghost trace [trace options]`
   std::vector<const char*> args(argv, argv + argc);
   bool top_level = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
-                                std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0);
+                                std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0 ||
+                                std::strcmp(argv[1], "who") == 0);
   if (!top_level) args.insert(args.begin() + 1, "trace");
 
+  bool is_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
   auto fail = [&](const std::string& msg) {
-    err << "portghost: " << msg << " (see 'portghost trace --help')\n";
+    err << "portghost: " << msg << " (see 'portghost " << (is_who ? "who" : "trace") << " --help')\n";
     res.exit_code = kExitUsage;
     return res;
   };
   try {
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::CallForHelp& e) {
-    out << (argc > 1 && std::strcmp(argv[1], "trace") == 0 ? trace->help() : app.help());
+    bool sub_trace = argc > 1 && std::strcmp(argv[1], "trace") == 0;
+    bool sub_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
+    out << (sub_trace ? trace->help() : sub_who ? who->help() : app.help());
     res.exit_code = kExitOk;
     return res;
   } catch (const CLI::CallForVersion& e) {
@@ -102,6 +139,17 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     return fail(msg.empty() ? e.get_name() : msg);
   }
 
+  if (who->parsed()) {
+    if (!w.at.empty() && (!w.since.empty() || !w.until.empty()))
+      return fail("who: --at excludes --since and --until");
+    if (!who_family.empty()) w.family = who_family == "4" ? "ipv4" : "ipv6";
+    w.port = static_cast<uint16_t>(who_port);
+    w.json = who_format == "json";
+    if (w.logs.empty()) w.logs.push_back(kDefaultLogDir);
+    res.command = "who";
+    res.run = true;
+    return res;
+  }
   if (!format.empty()) o.format = format == "json" ? Format::Json : Format::Table;
   if (!proto.empty()) o.filters.proto = proto == "tcp" ? Proto::Tcp : Proto::Udp;
   if (!family.empty()) o.filters.family = family == "4" ? Family::Ipv4 : Family::Ipv6;

@@ -1,0 +1,193 @@
+#include "log_reader.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <simdjson.h>
+
+#include "errors.hpp"
+
+namespace portghost {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+// Whole file, decompressed, with simdjson's padding after it.
+std::string slurp(const std::string& path) {
+  std::string data;
+  if (ends_with(path, ".gz")) {
+    gzFile gz = gzopen(path.c_str(), "rb");
+    if (!gz) throw FatalError(errno_text("cannot read log " + path, errno ? errno : EIO));
+    char buf[1 << 16];
+    int n;
+    // a cut-off or damaged .gz still yields the lines before the damage
+    while ((n = gzread(gz, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
+    gzclose(gz);
+  } else {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw FatalError(errno_text("cannot read log " + path, errno ? errno : ENOENT));
+    f.seekg(0, std::ios::end);
+    auto size = f.tellg();
+    f.seekg(0);
+    data.resize(size > 0 ? static_cast<size_t>(size) : 0);
+    f.read(data.data(), static_cast<std::streamsize>(data.size()));
+  }
+  return data;
+}
+
+std::optional<LogEvent::Type> type_of(std::string_view t) {
+  if (t == "assign") return LogEvent::Type::Assign;
+  if (t == "release") return LogEvent::Type::Release;
+  if (t == "existing") return LogEvent::Type::Existing;
+  if (t == "start") return LogEvent::Type::Start;
+  if (t == "stop") return LogEvent::Type::Stop;
+  if (t == "lost") return LogEvent::Type::Lost;
+  return std::nullopt;
+}
+
+void str_field(simdjson::dom::element& doc, const char* key, std::string& out) {
+  std::string_view v;
+  if (doc[key].get_string().get(v) == simdjson::SUCCESS) out.assign(v);
+}
+
+void opt_str_field(simdjson::dom::element& doc, const char* key, std::optional<std::string>& out) {
+  std::string_view v;
+  if (doc[key].get_string().get(v) == simdjson::SUCCESS) out = std::string(v);
+}
+
+void opt_u64_field(simdjson::dom::element& doc, const char* key, std::optional<uint64_t>& out) {
+  uint64_t v;
+  if (doc[key].get_uint64().get(v) == simdjson::SUCCESS) out = v;
+}
+
+}  // namespace
+
+std::vector<std::string> expand_log_paths(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (const auto& a : args) {
+    struct stat st {};
+    if (stat(a.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      std::vector<std::pair<int, std::string>> found;  // rotation index, path
+      if (DIR* d = opendir(a.c_str())) {
+        while (dirent* de = readdir(d)) {
+          std::string name = de->d_name;
+          if (name.rfind("events.jsonl", 0) != 0) continue;
+          std::string rest = name.substr(12);
+          if (ends_with(rest, ".gz")) rest.resize(rest.size() - 3);
+          int idx = 0;
+          if (!rest.empty()) {
+            if (rest[0] != '.') continue;
+            char* end = nullptr;
+            idx = static_cast<int>(std::strtol(rest.c_str() + 1, &end, 10));
+            if (!end || *end) continue;
+          }
+          found.emplace_back(idx, a + "/" + name);
+        }
+        closedir(d);
+      }
+      // FILE.N is older than FILE.N-1, FILE is the newest
+      std::sort(found.begin(), found.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+      for (auto& f : found) out.push_back(f.second);
+    } else {
+      out.push_back(a);
+    }
+  }
+  return out;
+}
+
+ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
+                   const std::function<void(LogEvent&&)>& keep, std::ostream& warn) {
+  std::string data = slurp(path);
+  size_t size = data.size();
+  data.resize(size + simdjson::SIMDJSON_PADDING);
+  ReadStats st;
+  st.bytes = size;
+  simdjson::dom::parser parser;
+  bool warned = false;
+  auto bad = [&](uint64_t line, const char* why) {
+    st.bad_lines++;
+    if (!warned) {
+      warn << "portghost: " << path << ":" << line << ": " << why << ", skipped (further bad lines of this file are counted, not shown)\n";
+      warned = true;
+    }
+  };
+  size_t pos = 0;
+  while (pos < size) {
+    size_t nl = data.find('\n', pos);
+    bool complete = nl != std::string::npos && nl < size;
+    size_t end = complete ? nl : size;
+    st.lines++;
+    std::string_view line(data.data() + pos, end - pos);
+    pos = end + 1;
+    if (line.empty()) continue;
+    if (!complete) {
+      bad(st.lines, "truncated last line (the writer was stopped mid-write)");
+      break;
+    }
+    simdjson::dom::element doc;
+    if (parser.parse(line.data(), line.size(), false).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
+      bad(st.lines, "not a JSON object");
+      continue;
+    }
+    std::string_view t;
+    uint64_t ts = 0;
+    if (doc["type"].get_string().get(t) != simdjson::SUCCESS || doc["ts_ns"].get_uint64().get(ts) != simdjson::SUCCESS) {
+      bad(st.lines, "no type or ts_ns");
+      continue;
+    }
+    auto type = type_of(t);
+    if (!type) {  // a newer portghost's record: not ours to judge
+      st.unknown_types++;
+      continue;
+    }
+    LogEvent e;
+    e.type = *type;
+    e.ts_ns = ts;
+    str_field(doc, "host", e.host);
+    if (e.type == LogEvent::Type::Lost) {
+      uint64_t c = 0;
+      if (doc["count"].get_uint64().get(c) == simdjson::SUCCESS) e.lost_count = c;
+    }
+    if (e.type == LogEvent::Type::Assign || e.type == LogEvent::Type::Existing || e.type == LogEvent::Type::Release) {
+      uint64_t lport = 0;
+      if (doc["lport"].get_uint64().get(lport) != simdjson::SUCCESS || lport > 65535 ||
+          doc["sock"].get_uint64().get(e.sock) != simdjson::SUCCESS) {
+        bad(st.lines, "port record without sock or lport");
+        continue;
+      }
+      if (want_port && lport != *want_port) continue;
+      e.lport = static_cast<uint16_t>(lport);
+      str_field(doc, "proto", e.proto);
+      str_field(doc, "family", e.family);
+      str_field(doc, "laddr", e.laddr);
+      opt_str_field(doc, "raddr", e.raddr);
+      uint64_t rp = 0;
+      if (doc["rport"].get_uint64().get(rp) == simdjson::SUCCESS && rp <= 65535) e.rport = static_cast<uint16_t>(rp);
+      str_field(doc, "how", e.how);
+      str_field(doc, "comm", e.comm);
+      str_field(doc, "thread", e.thread);
+      str_field(doc, "exe", e.exe);
+      str_field(doc, "cmdline", e.cmdline);
+      str_field(doc, "container", e.container);
+      opt_u64_field(doc, "pid", e.pid);
+      opt_u64_field(doc, "tid", e.tid);
+      opt_u64_field(doc, "uid", e.uid);
+      opt_u64_field(doc, "netns", e.netns);
+      opt_u64_field(doc, "duration_ns", e.duration_ns);
+      bool tw = false;
+      if (doc["timewait"].get_bool().get(tw) == simdjson::SUCCESS) e.timewait = tw;
+    }
+    keep(std::move(e));
+  }
+  return st;
+}
+
+}  // namespace portghost

@@ -1,0 +1,43 @@
+// Reading portghost's own JSON Lines logs back (plain or gzip-compressed),
+// tolerant of what a crash or a disk can leave behind.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace portghost {
+
+// One record of a log, the fields `who` needs.
+struct LogEvent {
+  enum class Type { Start, Stop, Lost, Assign, Existing, Release } type = Type::Start;
+  uint64_t ts_ns = 0;
+  uint64_t sock = 0;
+  std::string proto, family, laddr, how, comm, thread, exe, cmdline, container, host;
+  std::optional<std::string> raddr;
+  uint16_t lport = 0;
+  std::optional<uint16_t> rport;
+  std::optional<uint64_t> pid, tid, uid, netns, duration_ns;
+  uint64_t lost_count = 0;
+  bool timewait = false;
+};
+
+struct ReadStats {
+  uint64_t lines = 0, bytes = 0, bad_lines = 0, unknown_types = 0;
+};
+
+// Which files make up a log: FILE, FILE.1, FILE.2.gz ..., oldest first. A
+// directory means its events.jsonl rotation set.
+std::vector<std::string> expand_log_paths(const std::vector<std::string>& args);
+
+// Reads one file (".gz" decompressed) and calls `keep` for every record it
+// can parse; `want_port` (if set) skips port records of other ports early.
+// A bad line (truncated, garbage) is skipped; the first one of the file is
+// reported on `warn` with its line number. Throws FatalError if unreadable.
+ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
+                   const std::function<void(LogEvent&&)>& keep, std::ostream& warn);
+
+}  // namespace portghost
