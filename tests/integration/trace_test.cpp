@@ -1068,3 +1068,85 @@ TEST_F(TraceOwn, AStuckReaderDoesNotBlockTheStop) {
   unlink(tmpl);
   close(p[0]);
 }
+
+namespace {
+// Runs `portghost ARGS`, returns exit status and stdout.
+std::pair<int, std::string> run_capture(std::vector<std::string> args) {
+  char tmpl[] = "/tmp/portghost-out-XXXXXX";
+  int ofd = mkstemp(tmpl);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(ofd, STDOUT_FILENO);
+    std::vector<char*> argv{const_cast<char*>(PORTGHOST_BIN)};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(PORTGHOST_BIN, argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::string out(1 << 16, '\0');
+  ssize_t n = pread(ofd, out.data(), out.size(), 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  close(ofd);
+  unlink(tmpl);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string ns_as_seconds(uint64_t ns) {
+  char buf[40];
+  snprintf(buf, sizeof buf, "%llu.%09llu", static_cast<unsigned long long>(ns / 1'000'000'000ULL),
+           static_cast<unsigned long long>(ns % 1'000'000'000ULL));
+  return buf;
+}
+}  // namespace
+
+TEST_F(TraceOwn, WhoNamesTheProcessThatHeldThePort) {
+  Listener l;
+  std::string log;
+  uint64_t assigned = 0, cookie = 0;
+  unsigned port = 0;
+  {
+    Tracer tr({"--no-existing"});
+    ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    pid_t child = fork();
+    if (child == 0) {
+      dup2(p[1], STDOUT_FILENO);
+      std::string lp = std::to_string(l.port);
+      execl(PG_FIRE_BIN, PG_FIRE_BIN, "tcp-connect", lp.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(p[1]);
+    char buf[64] = {};
+    ASSERT_GT(read(p[0], buf, sizeof buf - 1), 0);
+    close(p[0]);
+    waitpid(child, nullptr, 0);
+    accept_and_close(l);
+    unsigned long long ck = 0;
+    sscanf(buf, "%u %llu", &port, &ck);
+    cookie = ck;
+    auto a = tr.wait_for(is("assign", cookie));
+    ASSERT_TRUE(a);
+    ASSERT_TRUE(tr.wait_for(is("release", cookie)));
+    assigned = (*a)["ts_ns"];
+    EXPECT_EQ(tr.stop(), 0);
+    // keep the log: the tracer's directory goes with it
+    log = "/tmp/portghost-who-" + std::to_string(getpid()) + ".jsonl";
+    std::ifstream src(tr.path(), std::ios::binary);
+    std::ofstream dst(log, std::ios::binary);
+    dst << src.rdbuf();
+  }
+  auto [code, out] = run_capture({"who", std::to_string(port), "--at", ns_as_seconds(assigned + 1), log});
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(out.find("pg_fire"), std::string::npos) << out;
+  EXPECT_NE(out.find("tcp 127.0.0.1:" + std::to_string(port)), std::string::npos) << out;
+  EXPECT_EQ(out.find("NOT COVERED"), std::string::npos) << out;
+  // an hour earlier nobody was looking
+  auto [code2, out2] = run_capture({"who", std::to_string(port), "--at", ns_as_seconds(assigned - 3600'000'000'000ULL), log});
+  EXPECT_EQ(code2, 0);
+  EXPECT_EQ(out2.find("pg_fire"), std::string::npos) << out2;
+  EXPECT_NE(out2.find("NOT COVERED"), std::string::npos) << out2;
+  unlink(log.c_str());
+}

@@ -1,0 +1,243 @@
+#include <gtest/gtest.h>
+#include <time.h>
+#include <zlib.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "log_reader.hpp"
+#include "test_util.hpp"
+#include "who.hpp"
+
+using namespace portghost;
+using pgtest::TempDir;
+using pgtest::write_file;
+
+namespace {
+
+constexpr uint64_t kS = 1'000'000'000ULL;
+constexpr uint64_t kT0 = 1'795'307'725ULL * kS;  // 2026-11-22T00:35:25Z
+
+std::string start_line(uint64_t ts) {
+  return "{\"type\":\"start\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) + ",\"version\":\"0.1.0\"}\n";
+}
+std::string stop_line(uint64_t ts) {
+  return "{\"type\":\"stop\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) + ",\"reason\":\"signal\"}\n";
+}
+std::string lost_line(uint64_t ts, uint64_t n) {
+  return "{\"type\":\"lost\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) + ",\"count\":" + std::to_string(n) + "}\n";
+}
+std::string port_line(const std::string& type, uint64_t ts, uint64_t sock, uint16_t port, uint32_t pid,
+                      const std::string& comm, const std::string& extra = "") {
+  return "{\"type\":\"" + type + "\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) + ",\"sock\":" +
+         std::to_string(sock) + ",\"proto\":\"udp\",\"family\":\"ipv4\",\"laddr\":\"0.0.0.0\",\"lport\":" +
+         std::to_string(port) + ",\"raddr\":null,\"rport\":null,\"how\":\"sendmsg\",\"pid\":" + std::to_string(pid) +
+         ",\"comm\":\"" + comm + "\",\"exe\":\"/usr/bin/" + comm + "\",\"cmdline\":\"" + comm +
+         " -x\",\"netns\":4026531833" + extra + "}\n";
+}
+
+std::vector<LogEvent> read_all(const std::string& path, std::optional<uint16_t> port, std::string* warnings = nullptr) {
+  std::vector<LogEvent> out;
+  std::ostringstream warn;
+  read_log(path, port, [&](LogEvent&& e) { out.push_back(std::move(e)); }, warn);
+  if (warnings) *warnings = warn.str();
+  return out;
+}
+
+WhoQuery at(uint16_t port, uint64_t t) {
+  WhoQuery q;
+  q.port = port;
+  q.since_ns = q.until_ns = t;
+  return q;
+}
+
+}  // namespace
+
+TEST(ParseTime, Rfc3339WithZoneAndFraction) {
+  EXPECT_EQ(parse_time("2026-11-22T00:35:25Z", 0), kT0);
+  EXPECT_EQ(parse_time("2026-11-22T00:35:25.5Z", 0), kT0 + kS / 2);
+  EXPECT_EQ(parse_time("2026-11-22 00:35:25.000000001Z", 0), kT0 + 1);
+  EXPECT_EQ(parse_time("2026-11-22T02:35:25+02:00", 0), kT0);
+  EXPECT_EQ(parse_time("2026-11-21T23:35:25-01:00", 0), kT0);
+}
+
+TEST(ParseTime, UnixSecondsAndRelative) {
+  EXPECT_EQ(parse_time("1795307725", 0), kT0);
+  EXPECT_EQ(parse_time("1795307725.25", 0), kT0 + kS / 4);
+  EXPECT_EQ(parse_time("-5m", kT0), kT0 - 300 * kS);
+  EXPECT_EQ(parse_time("-30s", kT0), kT0 - 30 * kS);
+  EXPECT_EQ(parse_time("-2h", kT0), kT0 - 7200 * kS);
+  EXPECT_EQ(parse_time("-1d", kT0), kT0 - 86400 * kS);
+}
+
+TEST(ParseTime, LocalClockTimeIsToday) {
+  setenv("TZ", "UTC", 1);
+  tzset();
+  EXPECT_EQ(parse_time("10:03:12", kT0), 1'795'341'792ULL * kS);  // 2026-11-22T10:03:12Z
+  EXPECT_EQ(parse_time("00:35", kT0), kT0 - 25 * kS);
+  EXPECT_EQ(parse_time("00:35:25.5", kT0), kT0 + kS / 2);
+}
+
+TEST(ParseTime, GarbageIsRejected) {
+  for (const char* bad : {"", "bogus", "25:00:00", "10:61", "2026-13-01T00:00:00Z", "2026-11-22T00:35:25",
+                          "2026-11-22T00:35:25+2", "-5x", "-m", "12ab", "1.2.3"})
+    EXPECT_FALSE(parse_time(bad, kT0)) << bad;
+}
+
+TEST(ReadLog, CorruptLinesAreSkippedAndReportedOncePerFile) {
+  TempDir dir;
+  std::string path = dir / "events.jsonl";
+  write_file(path, start_line(kT0) + "garbage\n" + "\x01\x02\xff\n" + port_line("assign", kT0 + 1, 7, 5000, 42, "curl") +
+                       "{\"type\":\"future\",\"ts_ns\":5}\n" + "{\"type\":\"assign\",\"ts\":\"x\",\"ts_ns\":9,\"sock\":1");
+  std::string warn;
+  auto evs = read_all(path, std::nullopt, &warn);
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0].type, LogEvent::Type::Start);
+  EXPECT_EQ(evs[1].type, LogEvent::Type::Assign);
+  EXPECT_EQ(evs[1].comm, "curl");
+  EXPECT_EQ(evs[1].pid, 42u);
+  // one warning for the file, naming the first bad line
+  EXPECT_NE(warn.find(path + ":2:"), std::string::npos) << warn;
+  EXPECT_EQ(std::count(warn.begin(), warn.end(), '\n'), 1) << warn;
+}
+
+TEST(ReadLog, GzipRotatedFilesAreRead) {
+  TempDir dir;
+  std::string text = start_line(kT0) + port_line("assign", kT0 + 1, 7, 5000, 42, "curl") + stop_line(kT0 + 2);
+  std::string gz = dir / "events.jsonl.1.gz";
+  gzFile f = gzopen(gz.c_str(), "wb");
+  gzwrite(f, text.data(), static_cast<unsigned>(text.size()));
+  gzclose(f);
+  write_file(dir / "events.jsonl", start_line(kT0 + 10 * kS));
+  write_file(dir / "events.jsonl.2", start_line(kT0 - 10 * kS));
+  write_file(dir / "other.txt", "x");
+  auto paths = expand_log_paths({dir.path()});
+  ASSERT_EQ(paths.size(), 3u);
+  EXPECT_EQ(paths[0], dir / "events.jsonl.2");  // oldest first
+  EXPECT_EQ(paths[1], gz);
+  EXPECT_EQ(paths[2], dir / "events.jsonl");
+  auto evs = read_all(gz, 5000);
+  ASSERT_EQ(evs.size(), 3u);
+  EXPECT_EQ(evs[1].sock, 7u);
+}
+
+TEST(ReadLog, OtherPortsAreSkipped) {
+  TempDir dir;
+  std::string path = dir / "e.jsonl";
+  write_file(path, start_line(kT0) + port_line("assign", kT0 + 1, 7, 5000, 42, "a") +
+                       port_line("assign", kT0 + 2, 8, 6000, 43, "b"));
+  auto evs = read_all(path, 6000);
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[1].sock, 8u);
+}
+
+namespace {
+std::vector<LogEvent> log_of(const std::string& text) {
+  TempDir dir;
+  write_file(dir / "e.jsonl", text);
+  return read_all(dir / "e.jsonl", std::nullopt);
+}
+}  // namespace
+
+TEST(Who, HolderAtAnInstantWithItsProcess) {
+  auto evs = log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "curl") +
+                    port_line("release", kT0 + 3 * kS, 7, 5000, 42, "curl", ",\"duration_ns\":2000000000") +
+                    port_line("assign", kT0 + 4 * kS, 9, 5000, 77, "dig") + stop_line(kT0 + 10 * kS));
+  WhoAnswer a = answer_who(evs, at(5000, kT0 + 2 * kS));
+  ASSERT_EQ(a.holdings.size(), 1u);
+  EXPECT_EQ(a.holdings[0].first.pid, 42u);
+  EXPECT_EQ(a.holdings[0].end, Holding::End::Released);
+  EXPECT_EQ(a.holdings[0].end_ns, kT0 + 3 * kS);
+  EXPECT_TRUE(a.gaps.empty());
+  // the second holder is still held when portghost stopped
+  WhoAnswer b = answer_who(evs, at(5000, kT0 + 5 * kS));
+  ASSERT_EQ(b.holdings.size(), 1u);
+  EXPECT_EQ(b.holdings[0].first.pid, 77u);
+  EXPECT_EQ(b.holdings[0].end, Holding::End::StillHeldAtStop);
+  // nobody between them
+  EXPECT_TRUE(answer_who(evs, at(5000, kT0 + 3 * kS + 1)).holdings.empty());
+}
+
+TEST(Who, TimeOutsideAnyRunIsNotCovered) {
+  auto evs = log_of(start_line(kT0) + stop_line(kT0 + 10 * kS) + start_line(kT0 + 20 * kS) +
+                    stop_line(kT0 + 30 * kS));
+  WhoAnswer between = answer_who(evs, at(5000, kT0 + 15 * kS));
+  ASSERT_EQ(between.gaps.size(), 1u);
+  EXPECT_NE(between.gaps[0].why.find("between two portghost runs"), std::string::npos);
+  WhoAnswer before = answer_who(evs, at(5000, kT0 - kS));
+  ASSERT_EQ(before.gaps.size(), 1u);
+  EXPECT_NE(before.gaps[0].why.find("before the first record"), std::string::npos);
+  WhoAnswer after = answer_who(evs, at(5000, kT0 + 40 * kS));
+  ASSERT_EQ(after.gaps.size(), 1u);
+  EXPECT_NE(after.gaps[0].why.find("after the last record"), std::string::npos);
+  EXPECT_TRUE(answer_who(evs, at(5000, kT0 + 5 * kS)).gaps.empty());
+  // a window across the stop: only the stopped part is a gap
+  WhoQuery q;
+  q.port = 5000;
+  q.since_ns = kT0 + 5 * kS;
+  q.until_ns = kT0 + 25 * kS;
+  WhoAnswer w = answer_who(evs, q);
+  ASSERT_EQ(w.gaps.size(), 1u);
+  EXPECT_EQ(w.gaps[0].from_ns, kT0 + 10 * kS + 1);
+  EXPECT_EQ(w.gaps[0].to_ns, kT0 + 20 * kS - 1);
+}
+
+TEST(Who, ACrashEndsCoverageAtTheLastRecord) {
+  // no stop: the next start means the first run died after its last record
+  auto evs = log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "curl") +
+                    start_line(kT0 + 20 * kS) + stop_line(kT0 + 30 * kS));
+  WhoQuery q;
+  q.port = 5000;
+  q.since_ns = kT0;
+  q.until_ns = kT0 + 25 * kS;
+  WhoAnswer a = answer_who(evs, q);
+  ASSERT_EQ(a.gaps.size(), 1u);
+  EXPECT_EQ(a.gaps[0].from_ns, kT0 + 1 * kS + 1);  // the dead run's last record
+  EXPECT_EQ(a.gaps[0].to_ns, kT0 + 20 * kS - 1);   // the next start
+  EXPECT_EQ(answer_who(evs, at(5000, kT0 + 10 * kS)).gaps.size(), 1u);
+  WhoAnswer held = answer_who(evs, at(5000, kT0 + 1 * kS));
+  ASSERT_EQ(held.holdings.size(), 1u);
+  EXPECT_EQ(held.holdings[0].end, Holding::End::UnknownAfterCrash);
+}
+
+TEST(Who, ExistingHoldersAndLossesAreCalledOut) {
+  auto evs = log_of(start_line(kT0) + port_line("existing", kT0 + 1, 7, 5000, 42, "nginx") +
+                    lost_line(kT0 + 2 * kS, 17) + port_line("release", kT0 + 3 * kS, 7, 5000, 42, "nginx"));
+  WhoAnswer a = answer_who(evs, at(5000, kT0 + 2 * kS));
+  ASSERT_EQ(a.holdings.size(), 1u);
+  EXPECT_TRUE(a.holdings[0].from_existing);
+  EXPECT_EQ(a.lost_in_window, 17u);
+  std::ostringstream out;
+  print_who(a, at(5000, kT0 + 2 * kS), out);
+  EXPECT_NE(out.str().find("the true start is unknown"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("INCOMPLETE: 17 records were lost"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("pid 42 nginx"), std::string::npos) << out.str();
+}
+
+TEST(Who, FiltersAndOpenAtEndOfLog) {
+  auto evs = log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "curl"));
+  WhoQuery q = at(5000, kT0 + 1 * kS);
+  WhoAnswer a = answer_who(evs, q);
+  ASSERT_EQ(a.holdings.size(), 1u);
+  EXPECT_EQ(a.holdings[0].end, Holding::End::OpenAtEndOfLog);
+  q.proto = "tcp";
+  EXPECT_TRUE(answer_who(evs, q).holdings.empty());
+  q.proto = "udp";
+  q.netns = 1;
+  EXPECT_TRUE(answer_who(evs, q).holdings.empty());
+}
+
+TEST(Who, JsonOutputIsOneObjectPerLine) {
+  auto evs = log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "cu\\u001bl") +
+                    stop_line(kT0 + 2 * kS));
+  WhoQuery q = at(5000, kT0 + 1 * kS);
+  q.json = true;
+  std::ostringstream out;
+  print_who(answer_who(evs, q), q, out);
+  std::string s = out.str();
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 1) << s;
+  EXPECT_NE(s.find("\"comm\":\"cu\\u001bl\""), std::string::npos) << s;
+  EXPECT_NE(s.find("\"end\":\"still held when portghost stopped\""), std::string::npos) << s;
+}
