@@ -99,7 +99,9 @@ int run(int argc, char** argv) {
     std::tie(ctx.cgroup_id, ctx.cgroup_level) = *id;
   }
   Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
-  auto sink = make_sink(format, out);
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  auto sink = make_sink(format, out, host);
   install_signals();
   out.set_interrupt(&g_stop);
   return run_trace(ctx, out, *sink, g_stop, &g_reopen);

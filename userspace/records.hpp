@@ -42,6 +42,8 @@ struct StartRecord {
   std::string version;
   std::string kernel;
   std::string hostname;
+  std::string machine_id;  // /etc/machine-id
+  std::string boot_id;     // /proc/sys/kernel/random/boot_id
   std::vector<std::string> hooks;     // in use
   std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
   uint16_t port_lo = 0, port_hi = 0;

@@ -47,7 +47,7 @@ std::string counts_object(const M& m) {
 
 }  // namespace
 
-std::string JsonSink::render(const PortRecord& r) {
+std::string JsonSink::render(const PortRecord& r, const std::string& host) {
   std::string s;
   s.reserve(512 + (r.cmdline ? r.cmdline->size() : 0));
   JsonObject o(s);
@@ -63,6 +63,7 @@ std::string JsonSink::render(const PortRecord& r) {
     opt_u(o, "duration_ns", r.duration_ns);
     opt_u(o, "pid", r.pid);
     o.opt_str("comm", r.comm).boolean("timewait", r.timewait);
+    if (!host.empty()) o.str("host", host);
     o.close();
     return s;
   }
@@ -83,11 +84,12 @@ std::string JsonSink::render(const PortRecord& r) {
   opt_u(o, "cgroup_id", r.cgroup_id);
   o.opt_str("container", r.container).boolean("kernel", r.kernel);
   if (r.state) o.str("state", *r.state);
+  if (!host.empty()) o.str("host", host);
   o.close();
   return s;
 }
 
-void JsonSink::port(const PortRecord& r) { out_.write(render(r)); }
+void JsonSink::port(const PortRecord& r) { out_.write(render(r, host_)); }
 
 void JsonSink::start(const StartRecord& r) {
   std::string s;
@@ -97,6 +99,8 @@ void JsonSink::start(const StartRecord& r) {
   o.str("version", r.version)
       .str("kernel", r.kernel)
       .str("host", r.hostname)
+      .str("machine_id", r.machine_id)
+      .str("boot_id", r.boot_id)
       .raw("hooks", string_array(r.hooks))
       .raw("uncaught", string_array(r.uncaught))
       .raw("port_range", range)
@@ -117,6 +121,7 @@ void JsonSink::lost(const LostRecord& r) {
   JsonObject o(s);
   head(o, "lost", r.ts_ns);
   o.num("count", r.count).num("total", r.total).raw("reasons", counts_object(r.by_reason));
+  if (!host_.empty()) o.str("host", host_);
   o.close();
   out_.write(s);
 }
@@ -127,6 +132,7 @@ void JsonSink::stop(const StopRecord& r) {
   head(o, "stop", r.ts_ns);
   o.str("reason", r.reason).raw("records", counts_object(r.records)).num("lost", r.lost);
   o.num("table_evicted", r.table_evicted);
+  if (!host_.empty()) o.str("host", host_);
   o.close();
   out_.write(s);
 }
@@ -206,9 +212,9 @@ void TableSink::stop(const StopRecord& r) {
   out_.write(s);
 }
 
-std::unique_ptr<Sink> make_sink(Format format, Output& out) {
+std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host) {
   if (format == Format::Table) return std::make_unique<TableSink>(out);
-  return std::make_unique<JsonSink>(out);
+  return std::make_unique<JsonSink>(out, host);
 }
 
 }  // namespace portghost

@@ -24,7 +24,9 @@ enum class Format { Json, Table };
 
 class JsonSink : public Sink {
  public:
-  explicit JsonSink(Output& out) : out_(out) {}
+  // host: when set, every record ends with "host" (merged logs of many hosts
+  // stay attributable).
+  explicit JsonSink(Output& out, std::string host = "") : out_(out), host_(std::move(host)) {}
   void start(const StartRecord& r) override;
   void port(const PortRecord& r) override;
   void lost(const LostRecord& r) override;
@@ -32,11 +34,12 @@ class JsonSink : public Sink {
   void flush() override { out_.flush(); }
 
   // One record's line (with its newline), as port() writes it.
-  static std::string render(const PortRecord& r);
+  static std::string render(const PortRecord& r, const std::string& host = "");
 
  private:
+  void emit(std::string& s);  // closes the object (host last) and writes it
   Output& out_;
-  std::string line_;
+  std::string host_;
 };
 
 class TableSink : public Sink {
@@ -55,7 +58,7 @@ class TableSink : public Sink {
   Output& out_;
 };
 
-std::unique_ptr<Sink> make_sink(Format format, Output& out);
+std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host = "");
 
 // For the table: printable ASCII kept, anything else shown as \xNN.
 std::string printable(std::string_view s);

@@ -167,6 +167,13 @@ std::pair<uint16_t, uint16_t> local_port_range() {
   return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
 }
 
+std::string first_line(const char* path) {
+  std::ifstream f(path);
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
 std::map<std::string, std::string> filter_summary(const Filters& f) {
   std::map<std::string, std::string> m;
   if (f.pid) m["pid"] = std::to_string(*f.pid);
@@ -218,6 +225,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   start.version = kVersion;
   start.kernel = u.release;
   start.hostname = host;
+  start.machine_id = first_line("/etc/machine-id");
+  start.boot_id = first_line("/proc/sys/kernel/random/boot_id");
   start.hooks = probes.hooks();
   start.uncaught = probes.uncaught();
   std::tie(start.port_lo, start.port_hi) = local_port_range();

@@ -173,6 +173,11 @@ TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
   ASSERT_EQ(s["port_range"].size(), 2u);
   EXPECT_LE(s["port_range"][0].get<int>(), s["port_range"][1].get<int>());
   EXPECT_TRUE(s["uncaught"].is_array());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  EXPECT_EQ(s["host"], host);
+  EXPECT_EQ(s["boot_id"].get<std::string>().size(), 36u);
+  EXPECT_TRUE(s["machine_id"].is_string());
 }
 
 TEST_F(Trace, TcpConnectIpv4) {
@@ -198,6 +203,8 @@ TEST_F(Trace, TcpConnectIpv4) {
   EXPECT_EQ(r["comm"], process_comm());
   EXPECT_EQ(r["timewait"], true);  // we closed first
   expect_lifetime(r, w);
+  EXPECT_EQ(a["host"], r["host"]);
+  EXPECT_FALSE(a["host"].get<std::string>().empty());
 }
 
 TEST_F(Trace, TcpConnectIpv6) {

@@ -260,8 +260,9 @@ TEST(JsonSink, StartLostStopRecords) {
   auto lines = pgtest::split_lines(out.text());
   ASSERT_EQ(lines.size(), 3u) << out.text();
   JValue start = parse_line(lines[0] + "\n");
-  EXPECT_EQ(start.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "hooks",
-                                                    "uncaught", "port_range", "ring_buffer_bytes", "filters"}));
+  EXPECT_EQ(start.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "machine_id",
+                                                    "boot_id", "hooks", "uncaught", "port_range", "ring_buffer_bytes",
+                                                    "filters"}));
   EXPECT_EQ(start.at("type").str(), "start");
   EXPECT_EQ(start.at("host").str(), "host\"1");
   ASSERT_EQ(start.at("hooks").arr.size(), 2u);
@@ -439,4 +440,27 @@ TEST(Sinks, Printable) {
   EXPECT_EQ(printable("\x7f\x80\xff"), "\\x7f\\x80\\xff");
   EXPECT_EQ(printable(std::string("\0", 1)), "\\x00");
   EXPECT_EQ(printable("caf\xc3\xa9"), "caf\\xc3\\xa9") << "the table is ASCII only";
+}
+
+TEST(JsonSink, WithAHostEveryRecordEndsWithIt) {
+  StringOutput out;
+  JsonSink sink(out, "web-1");
+  PortRecord r;
+  r.type = PortRecord::Type::Release;
+  r.laddr = "127.0.0.1";
+  sink.port(r);
+  r.type = PortRecord::Type::Assign;
+  sink.port(r);
+  LostRecord l;
+  sink.lost(l);
+  StopRecord st;
+  sink.stop(st);
+  auto lines = pgtest::split_lines(out.text());
+  ASSERT_EQ(lines.size(), 4u);
+  for (const auto& line : lines) {
+    JValue v = parse_line(line + "\n");
+    ASSERT_FALSE(v.keys().empty());
+    EXPECT_EQ(v.keys().back(), "host") << line;
+    EXPECT_EQ(v.at("host").str(), "web-1");
+  }
 }
