@@ -20,9 +20,9 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-// Whole file, decompressed, with simdjson's padding after it.
-std::string slurp(const std::string& path) {
-  std::string data;
+// Whole file, decompressed, followed by simdjson's padding; returns the size
+// of the data proper.
+size_t slurp(const std::string& path, std::string& data) {
   if (ends_with(path, ".gz")) {
     gzFile gz = gzopen(path.c_str(), "rb");
     if (!gz) throw FatalError(errno_text("cannot read log " + path, errno ? errno : EIO));
@@ -31,16 +31,41 @@ std::string slurp(const std::string& path) {
     // a cut-off or damaged .gz still yields the lines before the damage
     while ((n = gzread(gz, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
     gzclose(gz);
-  } else {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw FatalError(errno_text("cannot read log " + path, errno ? errno : ENOENT));
-    f.seekg(0, std::ios::end);
-    auto size = f.tellg();
-    f.seekg(0);
-    data.resize(size > 0 ? static_cast<size_t>(size) : 0);
-    f.read(data.data(), static_cast<std::streamsize>(data.size()));
+    size_t size = data.size();
+    data.resize(size + simdjson::SIMDJSON_PADDING);
+    return size;
   }
-  return data;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FatalError(errno_text("cannot read log " + path, errno ? errno : ENOENT));
+  f.seekg(0, std::ios::end);
+  auto end = f.tellg();
+  size_t size = end > 0 ? static_cast<size_t>(end) : 0;
+  f.seekg(0);
+  data.resize(size + simdjson::SIMDJSON_PADDING);  // one allocation, no copy
+  f.read(data.data(), static_cast<std::streamsize>(size));
+  return static_cast<size_t>(f.gcount());
+}
+
+// The number after `key` in line (our own writer's exact spelling), if any.
+std::optional<uint64_t> quick_number(std::string_view line, std::string_view key) {
+  size_t at = line.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  size_t i = at + key.size();
+  if (i >= line.size() || line[i] < '0' || line[i] > '9') return std::nullopt;
+  uint64_t v = 0;
+  for (; i < line.size() && line[i] >= '0' && line[i] <= '9'; i++) v = v * 10 + static_cast<uint64_t>(line[i] - '0');
+  return v;
+}
+
+// A port record of another port, told from the text alone: it need not be
+// parsed. Anything unusual goes to the full parser.
+bool other_port_record(std::string_view line, uint16_t port) {
+  if (line.size() < 20 || line.compare(0, 9, "{\"type\":\"") != 0) return false;
+  std::string_view t = line.substr(9, 9);
+  if (t.compare(0, 7, "assign\"") != 0 && t.compare(0, 8, "release\"") != 0 && t.compare(0, 9, "existing\"") != 0)
+    return false;
+  auto lport = quick_number(line, "\"lport\":");
+  return lport && *lport != port;
 }
 
 std::optional<LogEvent::Type> type_of(std::string_view t) {
@@ -105,9 +130,8 @@ std::vector<std::string> expand_log_paths(const std::vector<std::string>& args) 
 
 ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
                    const std::function<void(LogEvent&&)>& keep, std::ostream& warn) {
-  std::string data = slurp(path);
-  size_t size = data.size();
-  data.resize(size + simdjson::SIMDJSON_PADDING);
+  std::string data;
+  size_t size = slurp(path, data);
   ReadStats st;
   st.bytes = size;
   simdjson::dom::parser parser;
@@ -118,6 +142,15 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
       warn << "portghost: " << path << ":" << line << ": " << why << ", skipped (further bad lines of this file are counted, not shown)\n";
       warned = true;
     }
+  };
+  uint64_t tick = 0;  // latest time of records skipped since the last one kept
+  auto flush_tick = [&] {
+    if (!tick) return;
+    LogEvent t;
+    t.type = LogEvent::Type::Tick;
+    t.ts_ns = tick;
+    tick = 0;
+    keep(std::move(t));
   };
   size_t pos = 0;
   while (pos < size) {
@@ -131,6 +164,12 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
     if (!complete) {
       bad(st.lines, "truncated last line (the writer was stopped mid-write)");
       break;
+    }
+    if (want_port && other_port_record(line, *want_port)) {
+      if (auto ts = quick_number(line, "\"ts_ns\":")) {
+        tick = std::max(tick, *ts);
+        continue;
+      }
     }
     simdjson::dom::element doc;
     if (parser.parse(line.data(), line.size(), false).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
@@ -163,7 +202,10 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
         bad(st.lines, "port record without sock or lport");
         continue;
       }
-      if (want_port && lport != *want_port) continue;
+      if (want_port && lport != *want_port) {
+        tick = std::max(tick, ts);
+        continue;
+      }
       e.lport = static_cast<uint16_t>(lport);
       str_field(doc, "proto", e.proto);
       str_field(doc, "family", e.family);
@@ -185,8 +227,10 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
       bool tw = false;
       if (doc["timewait"].get_bool().get(tw) == simdjson::SUCCESS) e.timewait = tw;
     }
+    flush_tick();
     keep(std::move(e));
   }
+  flush_tick();
   return st;
 }
 

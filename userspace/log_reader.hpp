@@ -13,7 +13,9 @@ namespace portghost {
 
 // One record of a log, the fields `who` needs.
 struct LogEvent {
-  enum class Type { Start, Stop, Lost, Assign, Existing, Release } type = Type::Start;
+  // Tick: records of no interest (other ports) were read up to ts_ns; they
+  // still show that portghost was running then.
+  enum class Type { Start, Stop, Lost, Assign, Existing, Release, Tick } type = Type::Start;
   uint64_t ts_ns = 0;
   uint64_t sock = 0;
   std::string proto, family, laddr, how, comm, thread, exe, cmdline, container, host;

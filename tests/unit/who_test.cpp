@@ -128,8 +128,27 @@ TEST(ReadLog, OtherPortsAreSkipped) {
   write_file(path, start_line(kT0) + port_line("assign", kT0 + 1, 7, 5000, 42, "a") +
                        port_line("assign", kT0 + 2, 8, 6000, 43, "b"));
   auto evs = read_all(path, 6000);
-  ASSERT_EQ(evs.size(), 2u);
-  EXPECT_EQ(evs[1].sock, 8u);
+  ASSERT_EQ(evs.size(), 3u);
+  EXPECT_EQ(evs[1].type, LogEvent::Type::Tick);  // port 5000's record, as a time only
+  EXPECT_EQ(evs[1].ts_ns, kT0 + 1);
+  EXPECT_EQ(evs[2].sock, 8u);
+}
+
+TEST(Who, RecordsOfOtherPortsStillExtendCoverage) {
+  TempDir dir;
+  std::string path = dir / "e.jsonl";
+  // the run died after a record of another port at +9 s
+  write_file(path, start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "a") +
+                       port_line("assign", kT0 + 9 * kS, 8, 6000, 43, "b") + start_line(kT0 + 20 * kS));
+  auto evs = read_all(path, 5000);
+  WhoQuery q;
+  q.port = 5000;
+  q.since_ns = kT0;
+  q.until_ns = kT0 + 20 * kS;
+  WhoAnswer a = answer_who(evs, q);
+  ASSERT_EQ(a.gaps.size(), 1u);
+  EXPECT_EQ(a.gaps[0].from_ns, kT0 + 9 * kS + 1);
+  EXPECT_EQ(a.gaps[0].to_ns, kT0 + 20 * kS - 1);
 }
 
 namespace {
