@@ -1157,3 +1157,41 @@ TEST_F(TraceOwn, WhoNamesTheProcessThatHeldThePort) {
   EXPECT_NE(out2.find("NOT COVERED"), std::string::npos) << out2;
   unlink(log.c_str());
 }
+
+TEST_F(TraceOwn, RunsWithTheServicesFiveCapabilities) {
+  if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv (util-linux) not installed";
+  char dir[] = "/tmp/portghost-caps-XXXXXX";
+  ASSERT_TRUE(mkdtemp(dir));
+  std::string log = std::string(dir) + "/events.jsonl";
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/usr/bin/setpriv", "setpriv", "--bounding-set", "-all,+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace",
+          "--inh-caps", "-all", PORTGHOST_BIN, "trace", "-o", log.c_str(), "--duration", "3",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  bool started = false;
+  for (int i = 0; i < 100 && !started; i++) {
+    std::ifstream f(log);
+    std::string first;
+    started = std::getline(f, first) && first.find("\"type\":\"start\"") != std::string::npos;
+    if (!started) std::this_thread::sleep_for(50ms);
+  }
+  int fd = udp_sendto_socket();
+  uint64_t c = sock_cookie(fd);
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(started);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::ifstream f(log);
+  std::string line;
+  bool seen = false;
+  while (std::getline(f, line)) {
+    auto j = Json::parse(line);
+    if (j["type"] == "assign" && j["sock"] == c) seen = true;
+  }
+  EXPECT_TRUE(seen) << "no assign recorded under the reduced capability set";
+  unlink(log.c_str());
+  rmdir(dir);
+}
