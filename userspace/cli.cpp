@@ -109,16 +109,25 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   who->add_option("--host", w.host, "Only records from this host");
   who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
 
+  StatsOptions& so = res.stats;
+  std::string stats_format = "table";
+  CLI::App* stats = app.add_subcommand("stats", "Summary of a log: busiest processes, port-time, lifetimes");
+  stats->add_option("LOG", so.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
+  stats->add_option("--top", so.top, "Rows per ranking")->check(CLI::Range(1, 1000))->capture_default_str();
+  stats->add_option("--format", stats_format, "table or json")->check(CLI::IsMember({"json", "table"}));
+
   // `portghost [trace options]` is `portghost trace [trace options]`
   std::vector<const char*> args(argv, argv + argc);
   bool top_level = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
                                 std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0 ||
-                                std::strcmp(argv[1], "who") == 0);
+                                std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0);
   if (!top_level) args.insert(args.begin() + 1, "trace");
 
-  bool is_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
+  std::string sub = argc > 1 && (std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0)
+                        ? argv[1]
+                        : "trace";
   auto fail = [&](const std::string& msg) {
-    err << "portghost: " << msg << " (see 'portghost " << (is_who ? "who" : "trace") << " --help')\n";
+    err << "portghost: " << msg << " (see 'portghost " << sub << " --help')\n";
     res.exit_code = kExitUsage;
     return res;
   };
@@ -127,7 +136,8 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   } catch (const CLI::CallForHelp& e) {
     bool sub_trace = argc > 1 && std::strcmp(argv[1], "trace") == 0;
     bool sub_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
-    out << (sub_trace ? trace->help() : sub_who ? who->help() : app.help());
+    bool sub_stats = argc > 1 && std::strcmp(argv[1], "stats") == 0;
+    out << (sub_trace ? trace->help() : sub_who ? who->help() : sub_stats ? stats->help() : app.help());
     res.exit_code = kExitOk;
     return res;
   } catch (const CLI::CallForVersion& e) {
@@ -139,6 +149,13 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     return fail(msg.empty() ? e.get_name() : msg);
   }
 
+  if (stats->parsed()) {
+    so.json = stats_format == "json";
+    if (so.logs.empty()) so.logs.push_back(kDefaultLogDir);
+    res.command = "stats";
+    res.run = true;
+    return res;
+  }
   if (who->parsed()) {
     if (!w.at.empty() && (!w.since.empty() || !w.until.empty()))
       return fail("who: --at excludes --since and --until");

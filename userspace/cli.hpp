@@ -19,12 +19,20 @@ struct WhoOptions {
   std::vector<std::string> logs;  // default: the service's log directory
 };
 
+// `portghost stats`.
+struct StatsOptions {
+  std::vector<std::string> logs;
+  size_t top = 10;
+  bool json = false;
+};
+
 struct CliResult {
   bool run = false;   // false: exit now with exit_code (help, version, error)
   int exit_code = 0;
   std::string command;  // "trace" or "who"
   TraceOptions trace;
   WhoOptions who;
+  StatsOptions stats;
 };
 
 extern const char* const kDefaultLogDir;

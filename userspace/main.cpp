@@ -16,6 +16,7 @@
 #include "probes.hpp"
 #include "sink.hpp"
 #include "tracer.hpp"
+#include "stats.hpp"
 #include "who.hpp"
 
 using namespace portghost;
@@ -71,6 +72,7 @@ int run(int argc, char** argv) {
   CliResult cli = parse_cli(argc, argv, std::cout, std::cerr);
   if (!cli.run) return cli.exit_code;
   if (cli.command == "who") return run_who(cli.who, std::cout, std::cerr);
+  if (cli.command == "stats") return run_stats(cli.stats, std::cout, std::cerr);
   TraceOptions& opt = cli.trace;
 
   auto logger = spdlog::stderr_color_mt("portghost");
