@@ -446,6 +446,20 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate != TCP_CLOSE)
 		return 0;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	/* SYN_SENT -> CLOSE on a socket that never got a port: connect() found
+	 * no free local port (inet_hash_connect failed, EADDRNOTAVAIL). */
+	if (oldstate == TCP_SYN_SENT && (!st || !(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)))) {
+		e = sock_event_new(PG_KIND_EXHAUSTED);
+		if (!e)
+			return 0;
+		fill_from_sk(e, sk);
+		e->proto = PG_IPPROTO_TCP;
+		e->how = PG_HOW_CONNECT;
+		e->lport = 0;
+		fill_current_task(e);
+		event_submit(e, sizeof(*e));
+		return 0;
+	}
 	if (!st || !release_due(st))
 		return 0;
 	/* A port bound by the user (SOCK_BINDPORT_LOCK) survives CLOSE while the

@@ -26,6 +26,7 @@ enum pg_kind {
 	PG_KIND_EXEC = 4,
 	PG_KIND_FORK = 5,
 	PG_KIND_EXIT = 6,
+	PG_KIND_EXHAUSTED = 7, /* an automatic port assignment failed */
 };
 
 /* How a socket obtained its local port. */

@@ -80,6 +80,7 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
   switch (r.kind) {
     case PG_KIND_ASSIGN: e.kind = SockEvent::Kind::Assign; break;
     case PG_KIND_RELEASE: e.kind = SockEvent::Kind::Release; break;
+    case PG_KIND_EXHAUSTED: e.kind = SockEvent::Kind::Exhausted; break;
     default: e.kind = SockEvent::Kind::Existing; break;
   }
   if (r.proto != 6 && r.proto != 17) return std::nullopt;
@@ -129,7 +130,8 @@ std::optional<Event> decode(const void* data, size_t size) {
   switch (kind) {
     case PG_KIND_ASSIGN:
     case PG_KIND_RELEASE:
-    case PG_KIND_EXISTING: {
+    case PG_KIND_EXISTING:
+    case PG_KIND_EXHAUSTED: {
       if (size < sizeof(pg_sock_event)) return std::nullopt;
       pg_sock_event r;
       std::memcpy(&r, data, sizeof r);

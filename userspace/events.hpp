@@ -45,7 +45,7 @@ std::string_view to_string(How h);
 
 // assign, release or existing, as the kernel saw it.
 struct SockEvent {
-  enum class Kind { Assign, Release, Existing } kind;
+  enum class Kind { Assign, Release, Existing, Exhausted } kind;
   How how = How::None;
   Proto proto = Proto::Tcp;
   Family family = Family::Ipv4;

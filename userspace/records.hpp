@@ -13,7 +13,7 @@ namespace portghost {
 
 // assign, existing, release
 struct PortRecord {
-  enum class Type { Assign, Existing, Release } type = Type::Assign;
+  enum class Type { Assign, Existing, Release, Exhausted } type = Type::Assign;
   uint64_t ts_ns = 0;  // unix ns
   uint64_t sock = 0;
   Proto proto = Proto::Tcp;
@@ -32,6 +32,8 @@ struct PortRecord {
   std::optional<std::string> container;
   bool kernel = false;
   std::optional<std::string> state;  // existing: tcp state
+  // exhausted: ports this (netns, proto) held at that moment, as far as seen
+  std::optional<uint64_t> held;
   // release
   std::optional<uint64_t> duration_ns;
   bool timewait = false;

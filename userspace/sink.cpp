@@ -14,6 +14,7 @@ std::string_view type_name(PortRecord::Type t) {
     case PortRecord::Type::Assign: return "assign";
     case PortRecord::Type::Existing: return "existing";
     case PortRecord::Type::Release: return "release";
+    case PortRecord::Type::Exhausted: return "exhausted";
   }
   return "?";
 }
@@ -52,6 +53,23 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host) {
   s.reserve(512 + (r.cmdline ? r.cmdline->size() : 0));
   JsonObject o(s);
   head(o, type_name(r.type), r.ts_ns);
+  if (r.type == PortRecord::Type::Exhausted) {
+    o.num("sock", r.sock).str("proto", to_string(r.proto)).str("family", to_string(r.family)).opt_str("raddr", r.raddr);
+    opt_u(o, "rport", r.rport);
+    o.str("how", r.how ? to_string(*r.how) : "unknown");
+    opt_u(o, "pid", r.pid);
+    opt_u(o, "tid", r.tid);
+    opt_u(o, "ppid", r.ppid);
+    opt_u(o, "uid", r.uid);
+    o.opt_str("comm", r.comm).opt_str("thread", r.thread).opt_str("exe", r.exe).opt_str("cmdline", r.cmdline);
+    opt_u(o, "netns", r.netns);
+    opt_u(o, "cgroup_id", r.cgroup_id);
+    o.opt_str("container", r.container).boolean("kernel", r.kernel);
+    opt_u(o, "held", r.held);
+    if (!host.empty()) o.str("host", host);
+    o.close();
+    return s;
+  }
   o.num("sock", r.sock)
       .str("proto", to_string(r.proto))
       .str("family", to_string(r.family))
@@ -176,7 +194,10 @@ std::string TableSink::header() {
 std::string TableSink::render(const PortRecord& r) {
   std::string remote = r.raddr ? endpoint(r.family, *r.raddr, r.rport.value_or(0)) : "-";
   std::string how = "-", lifetime = "-";
-  if (r.type == PortRecord::Type::Release) {
+  if (r.type == PortRecord::Type::Exhausted) {
+    how = r.how ? std::string(to_string(*r.how)) : "-";
+    lifetime = r.held ? std::to_string(*r.held) + " held" : "-";
+  } else if (r.type == PortRecord::Type::Release) {
     lifetime = r.duration_ns ? format_duration(*r.duration_ns) : "?";
     if (r.timewait) how = "timewait";
   } else if (r.how) {

@@ -2,14 +2,29 @@
 
 namespace portghost {
 
+void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
+  auto c = counts_.find(count_key(it->second.netns, it->second.proto));
+  if (c != counts_.end() && --c->second == 0) counts_.erase(c);
+  held_.erase(it);
+}
+
 void SocketTable::insert(uint64_t cookie, Holder h) {
-  if (held_.size() >= max_entries_ && held_.find(cookie) == held_.end()) {
+  auto it = held_.find(cookie);
+  if (it != held_.end()) {
+    erase(it);
+  } else if (held_.size() >= max_entries_) {
     // Bounded: the oldest holder cannot be found cheaply, any one goes. Its
     // release will then be reported without a duration. Counted, never silent.
-    held_.erase(held_.begin());
+    erase(held_.begin());
     evicted_++;
   }
-  held_[cookie] = std::move(h);
+  counts_[count_key(h.netns, h.proto)]++;
+  held_.emplace(cookie, std::move(h));
+}
+
+uint64_t SocketTable::held_in(uint32_t netns, Proto proto) const {
+  auto c = counts_.find(count_key(netns, proto));
+  return c == counts_.end() ? 0 : c->second;
 }
 
 namespace {
@@ -24,6 +39,8 @@ SocketTable::Holder holder_of(const SockEvent& e, bool existing, bool hidden) {
   h.lport = e.lport;
   h.raddr = e.raddr;
   h.rport = e.rport;
+  h.proto = e.proto;
+  h.netns = e.netns;
   return h;
 }
 }  // namespace
@@ -62,7 +79,7 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     return r;
   }
   Holder h = std::move(it->second);
-  held_.erase(it);
+  erase(it);
   if (h.hidden) return std::nullopt;
   if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
   r.pid = h.pid;

@@ -24,6 +24,8 @@ class SocketTable {
     uint16_t lport = 0;
     std::string raddr;  // empty: not connected when assigned
     uint16_t rport = 0;
+    Proto proto = Proto::Tcp;
+    uint32_t netns = 0;
   };
 
   // What a release is matched to.
@@ -50,15 +52,20 @@ class SocketTable {
   std::optional<Release> release(const SockEvent& e);
 
   const Holder* find(uint64_t cookie) const;
+  // Ports held now in a network namespace for a protocol, as far as seen.
+  uint64_t held_in(uint32_t netns, Proto proto) const;
   size_t size() const { return held_.size(); }
   uint64_t evicted() const { return evicted_; }
 
  private:
   void insert(uint64_t cookie, Holder h);
+  void erase(std::unordered_map<uint64_t, Holder>::iterator it);
+  static uint64_t count_key(uint32_t netns, Proto p) { return (uint64_t{netns} << 8) | static_cast<uint8_t>(p); }
 
   size_t max_entries_;
   uint64_t evicted_ = 0;
   std::unordered_map<uint64_t, Holder> held_;
+  std::unordered_map<uint64_t, uint64_t> counts_;  // by count_key
 };
 
 }  // namespace portghost

@@ -127,6 +127,22 @@ void RecordBuilder::on_sock(const SockEvent& e) {
     case SockEvent::Kind::Existing:
       on_existing(e, {});
       return;
+    case SockEvent::Kind::Exhausted: {
+      PortRecord r = base_record(e, PortRecord::Type::Exhausted);
+      r.how = e.how;
+      r.kernel = e.has(PG_F_KERNEL);
+      r.held = table_.held_in(e.netns, e.proto);
+      if (!r.kernel) {
+        r.tid = e.tid;
+        r.ppid = e.ppid;
+        r.uid = e.uid;
+        r.comm = e.comm;
+        r.thread = e.thread;
+        attribute(r, e, e.pid);
+      }
+      emit(r, "exhausted");
+      return;
+    }
   }
 }
 
@@ -293,7 +309,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   s.ts_ns = BootClock::now_unix_ns();
   s.reason = reason;
   s.records = builder.written();
-  for (const char* k : {"assign", "release", "existing"}) s.records.emplace(k, 0);
+  for (const char* k : {"assign", "release", "existing", "exhausted"}) s.records.emplace(k, 0);
   s.lost = lost_total;
   s.table_evicted = builder.table().evicted();
   sink.stop(s);

@@ -1195,3 +1195,61 @@ TEST_F(TraceOwn, RunsWithTheServicesFiveCapabilities) {
   unlink(log.c_str());
   rmdir(dir);
 }
+
+TEST_F(Trace, ConnectFindingNoFreePortIsRecordedAsExhausted) {
+  // A namespace of our own with a four-port ephemeral range, filled up.
+  int res[2], go[2];
+  ASSERT_EQ(pipe(res), 0);
+  ASSERT_EQ(pipe(go), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(res[0]);
+    close(go[1]);
+    if (unshare(CLONE_NEWNET) != 0) _exit(3);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    ioctl(s, SIOCGIFFLAGS, &ifr);
+    ifr.ifr_flags |= IFF_UP;
+    ioctl(s, SIOCSIFFLAGS, &ifr);
+    close(s);
+    {
+      std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
+      r << "40000 40003" << std::endl;
+    }
+    Listener l;
+    std::vector<int> held;
+    int err = 0;
+    for (int i = 0; i < 16 && !err; i++) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (do_connect(fd, v4(l.port)) == 0) {
+        held.push_back(fd);
+      } else {
+        err = errno;
+      }
+    }
+    int out[2] = {err, static_cast<int>(held.size())};
+    if (write(res[1], out, sizeof out) != sizeof out) _exit(4);
+    char x;
+    if (read(go[0], &x, 1) < 0) _exit(5);  // stay until the parent has looked at our namespace
+    _exit(0);
+  }
+  close(res[1]);
+  close(go[0]);
+  int out[2] = {0, 0};
+  ASSERT_EQ(read(res[0], out, sizeof out), static_cast<ssize_t>(sizeof out));
+  close(res[0]);
+  uint32_t ns = netns_inode(child);
+  close(go[1]);
+  waitpid(child, nullptr, 0);
+  ASSERT_EQ(out[0], EADDRNOTAVAIL) << "the range did not run out";
+  auto ex = t().wait_for([&](const Json& j) { return j["type"] == "exhausted" && j["pid"] == child; });
+  ASSERT_TRUE(ex) << "no exhausted record";
+  EXPECT_EQ((*ex)["proto"], "tcp");
+  EXPECT_EQ((*ex)["how"], "connect");
+  EXPECT_EQ((*ex)["raddr"], "127.0.0.1");
+  EXPECT_EQ((*ex)["comm"], process_comm());
+  // the connected sockets and the listener held tcp ports there
+  EXPECT_EQ((*ex)["held"], out[1] + 1) << "ports held in that namespace when it ran out";
+  EXPECT_EQ((*ex)["netns"], ns);
+}

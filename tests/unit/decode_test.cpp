@@ -232,7 +232,7 @@ TEST(Decode, TooShortRecordsAreRejected) {
 }
 
 TEST(Decode, UnknownKindsAreRejected) {
-  for (int kind : {0, 7, 8, 0x7f, 0xff}) {
+  for (int kind : {0, 8, 9, 0x7f, 0xff}) {
     pg_sock_event r = raw_sock(static_cast<uint8_t>(kind));
     EXPECT_FALSE(decode(&r, sizeof r).has_value()) << kind;
   }
@@ -398,4 +398,12 @@ TEST(DecodeHelpers, EnumNames) {
   EXPECT_EQ(to_string(How::Sendmsg), "sendmsg");
   EXPECT_EQ(to_string(How::Fastopen), "fastopen");
   EXPECT_EQ(to_string(How::None), "unknown");
+}
+
+TEST(Decode, ExhaustedIsASockEvent) {
+  pg_sock_event r = raw_sock(PG_KIND_EXHAUSTED);
+  auto ev = decode(&r, sizeof r);
+  ASSERT_TRUE(ev.has_value());
+  ASSERT_TRUE(std::holds_alternative<SockEvent>(*ev));
+  EXPECT_EQ(std::get<SockEvent>(*ev).kind, SockEvent::Kind::Exhausted);
 }
