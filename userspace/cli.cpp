@@ -109,6 +109,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   who->add_option("--host", w.host, "Only records from this host");
   who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
 
+  CLI::App* top = app.add_subcommand("top", "Live view of the ports held now (refreshed every second)");
+  top->add_option("--rows", res.top_rows, "Rows per table")->check(CLI::Range(1, 1000))->capture_default_str();
+  top->add_option("--duration", o.duration_s, "Stop after SEC seconds")->check(CLI::Range(0.001, 1e9));
+  top->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr");
+
   StatsOptions& so = res.stats;
   std::string stats_format = "table";
   CLI::App* stats = app.add_subcommand("stats", "Summary of a log: busiest processes, port-time, lifetimes");
@@ -120,10 +125,12 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   std::vector<const char*> args(argv, argv + argc);
   bool top_level = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
                                 std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0 ||
-                                std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0);
+                                std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
+                                std::strcmp(argv[1], "top") == 0);
   if (!top_level) args.insert(args.begin() + 1, "trace");
 
-  std::string sub = argc > 1 && (std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0)
+  std::string sub = argc > 1 && (std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
+                                  std::strcmp(argv[1], "top") == 0)
                         ? argv[1]
                         : "trace";
   auto fail = [&](const std::string& msg) {
@@ -137,7 +144,12 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     bool sub_trace = argc > 1 && std::strcmp(argv[1], "trace") == 0;
     bool sub_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
     bool sub_stats = argc > 1 && std::strcmp(argv[1], "stats") == 0;
-    out << (sub_trace ? trace->help() : sub_who ? who->help() : sub_stats ? stats->help() : app.help());
+    bool sub_top = argc > 1 && std::strcmp(argv[1], "top") == 0;
+    out << (sub_trace ? trace->help()
+            : sub_who ? who->help()
+            : sub_stats ? stats->help()
+            : sub_top ? top->help()
+                      : app.help());
     res.exit_code = kExitOk;
     return res;
   } catch (const CLI::CallForVersion& e) {
@@ -149,6 +161,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     return fail(msg.empty() ? e.get_name() : msg);
   }
 
+  if (top->parsed()) {
+    res.command = "top";
+    res.run = true;
+    return res;
+  }
   if (stats->parsed()) {
     so.json = stats_format == "json";
     if (so.logs.empty()) so.logs.push_back(kDefaultLogDir);

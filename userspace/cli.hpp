@@ -29,10 +29,11 @@ struct StatsOptions {
 struct CliResult {
   bool run = false;   // false: exit now with exit_code (help, version, error)
   int exit_code = 0;
-  std::string command;  // "trace" or "who"
+  std::string command;  // "trace", "top", "who" or "stats"
   TraceOptions trace;
   WhoOptions who;
   StatsOptions stats;
+  size_t top_rows = 10;
 };
 
 extern const char* const kDefaultLogDir;

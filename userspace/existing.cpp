@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -88,6 +89,34 @@ std::vector<SockEvent> decode_existing(const std::vector<uint8_t>& raw) {
     if (ev && std::holds_alternative<SockEvent>(*ev)) out.push_back(std::get<SockEvent>(*ev));
   }
   return out;
+}
+
+std::pair<uint16_t, uint16_t> port_range_of_netns(uint32_t netns, const std::string& proc) {
+  auto read_range = [] {
+    std::pair<uint16_t, uint16_t> r{0, 0};
+    if (FILE* f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+      unsigned lo = 0, hi = 0;
+      if (fscanf(f, "%u %u", &lo, &hi) == 2 && lo <= hi && hi <= 65535)
+        r = {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
+      fclose(f);
+    }
+    return r;
+  };
+  struct stat self {};
+  if (stat((proc + "/self/ns/net").c_str(), &self) == 0 && static_cast<uint32_t>(self.st_ino) == netns)
+    return read_range();
+  auto all = list_netns(proc);
+  auto it = all.find(netns);
+  if (it == all.end()) return {0, 0};
+  UniqueFd ns(open(it->second.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ns) return {0, 0};
+  std::pair<uint16_t, uint16_t> r{0, 0};
+  // /proc/sys/net shows the reading thread's namespace
+  std::thread t([&] {
+    if (setns(ns.get(), CLONE_NEWNET) == 0) r = read_range();
+  });
+  t.join();
+  return r;
 }
 
 std::vector<SockEvent> collect_in_all_netns(const std::function<std::vector<uint8_t>()>& collect,

@@ -16,7 +16,9 @@
 #include "probes.hpp"
 #include "sink.hpp"
 #include "tracer.hpp"
+#include "existing.hpp"
 #include "stats.hpp"
+#include "top.hpp"
 #include "who.hpp"
 
 using namespace portghost;
@@ -100,10 +102,15 @@ int run(int argc, char** argv) {
     if (!id) throw FatalError("--cgroup: no cgroup v2 directory " + dir + " (see 'portghost trace --help')", kExitUsage);
     std::tie(ctx.cgroup_id, ctx.cgroup_level) = *id;
   }
-  Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
-  char host[256] = {};
-  gethostname(host, sizeof host - 1);
-  auto sink = make_sink(format, out, host);
+  std::unique_ptr<Sink> sink;
+  if (cli.command == "top") {
+    sink = std::make_unique<TopSink>(out, [](uint32_t netns) { return port_range_of_netns(netns); }, cli.top_rows);
+  } else {
+    Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    sink = make_sink(format, out, host);
+  }
   install_signals();
   out.set_interrupt(&g_stop);
   return run_trace(ctx, out, *sink, g_stop, &g_reopen);

@@ -1253,3 +1253,35 @@ TEST_F(Trace, ConnectFindingNoFreePortIsRecordedAsExhausted) {
   EXPECT_EQ((*ex)["held"], out[1] + 1) << "ports held in that namespace when it ran out";
   EXPECT_EQ((*ex)["netns"], ns);
 }
+
+TEST_F(TraceOwn, TopShowsAPortHeldNow) {
+  char tmpl[] = "/tmp/portghost-top-XXXXXX";
+  int ofd = mkstemp(tmpl);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(ofd, STDOUT_FILENO);
+    execl(PORTGHOST_BIN, PORTGHOST_BIN, "top", "--duration", "2.5", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::this_thread::sleep_for(1s);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto b = v4(0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  uint16_t port = local_port(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(fd);
+  std::string out(1 << 20, '\0');
+  ssize_t n = pread(ofd, out.data(), out.size(), 0);
+  out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  close(ofd);
+  unlink(tmpl);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // the last screen lists our port among the holders, with this process
+  auto last = out.rfind("portghost top");
+  ASSERT_NE(last, std::string::npos) << out;
+  std::string screen = out.substr(last);
+  EXPECT_NE(screen.find(std::to_string(port)), std::string::npos) << screen;
+  EXPECT_NE(screen.find(std::to_string(getpid())), std::string::npos) << screen;
+  EXPECT_NE(screen.find("OCCUPANCY"), std::string::npos) << screen;
+}
