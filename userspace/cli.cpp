@@ -89,6 +89,10 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->capture_default_str();
   trace->add_flag("--no-existing", [&](int64_t) { o.existing = false; },
                   "Do not report sockets that held ports before the start");
+  trace->add_option("--warn-occupancy", o.warn_occupancy,
+                    "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
 
   WhoOptions& w = res.who;

@@ -37,6 +37,7 @@ struct TraceOptions {
   std::optional<double> duration_s;
   int verbose = 0;
   uint32_t ring_buffer_mb = 8;
+  unsigned warn_occupancy = 80;  // percent of a namespace's ephemeral range; 0: never
   bool existing = true;
 };
 

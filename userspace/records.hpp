@@ -60,6 +60,16 @@ struct LostRecord {
   std::map<std::string, uint64_t> by_reason;  // this interval
 };
 
+// The ephemeral range of a namespace filled past the --warn-occupancy mark.
+struct WarningRecord {
+  uint64_t ts_ns = 0;
+  uint32_t netns = 0;
+  Proto proto = Proto::Tcp;
+  uint64_t held = 0;  // ports of the range held
+  uint16_t range_lo = 0, range_hi = 0;
+  unsigned threshold = 0;  // percent
+};
+
 struct StopRecord {
   uint64_t ts_ns = 0;
   std::string reason;

@@ -155,6 +155,19 @@ void JsonSink::stop(const StopRecord& r) {
   out_.write(s);
 }
 
+void JsonSink::warning(const WarningRecord& r) {
+  std::string s;
+  JsonObject o(s);
+  head(o, "warning", r.ts_ns);
+  std::string range = "[" + std::to_string(r.range_lo) + "," + std::to_string(r.range_hi) + "]";
+  uint64_t size = static_cast<uint64_t>(r.range_hi - r.range_lo) + 1;
+  o.str("what", "ephemeral_occupancy").num("netns", r.netns).str("proto", to_string(r.proto));
+  o.num("held", r.held).raw("range", range).num("percent", r.held * 100 / size).num("threshold", r.threshold);
+  if (!host_.empty()) o.str("host", host_);
+  o.close();
+  out_.write(s);
+}
+
 // ---- table -------------------------------------------------------------------
 
 std::string printable(std::string_view s) {
@@ -221,6 +234,13 @@ void TableSink::start(const StartRecord& r) {
 }
 
 void TableSink::port(const PortRecord& r) { out_.write(render(r)); }
+
+void TableSink::warning(const WarningRecord& r) {
+  uint64_t size = static_cast<uint64_t>(r.range_hi - r.range_lo) + 1;
+  out_.write("# WARNING: " + std::string(to_string(r.proto)) + " ephemeral ports of netns " + std::to_string(r.netns) +
+             " are " + std::to_string(r.held * 100 / size) + "% held (" + std::to_string(r.held) + " of " +
+             std::to_string(size) + ")\n");
+}
 
 void TableSink::lost(const LostRecord& r) {
   out_.write("# LOST " + std::to_string(r.count) + " records (total " + std::to_string(r.total) + ")\n");

@@ -17,6 +17,7 @@ class Sink {
   virtual void port(const PortRecord& r) = 0;
   virtual void lost(const LostRecord& r) = 0;
   virtual void stop(const StopRecord& r) = 0;
+  virtual void warning(const WarningRecord&) {}
   virtual void flush() = 0;
 };
 
@@ -31,6 +32,7 @@ class JsonSink : public Sink {
   void port(const PortRecord& r) override;
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
+  void warning(const WarningRecord& r) override;
   void flush() override { out_.flush(); }
 
   // One record's line (with its newline), as port() writes it.
@@ -49,6 +51,7 @@ class TableSink : public Sink {
   void port(const PortRecord& r) override;
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
+  void warning(const WarningRecord& r) override;
   void flush() override { out_.flush(); }
 
   static std::string header();

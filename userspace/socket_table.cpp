@@ -3,8 +3,13 @@
 namespace portghost {
 
 void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
-  auto c = counts_.find(count_key(it->second.netns, it->second.proto));
+  uint64_t key = count_key(it->second.netns, it->second.proto);
+  auto c = counts_.find(key);
   if (c != counts_.end() && --c->second == 0) counts_.erase(c);
+  if (it->second.ephemeral_range) {
+    auto r = in_range_counts_.find(key);
+    if (r != in_range_counts_.end() && --r->second == 0) in_range_counts_.erase(r);
+  }
   held_.erase(it);
 }
 
@@ -18,8 +23,16 @@ void SocketTable::insert(uint64_t cookie, Holder h) {
     erase(held_.begin());
     evicted_++;
   }
-  counts_[count_key(h.netns, h.proto)]++;
+  uint64_t key = count_key(h.netns, h.proto);
+  counts_[key]++;
+  h.ephemeral_range = in_range_ && in_range_(h.netns, h.lport);
+  if (h.ephemeral_range) in_range_counts_[key]++;
   held_.emplace(cookie, std::move(h));
+}
+
+uint64_t SocketTable::held_in_range(uint32_t netns, Proto proto) const {
+  auto c = in_range_counts_.find(count_key(netns, proto));
+  return c == in_range_counts_.end() ? 0 : c->second;
 }
 
 uint64_t SocketTable::held_in(uint32_t netns, Proto proto) const {

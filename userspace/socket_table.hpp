@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -26,6 +27,7 @@ class SocketTable {
     uint16_t rport = 0;
     Proto proto = Proto::Tcp;
     uint32_t netns = 0;
+    bool ephemeral_range = false;  // lport inside its namespace's ephemeral range
   };
 
   // What a release is matched to.
@@ -52,8 +54,12 @@ class SocketTable {
   std::optional<Release> release(const SockEvent& e);
 
   const Holder* find(uint64_t cookie) const;
-  // Ports held now in a network namespace for a protocol, as far as seen.
+  // Ports held now in a network namespace for a protocol, as far as seen;
+  // and of those, the ones inside the namespace's ephemeral range.
   uint64_t held_in(uint32_t netns, Proto proto) const;
+  uint64_t held_in_range(uint32_t netns, Proto proto) const;
+  // Tells whether a port is in a namespace's ephemeral range (default: never).
+  void set_range_check(std::function<bool(uint32_t netns, uint16_t port)> f) { in_range_ = std::move(f); }
   size_t size() const { return held_.size(); }
   uint64_t evicted() const { return evicted_; }
 
@@ -65,7 +71,9 @@ class SocketTable {
   size_t max_entries_;
   uint64_t evicted_ = 0;
   std::unordered_map<uint64_t, Holder> held_;
-  std::unordered_map<uint64_t, uint64_t> counts_;  // by count_key
+  std::unordered_map<uint64_t, uint64_t> counts_;           // by count_key
+  std::unordered_map<uint64_t, uint64_t> in_range_counts_;  // by count_key
+  std::function<bool(uint32_t, uint16_t)> in_range_;
 };
 
 }  // namespace portghost

@@ -72,6 +72,62 @@ void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<u
   }
 }
 
+void RecordBuilder::warn_occupancy(unsigned percent,
+                                   std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of) {
+  warn_percent_ = percent;
+  range_of_ = std::move(range_of);
+  table_.set_range_check([this](uint32_t netns, uint16_t port) {
+    auto r = range(netns);
+    return r.second != 0 && port >= r.first && port <= r.second;
+  });
+}
+
+std::pair<uint16_t, uint16_t> RecordBuilder::range(uint32_t netns) {
+  auto it = ranges_.find(netns);
+  if (it == ranges_.end()) it = ranges_.emplace(netns, range_of_ ? range_of_(netns) : std::make_pair<uint16_t, uint16_t>(0, 0)).first;
+  return it->second;
+}
+
+// After an assign: has this namespace's ephemeral range just filled past the
+// mark? One warning per crossing; it re-arms below 90% of the mark.
+void RecordBuilder::check_occupancy(const SockEvent& e) {
+  if (!warn_percent_) return;
+  auto r = range(e.netns);
+  if (!r.second) return;
+  uint64_t size = static_cast<uint64_t>(r.second - r.first) + 1;
+  uint64_t held = table_.held_in_range(e.netns, e.proto);
+  uint64_t key = (uint64_t{e.netns} << 8) | static_cast<uint8_t>(e.proto);
+  if (!warned_.count(key) && held * 100 >= size * warn_percent_) {
+    warned_.emplace(key, true);
+    WarningRecord w;
+    w.ts_ns = clock_.to_unix_ns(e.ts_boot_ns);
+    w.netns = e.netns;
+    w.proto = e.proto;
+    w.held = held;
+    w.range_lo = r.first;
+    w.range_hi = r.second;
+    w.threshold = warn_percent_;
+    sink_.warning(w);
+    written_["warning"]++;
+  }
+}
+
+// After a release: re-arm every warned namespace that fell below 90% of the
+// mark (the release may not know its namespace; the few warned ones are
+// checked instead).
+void RecordBuilder::rearm_occupancy() {
+  for (auto it = warned_.begin(); it != warned_.end();) {
+    auto netns = static_cast<uint32_t>(it->first >> 8);
+    auto proto = static_cast<Proto>(it->first & 0xff);
+    auto r = range(netns);
+    uint64_t size = static_cast<uint64_t>(r.second - r.first) + 1;
+    if (table_.held_in_range(netns, proto) * 1000 < size * warn_percent_ * 9)
+      it = warned_.erase(it);
+    else
+      ++it;
+  }
+}
+
 void RecordBuilder::emit(const PortRecord& r, const char* type) {
   sink_.port(r);
   written_[type]++;
@@ -97,10 +153,12 @@ void RecordBuilder::on_sock(const SockEvent& e) {
         attribute(r, e, std::nullopt);
       }
       emit(r, "assign");
+      check_occupancy(e);
       return;
     }
     case SockEvent::Kind::Release: {
       auto m = table_.release(e);
+      if (!warned_.empty()) rearm_occupancy();
       if (!m) return;
       PortRecord r = base_record(e, PortRecord::Type::Release);
       r.laddr = m->laddr;
@@ -213,6 +271,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   const TraceOptions& opt = ctx.options;
   ProcessCache procs;
   RecordBuilder builder(sink, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
+  if (opt.warn_occupancy) builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
 
   ProbeConfig cfg;
   cfg.filters = opt.filters;

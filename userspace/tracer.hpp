@@ -2,6 +2,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <unordered_map>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -34,6 +36,10 @@ class RecordBuilder {
   const std::map<std::string, uint64_t>& written() const { return written_; }
   uint64_t malformed() const { return malformed_; }
   const SocketTable& table() const { return table_; }
+  // Warn (once per crossing; re-armed below 90% of the mark) when a
+  // namespace's ephemeral range is this many percent held; range_of gives a
+  // namespace's range ({0,0}: unknown).
+  void warn_occupancy(unsigned percent, std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of);
   BootClock& clock() { return clock_; }
 
  private:
@@ -41,6 +47,9 @@ class RecordBuilder {
   PortRecord base_record(const SockEvent& e, PortRecord::Type type) const;
   void attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid);
   void emit(const PortRecord& r, const char* type);
+  void check_occupancy(const SockEvent& e);
+  void rearm_occupancy();
+  std::pair<uint16_t, uint16_t> range(uint32_t netns);
 
   Sink& sink_;
   Filters filters_;
@@ -50,6 +59,10 @@ class RecordBuilder {
   SocketTable table_;
   std::map<std::string, uint64_t> written_;
   uint64_t malformed_ = 0;
+  unsigned warn_percent_ = 0;
+  std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of_;
+  std::unordered_map<uint32_t, std::pair<uint16_t, uint16_t>> ranges_;
+  std::unordered_map<uint64_t, bool> warned_;  // (netns, proto) warned, not yet re-armed
 };
 
 struct TraceContext {

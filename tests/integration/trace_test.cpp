@@ -1240,6 +1240,9 @@ TEST_F(Trace, ConnectFindingNoFreePortIsRecordedAsExhausted) {
   ASSERT_EQ(read(res[0], out, sizeof out), static_cast<ssize_t>(sizeof out));
   close(res[0]);
   uint32_t ns = netns_inode(child);
+  // the namespace must outlive the tracer's look at its range: the child
+  // stays until the records are in
+  auto warn = t().wait_for([&](const Json& j) { return j["type"] == "warning" && j["netns"] == ns; });
   close(go[1]);
   waitpid(child, nullptr, 0);
   ASSERT_EQ(out[0], EADDRNOTAVAIL) << "the range did not run out";
@@ -1252,6 +1255,14 @@ TEST_F(Trace, ConnectFindingNoFreePortIsRecordedAsExhausted) {
   // the connected sockets and the listener held tcp ports there
   EXPECT_EQ((*ex)["held"], out[1] + 1) << "ports held in that namespace when it ran out";
   EXPECT_EQ((*ex)["netns"], ns);
+  // and before it ran out, the range filled past the default 80% mark
+  ASSERT_TRUE(warn) << "no occupancy warning";
+  EXPECT_EQ((*warn)["what"], "ephemeral_occupancy");
+  EXPECT_EQ((*warn)["proto"], "tcp");
+  EXPECT_EQ((*warn)["range"], Json::array({40000, 40003}));
+  EXPECT_GE((*warn)["percent"].get<int>(), 80);
+  EXPECT_EQ((*warn)["threshold"], 80);
+  EXPECT_LE((*warn)["ts_ns"].get<uint64_t>(), (*ex)["ts_ns"].get<uint64_t>());
 }
 
 TEST_F(TraceOwn, TopShowsAPortHeldNow) {

@@ -461,3 +461,36 @@ TEST(TcpStateName, KnownAndUnknown) {
   EXPECT_EQ(tcp_state_name(13), "?");
   EXPECT_EQ(tcp_state_name(255), "?");
 }
+
+TEST_F(Builder, OccupancyWarningOncePerCrossingAndRearmed) {
+  int lookups = 0;
+  b().warn_occupancy(50, [&](uint32_t) {
+    lookups++;
+    return std::make_pair<uint16_t, uint16_t>(40000, 40003);  // four ports
+  });
+  auto warnings = [&] {
+    size_t n = 0;
+    for (const auto& r : records()) n += r.at("type").str() == "warning";
+    return n;
+  };
+  feed(assign_ev(1, 40000, 100, 7, "a"));
+  feed(assign_ev(2, 22, 101, 7, "a"));  // outside the range: does not count
+  EXPECT_EQ(warnings(), 0u);
+  feed(assign_ev(3, 40001, 102, 7, "a"));  // 2 of 4: 50%
+  EXPECT_EQ(warnings(), 1u);
+  feed(assign_ev(4, 40002, 103, 7, "a"));
+  EXPECT_EQ(warnings(), 1u) << "one warning per crossing";
+  feed(release_ev(4, 40002, 104));
+  feed(release_ev(3, 40001, 105));  // 1 of 4: below 90% of the mark, re-armed
+  feed(assign_ev(5, 40001, 106, 7, "a"));
+  EXPECT_EQ(warnings(), 2u);
+  auto recs = records();
+  const JValue* w = nullptr;
+  for (const auto& r : recs)
+    if (r.at("type").str() == "warning") w = &r;
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->at("what").str(), "ephemeral_occupancy");
+  EXPECT_EQ(w->at("held").u64(), 2u);
+  EXPECT_EQ(w->at("percent").u64(), 50u);
+  EXPECT_EQ(lookups, 1) << "a namespace's range is read once";
+}
