@@ -75,6 +75,8 @@ std::optional<LogEvent::Type> type_of(std::string_view t) {
   if (t == "start") return LogEvent::Type::Start;
   if (t == "stop") return LogEvent::Type::Stop;
   if (t == "lost") return LogEvent::Type::Lost;
+  if (t == "exhausted") return LogEvent::Type::Exhausted;
+  if (t == "warning") return LogEvent::Type::Warning;
   return std::nullopt;
 }
 
@@ -191,6 +193,11 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
     e.type = *type;
     e.ts_ns = ts;
     str_field(doc, "host", e.host);
+    if (e.type == LogEvent::Type::Exhausted) {
+      str_field(doc, "comm", e.comm);
+      str_field(doc, "exe", e.exe);
+      opt_u64_field(doc, "pid", e.pid);
+    }
     if (e.type == LogEvent::Type::Lost) {
       uint64_t c = 0;
       if (doc["count"].get_uint64().get(c) == simdjson::SUCCESS) e.lost_count = c;

@@ -15,7 +15,7 @@ namespace portghost {
 struct LogEvent {
   // Tick: records of no interest (other ports) were read up to ts_ns; they
   // still show that portghost was running then.
-  enum class Type { Start, Stop, Lost, Assign, Existing, Release, Tick } type = Type::Start;
+  enum class Type { Start, Stop, Lost, Assign, Existing, Release, Tick, Exhausted, Warning } type = Type::Start;
   uint64_t ts_ns = 0;
   uint64_t sock = 0;
   std::string proto, family, laddr, how, comm, thread, exe, cmdline, container, host;

@@ -36,6 +36,11 @@ void LogStats::add(const LogEvent& e) {
     case LogEvent::Type::Start: sessions_++; break;
     case LogEvent::Type::Lost: lost_ += e.lost_count; break;
     case LogEvent::Type::Existing: existing_++; break;
+    case LogEvent::Type::Warning: warnings_++; break;
+    case LogEvent::Type::Exhausted:
+      exhausted_++;
+      exhausted_by_[proc_key(e)]++;
+      break;
     case LogEvent::Type::Assign:
       assigns_++;
       procs_[proc_key(e)].assigns++;
@@ -76,6 +81,7 @@ void LogStats::print(std::ostream& out, size_t top, bool json) const {
     JsonObject o(s);
     o.str("type", "stats").num("sessions", sessions_).num("assign", assigns_).num("release", releases_);
     o.num("existing", existing_).num("lost", lost_).num("release_without_lifetime", unmatched_);
+    o.num("exhausted", exhausted_).num("warning", warnings_);
     if (first_ns_ != UINT64_MAX) o.num("from_ns", first_ns_).num("to_ns", last_ns_);
     std::string a = "[";
     for (size_t i = 0; i < by_assign.size(); i++) {
@@ -110,6 +116,10 @@ void LogStats::print(std::ostream& out, size_t top, bool json) const {
   if (first_ns_ != UINT64_MAX) out << ", " << format_rfc3339(first_ns_) << " .. " << format_rfc3339(last_ns_);
   out << "\n";
   if (lost_) out << "LOST     " << lost_ << " records were lost: counts below are a lower bound\n";
+  if (exhausted_ || warnings_) {
+    out << "PORTS    " << exhausted_ << " exhaustion event(s), " << warnings_ << " occupancy warning(s)\n";
+    for (const auto& [name, n] : exhausted_by_) out << "         " << n << " x no free port for " << printable(name) << "\n";
+  }
   out << "\nTop processes by assignments\n";
   for (const auto& [name, p] : by_assign) {
     char buf[32];

@@ -190,7 +190,9 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
     }
     if (!cur) cur = Session{e.ts_ns, e.ts_ns, false, {}};  // records without a start: a cut log
     cur->end_ns = std::max(cur->end_ns, e.ts_ns);
-    if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || !matches(e, q)) continue;
+    if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
+        e.type == LogEvent::Type::Warning || !matches(e, q))
+      continue;
     if (e.type == LogEvent::Type::Release) {
       auto it = cur->open.find(e.sock);
       if (it == cur->open.end()) {  // its assign is in no log we have

@@ -27,6 +27,8 @@ TEST(LogStats, CountsRanksAndHistogram) {
   s.add(ev(LogEvent::Type::Release, 31, "curl", 2'000'000ULL));          // < 10 ms
   s.add(ev(LogEvent::Type::Release, 32, "dig", 7'200'000'000'000ULL));   // >= 1 h
   s.add(ev(LogEvent::Type::Release, 33, "nginx"));                       // lifetime unknown
+  s.add(ev(LogEvent::Type::Exhausted, 35, "loadgen"));
+  s.add(ev(LogEvent::Type::Exhausted, 36, "loadgen"));
   LogEvent lost;
   lost.type = LogEvent::Type::Lost;
   lost.ts_ns = 40;
@@ -36,6 +38,7 @@ TEST(LogStats, CountsRanksAndHistogram) {
   EXPECT_EQ(s.releases(), 4u);
   EXPECT_EQ(s.sessions(), 1u);
   EXPECT_EQ(s.lost(), 5u);
+  EXPECT_EQ(s.exhausted(), 2u);
   ASSERT_EQ(s.histogram().size(), LogStats::buckets().size());
   EXPECT_EQ(s.histogram().front(), 1u);
   EXPECT_EQ(s.histogram()[1], 1u);
@@ -50,6 +53,7 @@ TEST(LogStats, CountsRanksAndHistogram) {
   EXPECT_EQ(text.find("1  dig (/usr/bin/dig)"), std::string::npos) << text;
   EXPECT_NE(text.find("2.0h  dig"), std::string::npos) << text;
   EXPECT_NE(text.find("LOST     5"), std::string::npos) << text;
+  EXPECT_NE(text.find("2 x no free port for loadgen (/usr/bin/loadgen)"), std::string::npos) << text;
   std::ostringstream js;
   s.print(js, 10, true);
   std::string json = js.str();
