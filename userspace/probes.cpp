@@ -40,10 +40,9 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
   return n;
 }
 
-int ring_cb(void* ctx, void* data, size_t size) {
-  (*static_cast<Probes::Callback*>(ctx))(data, size);
-  return 0;
-}
+// Returned by the ring callback when a batch is full: libbpf stops there
+// (keeping the rest for the next call) and hands this back.
+constexpr int kBatchFull = -EAGAIN;
 
 void check(int rc, const std::string& what) {
   if (rc < 0) throw FatalError(errno_text(what, rc));
@@ -84,7 +83,7 @@ bool ensure_tracefs() {
 }
 
 Probes::Probes(const ProbeConfig& cfg, Callback on_record)
-    : callback_(std::make_unique<Callback>(std::move(on_record))) {
+    : ring_ctx_(std::make_unique<RingCtx>(RingCtx{std::move(on_record), 0})) {
   // ---- open
   skel_.reset(portghost_bpf__open());
   if (!skel_) throw FatalError(errno_text("cannot open the BPF object", errno));
@@ -171,18 +170,32 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     hooks_.push_back(sec);
   }
 
-  ring_.reset(ring_buffer__new(bpf_map__fd(s->maps.events), ring_cb, callback_.get(), nullptr));
+  auto ring_cb = [](void* ctx, void* data, size_t size) -> int {
+    auto* c = static_cast<RingCtx*>(ctx);
+    c->cb(data, size);
+    return ++c->batch >= kBatch ? kBatchFull : 0;
+  };
+  ring_.reset(ring_buffer__new(bpf_map__fd(s->maps.events), ring_cb, ring_ctx_.get(), nullptr));
   if (!ring_) throw FatalError(errno_text("cannot set up the ring buffer", errno));
 }
 
 int Probes::poll(int timeout_ms) {
+  ring_ctx_->batch = 0;
   int n = ring_buffer__poll(ring_.get(), timeout_ms);
-  if (n < 0) return n;
-  int m = ring_buffer__consume(ring_.get());
-  return m < 0 ? m : n + m;
+  if (n < 0 && n != kBatchFull) return n;
+  if (n != kBatchFull) {  // the timer woke us, not the kernel: take what waits
+    int m = ring_buffer__consume(ring_.get());
+    if (m < 0 && m != kBatchFull) return m;
+  }
+  return ring_ctx_->batch;
 }
 
-int Probes::drain() { return ring_buffer__consume(ring_.get()); }
+int Probes::drain() {
+  ring_ctx_->batch = 0;
+  int n = ring_buffer__consume(ring_.get());
+  if (n < 0 && n != kBatchFull) return n;
+  return ring_ctx_->batch;
+}
 
 void Probes::stop_producing() {
   // a store to the mmap-ed .bss: every program sees it at its next run

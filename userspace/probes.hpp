@@ -44,10 +44,14 @@ class Probes {
   Probes(const Probes&) = delete;
   Probes& operator=(const Probes&) = delete;
 
-  // Waits up to timeout_ms for a wakeup, then drains all pending records.
-  // Returns records consumed; -EINTR when interrupted by a signal.
+  // Waits up to timeout_ms for a wakeup, then consumes pending records, at
+  // most kBatch of them, so that a flood never keeps the caller from its
+  // other duties (flushing, noticing a stop). Returns records consumed;
+  // -EINTR when interrupted by a signal.
   int poll(int timeout_ms);
+  // Consumes up to kBatch pending records; returns how many (0: none left).
   int drain();
+  static constexpr int kBatch = 16384;
   // The kernel produces no new record after this (the hooks stay attached
   // until destruction, but return at once).
   void stop_producing();
@@ -74,7 +78,11 @@ class Probes {
 
   // Declaration order is teardown order, reversed: the ring and the links go
   // before the skeleton that owns their programs and maps.
-  std::unique_ptr<Callback> callback_;  // stable address for libbpf's ctx
+  struct RingCtx {
+    Callback cb;
+    int batch = 0;
+  };
+  std::unique_ptr<RingCtx> ring_ctx_;  // stable address for libbpf's ctx
   std::unique_ptr<portghost_bpf, SkelDeleter> skel_;
   std::vector<Link> links_;
   Link iter_tcp_, iter_udp_;

@@ -139,6 +139,10 @@ void JsonSink::lost(const LostRecord& r) {
   JsonObject o(s);
   head(o, "lost", r.ts_ns);
   o.num("count", r.count).num("total", r.total).raw("reasons", counts_object(r.by_reason));
+  finish(o, s);
+}
+
+void JsonSink::finish(JsonObject& o, const std::string& s) {
   if (!host_.empty()) o.str("host", host_);
   o.close();
   out_.write(s);
@@ -150,9 +154,7 @@ void JsonSink::stop(const StopRecord& r) {
   head(o, "stop", r.ts_ns);
   o.str("reason", r.reason).raw("records", counts_object(r.records)).num("lost", r.lost);
   o.num("table_evicted", r.table_evicted);
-  if (!host_.empty()) o.str("host", host_);
-  o.close();
-  out_.write(s);
+  finish(o, s);
 }
 
 void JsonSink::warning(const WarningRecord& r) {
@@ -163,9 +165,7 @@ void JsonSink::warning(const WarningRecord& r) {
   uint64_t size = static_cast<uint64_t>(r.range_hi - r.range_lo) + 1;
   o.str("what", "ephemeral_occupancy").num("netns", r.netns).str("proto", to_string(r.proto));
   o.num("held", r.held).raw("range", range).num("percent", r.held * 100 / size).num("threshold", r.threshold);
-  if (!host_.empty()) o.str("host", host_);
-  o.close();
-  out_.write(s);
+  finish(o, s);
 }
 
 // ---- table -------------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "json.hpp"
 #include "output.hpp"
 #include "records.hpp"
 
@@ -39,7 +40,7 @@ class JsonSink : public Sink {
   static std::string render(const PortRecord& r, const std::string& host = "");
 
  private:
-  void emit(std::string& s);  // closes the object (host last) and writes it
+  void finish(JsonObject& o, const std::string& s);  // host last, close, write
   Output& out_;
   std::string host_;
 };

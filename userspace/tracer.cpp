@@ -128,6 +128,21 @@ void RecordBuilder::rearm_occupancy() {
   }
 }
 
+// The task the kernel saw doing it; a kernel thread is not attributed.
+void RecordBuilder::attribute_task(PortRecord& r, const SockEvent& e) {
+  r.kernel = e.has(PG_F_KERNEL);
+  if (r.kernel) {
+    attribute(r, e, std::nullopt);
+    return;
+  }
+  r.tid = e.tid;
+  r.ppid = e.ppid;
+  r.uid = e.uid;
+  r.comm = e.comm;
+  r.thread = e.thread;
+  attribute(r, e, e.pid);
+}
+
 void RecordBuilder::emit(const PortRecord& r, const char* type) {
   sink_.port(r);
   written_[type]++;
@@ -141,17 +156,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       PortRecord r = base_record(e, PortRecord::Type::Assign);
       r.how = e.how;
       r.ephemeral = e.has(PG_F_EPHEMERAL);
-      r.kernel = e.has(PG_F_KERNEL);
-      if (!r.kernel) {
-        r.tid = e.tid;
-        r.ppid = e.ppid;
-        r.uid = e.uid;
-        r.comm = e.comm;
-        r.thread = e.thread;
-        attribute(r, e, e.pid);
-      } else {
-        attribute(r, e, std::nullopt);
-      }
+      attribute_task(r, e);
       emit(r, "assign");
       check_occupancy(e);
       return;
@@ -188,16 +193,8 @@ void RecordBuilder::on_sock(const SockEvent& e) {
     case SockEvent::Kind::Exhausted: {
       PortRecord r = base_record(e, PortRecord::Type::Exhausted);
       r.how = e.how;
-      r.kernel = e.has(PG_F_KERNEL);
       r.held = table_.held_in(e.netns, e.proto);
-      if (!r.kernel) {
-        r.tid = e.tid;
-        r.ppid = e.ppid;
-        r.uid = e.uid;
-        r.comm = e.comm;
-        r.thread = e.thread;
-        attribute(r, e, e.pid);
-      }
+      attribute_task(r, e);
       emit(r, "exhausted");
       return;
     }
@@ -361,8 +358,11 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   // No new records from here on, then drain what the kernel produced up to
   // now (bounded, even under a flood), then the end.
   probes.stop_producing();
-  while (probes.drain() > 0) {
-  }
+  uint64_t drain_from = BootClock::now_boot_ns();
+  long drained = 0;
+  for (int n; (n = probes.drain()) > 0;) drained += n;
+  spdlog::info("stopping ({}): drained {} records in {} ms", reason, drained,
+               (BootClock::now_boot_ns() - drain_from) / 1'000'000);
   report_lost();
   StopRecord s;
   s.ts_ns = BootClock::now_unix_ns();

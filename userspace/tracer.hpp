@@ -46,6 +46,7 @@ class RecordBuilder {
   void on_sock(const SockEvent& e);
   PortRecord base_record(const SockEvent& e, PortRecord::Type type) const;
   void attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid);
+  void attribute_task(PortRecord& r, const SockEvent& e);
   void emit(const PortRecord& r, const char* type);
   void check_occupancy(const SockEvent& e);
   void rearm_occupancy();
