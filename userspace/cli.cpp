@@ -23,8 +23,11 @@ Examples:
   sudo portghost trace -o /var/log/ports.jsonl     append JSON Lines to a file
   sudo portghost trace --port-range 49152-65535 --proto udp
   sudo portghost trace --comm curl --duration 30
+  portghost who 60302 --at 10:03:12                who held local port 60302 then
+  sudo portghost top                               ports held now, live
+  portghost stats /var/log/portghost               a log in summary
 
-Run 'portghost trace --help' for every option of the trace.)";
+Run 'portghost COMMAND --help' for every option of a command.)";
 
 const char* kTraceFooter = R"(
 Records (JSON Lines, docs/event-schema.md): start, existing, assign, release, lost, stop.
