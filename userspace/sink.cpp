@@ -28,6 +28,18 @@ JsonObject& opt_u(JsonObject& o, std::string_view k, const std::optional<T>& v) 
   return v ? o.num(k, *v) : o.null(k);
 }
 
+// Who did it: pid .. kernel, in the contract's order (assign, existing, exhausted).
+void attribution(JsonObject& o, const PortRecord& r) {
+  opt_u(o, "pid", r.pid);
+  opt_u(o, "tid", r.tid);
+  opt_u(o, "ppid", r.ppid);
+  opt_u(o, "uid", r.uid);
+  o.opt_str("comm", r.comm).opt_str("thread", r.thread).opt_str("exe", r.exe).opt_str("cmdline", r.cmdline);
+  opt_u(o, "netns", r.netns);
+  opt_u(o, "cgroup_id", r.cgroup_id);
+  o.opt_str("container", r.container).boolean("kernel", r.kernel);
+}
+
 std::string string_array(const std::vector<std::string>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); i++) {
@@ -57,14 +69,7 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host) {
     o.num("sock", r.sock).str("proto", to_string(r.proto)).str("family", to_string(r.family)).opt_str("raddr", r.raddr);
     opt_u(o, "rport", r.rport);
     o.str("how", r.how ? to_string(*r.how) : "unknown");
-    opt_u(o, "pid", r.pid);
-    opt_u(o, "tid", r.tid);
-    opt_u(o, "ppid", r.ppid);
-    opt_u(o, "uid", r.uid);
-    o.opt_str("comm", r.comm).opt_str("thread", r.thread).opt_str("exe", r.exe).opt_str("cmdline", r.cmdline);
-    opt_u(o, "netns", r.netns);
-    opt_u(o, "cgroup_id", r.cgroup_id);
-    o.opt_str("container", r.container).boolean("kernel", r.kernel);
+    attribution(o, r);
     opt_u(o, "held", r.held);
     if (!host.empty()) o.str("host", host);
     o.close();
@@ -93,14 +98,7 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host) {
     o.boolean("ephemeral", *r.ephemeral);
   else
     o.null("ephemeral");
-  opt_u(o, "pid", r.pid);
-  opt_u(o, "tid", r.tid);
-  opt_u(o, "ppid", r.ppid);
-  opt_u(o, "uid", r.uid);
-  o.opt_str("comm", r.comm).opt_str("thread", r.thread).opt_str("exe", r.exe).opt_str("cmdline", r.cmdline);
-  opt_u(o, "netns", r.netns);
-  opt_u(o, "cgroup_id", r.cgroup_id);
-  o.opt_str("container", r.container).boolean("kernel", r.kernel);
+  attribution(o, r);
   if (r.state) o.str("state", *r.state);
   if (!host.empty()) o.str("host", host);
   o.close();
