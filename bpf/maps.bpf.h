@@ -77,6 +77,22 @@ struct {
 	__type(value, struct pg_pending_connect);
 } pending_connect SEC(".maps");
 
+/* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
+ * that a failure (no free port) can be reported. */
+struct pg_pending_bind {
+	__u64 cookie;
+	__u8 family;
+	__u8 proto;
+	__u8 _pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct pg_pending_bind);
+} pending_bind SEC(".maps");
+
 /* listeners seen by the tcp iterator: their accepted children are skipped. */
 struct pg_listen_key {
 	__u32 netns;

@@ -203,6 +203,16 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx)
 		st->req_port = bpf_ntohs(ctx->user_port);
 		st->flags |= PG_SK_BIND_PENDING;
 	}
+	if (ctx->user_port == 0) {
+		struct pg_pending_bind p = {};
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+		p.cookie = bpf_get_socket_cookie(ctx);
+		p.family = ctx->family;
+		p.proto = ctx->protocol;
+		if (bpf_map_update_elem(&pending_bind, &tid, &p, BPF_ANY))
+			counter_inc(PG_CNT_DROP_PENDING);
+	}
 	return PG_ALLOW;
 }
 
@@ -415,6 +425,62 @@ int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	/* No socket storage from a tracepoint: the release hook and the
 	 * sendmsg hook know this socket by PG_SK_CONNECTING. */
 	assign_commit(e, NULL);
+	return 0;
+}
+
+/* ---- no free port ------------------------------------------------------------ */
+
+#define PG_EADDRINUSE 98
+
+static __always_inline void exhausted_emit(__u64 cookie, __u8 family, __u8 proto, __u8 how)
+{
+	struct pg_sock_event *e = sock_event_new(PG_KIND_EXHAUSTED);
+
+	if (!e)
+		return;
+	e->cookie = cookie;
+	e->family = family;
+	e->proto = proto;
+	e->how = how;
+	fill_current_task(e);
+	event_submit(e, sizeof(*e));
+}
+
+/* bind() to port 0 that found no free port */
+SEC("tracepoint/syscalls/sys_exit_bind")
+int pg_exit_bind(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pg_pending_bind *pp, p;
+
+	pp = bpf_map_lookup_elem(&pending_bind, &tid);
+	if (!pp)
+		return 0;
+	p = *pp;
+	bpf_map_delete_elem(&pending_bind, &tid);
+	if (ctx->ret != -PG_EADDRINUSE)
+		return 0;
+	exhausted_emit(p.cookie, p.family, p.proto, PG_HOW_BIND);
+	return 0;
+}
+
+/* listen() on an unbound socket that found no free port */
+SEC("tracepoint/syscalls/sys_exit_listen")
+int pg_exit_listen(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *t;
+	struct sock *sk;
+	int fd;
+
+	if (ctx->ret != -PG_EADDRINUSE)
+		return 0;
+	t = bpf_get_current_task_btf();
+	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
+	sk = sock_of_fd((struct task_struct *)t, fd);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num))
+		return 0; /* it had a port: a conflict, not an exhaustion */
+	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
+		       PG_IPPROTO_TCP, PG_HOW_LISTEN);
 	return 0;
 }
 

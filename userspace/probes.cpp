@@ -112,8 +112,16 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   if (!btf.has("btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF))
     throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (portghost needs Linux >= 5.12)");
 
-  bool udp_connect = tracepoint_exists("syscalls", "sys_exit_connect") &&
-                     helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
+  bool pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
+  bool udp_connect = tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
+  if (!tracepoint_exists("syscalls", "sys_exit_bind")) {
+    bpf_program__set_autoload(s->progs.pg_exit_bind, false);
+    uncaught_.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
+  }
+  if (!tracepoint_exists("syscalls", "sys_exit_listen") || !pt_regs) {
+    bpf_program__set_autoload(s->progs.pg_exit_listen, false);
+    uncaught_.push_back("listen() finding no free port: no syscall tracepoint or bpf_task_pt_regs");
+  }
   if (!udp_connect) {
     bpf_program__set_autoload(s->progs.pg_exit_connect, false);
     bpf_program__set_autoload(s->progs.pg_connect4, false);

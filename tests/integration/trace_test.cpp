@@ -1299,3 +1299,53 @@ TEST_F(TraceOwn, TopShowsAPortHeldNow) {
   EXPECT_NE(screen.find(std::to_string(getpid())), std::string::npos) << screen;
   EXPECT_NE(screen.find("OCCUPANCY"), std::string::npos) << screen;
 }
+
+TEST_F(Trace, BindZeroAndListenFindingNoFreePortAreRecordedAsExhausted) {
+  int res[2], go[2];
+  ASSERT_EQ(pipe(res), 0);
+  ASSERT_EQ(pipe(go), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(res[0]);
+    close(go[1]);
+    if (unshare(CLONE_NEWNET) != 0) _exit(3);
+    {
+      std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
+      r << "40000 40003" << std::endl;
+    }
+    std::vector<int> held;
+    int errs[2] = {0, 0};
+    for (int i = 0; i < 16 && !errs[0]; i++) {  // udp bind(0) until no port is left
+      int fd = socket(AF_INET, SOCK_DGRAM, 0);
+      auto b = v4(0, INADDR_ANY);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b) == 0) held.push_back(fd);
+      else errs[0] = errno;
+    }
+    for (int i = 0; i < 16 && !errs[1]; i++) {  // tcp listen() autobind likewise
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (listen(fd, 1) == 0) held.push_back(fd);
+      else errs[1] = errno;
+    }
+    if (write(res[1], errs, sizeof errs) != sizeof errs) _exit(4);
+    char x;
+    if (read(go[0], &x, 1) < 0) _exit(5);
+    _exit(0);
+  }
+  close(res[1]);
+  close(go[0]);
+  int errs[2] = {0, 0};
+  ASSERT_EQ(read(res[0], errs, sizeof errs), static_cast<ssize_t>(sizeof errs));
+  close(res[0]);
+  auto bind_ex = t().wait_for([&](const Json& j) { return j["type"] == "exhausted" && j["pid"] == child && j["how"] == "bind"; });
+  auto listen_ex = t().wait_for([&](const Json& j) { return j["type"] == "exhausted" && j["pid"] == child && j["how"] == "listen"; });
+  close(go[1]);
+  waitpid(child, nullptr, 0);
+  ASSERT_EQ(errs[0], EADDRINUSE);
+  ASSERT_EQ(errs[1], EADDRINUSE);
+  ASSERT_TRUE(bind_ex) << "no exhausted record for bind(0)";
+  EXPECT_EQ((*bind_ex)["proto"], "udp");
+  EXPECT_EQ((*bind_ex)["held"], 4);
+  ASSERT_TRUE(listen_ex) << "no exhausted record for listen()";
+  EXPECT_EQ((*listen_ex)["proto"], "tcp");
+  EXPECT_EQ((*listen_ex)["held"], 4);
+}
