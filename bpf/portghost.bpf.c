@@ -484,6 +484,38 @@ int pg_exit_listen(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
+/* udp send on an unbound socket whose autobind found no free port: -EAGAIN */
+#define PG_EAGAIN 11
+
+static __always_inline int on_send_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *t;
+	struct sock *sk;
+	int fd;
+
+	if (ctx->ret != -PG_EAGAIN)
+		return 0;
+	t = bpf_get_current_task_btf();
+	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
+	sk = sock_of_fd((struct task_struct *)t, fd);
+	/* a full send buffer gives EAGAIN too, but on a socket with a port */
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) ||
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != PG_IPPROTO_UDP)
+		return 0;
+	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
+		       PG_IPPROTO_UDP, PG_HOW_SENDMSG);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int pg_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int pg_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int pg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(ctx); }
+
 /* ---- release --------------------------------------------------------------- */
 
 static __always_inline bool release_due(struct pg_sk_state *st)

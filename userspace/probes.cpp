@@ -118,6 +118,14 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     bpf_program__set_autoload(s->progs.pg_exit_bind, false);
     uncaught_.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
   }
+  bool sends = pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
+               tracepoint_exists("syscalls", "sys_exit_sendmsg") && tracepoint_exists("syscalls", "sys_exit_sendmmsg");
+  if (!sends) {
+    bpf_program__set_autoload(s->progs.pg_exit_sendto, false);
+    bpf_program__set_autoload(s->progs.pg_exit_sendmsg, false);
+    bpf_program__set_autoload(s->progs.pg_exit_sendmmsg, false);
+    uncaught_.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
+  }
   if (!tracepoint_exists("syscalls", "sys_exit_listen") || !pt_regs) {
     bpf_program__set_autoload(s->progs.pg_exit_listen, false);
     uncaught_.push_back("listen() finding no free port: no syscall tracepoint or bpf_task_pt_regs");

@@ -1321,6 +1321,12 @@ TEST_F(Trace, BindZeroAndListenFindingNoFreePortAreRecordedAsExhausted) {
       if (bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b) == 0) held.push_back(fd);
       else errs[0] = errno;
     }
+    {  // and a udp send on an unbound socket cannot autobind
+      int fd = socket(AF_INET, SOCK_DGRAM, 0);
+      auto dst = v4(9);
+      if (sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) >= 0 || errno != EAGAIN) _exit(6);
+      held.push_back(fd);
+    }
     for (int i = 0; i < 16 && !errs[1]; i++) {  // tcp listen() autobind likewise
       int fd = socket(AF_INET, SOCK_STREAM, 0);
       if (listen(fd, 1) == 0) held.push_back(fd);
@@ -1338,13 +1344,19 @@ TEST_F(Trace, BindZeroAndListenFindingNoFreePortAreRecordedAsExhausted) {
   close(res[0]);
   auto bind_ex = t().wait_for([&](const Json& j) { return j["type"] == "exhausted" && j["pid"] == child && j["how"] == "bind"; });
   auto listen_ex = t().wait_for([&](const Json& j) { return j["type"] == "exhausted" && j["pid"] == child && j["how"] == "listen"; });
+  auto send_ex = t().wait_for([&](const Json& j) { return j["type"] == "exhausted" && j["pid"] == child && j["how"] == "sendmsg"; });
   close(go[1]);
-  waitpid(child, nullptr, 0);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died";
+  ASSERT_NE(WEXITSTATUS(status), 6) << "the udp send did not fail with EAGAIN";
   ASSERT_EQ(errs[0], EADDRINUSE);
   ASSERT_EQ(errs[1], EADDRINUSE);
   ASSERT_TRUE(bind_ex) << "no exhausted record for bind(0)";
   EXPECT_EQ((*bind_ex)["proto"], "udp");
   EXPECT_EQ((*bind_ex)["held"], 4);
+  ASSERT_TRUE(send_ex) << "no exhausted record for the udp send";
+  EXPECT_EQ((*send_ex)["proto"], "udp");
   ASSERT_TRUE(listen_ex) << "no exhausted record for listen()";
   EXPECT_EQ((*listen_ex)["proto"], "tcp");
   EXPECT_EQ((*listen_ex)["held"], 4);
