@@ -17,6 +17,19 @@ std::string proc_key(const LogEvent& e) {
   if (!e.exe.empty()) k += " (" + e.exe + ")";
   return k;
 }
+// [{...},{...}]: n objects, each filled by fill(object, index)
+template <class F>
+std::string object_array(size_t n, F fill) {
+  std::string a = "[";
+  for (size_t i = 0; i < n; i++) {
+    if (i) a += ',';
+    JsonObject o(a);
+    fill(o, i);
+    a += '}';
+  }
+  return a + "]";
+}
+
 }  // namespace
 
 const std::vector<std::pair<uint64_t, const char*>>& LogStats::buckets() {
@@ -83,30 +96,15 @@ void LogStats::print(std::ostream& out, size_t top, bool json) const {
     o.num("existing", existing_).num("lost", lost_).num("release_without_lifetime", unmatched_);
     o.num("exhausted", exhausted_).num("warning", warnings_);
     if (first_ns_ != UINT64_MAX) o.num("from_ns", first_ns_).num("to_ns", last_ns_);
-    std::string a = "[";
-    for (size_t i = 0; i < by_assign.size(); i++) {
-      if (i) a += ',';
-      JsonObject p(a);
+    o.raw("top_by_assign", object_array(by_assign.size(), [&](JsonObject& p, size_t i) {
       p.str("process", by_assign[i].first).num("assign", by_assign[i].second.assigns);
-      a += '}';
-    }
-    o.raw("top_by_assign", a + "]");
-    std::string h = "[";
-    for (size_t i = 0; i < by_held.size(); i++) {
-      if (i) h += ',';
-      JsonObject p(h);
+    }));
+    o.raw("top_by_port_time", object_array(by_held.size(), [&](JsonObject& p, size_t i) {
       p.str("comm", by_held[i].first).num("port_ns", by_held[i].second.held_ns);
-      h += '}';
-    }
-    o.raw("top_by_port_time", h + "]");
-    std::string hist = "[";
-    for (size_t i = 0; i < hist_.size(); i++) {
-      if (i) hist += ',';
-      JsonObject b(hist);
-      b.str("lifetime", buckets()[i].second).num("count", hist_[i]);
-      hist += '}';
-    }
-    o.raw("lifetimes", hist + "]");
+    }));
+    o.raw("lifetimes", object_array(hist_.size(), [&](JsonObject& p, size_t i) {
+      p.str("lifetime", buckets()[i].second).num("count", hist_[i]);
+    }));
     o.close();
     out << s;
     return;

@@ -97,6 +97,40 @@ Fired connect_and_close(int family, const A& addr, const Listener& l) {
   return f;
 }
 
+// Runs pg_fire MODE ARG to its end; what it printed ("PORT COOKIE").
+struct FireResult {
+  pid_t pid = -1;
+  int exit_code = -1;
+  uint16_t port = 0;
+  uint64_t cookie = 0;
+};
+
+FireResult run_pg_fire(const char* mode, const std::string& arg) {
+  FireResult r;
+  int p[2];
+  if (pipe(p) != 0) return r;
+  r.pid = fork();
+  if (r.pid == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    execl(PG_FIRE_BIN, PG_FIRE_BIN, mode, arg.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(p[1]);
+  char buf[64] = {};
+  ssize_t n = read(p[0], buf, sizeof buf - 1);
+  close(p[0]);
+  int status = 0;
+  waitpid(r.pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  unsigned port = 0;
+  unsigned long long cookie = 0;
+  if (n > 0 && sscanf(buf, "%u %llu", &port, &cookie) == 2) {
+    r.port = static_cast<uint16_t>(port);
+    r.cookie = cookie;
+  }
+  return r;
+}
+
 struct Window {
   uint64_t t0 = boot_ns();
   uint64_t t1 = 0;
@@ -653,25 +687,12 @@ TEST_F(Trace, FromAThread) {
 }
 
 TEST_F(Trace, FromAShortLivedExecdProgram) {
-  int p[2];
-  ASSERT_EQ(pipe(p), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    dup2(p[1], STDOUT_FILENO);
-    execl(PG_FIRE_BIN, PG_FIRE_BIN, "udp-send", "9", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(p[1]);
-  char buf[64] = {};
-  ssize_t n = read(p[0], buf, sizeof buf - 1);
-  close(p[0]);
-  int status = 0;
-  waitpid(child, &status, 0);
-  ASSERT_GT(n, 0);
-  ASSERT_EQ(WEXITSTATUS(status), 0);
-  unsigned port = 0;
-  unsigned long long cookie = 0;
-  sscanf(buf, "%u %llu", &port, &cookie);
+  FireResult f = run_pg_fire("udp-send", "9");
+  ASSERT_EQ(f.exit_code, 0);
+  ASSERT_NE(f.cookie, 0u);
+  pid_t child = f.pid;
+  uint16_t port = f.port;
+  uint64_t cookie = f.cookie;
   Json a = assign_of(cookie);
   char real[PATH_MAX];
   ASSERT_TRUE(realpath(PG_FIRE_BIN, real));
@@ -894,22 +915,9 @@ TEST_F(TraceOwn, CommFilterKeepsOnlyThatProcess) {
   int mine = udp_sendto_socket();
   uint64_t mc = sock_cookie(mine);
   close(mine);
-  int p[2];
-  ASSERT_EQ(pipe(p), 0);
-  pid_t child = fork();
-  if (child == 0) {
-    dup2(p[1], STDOUT_FILENO);
-    execl(PG_FIRE_BIN, PG_FIRE_BIN, "udp-send", "9", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(p[1]);
-  char buf[64] = {};
-  ASSERT_GT(read(p[0], buf, sizeof buf - 1), 0);
-  close(p[0]);
-  waitpid(child, nullptr, 0);
-  unsigned port = 0;
-  unsigned long long cookie = 0;
-  sscanf(buf, "%u %llu", &port, &cookie);
+  FireResult f = run_pg_fire("udp-send", "9");
+  ASSERT_NE(f.cookie, 0u);
+  uint64_t cookie = f.cookie;
   ASSERT_TRUE(tr.wait_for(is("release", cookie)));
   EXPECT_TRUE(tr.all(is("assign", mc)).empty());
   EXPECT_TRUE(tr.all(is("release", mc)).empty()) << "the release of a filtered assign is filtered too";
@@ -1119,24 +1127,11 @@ TEST_F(TraceOwn, WhoNamesTheProcessThatHeldThePort) {
   {
     Tracer tr({"--no-existing"});
     ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
-    int p[2];
-    ASSERT_EQ(pipe(p), 0);
-    pid_t child = fork();
-    if (child == 0) {
-      dup2(p[1], STDOUT_FILENO);
-      std::string lp = std::to_string(l.port);
-      execl(PG_FIRE_BIN, PG_FIRE_BIN, "tcp-connect", lp.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    close(p[1]);
-    char buf[64] = {};
-    ASSERT_GT(read(p[0], buf, sizeof buf - 1), 0);
-    close(p[0]);
-    waitpid(child, nullptr, 0);
+    FireResult f = run_pg_fire("tcp-connect", std::to_string(l.port));
     accept_and_close(l);
-    unsigned long long ck = 0;
-    sscanf(buf, "%u %llu", &port, &ck);
-    cookie = ck;
+    ASSERT_NE(f.cookie, 0u);
+    port = f.port;
+    cookie = f.cookie;
     auto a = tr.wait_for(is("assign", cookie));
     ASSERT_TRUE(a);
     ASSERT_TRUE(tr.wait_for(is("release", cookie)));
