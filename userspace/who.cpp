@@ -151,7 +151,6 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
   // next start (a crash), or to the end of the log. Holdings live in one.
   struct Session {
     uint64_t start_ns = 0, end_ns = 0;
-    bool stopped = false;
     std::map<uint64_t, Holding> open;  // by sock
   };
   std::vector<std::pair<uint64_t, uint64_t>> covered;
@@ -174,7 +173,7 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
     switch (e.type) {
       case LogEvent::Type::Start:
         close_session(Holding::End::UnknownAfterCrash);
-        cur = Session{e.ts_ns, e.ts_ns, false, {}};
+        cur = Session{e.ts_ns, e.ts_ns, {}};
         continue;
       case LogEvent::Type::Stop:
         if (cur) {
@@ -188,7 +187,7 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
       default:
         break;
     }
-    if (!cur) cur = Session{e.ts_ns, e.ts_ns, false, {}};  // records without a start: a cut log
+    if (!cur) cur = Session{e.ts_ns, e.ts_ns, {}};  // records without a start: a cut log
     cur->end_ns = std::max(cur->end_ns, e.ts_ns);
     if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
         e.type == LogEvent::Type::Warning || !matches(e, q))
