@@ -96,6 +96,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
                     "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
+  trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay");
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
 
   WhoOptions& w = res.who;

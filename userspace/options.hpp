@@ -39,6 +39,7 @@ struct TraceOptions {
   uint32_t ring_buffer_mb = 8;
   unsigned warn_occupancy = 80;  // percent of a namespace's ephemeral range; 0: never
   bool existing = true;
+  std::string raw_dump;  // also keep every raw kernel record here (replay)
 };
 
 // Parses "A-B" (or "N") into a port range; nullopt if malformed.

@@ -10,6 +10,7 @@
 #include "errors.hpp"
 #include "existing.hpp"
 #include "probes.hpp"
+#include "raw_dump.hpp"
 #include "version.hpp"
 
 namespace portghost {
@@ -277,7 +278,12 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   cfg.cgroup_root = ctx.cgroup_root;
   cfg.ring_buffer_bytes = opt.ring_buffer_mb << 20;
   ensure_tracefs();
-  Probes probes(cfg, [&](const void* d, size_t n) { builder.on_record(d, n); });
+  std::optional<RawDumpWriter> dump;
+  if (!opt.raw_dump.empty()) dump.emplace(opt.raw_dump);
+  Probes probes(cfg, [&](const void* d, size_t n) {
+    if (dump) dump->write(d, n);
+    builder.on_record(d, n);
+  });
 
   // coverage starts now: every hook is attached
   uint64_t attached_ns = BootClock::now_unix_ns();
@@ -374,6 +380,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   sink.stop(s);
   sink.flush();
   out.flush();
+  if (dump) dump->flush();
   if (builder.malformed()) spdlog::warn("{} malformed kernel records ignored", builder.malformed());
   return kExitOk;
 }

@@ -1,0 +1,263 @@
+// pg_churn: the benchmark workload. Threads churning local ports on
+// loopback, one kind of operation per run, for a bounded time.
+//
+//   pg_churn LOOP [--threads N] [--seconds S] [--rate OPS] [--ports FILE]
+//
+// LOOP is one of
+//   tcp      connect to a listener of the thread's own, accept, close the
+//            accepted side and then the connecting side (its port is free at
+//            once: the TIME_WAIT stays with the listener's side)
+//   tcp-rst  the same, but the connecting side is closed first with
+//            SO_LINGER 0, so it resets
+//   udp      socket, sendto a receiver of the thread's own (autobind), close
+//   bind     socket (TCP), bind port 0, close
+//
+// --rate paces the total to OPS operations per second (default: as fast as
+// it goes). --ports writes one line per operation, "PROTO PORT LIFETIME_NS",
+// the local port the kernel gave and how long the socket held it.
+//
+// On exit, one line of key=value pairs: the operations done, the wall time,
+// ops/s, the process's CPU seconds (user + system, every thread: BPF programs
+// run in the workload's own context and are counted here) and CPU per op.
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND };
+
+struct port_use {
+  uint16_t port;
+  uint32_t lifetime_ns;
+};
+
+struct worker {
+  pthread_t thread;
+  enum loop loop;
+  double rate;  // ops/s for this thread, 0: unpaced
+  uint64_t ops;
+  uint64_t failed;
+  struct port_use* uses;  // when recording ports
+  size_t uses_len, uses_cap;
+  char error[128];
+};
+
+static atomic_int g_stop;
+static int g_record;
+
+static uint64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void die(const char* msg) {
+  fprintf(stderr, "pg_churn: %s\n", msg);
+  exit(2);
+}
+
+static uint16_t local_port(int fd) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  if (getsockname(fd, (struct sockaddr*)&a, &len) != 0) return 0;
+  return ntohs(a.sin_port);
+}
+
+static void record(struct worker* w, uint16_t port, uint64_t t0) {
+  if (!g_record) return;
+  if (w->uses_len == w->uses_cap) {
+    w->uses_cap = w->uses_cap ? w->uses_cap * 2 : 65536;
+    w->uses = realloc(w->uses, w->uses_cap * sizeof *w->uses);
+    if (!w->uses) die("out of memory");
+  }
+  uint64_t d = now_ns() - t0;
+  w->uses[w->uses_len++] = (struct port_use){port, d > UINT32_MAX ? UINT32_MAX : (uint32_t)d};
+}
+
+// A listening or receiving socket on 127.0.0.1, port chosen by the kernel.
+static int server_socket(int type, struct sockaddr_in* addr) {
+  int fd = socket(AF_INET, type, 0);
+  if (fd < 0) return -1;
+  addr->sin_family = AF_INET;
+  addr->sin_port = 0;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof *addr;
+  if (bind(fd, (struct sockaddr*)addr, sizeof *addr) != 0) return -1;
+  if (type == SOCK_STREAM && listen(fd, 4096) != 0) return -1;
+  if (getsockname(fd, (struct sockaddr*)addr, &len) != 0) return -1;
+  if (type == SOCK_DGRAM) {
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  }
+  return fd;
+}
+
+static int one_op(struct worker* w, int server, const struct sockaddr_in* addr) {
+  uint64_t t0 = g_record ? now_ns() : 0;
+  switch (w->loop) {
+    case LOOP_TCP:
+    case LOOP_TCP_RST: {
+      int s = socket(AF_INET, SOCK_STREAM, 0);
+      if (s < 0) return -1;
+      if (connect(s, (const struct sockaddr*)addr, sizeof *addr) != 0) {
+        close(s);
+        return -1;
+      }
+      int c = accept(server, NULL, NULL);
+      uint16_t port = g_record ? local_port(s) : 0;
+      if (w->loop == LOOP_TCP_RST) {
+        struct linger lg = {1, 0};
+        setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(s);
+        if (c >= 0) close(c);
+      } else {
+        if (c >= 0) close(c);
+        close(s);
+      }
+      record(w, port, t0);
+      return c >= 0 ? 0 : -1;
+    }
+    case LOOP_UDP: {
+      int s = socket(AF_INET, SOCK_DGRAM, 0);
+      if (s < 0) return -1;
+      int r = sendto(s, "x", 1, 0, (const struct sockaddr*)addr, sizeof *addr) == 1 ? 0 : -1;
+      uint16_t port = g_record ? local_port(s) : 0;
+      close(s);
+      record(w, port, t0);
+      return r;
+    }
+    case LOOP_BIND: {
+      int s = socket(AF_INET, SOCK_STREAM, 0);
+      if (s < 0) return -1;
+      struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+      int r = bind(s, (struct sockaddr*)&a, sizeof a);
+      uint16_t port = g_record ? local_port(s) : 0;
+      close(s);
+      if (r == 0) record(w, port, t0);
+      return r;
+    }
+  }
+  return -1;
+}
+
+static void* run(void* arg) {
+  struct worker* w = arg;
+  struct sockaddr_in addr;
+  int server = -1;
+  if (w->loop != LOOP_BIND) {
+    server = server_socket(w->loop == LOOP_UDP ? SOCK_DGRAM : SOCK_STREAM, &addr);
+    if (server < 0) {
+      snprintf(w->error, sizeof w->error, "server socket: %s", strerror(errno));
+      return NULL;
+    }
+  }
+  uint64_t start = now_ns();
+  while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
+    for (int i = 0; i < 64; i++) {
+      if (one_op(w, server, &addr) == 0)
+        w->ops++;
+      else
+        w->failed++;
+    }
+    if (w->rate > 0) {  // ahead of schedule: sleep until the schedule catches up
+      uint64_t due = start + (uint64_t)((double)w->ops * 1e9 / w->rate);
+      uint64_t now = now_ns();
+      if (due > now) {
+        struct timespec ts = {(time_t)((due - now) / 1000000000ull), (long)((due - now) % 1000000000ull)};
+        nanosleep(&ts, NULL);
+      }
+    }
+  }
+  if (server >= 0) close(server);
+  return NULL;
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+static double number(const char* flag, const char* v, double lo, double hi) {
+  char* end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || end == v || *end || d < lo || d > hi) {
+    fprintf(stderr, "pg_churn: %s: not a number in [%g, %g]: %s\n", flag, lo, hi, v);
+    exit(2);
+  }
+  return d;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) die("usage: pg_churn tcp|tcp-rst|udp|bind [--threads N] [--seconds S] [--rate OPS] [--ports FILE]");
+  enum loop loop;
+  if (!strcmp(argv[1], "tcp")) loop = LOOP_TCP;
+  else if (!strcmp(argv[1], "tcp-rst")) loop = LOOP_TCP_RST;
+  else if (!strcmp(argv[1], "udp")) loop = LOOP_UDP;
+  else if (!strcmp(argv[1], "bind")) loop = LOOP_BIND;
+  else die("unknown loop (tcp, tcp-rst, udp, bind)");
+  long threads = sysconf(_SC_NPROCESSORS_ONLN);
+  double seconds = 5, rate = 0;
+  const char* ports = NULL;
+  for (int i = 2; i < argc; i++) {
+    if (i + 1 >= argc) die("every option takes a value");
+    const char* f = argv[i];
+    const char* v = argv[++i];
+    if (!strcmp(f, "--threads")) threads = (long)number(f, v, 1, 256);
+    else if (!strcmp(f, "--seconds")) seconds = number(f, v, 0.01, 3600);
+    else if (!strcmp(f, "--rate")) rate = number(f, v, 1, 1e9);
+    else if (!strcmp(f, "--ports")) ports = v;
+    else die("unknown option");
+  }
+  g_record = ports != NULL;
+  struct worker* ws = calloc((size_t)threads, sizeof *ws);
+  if (!ws) die("out of memory");
+  double cpu0 = cpu_seconds();
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < threads; i++) {
+    ws[i].loop = loop;
+    ws[i].rate = rate / (double)threads;
+    if (pthread_create(&ws[i].thread, NULL, run, &ws[i]) != 0) die("pthread_create failed");
+  }
+  struct timespec d = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&d, &d) != 0 && errno == EINTR) {
+  }
+  atomic_store(&g_stop, 1);
+  uint64_t ops = 0, failed = 0;
+  for (long i = 0; i < threads; i++) {
+    pthread_join(ws[i].thread, NULL);
+    if (ws[i].error[0]) {
+      fprintf(stderr, "pg_churn: %s\n", ws[i].error);
+      return 1;
+    }
+    ops += ws[i].ops;
+    failed += ws[i].failed;
+  }
+  double wall = (double)(now_ns() - t0) / 1e9;
+  double cpu = cpu_seconds() - cpu0;
+  if (ports) {
+    FILE* f = fopen(ports, "w");
+    if (!f) die("cannot write the --ports file");
+    const char* proto = loop == LOOP_UDP ? "udp" : "tcp";
+    for (long i = 0; i < threads; i++)
+      for (size_t k = 0; k < ws[i].uses_len; k++)
+        fprintf(f, "%s %u %u\n", proto, ws[i].uses[k].port, ws[i].uses[k].lifetime_ns);
+    if (fclose(f) != 0) die("cannot write the --ports file");
+  }
+  printf("loop=%s threads=%ld pid=%d ops=%llu failed=%llu seconds=%.3f ops_per_s=%.0f cpu_s=%.3f cpu_ns_per_op=%.0f\n",
+         argv[1], threads, (int)getpid(), (unsigned long long)ops, (unsigned long long)failed, wall,
+         (double)ops / wall, cpu, ops ? cpu * 1e9 / (double)ops : 0.0);
+  return ops > 0 ? 0 : 1;
+}
