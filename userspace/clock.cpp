@@ -37,7 +37,7 @@ int64_t BootClock::measure_offset_ns() {
   return best;
 }
 
-std::string format_rfc3339(uint64_t unix_ns) {
+size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]) {
   // Records come in bursts within one second: the date and time text is
   // formatted once per second, the nanoseconds by hand.
   thread_local uint64_t cached_sec = UINT64_MAX;
@@ -52,7 +52,6 @@ std::string format_rfc3339(uint64_t unix_ns) {
                   t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
     cached_sec = secs;
   }
-  char buf[40];
   size_t n = std::strlen(cached);
   std::memcpy(buf, cached, n);
   for (int i = 8; i >= 0; i--) {
@@ -60,7 +59,12 @@ std::string format_rfc3339(uint64_t unix_ns) {
     nanos /= 10;
   }
   buf[n + 9] = 'Z';
-  return std::string(buf, n + 10);
+  return n + 10;
+}
+
+std::string format_rfc3339(uint64_t unix_ns) {
+  char buf[kRfc3339Max];
+  return std::string(buf, format_rfc3339(unix_ns, buf));
 }
 
 std::string format_clock_local(uint64_t unix_ns) {

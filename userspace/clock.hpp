@@ -30,6 +30,9 @@ class BootClock {
 
 // 2026-11-22T10:03:12.123456789Z
 std::string format_rfc3339(uint64_t unix_ns);
+// The same into buf (no allocation); returns its length.
+constexpr size_t kRfc3339Max = 40;
+size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]);
 // 10:03:12.123 (local time), for the table
 std::string format_clock_local(uint64_t unix_ns);
 // "1.234ms", "15.2s", ...

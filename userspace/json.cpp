@@ -1,6 +1,8 @@
 #include "json.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 
 namespace portghost {
 
@@ -36,52 +38,96 @@ size_t utf8_seq_len(std::string_view s, size_t i) {
   return n;
 }
 
+// Bytes that go out as they are: printable ASCII but the quote and backslash.
+struct PlainTable {
+  bool plain[256] = {};
+  constexpr PlainTable() {
+    for (int c = 0x20; c < 0x7f; c++) plain[c] = c != '"' && c != '\\';
+  }
+};
+constexpr PlainTable kPlain;
+
 }  // namespace
 
-void json_append_string(std::string& out, std::string_view s) {
-  out += '"';
+namespace json_detail {
+
+// Eight bytes at a time while none needs escaping, then byte by byte.
+size_t plain_prefix(std::string_view s) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+  auto has_zero = [](uint64_t v) { return (v - kOnes) & ~v & kHigh; };
   size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    uint64_t below_space = (w - kOnes * 0x20) & ~w & kHigh;
+    uint64_t del_or_high = ((w + kOnes) | w) & kHigh;  // a byte >= 0x7f
+    if (below_space | del_or_high | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\'))) break;
+  }
+  while (i < s.size() && kPlain.plain[static_cast<unsigned char>(s[i])]) i++;
+  return i;
+}
+
+char* put_quoted(char* p, std::string_view s, size_t plain) {
+  *p++ = '"';
+  std::memcpy(p, s.data(), plain);
+  p += plain;
+  size_t i = plain;
   while (i < s.size()) {
-    // the common case: a run of plain printable ASCII, appended at once
-    size_t run = i;
-    while (run < s.size()) {
-      auto r = static_cast<unsigned char>(s[run]);
-      if (r < 0x20 || r >= 0x7f || r == '"' || r == '\\') break;
-      run++;
-    }
-    if (run > i) {
-      out.append(s.data() + i, run - i);
-      i = run;
+    auto c = static_cast<unsigned char>(s[i]);
+    if (kPlain.plain[c]) {
+      *p++ = static_cast<char>(c);
+      i++;
       continue;
     }
-    auto c = static_cast<unsigned char>(s[i]);
+    const char* esc = nullptr;
     switch (c) {
-      case '"': out += "\\\""; i++; continue;
-      case '\\': out += "\\\\"; i++; continue;
-      case '\n': out += "\\n"; i++; continue;
-      case '\r': out += "\\r"; i++; continue;
-      case '\t': out += "\\t"; i++; continue;
+      case '"': esc = "\\\""; break;
+      case '\\': esc = "\\\\"; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
       default: break;
     }
+    if (esc) {
+      *p++ = esc[0];
+      *p++ = esc[1];
+      i++;
+      continue;
+    }
     if (c < 0x20 || c == 0x7f) {
-      out += "\\u00";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
+      std::memcpy(p, "\\u00", 4);
+      p[4] = kHex[c >> 4];
+      p[5] = kHex[c & 0xf];
+      p += 6;
       i++;
       continue;
     }
     size_t n = utf8_seq_len(s, i);
-    if (n == 0) {
-      out += "\\\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
+    if (n == 0) {  // not UTF-8: the visible text \xNN
+      std::memcpy(p, "\\\\x", 3);
+      p[3] = kHex[c >> 4];
+      p[4] = kHex[c & 0xf];
+      p += 5;
       i++;
       continue;
     }
-    out.append(s.data() + i, n);
+    std::memcpy(p, s.data() + i, n);
+    p += n;
     i += n;
   }
-  out += '"';
+  *p++ = '"';
+  return p;
+}
+
+}  // namespace json_detail
+
+void json_append_string(std::string& out, std::string_view s) {
+  using namespace json_detail;
+  size_t plain = plain_prefix(s);
+  size_t n = out.size();
+  out.resize(n + quoted_max(s, plain));
+  char* end = put_quoted(out.data() + n, s, plain);
+  out.resize(static_cast<size_t>(end - out.data()));
 }
 
 std::string json_quote(std::string_view s) {
@@ -90,52 +136,31 @@ std::string json_quote(std::string_view s) {
   return out;
 }
 
-void JsonObject::key(std::string_view k) {
-  if (!first_) out_ += ',';
-  first_ = false;
-  out_ += '"';
-  out_ += k;  // keys are our own ASCII literals
-  out_ += "\":";
+namespace {
+constexpr size_t kRoomAhead = 1024;  // a port record's line fits
+}  // namespace
+
+JsonObject::JsonObject(std::string& out) : out_(out) {
+  size_t base = out_.size();
+  out_.resize(base + kRoomAhead);
+  p_ = out_.data() + base;
+  end_ = out_.data() + out_.size();
+  *p_++ = '{';
 }
 
-JsonObject& JsonObject::str(std::string_view k, std::string_view value) {
-  key(k);
-  json_append_string(out_, value);
-  return *this;
+void JsonObject::grow(size_t n) {
+  size_t used = static_cast<size_t>(p_ - out_.data());
+  out_.resize(std::max(used + n, out_.size() * 2));
+  p_ = out_.data() + used;
+  end_ = out_.data() + out_.size();
 }
 
-JsonObject& JsonObject::num(std::string_view k, uint64_t value) {
-  key(k);
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
-  return *this;
-}
-
-JsonObject& JsonObject::snum(std::string_view k, int64_t value) {
-  key(k);
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, value);
-  out_.append(buf, r.ptr);
-  return *this;
-}
-
-JsonObject& JsonObject::boolean(std::string_view k, bool value) {
-  key(k);
-  out_ += value ? "true" : "false";
-  return *this;
-}
-
-JsonObject& JsonObject::null(std::string_view k) {
-  key(k);
-  out_ += "null";
-  return *this;
-}
-
-JsonObject& JsonObject::raw(std::string_view k, std::string_view json) {
-  key(k);
-  out_ += json;
-  return *this;
+void JsonObject::finish(std::string_view tail) {
+  if (done_) return;
+  done_ = true;
+  char* p = room(tail.size());
+  std::memcpy(p, tail.data(), tail.size());
+  out_.resize(static_cast<size_t>(p + tail.size() - out_.data()));
 }
 
 }  // namespace portghost

@@ -1,7 +1,9 @@
 // Minimal JSON text building: escaping that never lets a byte through raw.
 #pragma once
 
+#include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,29 +16,97 @@ namespace portghost {
 void json_append_string(std::string& out, std::string_view s);
 std::string json_quote(std::string_view s);
 
-// Builds one JSON object, keys in insertion order.
+namespace json_detail {
+// Leading bytes of s that need no escaping.
+size_t plain_prefix(std::string_view s);
+// Bytes s takes as a JSON string, at most, when `plain` lead bytes are plain.
+inline size_t quoted_max(std::string_view s, size_t plain) { return plain + (s.size() - plain) * 6 + 2; }
+// Writes s quoted and escaped at p; returns the end.
+char* put_quoted(char* p, std::string_view s, size_t plain);
+}  // namespace json_detail
+
+// Builds one JSON object at the end of `out`, keys in insertion order. It
+// writes through a cursor into room reserved ahead (one bounds check per
+// value); `out` must not be touched until close() or end().
 class JsonObject {
  public:
-  explicit JsonObject(std::string& out) : out_(out) { out_ += '{'; }
-  JsonObject& str(std::string_view key, std::string_view value);
-  JsonObject& num(std::string_view key, uint64_t value);
-  JsonObject& snum(std::string_view key, int64_t value);
-  JsonObject& boolean(std::string_view key, bool value);
-  JsonObject& null(std::string_view key);
-  JsonObject& opt_str(std::string_view key, const std::optional<std::string>& v) {
+  explicit JsonObject(std::string& out);
+  ~JsonObject() { finish(); }
+  JsonObject(const JsonObject&) = delete;
+  JsonObject& operator=(const JsonObject&) = delete;
+
+  // The value methods are inline: with a literal key, the key's text is
+  // copied by a few stores rather than a call.
+  JsonObject& str(std::string_view key, std::string_view value) {
+    size_t plain = json_detail::plain_prefix(value);
+    char* p = put_key(room(key.size() + kKeyExtra + json_detail::quoted_max(value, plain)), key);
+    p_ = json_detail::put_quoted(p, value, plain);
+    return *this;
+  }
+  // A value of our own making (a time, an address, a name from a fixed
+  // set): printable ASCII without '"' or '\\', so written as it is.
+  JsonObject& ascii(std::string_view key, std::string_view value) {
+    char* p = put_key(room(key.size() + kKeyExtra + value.size() + 2), key);
+    *p++ = '"';
+    std::memcpy(p, value.data(), value.size());
+    p += value.size();
+    *p++ = '"';
+    p_ = p;
+    return *this;
+  }
+  JsonObject& num(std::string_view key, uint64_t value) {
+    char* p = put_key(room(key.size() + kKeyExtra + 20), key);
+    p_ = std::to_chars(p, p + 20, value).ptr;
+    return *this;
+  }
+  JsonObject& snum(std::string_view key, int64_t value) {
+    char* p = put_key(room(key.size() + kKeyExtra + 20), key);
+    p_ = std::to_chars(p, p + 20, value).ptr;
+    return *this;
+  }
+  // value must already be valid JSON
+  JsonObject& raw(std::string_view key, std::string_view json) {
+    char* p = put_key(room(key.size() + kKeyExtra + json.size()), key);
+    std::memcpy(p, json.data(), json.size());
+    p_ = p + json.size();
+    return *this;
+  }
+  JsonObject& boolean(std::string_view key, bool value) { return value ? raw(key, "true") : raw(key, "false"); }
+  JsonObject& null(std::string_view key) { return raw(key, "null"); }
+  JsonObject& opt_str(std::string_view key, const std::optional<std::string_view>& v) {
     return v ? str(key, *v) : null(key);
   }
   JsonObject& opt_num(std::string_view key, const std::optional<uint64_t>& v) {
     return v ? num(key, *v) : null(key);
   }
-  // value must already be valid JSON
-  JsonObject& raw(std::string_view key, std::string_view json);
-  void close() { out_ += "}\n"; }
+  void close() { finish("}\n"); }  // a whole line
+  void end() { finish("}"); }       // a value inside another
 
  private:
-  void key(std::string_view k);
+  char* room(size_t n) {
+    if (static_cast<size_t>(end_ - p_) < n) grow(n);
+    return p_;
+  }
+  void grow(size_t n);
+  // ,"key":   (keys are our own ASCII literals: never escaped)
+  char* put_key(char* p, std::string_view k) {
+    if (!first_) *p++ = ',';
+    first_ = false;
+    *p++ = '"';
+    std::memcpy(p, k.data(), k.size());
+    p += k.size();
+    *p++ = '"';
+    *p++ = ':';
+    return p;
+  }
+  static constexpr size_t kKeyExtra = 4;  // , " " :
+  void finish(std::string_view tail = {});
+
   std::string& out_;
+  char* p_;
+  char* end_;
   bool first_ = true;
+  bool done_ = false;
 };
 
 }  // namespace portghost

@@ -3,7 +3,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 
 #include "errors.hpp"
 
@@ -37,9 +36,11 @@ void RawDumpWriter::flush() {
 }
 
 std::vector<std::string> read_raw_dump(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw FatalError(errno_text("cannot read raw dump " + path, errno));
-  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string all(static_cast<size_t>(f.tellg()), '\0');
+  f.seekg(0);
+  if (!f.read(all.data(), static_cast<std::streamsize>(all.size()))) throw FatalError("cannot read raw dump " + path);
   if (all.compare(0, kMagicLen, kMagic) != 0) throw FatalError(path + ": not a portghost raw dump");
   std::vector<std::string> records;
   size_t i = kMagicLen;

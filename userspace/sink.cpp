@@ -20,12 +20,21 @@ std::string_view type_name(PortRecord::Type t) {
 }
 
 void head(JsonObject& o, std::string_view type, uint64_t ts) {
-  o.str("type", type).str("ts", format_rfc3339(ts)).num("ts_ns", ts);
+  char when[kRfc3339Max];
+  o.ascii("type", type).ascii("ts", std::string_view(when, format_rfc3339(ts, when))).num("ts_ns", ts);
 }
 
 template <class T>
 JsonObject& opt_u(JsonObject& o, std::string_view k, const std::optional<T>& v) {
   return v ? o.num(k, *v) : o.null(k);
+}
+
+// Addresses are our own text (from format_addr).
+void opt_addr(JsonObject& o, std::string_view k, const std::optional<std::string>& v) {
+  if (v)
+    o.ascii(k, *v);
+  else
+    o.null(k);
 }
 
 // Who did it: pid .. kernel, in the contract's order (assign, existing, exhausted).
@@ -54,7 +63,7 @@ std::string counts_object(const M& m) {
   std::string s;
   JsonObject o(s);
   for (const auto& [k, v] : m) o.num(k, v);
-  s += '}';
+  o.end();
   return s;
 }
 
@@ -62,25 +71,30 @@ std::string counts_object(const M& m) {
 
 std::string JsonSink::render(const PortRecord& r, const std::string& host) {
   std::string s;
-  s.reserve(512 + (r.cmdline ? r.cmdline->size() : 0));
+  render_to(s, r, host);
+  return s;
+}
+
+void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string& host) {
   JsonObject o(s);
   head(o, type_name(r.type), r.ts_ns);
   if (r.type == PortRecord::Type::Exhausted) {
-    o.num("sock", r.sock).str("proto", to_string(r.proto)).str("family", to_string(r.family)).opt_str("raddr", r.raddr);
+    o.num("sock", r.sock).ascii("proto", to_string(r.proto)).ascii("family", to_string(r.family));
+    opt_addr(o, "raddr", r.raddr);
     opt_u(o, "rport", r.rport);
-    o.str("how", r.how ? to_string(*r.how) : "unknown");
+    o.ascii("how", r.how ? to_string(*r.how) : "unknown");
     attribution(o, r);
     opt_u(o, "held", r.held);
     if (!host.empty()) o.str("host", host);
     o.close();
-    return s;
+    return;
   }
   o.num("sock", r.sock)
-      .str("proto", to_string(r.proto))
-      .str("family", to_string(r.family))
-      .str("laddr", r.laddr)
-      .num("lport", r.lport)
-      .opt_str("raddr", r.raddr);
+      .ascii("proto", to_string(r.proto))
+      .ascii("family", to_string(r.family))
+      .ascii("laddr", r.laddr)
+      .num("lport", r.lport);
+  opt_addr(o, "raddr", r.raddr);
   opt_u(o, "rport", r.rport);
   if (r.type == PortRecord::Type::Release) {
     opt_u(o, "duration_ns", r.duration_ns);
@@ -88,10 +102,10 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host) {
     o.opt_str("comm", r.comm).boolean("timewait", r.timewait);
     if (!host.empty()) o.str("host", host);
     o.close();
-    return s;
+    return;
   }
   if (r.how)
-    o.str("how", to_string(*r.how));
+    o.ascii("how", to_string(*r.how));
   else
     o.null("how");
   if (r.ephemeral)
@@ -99,13 +113,16 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host) {
   else
     o.null("ephemeral");
   attribution(o, r);
-  if (r.state) o.str("state", *r.state);
+  if (r.state) o.ascii("state", *r.state);
   if (!host.empty()) o.str("host", host);
   o.close();
-  return s;
 }
 
-void JsonSink::port(const PortRecord& r) { out_.write(render(r, host_)); }
+void JsonSink::port(const PortRecord& r) {
+  line_.clear();
+  render_to(line_, r, host_);
+  out_.write(line_);
+}
 
 void JsonSink::start(const StartRecord& r) {
   std::string s;
@@ -125,7 +142,7 @@ void JsonSink::start(const StartRecord& r) {
   {
     JsonObject f(filters);
     for (const auto& [k, v] : r.filters) f.str(k, v);
-    filters += '}';
+    f.end();
   }
   o.raw("filters", filters);
   o.close();

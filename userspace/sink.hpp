@@ -38,11 +38,13 @@ class JsonSink : public Sink {
 
   // One record's line (with its newline), as port() writes it.
   static std::string render(const PortRecord& r, const std::string& host = "");
+  static void render_to(std::string& s, const PortRecord& r, const std::string& host);
 
  private:
   void finish(JsonObject& o, const std::string& s);  // host last, close, write
   Output& out_;
   std::string host_;
+  std::string line_;  // reused: no allocation per record
 };
 
 class TableSink : public Sink {

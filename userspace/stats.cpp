@@ -25,7 +25,7 @@ std::string object_array(size_t n, F fill) {
     if (i) a += ',';
     JsonObject o(a);
     fill(o, i);
-    a += '}';
+    o.end();
   }
   return a + "]";
 }

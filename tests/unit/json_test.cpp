@@ -211,7 +211,7 @@ TEST(JsonObject, EmptyAndNested) {
   {
     JsonObject i(inner);
     i.num("a", 0).snum("b", 0);
-    inner += '}';
+    i.end();
   }
   std::string outer;
   JsonObject o(outer);
