@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install portghost's build and test dependencies (Debian/Ubuntu). Idempotent:
 # does nothing, and asks no package server, when everything is present.
+#   scripts/deps.sh          build and test
+#   scripts/deps.sh bench    also what scripts/bench.sh compares and plots with
 set -euo pipefail
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
       libfmt-dev libsimdjson-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config)
+if [ "${1:-}" = bench ]; then
+  PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,7 @@
 // pg_churn: the benchmark workload. Threads churning local ports on
 // loopback, one kind of operation per run, for a bounded time.
 //
-//   pg_churn LOOP [--threads N] [--seconds S] [--rate OPS] [--ports FILE]
+//   pg_churn LOOP [--threads N] [--seconds S] [--rate OPS] [--ports FILE] [--count N]
 //
 // LOOP is one of
 //   tcp      connect to a listener of the thread's own, accept, close the
@@ -11,6 +11,8 @@
 //            SO_LINGER 0, so it resets
 //   udp      socket, sendto a receiver of the thread's own (autobind), close
 //   bind     socket (TCP), bind port 0, close
+//   hold     bind --count TCP sockets to port 0 (spread over 127.0.0.1-16),
+//            hold them all until the time is up, then close them
 //
 // --rate paces the total to OPS operations per second (default: as fast as
 // it goes). --ports writes one line per operation, "PROTO PORT LIFETIME_NS",
@@ -34,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND };
+enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND, LOOP_HOLD };
 
 struct port_use {
   uint16_t port;
@@ -146,6 +148,8 @@ static int one_op(struct worker* w, int server, const struct sockaddr_in* addr) 
       if (r == 0) record(w, port, t0);
       return r;
     }
+    case LOOP_HOLD:
+      break;  // not a per-operation loop
   }
   return -1;
 }
@@ -182,6 +186,32 @@ static void* run(void* arg) {
   return NULL;
 }
 
+// Holds `count` ports at once: the table-size benchmark. Returns ports held.
+static long hold_ports(long count, double seconds) {
+  int* fds = calloc((size_t)count, sizeof *fds);
+  if (!fds) die("out of memory");
+  long held = 0;
+  for (long i = 0; i < count; i++) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) {
+      fprintf(stderr, "pg_churn: socket %ld: %s (raise ulimit -n)\n", i, strerror(errno));
+      break;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK + (uint32_t)(i % 16))};
+    if (bind(s, (struct sockaddr*)&a, sizeof a) != 0) {
+      close(s);
+      continue;
+    }
+    fds[held++] = s;
+  }
+  struct timespec d = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&d, &d) != 0 && errno == EINTR) {
+  }
+  for (long i = 0; i < held; i++) close(fds[i]);
+  free(fds);
+  return held;
+}
+
 static double cpu_seconds(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -201,15 +231,17 @@ static double number(const char* flag, const char* v, double lo, double hi) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) die("usage: pg_churn tcp|tcp-rst|udp|bind [--threads N] [--seconds S] [--rate OPS] [--ports FILE]");
+  if (argc < 2) die("usage: pg_churn tcp|tcp-rst|udp|bind|hold [--threads N] [--seconds S] [--rate OPS] [--ports FILE] "
+        "[--count N]");
   enum loop loop;
   if (!strcmp(argv[1], "tcp")) loop = LOOP_TCP;
   else if (!strcmp(argv[1], "tcp-rst")) loop = LOOP_TCP_RST;
   else if (!strcmp(argv[1], "udp")) loop = LOOP_UDP;
   else if (!strcmp(argv[1], "bind")) loop = LOOP_BIND;
-  else die("unknown loop (tcp, tcp-rst, udp, bind)");
+  else if (!strcmp(argv[1], "hold")) loop = LOOP_HOLD;
+  else die("unknown loop (tcp, tcp-rst, udp, bind, hold)");
   long threads = sysconf(_SC_NPROCESSORS_ONLN);
-  double seconds = 5, rate = 0;
+  double seconds = 5, rate = 0, count = 100000;
   const char* ports = NULL;
   for (int i = 2; i < argc; i++) {
     if (i + 1 >= argc) die("every option takes a value");
@@ -219,9 +251,15 @@ int main(int argc, char** argv) {
     else if (!strcmp(f, "--seconds")) seconds = number(f, v, 0.01, 3600);
     else if (!strcmp(f, "--rate")) rate = number(f, v, 1, 1e9);
     else if (!strcmp(f, "--ports")) ports = v;
+    else if (!strcmp(f, "--count")) count = number(f, v, 1, 1e7);
     else die("unknown option");
   }
   g_record = ports != NULL;
+  if (loop == LOOP_HOLD) {
+    long held = hold_ports((long)count, seconds);
+    printf("loop=hold pid=%d held=%ld\n", (int)getpid(), held);
+    return held > 0 ? 0 : 1;
+  }
   struct worker* ws = calloc((size_t)threads, sizeof *ws);
   if (!ws) die("out of memory");
   double cpu0 = cpu_seconds();

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# portghost's benchmark suite: overhead next to its peers, the zero-loss
+# rate, cost per record, delivery latency, idle wakeups, memory, start time
+# and capture rate. Not part of the tests: the full run takes about 15 minutes.
+#
+#   scripts/bench.sh [--reps N] [--seconds S] [--loss-seconds S] [--out DIR]
+#   scripts/bench.sh --smoke     seconds, baseline and portghost only, loose
+#                                bounds checked (the CI keeps the suite alive)
+#
+# Writes DIR/results.md (default build/bench) with every table, the raw
+# measurements beside it, and DIR/overhead.png. Runs as root (BPF).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0 reps=5 secs=5 loss_secs=60 out=build/bench
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 reps=1 secs=1 loss_secs=2 ;;
+    --reps) reps=$2; shift ;;
+    --seconds) secs=$2; shift ;;
+    --loss-seconds) loss_secs=$2; shift ;;
+    --out) out=$2; shift ;;
+    *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ "$(id -u)" -eq 0 ] || { echo "bench.sh: must run as root (it loads BPF programs)" >&2; exit 1; }
+
+if [ $smoke -eq 0 ]; then ./scripts/deps.sh bench; fi
+./scripts/build.sh >/dev/null
+PG=$PWD/build/portghost
+CHURN=$PWD/build/tests/pg_churn
+REPLAY=$PWD/build/tests/pg_replay
+LATENCY=$PWD/build/tests/pg_latency
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+hz=$(getconf CLK_TCK)
+
+if [ $smoke -eq 1 ]; then
+  tools=(baseline portghost) loops=(udp tcp)
+else
+  tools=(baseline portghost tcplife bpftrace) loops=(tcp tcp-rst udp bind)
+fi
+
+log() { echo "bench: $*" >&2; }
+# kv KEY LINE: the value of KEY=... in a key=value line
+kv() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+# CPU seconds a process has used so far (all threads)
+cpu_of() { awk -v hz="$hz" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# waits until FILE holds PATTERN (at most 30 s)
+wait_for() {
+  for _ in $(seq 3000); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.01
+  done
+  log "timed out waiting for '$2' in $1"; cat "$1.err" >&2 2>/dev/null || true; return 1
+}
+# the value of "KEY":N in the last line of a portghost log (its stop record)
+stop_field() { tail -n1 "$1" | grep -o "\"$2\":[0-9]*" | head -1 | cut -d: -f2; }
+
+TOOL_PID=""
+start_tool() {  # NAME OUTFILE
+  local name=$1 f=$2
+  : >"$f"
+  case $name in
+    baseline) TOOL_PID="" ; return ;;
+    portghost) "$PG" trace -o "$f" --no-existing "${@:3}" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" '"type":"start"' ;;
+    tcplife) tcplife >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" 'PID' ;;
+    bpftrace) bpftrace scripts/bench/peer.bt >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" '^ready' ;;
+  esac
+}
+stop_tool() {
+  [ -n "$TOOL_PID" ] || return 0
+  kill -INT "$TOOL_PID" 2>/dev/null || true
+  wait "$TOOL_PID" 2>/dev/null || true
+  TOOL_PID=""
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ---- 1. overhead: each workload loop under each tool, interleaved reps ----
+raw=$out/overhead.txt
+echo "# loop tool rep ops_per_s cpu_ns_per_op tool_cpu_s records lost" >"$raw"
+for rep in $(seq "$reps"); do
+  for loop in "${loops[@]}"; do
+    # rotate the order every repetition: no tool always runs first or last
+    n=${#tools[@]}
+    for k in $(seq 0 $((n - 1))); do
+      tool=${tools[$(((k + rep) % n))]}
+      f=$work/$tool.out
+      start_tool "$tool" "$f"
+      c0=0; [ -n "$TOOL_PID" ] && c0=$(cpu_of "$TOOL_PID")
+      line=$("$CHURN" "$loop" --seconds "$secs")
+      c1=0; [ -n "$TOOL_PID" ] && c1=$(cpu_of "$TOOL_PID")
+      stop_tool
+      records=- lost=-
+      if [ "$tool" = portghost ]; then
+        a=$(stop_field "$f" assign); r=$(stop_field "$f" release)
+        records=$((a + r)); lost=$(stop_field "$f" lost)
+      fi
+      tcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
+      echo "$loop $tool $rep $(kv ops_per_s "$line") $(kv cpu_ns_per_op "$line") $tcpu $records $lost" >>"$raw"
+      log "overhead rep $rep $loop $tool: $(kv ops_per_s "$line") ops/s, $(kv cpu_ns_per_op "$line") ns CPU/op, tool ${tcpu}s CPU, lost $lost"
+    done
+  done
+done
+
+# ---- 2. zero loss: portghost alone at paced UDP rates (2 records an op) ----
+lossraw=$out/loss.txt
+echo "# target_events_per_s seconds achieved_ops_per_s records lost tool_cpu_s" >"$lossraw"
+if [ $smoke -eq 1 ]; then loss_rates=(10000); else loss_rates=(150000 200000 250000 0); fi
+for rate in "${loss_rates[@]}"; do
+  s=$loss_secs; [ "$rate" != 150000 ] && [ $smoke -eq 0 ] && s=20
+  f=$work/loss.jsonl
+  start_tool portghost "$f"
+  c0=$(cpu_of "$TOOL_PID")
+  if [ "$rate" = 0 ]; then line=$("$CHURN" udp --seconds "$s"); else line=$("$CHURN" udp --seconds "$s" --rate "$rate"); fi
+  c1=$(cpu_of "$TOOL_PID")
+  stop_tool
+  a=$(stop_field "$f" assign); r=$(stop_field "$f" release); lost=$(stop_field "$f" lost)
+  target=$((rate * 2)); [ "$rate" = 0 ] && target=unpaced
+  tcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
+  echo "$target $s $(kv ops_per_s "$line") $((a + r)) $lost $tcpu" >>"$lossraw"
+  log "loss at $target events/s for ${s}s: $(kv ops_per_s "$line") ops/s done, $((a + r)) records, $lost lost"
+done
+
+# ---- 3. capture of short-lived ports, everyone watching the same run ----
+cap_tools=(portghost); [ $smoke -eq 0 ] && cap_tools=(portghost tcplife bpftrace)
+declare -A cap_pid
+for t in "${cap_tools[@]}"; do
+  start_tool "$t" "$work/cap-$t.out"; cap_pid[$t]=$TOOL_PID
+done
+( while :; do ss -tanpH 2>/dev/null | grep pg_churn || true; echo "--poll"; sleep 0.1; done ) >"$work/cap-ss.out" &
+ss_pid=$!
+line=$("$CHURN" tcp --threads 1 --rate 2000 --seconds "$secs" --ports "$work/ports.txt")
+churn_pid=$(kv pid "$line")
+sleep 0.3
+kill "$ss_pid" 2>/dev/null || true; wait "$ss_pid" 2>/dev/null || true
+for t in "${cap_tools[@]}"; do TOOL_PID=${cap_pid[$t]}; stop_tool; done
+awk '$3 < 1000000 { print $2 }' "$work/ports.txt" | sort -n >"$work/want.txt"
+short=$(wc -l <"$work/want.txt")
+lived=$(awk '{ s += $3 } END { printf "%.0f", s / NR / 1000 }' "$work/ports.txt")
+# ports each tool saw for the workload's pid
+grep '"type":"assign"' "$work/cap-portghost.out" | grep "\"pid\":$churn_pid," | grep -o '"lport":[0-9]*' | cut -d: -f2 >"$work/seen-portghost.txt" || true
+if [ $smoke -eq 0 ]; then
+  awk -v p="$churn_pid" '$1 == p { print $4 }' "$work/cap-tcplife.out" >"$work/seen-tcplife.txt"
+  awk -v p="$churn_pid" '$1 == "assign" && $4 == p { print $6 }' "$work/cap-bpftrace.out" >"$work/seen-bpftrace.txt"
+  # ss: a port counts once per poll it was seen in
+  awk -v p="pid=$churn_pid," '/^--poll/ { delete seen; next } index($0, p) { split($4, a, ":"); port = a[length(a)]; if (!(port in seen)) { seen[port] = 1; print port } }' "$work/cap-ss.out" >"$work/seen-ss.txt"
+fi
+# caught = sum over ports of min(times the workload used it, times the tool saw it)
+caught() { awk 'NR == FNR { want[$1]++; next } { seen[$1]++ } END { for (p in want) n += (seen[p] < want[p] ? seen[p] : want[p]); print n + 0 }' "$work/want.txt" "$1"; }
+capraw=$out/capture.txt
+echo "# tool caught of_short_lived (workload: $(wc -l <"$work/ports.txt") TCP connections, mean lifetime ${lived} us)" >"$capraw"
+for t in portghost tcplife bpftrace ss; do
+  [ -f "$work/seen-$t.txt" ] || continue
+  echo "$t $(caught "$work/seen-$t.txt") $short" >>"$capraw"
+done
+log "capture: $(tr '\n' ';' <"$capraw")"
+
+# ---- 4. delivery latency at a modest rate, and wakeups when idle ----
+f=$work/lat.jsonl
+start_tool portghost "$f"
+"$LATENCY" "$f" "$((secs * 2))" >"$work/lat.txt" &
+lat_pid=$!
+sleep 0.2
+"$CHURN" udp --threads 1 --rate 500 --seconds "$((secs * 2 - 1))" >/dev/null
+wait "$lat_pid" || true
+latency=$(cat "$work/lat.txt")
+log "latency: $latency"
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
+sleep 1
+w0=$(switches "$TOOL_PID"); sleep "$secs"; w1=$(switches "$TOOL_PID")
+stop_tool
+wakeups=$(awk -v a="$w0" -v b="$w1" -v s="$secs" 'BEGIN { printf "%.1f", (b - a) / s }')
+log "idle: $wakeups wakeups/s"
+
+# ---- 5. start time and memory with 100,000 ports held ----
+starts=()
+for _ in 1 2 3; do
+  f=$work/start.jsonl; : >"$f"
+  t0=$(date +%s%N)
+  "$PG" trace -o "$f" --no-existing 2>/dev/null & TOOL_PID=$!
+  wait_for "$f" '"type":"start"'
+  starts+=($((($(date +%s%N) - t0) / 1000000)))
+  stop_tool
+done
+start_ms=$(printf '%s\n' "${starts[@]}" | median)
+log "start record after ${starts[*]} ms"
+hold=100000; [ $smoke -eq 1 ] && hold=5000
+f=$work/hold.jsonl
+start_tool portghost "$f"
+per=$(( (hold + 5) / 6 ))
+hold_secs=$((secs + 4))
+for _ in 1 2 3 4 5 6; do "$CHURN" hold --count "$per" --seconds "$hold_secs" >>"$work/hold.txt" & done
+sleep $((hold_secs - 1))
+held=$(grep -c '"type":"assign"' "$f" || true)
+rss_kb=$(awk '/VmRSS/ { print $2 }' "/proc/$TOOL_PID/status")
+wait $(jobs -p | grep -v "^$TOOL_PID\$") 2>/dev/null || true
+hwm_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$TOOL_PID/status")
+stop_tool
+log "memory: $held ports held: RSS $((rss_kb / 1024)) MiB, high-water $((hwm_kb / 1024)) MiB"
+
+# ---- 6. userspace cost per record, replayed from a recording ----
+f=$work/rec.jsonl
+start_tool portghost "$f" --raw-dump "$work/raw.bin"
+"$CHURN" udp --threads 1 --rate 20000 --seconds 2 >/dev/null
+"$CHURN" tcp --threads 1 --rate 5000 --seconds 1 >/dev/null
+stop_tool
+replays=()
+for _ in 1 2 3 4 5; do
+  l=$("$REPLAY" "$work/raw.bin" --out "$work/replay.jsonl" --repeat 3); rm -f "$work/replay.jsonl"
+  replays+=("$(kv ns_per_record "$l")")
+done
+replay_ns=$(printf '%s\n' "${replays[@]}" | median)
+records=$(kv records "$l")
+instr=-
+if [ $smoke -eq 0 ]; then
+  instr=$(valgrind --tool=callgrind --toggle-collect='*replay_records*' --callgrind-out-file="$work/cg.out" \
+            "$REPLAY" "$work/raw.bin" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+  instr=$((instr / (records / 3)))
+fi
+log "replay: ${replays[*]} ns/record (median $replay_ns), $instr instructions/record"
+
+# ---- results ----
+res=$out/results.md
+{
+  echo "## Results ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, Linux $(uname -r))"
+  echo
+  echo "Command: \`scripts/bench.sh$([ $smoke -eq 1 ] && echo " --smoke") --reps $reps --seconds $secs\`"
+  echo
+  echo "### Workload overhead (medians of $reps interleaved runs of ${secs} s, $(nproc) threads)"
+  echo
+  echo "| loop | tool | ops/s | slowdown | CPU ns/op | CPU/op vs baseline | tool CPU s | records | lost |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for loop in "${loops[@]}"; do
+    bops=$(awk -v l="$loop" '$1 == l && $2 == "baseline" { print $4 }' "$raw" | median)
+    bcpu=$(awk -v l="$loop" '$1 == l && $2 == "baseline" { print $5 }' "$raw" | median)
+    for tool in "${tools[@]}"; do
+      ops=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $4 }' "$raw" | median)
+      cpu=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $5 }' "$raw" | median)
+      tcpu=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $6 }' "$raw" | median)
+      recs=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t && $7 != "-" { print $7 }' "$raw" | median)
+      lost=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t && $8 != "-" { s += $8 } END { print (NR ? s : "-") }' "$raw")
+      slow=$(awk -v a="$ops" -v b="$bops" 'BEGIN { printf "%.1f%%", (1 - a / b) * 100 }')
+      cpur=$(awk -v a="$cpu" -v b="$bcpu" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
+      [ "$recs" = nan ] && recs=-
+      echo "| $loop | $tool | $ops | $slow | $cpu | $cpur | $tcpu | $recs | $lost |"
+      echo "$loop $tool $(awk -v a="$ops" -v b="$bops" 'BEGIN { printf "%.2f", (1 - a / b) * 100 }')" >>"$work/plot.txt"
+    done
+  done
+  echo
+  echo "### Zero-loss rate (portghost alone, UDP churn paced to a rate; 8 MiB ring buffer)"
+  echo
+  echo "| events/s asked | seconds | ops/s done | records written | lost | portghost CPU s |"
+  echo "|---|---|---|---|---|---|"
+  grep -v '^#' "$lossraw" | while read -r t s o r l c; do echo "| $t | $s | $o | $r | $l | $c |"; done
+  echo
+  echo "### Capture of ports that lived < 1 ms (one run, every tool watching)"
+  echo
+  head -1 "$capraw" | sed 's/^# tool caught of_short_lived //'
+  echo
+  echo "| tool | caught | of | rate |"
+  echo "|---|---|---|---|"
+  grep -v '^#' "$capraw" | while read -r t c n; do echo "| $t | $c | $n | $(awk -v c="$c" -v n="$n" 'BEGIN { printf "%.1f%%", n ? c * 100 / n : 0 }') |"; done
+  echo
+  echo "### portghost alone"
+  echo
+  echo "| measure | value |"
+  echo "|---|---|"
+  echo "| delivery latency, event to line in the file (500 UDP ops/s) | $latency |"
+  echo "| wakeups per second, idle | $wakeups |"
+  echo "| exec to the start record (median of 3) | ${start_ms} ms |"
+  echo "| RSS with $held ports held | $((rss_kb / 1024)) MiB (high-water $((hwm_kb / 1024)) MiB) |"
+  echo "| userspace CPU per record, replay (median of 5) | ${replay_ns} ns |"
+  echo "| instructions per record, callgrind replay | $instr |"
+} >"$res"
+cp "$work/plot.txt" "$out/plot.txt"
+if command -v gnuplot >/dev/null && [ $smoke -eq 0 ]; then
+  awk '{ print $1, $2, $3 }' "$out/plot.txt" >"$work/p.dat"
+  gnuplot <<GP
+set terminal pngcairo size 900,500 font ",11"
+set output "$out/overhead.png"
+set title "Workload slowdown with each tracer attached ($(nproc) CPUs, medians of $reps runs)"
+set ylabel "ops/s lost vs. no tracer (%)"
+set style data histogram
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top left
+set grid ytics
+set yrange [0:*]
+plot for [t in "portghost tcplife bpftrace"] "< awk '\$2==\"".t."\"' $work/p.dat" using 3:xtic(1) title t
+GP
+fi
+log "results in $res"
+cat "$res"
+
+if [ $smoke -eq 1 ]; then
+  # loose bounds: the programs ran, nothing was lost at a low rate, every
+  # short-lived port was caught
+  fail=0
+  grep -v '^#' "$raw" | awk '$4 <= 0 { exit 1 }' || { log "FAIL: a loop did no work"; fail=1; }
+  awk '!/^#/ && $5 != 0 { exit 1 }' "$lossraw" || { log "FAIL: records lost at a low rate"; fail=1; }
+  awk '$1 == "portghost" && $2 != $3 { exit 1 }' "$capraw" || { log "FAIL: portghost missed a short-lived port"; fail=1; }
+  [ "$held" -ge "$hold" ] || { log "FAIL: $held of $hold held ports reported"; fail=1; }
+  exit $fail
+fi
