@@ -21,10 +21,16 @@ const volatile bool targ_comm_set = false;
 const volatile char targ_comm[PG_COMM_LEN] = {};
 /* Wake the consumer only once this many bytes wait; it also drains on a timer. */
 const volatile __u64 targ_wakeup_bytes = 256 * 1024;
+/* ... or once a record comes this long after the last wakeup: under a steady
+ * trickle a record waits at most about this long, not a whole timer period. */
+const volatile __u64 targ_wakeup_delay_ns = 50ULL * 1000 * 1000;
 
 /* Set by userspace when it stops: from then on nothing new is produced, so
  * its final drain ends even under a flood (faster than detaching hooks). */
 volatile bool pg_stopping = false;
+/* Boot time of the last wakeup forced by a record (racy by design: two CPUs
+ * may both wake the consumer, which is harmless). */
+__u64 pg_last_wakeup_ns = 0;
 
 /* ---- per-socket state: lives and dies with the socket ------------------- */
 enum pg_sk_flags {

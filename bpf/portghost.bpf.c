@@ -50,13 +50,20 @@ static __always_inline void *event_reserve(__u64 size)
 
 /* No wakeup per record: the consumer drains on a timer, and is woken once
  * when the waiting data crosses targ_wakeup_bytes (not on every record above
- * it: a consumer that lags must not be woken thousands of times a second). */
-static __always_inline void event_submit(void *e, __u64 size)
+ * it: a consumer that lags must not be woken thousands of times a second),
+ * or when targ_wakeup_delay_ns passed since the last wakeup. ts is the
+ * record's ts_ns, which every record type sets when it is reserved. */
+static __always_inline void event_submit(void *e, __u64 size, __u64 ts)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	bool crossed = avail >= targ_wakeup_bytes && avail < targ_wakeup_bytes + size + 8;
 
-	bpf_ringbuf_submit(e, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	if (crossed || ts - pg_last_wakeup_ns >= targ_wakeup_delay_ns) {
+		pg_last_wakeup_ns = ts;
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+		return;
+	}
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline struct pg_sock_event *sock_event_new(__u8 kind)
@@ -160,7 +167,7 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 		st->port = e->lport;
 	}
 	counter_inc(PG_CNT_ASSIGN);
-	event_submit(e, sizeof(*e));
+	event_submit(e, sizeof(*e), e->ts_ns);
 }
 
 /* The ring buffer was full: the assign is lost (and counted), but the socket
@@ -443,7 +450,7 @@ static __always_inline void exhausted_emit(__u64 cookie, __u8 family, __u8 proto
 	e->proto = proto;
 	e->how = how;
 	fill_current_task(e);
-	event_submit(e, sizeof(*e));
+	event_submit(e, sizeof(*e), e->ts_ns);
 }
 
 /* bind() to port 0 that found no free port */
@@ -529,7 +536,7 @@ static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk
 {
 	st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
 	counter_inc(PG_CNT_RELEASE);
-	event_submit(e, sizeof(*e));
+	event_submit(e, sizeof(*e), e->ts_ns);
 }
 
 /* A tcp socket moves to CLOSE: its port goes (to TIME_WAIT, or free).
@@ -555,7 +562,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 		e->how = PG_HOW_CONNECT;
 		e->lport = 0;
 		fill_current_task(e);
-		event_submit(e, sizeof(*e));
+		event_submit(e, sizeof(*e), e->ts_ns);
 		return 0;
 	}
 	if (!st || !release_due(st))
@@ -806,7 +813,7 @@ static __always_inline void task_event_emit(__u8 kind, struct task_struct *p)
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_task_event(e, kind, p);
 	counter_inc(PG_CNT_PROC);
-	event_submit(e, sizeof(*e));
+	event_submit(e, sizeof(*e), e->ts_ns);
 }
 
 /* new processes (not threads): they inherit exe and cmdline */

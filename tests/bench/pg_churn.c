@@ -166,8 +166,11 @@ static void* run(void* arg) {
     }
   }
   uint64_t start = now_ns();
+  // paced: batches of about 1 ms of work, so that the load is smooth
+  int batch = 64;
+  if (w->rate > 0 && w->rate < 64000) batch = w->rate >= 1000 ? (int)(w->rate / 1000) : 1;
   while (!atomic_load_explicit(&g_stop, memory_order_relaxed)) {
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < batch; i++) {
       if (one_op(w, server, &addr) == 0)
         w->ops++;
       else
