@@ -40,8 +40,9 @@ int64_t BootClock::measure_offset_ns() {
 size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]) {
   // Records come in bursts within one second: the date and time text is
   // formatted once per second, the nanoseconds by hand.
+  constexpr size_t kPrefix = 20;  // "2026-11-22T10:03:12." (u64 nanoseconds end in the year 2554)
   thread_local uint64_t cached_sec = UINT64_MAX;
-  thread_local char cached[80];  // "2026-11-22T10:03:12."
+  thread_local char cached[64];
   uint64_t secs = unix_ns / 1'000'000'000;
   auto nanos = static_cast<unsigned>(unix_ns % 1'000'000'000);
   if (secs != cached_sec) {
@@ -52,14 +53,13 @@ size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]) {
                   t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
     cached_sec = secs;
   }
-  size_t n = std::strlen(cached);
-  std::memcpy(buf, cached, n);
+  std::memcpy(buf, cached, kPrefix);
   for (int i = 8; i >= 0; i--) {
-    buf[n + static_cast<size_t>(i)] = static_cast<char>('0' + nanos % 10);
+    buf[kPrefix + static_cast<size_t>(i)] = static_cast<char>('0' + nanos % 10);
     nanos /= 10;
   }
-  buf[n + 9] = 'Z';
-  return n + 10;
+  buf[kPrefix + 9] = 'Z';
+  return kPrefix + 10;
 }
 
 std::string format_rfc3339(uint64_t unix_ns) {

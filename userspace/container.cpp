@@ -199,4 +199,15 @@ std::optional<std::string> CgroupResolver::container_of(uint64_t id) {
   return container_from_cgroup_path(*p);
 }
 
+const std::string* CgroupResolver::container_ref(uint64_t id) {
+  auto it = containers_.find(id);
+  if (it == containers_.end()) {
+    auto p = path_of(id);
+    if (!p) return nullptr;  // not found (yet): not remembered
+    if (containers_.size() >= kMaxContainers) containers_.clear();
+    it = containers_.emplace(id, container_from_cgroup_path(*p)).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
 }  // namespace portghost

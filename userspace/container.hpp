@@ -23,6 +23,9 @@ class CgroupResolver {
   // Path below the cgroup root ("/system.slice/x.service"), or nullopt.
   std::optional<std::string> path_of(uint64_t id);
   std::optional<std::string> container_of(uint64_t id);
+  // The same, remembered per id (the hot path: no allocation once known).
+  // Valid until the next call.
+  const std::string* container_ref(uint64_t id);
   // cgroup v2 id of a live process, from /proc/PID/cgroup.
   std::optional<uint64_t> id_of_pid(uint32_t pid, const std::string& proc = "/proc") const;
   // id of a cgroup directory (its inode), with its depth below the root.
@@ -35,6 +38,8 @@ class CgroupResolver {
   static constexpr size_t kMaxGone = 65536;
   std::unordered_map<uint64_t, std::string> paths_;
   std::unordered_set<uint64_t> gone_;
+  static constexpr size_t kMaxContainers = 65536;
+  std::unordered_map<uint64_t, std::optional<std::string>> containers_;  // ids whose path was found
   uint64_t last_scan_ns_ = 0;
 };
 

@@ -23,6 +23,9 @@ size_t plain_prefix(std::string_view s);
 inline size_t quoted_max(std::string_view s, size_t plain) { return plain + (s.size() - plain) * 6 + 2; }
 // Writes s quoted and escaped at p; returns the end.
 char* put_quoted(char* p, std::string_view s, size_t plain);
+// Decimal text of v at p (at most 20 bytes); returns the end. Two digits per
+// step from a table, written backwards from the end that the digit count gives.
+char* put_u64(char* p, uint64_t v);
 }  // namespace json_detail
 
 // Builds one JSON object at the end of `out`, keys in insertion order. It
@@ -55,8 +58,7 @@ class JsonObject {
     return *this;
   }
   JsonObject& num(std::string_view key, uint64_t value) {
-    char* p = put_key(room(key.size() + kKeyExtra + 20), key);
-    p_ = std::to_chars(p, p + 20, value).ptr;
+    p_ = json_detail::put_u64(put_key(room(key.size() + kKeyExtra + 20), key), value);
     return *this;
   }
   JsonObject& snum(std::string_view key, int64_t value) {

@@ -5,33 +5,36 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "events.hpp"
 
 namespace portghost {
 
-// assign, existing, release
+// assign, existing, release. The text fields are views: they point into the
+// decoded event, the process cache or the socket table, and live as long as
+// the call that hands the record to a sink. A sink that keeps one copies it.
 struct PortRecord {
   enum class Type { Assign, Existing, Release, Exhausted } type = Type::Assign;
   uint64_t ts_ns = 0;  // unix ns
   uint64_t sock = 0;
   Proto proto = Proto::Tcp;
   Family family = Family::Ipv4;
-  std::string laddr;
+  std::string_view laddr;
   uint16_t lport = 0;
-  std::optional<std::string> raddr;
+  std::optional<std::string_view> raddr;
   std::optional<uint16_t> rport;
   // assign / existing
   std::optional<How> how;
   std::optional<bool> ephemeral;
   std::optional<uint32_t> pid, tid, ppid, uid;
-  std::optional<std::string> comm, thread, exe, cmdline;
+  std::optional<std::string_view> comm, thread, exe, cmdline;
   std::optional<uint32_t> netns;
   std::optional<uint64_t> cgroup_id;
-  std::optional<std::string> container;
+  std::optional<std::string_view> container;
   bool kernel = false;
-  std::optional<std::string> state;  // existing: tcp state
+  std::optional<std::string_view> state;  // existing: tcp state
   // exhausted: ports this (netns, proto) held at that moment, as far as seen
   std::optional<uint64_t> held;
   // release

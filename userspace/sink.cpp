@@ -30,7 +30,7 @@ JsonObject& opt_u(JsonObject& o, std::string_view k, const std::optional<T>& v) 
 }
 
 // Addresses are our own text (from format_addr).
-void opt_addr(JsonObject& o, std::string_view k, const std::optional<std::string>& v) {
+void opt_addr(JsonObject& o, std::string_view k, const std::optional<std::string_view>& v) {
   if (v)
     o.ascii(k, *v);
   else
@@ -202,7 +202,7 @@ std::string printable(std::string_view s) {
 
 namespace {
 
-std::string endpoint(Family f, const std::string& addr, uint16_t port) {
+std::string endpoint(Family f, std::string_view addr, uint16_t port) {
   std::string a = printable(addr);
   if (f == Family::Ipv6) a = "[" + a + "]";
   return a + ":" + std::to_string(port);

@@ -16,7 +16,7 @@ void TopSink::port(const PortRecord& r) {
   switch (r.type) {
     case PortRecord::Type::Assign:
     case PortRecord::Type::Existing:
-      held_[r.sock] = Held{r.pid.value_or(0), r.comm.value_or("?"), r.netns.value_or(0), r.proto, r.lport, r.ts_ns,
+      held_[r.sock] = Held{r.pid.value_or(0), std::string(r.comm.value_or("?")), r.netns.value_or(0), r.proto, r.lport, r.ts_ns,
                            r.type == PortRecord::Type::Existing};
       if (r.type == PortRecord::Type::Assign) {
         assigns_++;

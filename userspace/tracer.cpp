@@ -61,7 +61,9 @@ void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<u
   if (e.netns) r.netns = e.netns;
   if (e.cgroup_id) {
     r.cgroup_id = e.cgroup_id;
-    if (cgroups_) r.container = cgroups_->container_of(e.cgroup_id);
+    if (cgroups_) {
+      if (const std::string* c = cgroups_->container_ref(e.cgroup_id)) r.container = *c;
+    }
   }
   if (!pid) return;
   r.pid = *pid;
@@ -109,7 +111,7 @@ void RecordBuilder::check_occupancy(const SockEvent& e) {
     w.range_hi = r.second;
     w.threshold = warn_percent_;
     sink_.warning(w);
-    written_["warning"]++;
+    written_[kWarning]++;
   }
 }
 
@@ -144,9 +146,17 @@ void RecordBuilder::attribute_task(PortRecord& r, const SockEvent& e) {
   attribute(r, e, e.pid);
 }
 
-void RecordBuilder::emit(const PortRecord& r, const char* type) {
+void RecordBuilder::emit(const PortRecord& r, Written type) {
   sink_.port(r);
   written_[type]++;
+}
+
+std::map<std::string, uint64_t> RecordBuilder::written() const {
+  static const char* const names[kWrittenTypes] = {"assign", "release", "existing", "exhausted", "warning"};
+  std::map<std::string, uint64_t> m;
+  for (int i = 0; i < kWrittenTypes; i++)
+    if (written_[i]) m[names[i]] = written_[i];
+  return m;
 }
 
 void RecordBuilder::on_sock(const SockEvent& e) {
@@ -158,7 +168,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       r.how = e.how;
       r.ephemeral = e.has(PG_F_EPHEMERAL);
       attribute_task(r, e);
-      emit(r, "assign");
+      emit(r, kAssign);
       check_occupancy(e);
       return;
     }
@@ -185,7 +195,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
                       (filters_.proto && *filters_.proto != r.proto) ||
                       (filters_.family && *filters_.family != r.family)))
         return;
-      emit(r, "release");
+      emit(r, kRelease);
       return;
     }
     case SockEvent::Kind::Existing:
@@ -196,7 +206,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       r.how = e.how;
       r.held = table_.held_in(e.netns, e.proto);
       attribute_task(r, e);
-      emit(r, "exhausted");
+      emit(r, kExhausted);
       return;
     }
   }
@@ -205,7 +215,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
 void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners) {
   PortRecord r = base_record(e, PortRecord::Type::Existing);
   if (e.proto == Proto::Tcp) {
-    r.state = std::string(tcp_state_name(e.state));
+    r.state = tcp_state_name(e.state);
     if (e.state == 10 /* LISTEN */) {
       r.raddr.reset();
       r.rport.reset();
@@ -219,13 +229,14 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
   if (pid && cgroups_) {
     if (auto id = cgroups_->id_of_pid(*pid)) {
       r.cgroup_id = *id;
-      r.container = cgroups_->container_of(*id);
+      r.container.reset();
+      if (const std::string* c = cgroups_->container_ref(*id)) r.container = *c;
     }
   }
   bool hidden = !filters_.matches(r);
   if (filters_.cgroup && !hidden) hidden = true;  // the cgroup of a socket's past assigner is unknown
-  table_.existing(e, r.pid, r.comm, hidden);
-  if (!hidden) emit(r, "existing");
+  table_.existing(e, r.pid, r.comm ? std::optional<std::string>(*r.comm) : std::nullopt, hidden);
+  if (!hidden) emit(r, kExisting);
 }
 
 // ---- the loop -----------------------------------------------------------------------

@@ -33,7 +33,8 @@ class RecordBuilder {
   // Sockets from before the start; owners maps socket inode -> pid.
   void on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners);
 
-  const std::map<std::string, uint64_t>& written() const { return written_; }
+  // Records written so far, by type (types with none are left out).
+  std::map<std::string, uint64_t> written() const;
   uint64_t malformed() const { return malformed_; }
   const SocketTable& table() const { return table_; }
   // Warn (once per crossing; re-armed below 90% of the mark) when a
@@ -47,7 +48,8 @@ class RecordBuilder {
   PortRecord base_record(const SockEvent& e, PortRecord::Type type) const;
   void attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid);
   void attribute_task(PortRecord& r, const SockEvent& e);
-  void emit(const PortRecord& r, const char* type);
+  enum Written { kAssign, kRelease, kExisting, kExhausted, kWarning, kWrittenTypes };
+  void emit(const PortRecord& r, Written type);
   void check_occupancy(const SockEvent& e);
   void rearm_occupancy();
   std::pair<uint16_t, uint16_t> range(uint32_t netns);
@@ -58,7 +60,7 @@ class RecordBuilder {
   ProcessCache& procs_;
   std::optional<CgroupResolver> cgroups_;
   SocketTable table_;
-  std::map<std::string, uint64_t> written_;
+  uint64_t written_[kWrittenTypes] = {};
   uint64_t malformed_ = 0;
   unsigned warn_percent_ = 0;
   std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of_;

@@ -232,3 +232,27 @@ TEST(JsonParserSelfCheck, RejectsInvalidJson) {
   EXPECT_FALSE(parse_json("01").has_value());
   EXPECT_TRUE(parse_json("{\"a\":[1,-2.5e3,true,null,\"\\u00e9\"]}\n").has_value());
 }
+
+TEST(JsonObject, NumbersMatchToStringAtEveryDigitCount) {
+  std::vector<uint64_t> values = {0, 1, 9, UINT64_MAX, UINT64_MAX - 1};
+  for (uint64_t p = 10; p <= 10000000000000000000ULL; p *= 10) {
+    values.push_back(p - 1);
+    values.push_back(p);
+    values.push_back(p + 1);
+    if (p == 10000000000000000000ULL) break;
+  }
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 1000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    values.push_back(x >> (i % 64));
+  }
+  for (uint64_t v : values) {
+    std::string out;
+    JsonObject o(out);
+    o.num("v", v);
+    o.end();
+    EXPECT_EQ(out, "{\"v\":" + std::to_string(v) + "}") << v;
+  }
+}

@@ -20,7 +20,7 @@ PortRecord record() {
   r.laddr = "127.0.0.1";
   r.lport = 8080;
   r.pid = 42;
-  r.comm = std::string("nginx");
+  r.comm = std::string_view("nginx");
   r.netns = 4026531840u;
   r.ephemeral = false;
   return r;

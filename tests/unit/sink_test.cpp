@@ -203,10 +203,10 @@ TEST(JsonSink, ExistingRecordHasTheAssignKeysThenState) {
 
 TEST(JsonSink, HostileStringsStayOneValidLine) {
   PortRecord r = assign_record();
-  r.comm = std::string("a\x1b[2Jb\n\"x\"\\");
-  r.thread = std::string("t\xff\xfe");
-  r.cmdline = std::string("sh -c 'echo \x7f'\r\n{\"type\":\"fake\"}");
-  r.exe = std::string("/tmp/caf\xc3\xa9");
+  r.comm = std::string_view("a\x1b[2Jb\n\"x\"\\");
+  r.thread = std::string_view("t\xff\xfe");
+  r.cmdline = std::string_view("sh -c 'echo \x7f'\r\n{\"type\":\"fake\"}");
+  r.exe = std::string_view("/tmp/caf\xc3\xa9");
   std::string line = JsonSink::render(r);
   JValue v = parse_line(line);
   EXPECT_EQ(v.keys(), kAssignKeys);
@@ -348,11 +348,11 @@ TEST(TableSink, Ipv6EndpointsInBrackets) {
 
 TEST(TableSink, ControlCharactersInCommAreShownEscaped) {
   PortRecord r = assign_record();
-  r.comm = std::string("ev\x1b[31mil");
+  r.comm = std::string_view("ev\x1b[31mil");
   std::string row = TableSink::render(r);
   EXPECT_EQ(row.find('\x1b'), std::string::npos) << "no raw escape reaches the terminal";
   EXPECT_NE(row.find("ev\\x1b[31mil"), std::string::npos) << row;
-  r.comm = std::string("a\nb\xff");
+  r.comm = std::string_view("a\nb\xff");
   row = TableSink::render(r);
   EXPECT_NE(row.find("a\\x0ab\\xff"), std::string::npos) << row;
   EXPECT_EQ(row.find('\n'), row.size() - 1) << "one line";

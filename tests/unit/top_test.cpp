@@ -9,7 +9,7 @@ namespace {
 constexpr uint64_t kS = 1'000'000'000ULL;
 constexpr uint64_t kT0 = 1'795'307'725ULL * kS;
 
-PortRecord rec(PortRecord::Type t, uint64_t sock, uint16_t port, uint32_t pid, const std::string& comm, uint64_t ts,
+PortRecord rec(PortRecord::Type t, uint64_t sock, uint16_t port, uint32_t pid, std::string_view comm, uint64_t ts,
                Proto proto = Proto::Tcp, uint32_t netns = 111) {
   PortRecord r;
   r.type = t;
