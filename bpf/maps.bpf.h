@@ -84,18 +84,23 @@ struct {
 } pending_connect SEC(".maps");
 
 /* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
- * that a failure (no free port) can be reported. */
+ * that a failure (no free port) can be reported. One slot per CPU, not a hash
+ * by thread: bind(0) is hot (every UDP client that binds first), and a slot
+ * costs a fraction of a hash update. The slot names its thread; if the thread
+ * moved to another CPU inside bind() (it may sleep on the socket lock), the
+ * exit finds no slot of its own and that one failure goes unreported. */
 struct pg_pending_bind {
 	__u64 cookie;
+	__u32 tid; /* 0: empty */
 	__u8 family;
 	__u8 proto;
-	__u8 _pad[6];
+	__u8 _pad[2];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* tid */
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
 	__type(value, struct pg_pending_bind);
 } pending_bind SEC(".maps");
 

@@ -211,14 +211,15 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx)
 		st->flags |= PG_SK_BIND_PENDING;
 	}
 	if (ctx->user_port == 0) {
-		struct pg_pending_bind p = {};
-		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		__u32 zero = 0;
+		struct pg_pending_bind *p = bpf_map_lookup_elem(&pending_bind, &zero);
 
-		p.cookie = bpf_get_socket_cookie(ctx);
-		p.family = ctx->family;
-		p.proto = ctx->protocol;
-		if (bpf_map_update_elem(&pending_bind, &tid, &p, BPF_ANY))
-			counter_inc(PG_CNT_DROP_PENDING);
+		if (p) {
+			p->cookie = bpf_get_socket_cookie(ctx);
+			p->tid = (__u32)bpf_get_current_pid_tgid();
+			p->family = ctx->family;
+			p->proto = ctx->protocol;
+		}
 	}
 	return PG_ALLOW;
 }
@@ -457,17 +458,15 @@ static __always_inline void exhausted_emit(__u64 cookie, __u8 family, __u8 proto
 SEC("tracepoint/syscalls/sys_exit_bind")
 int pg_exit_bind(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct pg_pending_bind *pp, p;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
+	struct pg_pending_bind *p = bpf_map_lookup_elem(&pending_bind, &zero);
 
-	pp = bpf_map_lookup_elem(&pending_bind, &tid);
-	if (!pp)
+	if (!p || p->tid != tid)
 		return 0;
-	p = *pp;
-	bpf_map_delete_elem(&pending_bind, &tid);
+	p->tid = 0;
 	if (ctx->ret != -PG_EADDRINUSE)
 		return 0;
-	exhausted_emit(p.cookie, p.family, p.proto, PG_HOW_BIND);
+	exhausted_emit(p->cookie, p->family, p->proto, PG_HOW_BIND);
 	return 0;
 }
 

@@ -29,6 +29,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit $([ $smoke -eq 1 ] && echo 77 || echo 1)  # 77: ctest's "skipped"
 fi
 
+for t in portghost tcplife bpftrace; do
+  if pgrep -x "$t" >/dev/null; then
+    echo "bench.sh: $t is already running (pid $(pgrep -x "$t" | tr '\n' ' ')): stop it first" >&2
+    exit 1
+  fi
+done
 if [ $smoke -eq 0 ]; then ./scripts/deps.sh bench; fi
 ./scripts/build.sh >/dev/null
 PG=$PWD/build/portghost
@@ -70,8 +76,9 @@ start_tool() {  # NAME OUTFILE
   case $name in
     baseline) TOOL_PID="" ; return ;;
     portghost) "$PG" trace -o "$f" --no-existing "${@:3}" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" '"type":"start"' ;;
-    tcplife) tcplife >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" 'PID' ;;
-    bpftrace) bpftrace scripts/bench/peer.bt >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" '^ready' ;;
+    # line-buffered: their first line says they are attached
+    tcplife) stdbuf -oL tcplife >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" 'PID' ;;
+    bpftrace) bpftrace -B line scripts/bench/peer.bt >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" '^ready' ;;
   esac
 }
 stop_tool() {
@@ -111,7 +118,7 @@ done
 
 # ---- 2. zero loss: portghost alone at paced UDP rates (2 records an op) ----
 lossraw=$out/loss.txt
-echo "# target_events_per_s seconds achieved_ops_per_s records lost tool_cpu_s" >"$lossraw"
+echo "# target_events_per_s seconds achieved_ops_per_s records lost tool_cpu_s records_per_s" >"$lossraw"
 if [ $smoke -eq 1 ]; then loss_rates=(10000); else loss_rates=(150000 200000 250000 0); fi
 for rate in "${loss_rates[@]}"; do
   s=$loss_secs; [ "$rate" != 150000 ] && [ $smoke -eq 0 ] && s=20
@@ -124,7 +131,8 @@ for rate in "${loss_rates[@]}"; do
   a=$(stop_field "$f" assign); r=$(stop_field "$f" release); lost=$(stop_field "$f" lost)
   target=$((rate * 2)); [ "$rate" = 0 ] && target=unpaced
   tcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
-  echo "$target $s $(kv ops_per_s "$line") $((a + r)) $lost $tcpu" >>"$lossraw"
+  echo "$target $s $(kv ops_per_s "$line") $((a + r)) $lost $tcpu $(((a + r) / s))" >>"$lossraw"
+  rm -f "$f"
   log "loss at $target events/s for ${s}s: $(kv ops_per_s "$line") ops/s done, $((a + r)) records, $lost lost"
 done
 
@@ -148,7 +156,8 @@ lived=$(awk '{ s += $3 } END { printf "%.0f", s / NR / 1000 }' "$work/ports.txt"
 grep '"type":"assign"' "$work/cap-portghost.out" | grep "\"pid\":$churn_pid," | grep -o '"lport":[0-9]*' | cut -d: -f2 >"$work/seen-portghost.txt" || true
 if [ $smoke -eq 0 ]; then
   awk -v p="$churn_pid" '$1 == p { print $4 }' "$work/cap-tcplife.out" >"$work/seen-tcplife.txt"
-  awk -v p="$churn_pid" '$1 == "assign" && $4 == p { print $6 }' "$work/cap-bpftrace.out" >"$work/seen-bpftrace.txt"
+  # its connect assigns carry port 0 (not chosen yet at SYN_SENT): count releases
+  awk -v p="$churn_pid" '$1 == "release" && $4 == p { print $6 }' "$work/cap-bpftrace.out" >"$work/seen-bpftrace.txt"
   # ss: a port counts once per poll it was seen in
   awk -v p="pid=$churn_pid," '/^--poll/ { delete seen; next } index($0, p) { split($4, a, ":"); port = a[length(a)]; if (!(port in seen)) { seen[port] = 1; print port } }' "$work/cap-ss.out" >"$work/seen-ss.txt"
 fi
@@ -245,7 +254,7 @@ res=$out/results.md
       cpu=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $5 }' "$raw" | median)
       tcpu=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $6 }' "$raw" | median)
       recs=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t && $7 != "-" { print $7 }' "$raw" | median)
-      lost=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t && $8 != "-" { s += $8 } END { print (NR ? s : "-") }' "$raw")
+      lost=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t && $8 != "-" { s += $8; n++ } END { print (n ? s : "-") }' "$raw")
       slow=$(awk -v a="$ops" -v b="$bops" 'BEGIN { printf "%.1f%%", (1 - a / b) * 100 }')
       cpur=$(awk -v a="$cpu" -v b="$bcpu" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
       [ "$recs" = nan ] && recs=-
@@ -256,9 +265,9 @@ res=$out/results.md
   echo
   echo "### Zero-loss rate (portghost alone, UDP churn paced to a rate; 8 MiB ring buffer)"
   echo
-  echo "| events/s asked | seconds | ops/s done | records written | lost | portghost CPU s |"
-  echo "|---|---|---|---|---|---|"
-  grep -v '^#' "$lossraw" | while read -r t s o r l c; do echo "| $t | $s | $o | $r | $l | $c |"; done
+  echo "| events/s asked | seconds | ops/s done | records written | records/s | lost | portghost CPU s |"
+  echo "|---|---|---|---|---|---|---|"
+  grep -v '^#' "$lossraw" | while read -r t s o r l c rs; do echo "| $t | $s | $o | $r | $rs | $l | $c |"; done
   echo
   echo "### Capture of ports that lived < 1 ms (one run, every tool watching)"
   echo
