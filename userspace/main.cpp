@@ -41,6 +41,7 @@ void install_signals() {
   sa.sa_handler = on_hangup;  // the file was moved away (logrotate): reopen it
   sigaction(SIGHUP, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);  // a file size limit fails the write (EFBIG), retried like a full disk
 }
 
 void check_privileges() {

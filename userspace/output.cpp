@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "errors.hpp"
 
 namespace portghost {
@@ -21,7 +23,13 @@ std::string errno_text(const std::string& what, int err) {
 namespace {
 constexpr size_t kFlushAt = 1 << 20;
 constexpr int kStopGraceMs = 2000;  // per write, once stopping
-}
+
+// A write to a regular file that failed: retried later, not fatal.
+class WriteFailed : public FatalError {
+ public:
+  using FatalError::FatalError;
+};
+}  // namespace
 
 FileOutput::FileOutput(std::string path, RotateConfig rotate) : path_(std::move(path)), rotate_(rotate) {
   if (path_ == "-") {
@@ -57,33 +65,51 @@ void FileOutput::open_file() {
   fd_ = fd;
   // A previous writer cut off mid-line (killed, disk full): end that line so
   // our first record starts on a line of its own.
-  if (regular_ && size_ > 0) {
-    char last = '\n';
-    int rfd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);  // ours is write-only
-    if (rfd >= 0) {
-      if (pread(rfd, &last, 1, static_cast<off_t>(size_ - 1)) != 1) last = '\n';
-      close(rfd);
-    }
-    if (last != '\n') {
-      write_all("\n");
-      size_++;
-    }
+  end_partial_line();
+}
+
+void FileOutput::end_partial_line() {
+  if (!regular_ || size_ == 0) return;
+  char last = '\n';
+  int rfd = open(path_.c_str(), O_RDONLY | O_CLOEXEC);  // ours is write-only
+  if (rfd >= 0) {
+    if (pread(rfd, &last, 1, static_cast<off_t>(size_ - 1)) != 1) last = '\n';
+    close(rfd);
+  }
+  if (last != '\n') {
+    write_all("\n");
+    size_++;
   }
 }
 
 void FileOutput::reopen() {
   if (stdout_) return;
   flush();
-  close(fd_);
-  fd_ = -1;
-  open_file();
+  int old = fd_;
+  uint64_t old_size = size_;
+  bool old_regular = regular_;
+  try {
+    open_file();
+  } catch (const FatalError& e) {
+    // keep writing where we were rather than lose the log
+    fd_ = old;
+    size_ = old_size;
+    regular_ = old_regular;
+    spdlog::warn("cannot reopen the output, still writing to the old file: {}", e.what());
+    return;
+  }
+  close(old);
 }
 
 bool FileOutput::is_terminal() const { return fd_ >= 0 && isatty(fd_); }
 
 void FileOutput::write(std::string_view text) {
   buf_ += text;
-  if (buf_.size() >= kFlushAt) flush();
+  if (buf_.size() < kFlushAt) return;
+  if (!failing_)
+    flush();
+  else if (buf_.size() > kMaxPending)  // retried by the caller's next flush, not per record
+    give_up_oldest();
 }
 
 void FileOutput::write_all(std::string_view text) {
@@ -112,6 +138,7 @@ void FileOutput::write_all(std::string_view text) {
     // record written (a pipe cannot be cut; its reader sees the short line).
     if (regular_ && done > 0 && ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
     }
+    if (regular_ && err != EAGAIN) throw WriteFailed(errno_text("write to " + path_, err));
     buf_.clear();
     throw FatalError(err == EAGAIN ? "output " + path_ + " blocked: stopped before the final records"
                                    : errno_text("write to " + path_, err));
@@ -120,10 +147,42 @@ void FileOutput::write_all(std::string_view text) {
 
 void FileOutput::flush() {
   if (buf_.empty()) return;
-  if (!stdout_ && rotate_.max_bytes && size_ > 0 && size_ + buf_.size() > rotate_.max_bytes) rotate();
-  write_all(buf_);
+  if (!stdout_ && rotate_.max_bytes && size_ > 0 && size_ + buf_.size() > rotate_.max_bytes) {
+    try {
+      rotate();
+    } catch (const FatalError& e) {
+      spdlog::warn("{} (writing on to the same file)", e.what());
+    }
+  }
+  try {
+    if (failing_) {
+      // the failed write was cut back; if that failed too, end its line
+      struct stat st {};
+      if (fstat(fd_, &st) == 0) size_ = static_cast<uint64_t>(st.st_size);
+      end_partial_line();
+    }
+    write_all(buf_);
+  } catch (const WriteFailed& e) {
+    if (!failing_) spdlog::warn("{}: keeping records in memory and trying again", e.what());
+    failing_ = true;
+    last_error_ = e.what();
+    if (buf_.size() > kMaxPending) give_up_oldest();
+    return;
+  }
+  if (failing_) spdlog::warn("output {}: writing again", path_);
+  failing_ = false;
   size_ += buf_.size();
   buf_.clear();
+}
+
+// Keeps the newest half of the pending text (whole lines), counting the
+// lines given up.
+void FileOutput::give_up_oldest() {
+  size_t cut = buf_.find('\n', buf_.size() - kMaxPending / 2);
+  if (cut == std::string::npos) cut = buf_.size() - 1;
+  for (size_t i = 0; i <= cut; i++) unwritten_ += buf_[i] == '\n';
+  buf_.erase(0, cut + 1);
+  spdlog::warn("output {}: still failing, {} records given up so far", path_, unwritten_);
 }
 
 // FILE -> FILE.1 -> FILE.2 ... ; the oldest beyond `keep` is removed. Only

@@ -17,6 +17,11 @@ class Output {
   virtual bool is_terminal() const { return false; }
   // After an outside rename (SIGHUP): write to the path anew.
   virtual void reopen() {}
+  // Lines given up after writes kept failing (disk full, I/O errors), in
+  // total; and whether the last write attempt failed.
+  virtual uint64_t unwritten() const { return 0; }
+  virtual bool failing() const { return false; }
+  virtual std::string failure() const { return {}; }  // why, while failing
 };
 
 class StringOutput : public Output {
@@ -37,6 +42,13 @@ struct RotateConfig {
 
 // Appends to a file (or stdout for "-"). Text is buffered and written with one
 // write(2) per flush; a line is never split across files by rotation.
+//
+// A regular file that cannot be written (disk full, quota, I/O error) is not
+// fatal: the failed write is cut back to the last whole line, the text stays
+// buffered and the next flush tries again. Past kMaxPending bytes the oldest
+// buffered lines are given up and counted (unwritten()); the caller reports
+// that count once writing works again. A pipe or terminal that fails is
+// fatal: there is nobody to retry for.
 class FileOutput : public Output {
  public:
   // Opens (creating, appending) now: a bad path fails here, before any probe
@@ -50,6 +62,10 @@ class FileOutput : public Output {
   void flush() override;
   bool is_terminal() const override;
   void reopen() override;
+  uint64_t unwritten() const override { return unwritten_; }
+  bool failing() const override { return failing_; }
+  std::string failure() const override { return failing_ ? last_error_ : std::string(); }
+  static constexpr size_t kMaxPending = 16 << 20;
   const std::string& path() const { return path_; }
   // Once *flag is set (stopping), a write that cannot go on within 2 s (a
   // pipe to a stuck reader) gives up with a FatalError instead of blocking
@@ -58,8 +74,10 @@ class FileOutput : public Output {
 
  private:
   void open_file();
+  void end_partial_line();
   void rotate();
   void write_all(std::string_view text);
+  void give_up_oldest();
 
   std::string path_;
   RotateConfig rotate_;
@@ -69,6 +87,9 @@ class FileOutput : public Output {
   bool regular_ = false;
   std::string buf_;
   const std::atomic<bool>* interrupt_ = nullptr;
+  bool failing_ = false;
+  uint64_t unwritten_ = 0;
+  std::string last_error_;
 };
 
 }  // namespace portghost

@@ -336,17 +336,23 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   uint64_t last_resync = BootClock::now_boot_ns();
   Counters last{};
   uint64_t lost_total = 0;
+  uint64_t unwritten_reported = 0;
+  // Losses since the last report: the kernel's, and records the output gave
+  // up on while it could not write (told once it writes again).
   auto report_lost = [&] {
     Counters c = probes.counters();
-    if (c.lost() > last.lost()) {
+    uint64_t unwritten = out.failing() ? unwritten_reported : out.unwritten();
+    if (c.lost() > last.lost() || unwritten > unwritten_reported) {
       LostRecord l;
       l.ts_ns = BootClock::now_unix_ns();
-      l.count = c.lost() - last.lost();
-      lost_total = c.lost();
+      l.count = c.lost() - last.lost() + unwritten - unwritten_reported;
+      lost_total += l.count;
       l.total = lost_total;
       if (c.drop_ringbuf > last.drop_ringbuf) l.by_reason["ring_buffer_full"] = c.drop_ringbuf - last.drop_ringbuf;
       if (c.drop_storage > last.drop_storage) l.by_reason["socket_storage"] = c.drop_storage - last.drop_storage;
       if (c.drop_pending > last.drop_pending) l.by_reason["pending_connect"] = c.drop_pending - last.drop_pending;
+      if (unwritten > unwritten_reported) l.by_reason["write_failed"] = unwritten - unwritten_reported;
+      unwritten_reported = unwritten;
       sink.lost(l);
     }
     last = c;
@@ -392,6 +398,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   sink.flush();
   out.flush();
   if (dump) dump->flush();
+  if (out.failing()) throw FatalError("the last records, the stop record among them, could not be written: " + out.failure());
   if (builder.malformed()) spdlog::warn("{} malformed kernel records ignored", builder.malformed());
   return kExitOk;
 }

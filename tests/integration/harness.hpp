@@ -38,6 +38,7 @@ class Tracer {
   // All records satisfying pred, after waiting `settle` for stragglers.
   std::vector<Json> all(const std::function<bool(const Json&)>& pred) const;
   const std::string& path() const { return path_; }
+  pid_t pid() const { return pid_; }
   std::string stderr_text() const;
 
  private:

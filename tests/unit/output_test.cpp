@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -262,30 +263,77 @@ TEST(FileOutput, ACutOffLastLineIsEndedBeforeNewRecords) {
   EXPECT_EQ(read_file(path), "{\"type\":\"start\"}\n{\"type\":\"assi\n{\"type\":\"start\"}\n");
 }
 
-TEST(FileOutput, AFailedWriteLeavesNoHalfLine) {
+// In a child: the file may not grow past 100 bytes until the soft limit is
+// raised again (the hard limit stays unlimited), as a full disk would be.
+namespace {
+void limit_file_size(rlim_t soft) {
+  signal(SIGXFSZ, SIG_IGN);
+  rlimit lim{soft, RLIM_INFINITY};
+  setrlimit(RLIMIT_FSIZE, &lim);
+}
+}  // namespace
+
+TEST(FileOutput, AFailedWriteLeavesNoHalfLineAndIsRetried) {
   TempDir dir;
   std::string path = dir / "events.jsonl";
   pid_t child = fork();
   if (child == 0) {
-    signal(SIGXFSZ, SIG_IGN);
-    rlimit lim{100, 100};  // the file may not grow past 100 bytes
-    setrlimit(RLIMIT_FSIZE, &lim);
+    limit_file_size(100);
     FileOutput out(path, {});
     out.write(std::string(59, 'a') + "\n");
     out.flush();
     out.write(std::string(59, 'b') + "\n");
-    try {
-      out.flush();
-    } catch (const FatalError&) {
-      _exit(0);
-    }
-    _exit(1);
+    out.flush();  // fails: not fatal, kept
+    if (!out.failing() || out.unwritten() != 0) _exit(1);
+    if (read_file(path) != std::string(59, 'a') + "\n") _exit(2);  // no half line
+    limit_file_size(RLIM_INFINITY);
+    out.write(std::string(59, 'c') + "\n");
+    out.flush();  // the retry writes both
+    _exit(out.failing() ? 3 : 0);
   }
   int status = 0;
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "the failed write was not reported";
-  EXPECT_EQ(read_file(path), std::string(59, 'a') + "\n");
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: not failing, 2: half a line left, 3: the retry failed";
+  EXPECT_EQ(read_file(path), std::string(59, 'a') + "\n" + std::string(59, 'b') + "\n" + std::string(59, 'c') + "\n");
+}
+
+TEST(FileOutput, WhatCannotBeKeptIsCountedAndTheRestWrittenWhole) {
+  TempDir dir;
+  std::string path = dir / "events.jsonl";
+  std::string count_file = dir / "unwritten";
+  const size_t lines = FileOutput::kMaxPending / 60 + 100000;  // more than can be kept
+  pid_t child = fork();
+  if (child == 0) {
+    limit_file_size(1);
+    FileOutput out(path, {});
+    char line[61];
+    for (size_t i = 0; i < lines; i++) {
+      std::snprintf(line, sizeof line, "%059zu\n", i);
+      out.write(line);
+    }
+    out.flush();
+    limit_file_size(RLIM_INFINITY);
+    out.flush();
+    FILE* f = std::fopen(count_file.c_str(), "w");
+    std::fprintf(f, "%llu", static_cast<unsigned long long>(out.unwritten()));
+    std::fclose(f);
+    _exit(out.failing() ? 1 : 0);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  uint64_t unwritten = std::stoull(read_file(count_file));
+  EXPECT_GT(unwritten, 0u);
+  std::string text = read_file(path);
+  auto written = pgtest::split_lines(text);
+  EXPECT_EQ(written.size() + unwritten, lines) << "every line is either written or counted";
+  // the newest survive, whole and in order
+  for (size_t i = 0; i < written.size(); i++) {
+    ASSERT_EQ(written[i].size(), 59u);
+    ASSERT_EQ(std::stoull(written[i]), unwritten + i);
+  }
 }
 
 TEST(FileOutput, ReopenWritesToThePathAnew) {
