@@ -48,8 +48,27 @@ FileOutput::~FileOutput() {
   if (fd_ >= 0 && !stdout_) close(fd_);
 }
 
+namespace {
+// Like logrotate: a directory that other users may write to lets them swap
+// the log for a link or a file of theirs, so it is refused.
+void check_directory(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0) return;  // open() says what is wrong
+  bool others = st.st_mode & S_IWOTH;
+  bool group = (st.st_mode & S_IWGRP) && st.st_gid != 0;
+  if (others || group)
+    throw FatalError("refusing to write " + path + ": its directory " + dir + " is writable by " +
+                     (others ? "every user" : "a group other than root") + " (use a directory only root can write)");
+}
+}  // namespace
+
 void FileOutput::open_file() {
-  int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  check_directory(path_);
+  // O_NOFOLLOW: a symbolic link in the log's place is never followed
+  int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0 && errno == ELOOP) throw FatalError("refusing to write " + path_ + ": it is a symbolic link");
   if (fd < 0) throw FatalError(errno_text("cannot open output " + path_, errno));
   struct stat st {};
   if (fstat(fd, &st) == 0) {

@@ -25,6 +25,8 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <set>
+#include <iterator>
 #include <climits>
 #include <fstream>
 #include <cstdlib>
@@ -107,14 +109,15 @@ struct FireResult {
   uint64_t cookie = 0;
 };
 
-FireResult run_pg_fire(const char* mode, const std::string& arg) {
+FireResult run_pg_fire(const char* mode, const std::string& arg, const char* path = PG_FIRE_BIN,
+                       const char* extra = nullptr) {
   FireResult r;
   int p[2];
   if (pipe(p) != 0) return r;
   r.pid = fork();
   if (r.pid == 0) {
     dup2(p[1], STDOUT_FILENO);
-    execl(PG_FIRE_BIN, PG_FIRE_BIN, mode, arg.c_str(), static_cast<char*>(nullptr));
+    execl(path, path, mode, arg.c_str(), extra, static_cast<char*>(nullptr));
     _exit(127);
   }
   close(p[1]);
@@ -1440,4 +1443,44 @@ TEST_F(TraceOwn, AFullDiskIsRetriedAndWhatCouldNotBeKeptIsCounted) {
   EXPECT_GT(t.reasons["write_failed"], 0u);
   EXPECT_EQ(t.written + t.lost, 2u * (kThreads * kOps + 100)) << "written " << t.written << ", lost " << t.lost;
   EXPECT_NE(tr.stderr_text().find("writing again"), std::string::npos) << tr.stderr_text();
+}
+
+// ---- hostile names never make a record of their own ----
+
+TEST_F(TraceOwn, HostileNamesAndCommandLinesCannotForgeRecords) {
+  // comm is the name the program was run by: a link whose name is a fake
+  // record start plus a terminal escape; the command line is worse still
+  char tmpl[] = "/tmp/portghost-names-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string name = "\n{\"type\":\"x\"}\x1b[";  // 15 bytes: all of comm
+  std::string link = std::string(tmpl) + "/" + name;
+  ASSERT_EQ(symlink(PG_FIRE_BIN, link.c_str()), 0);
+  struct Cleanup {
+    std::string link, dir;
+    ~Cleanup() {
+      unlink(link.c_str());
+      rmdir(dir.c_str());
+    }
+  } cleanup{link, tmpl};
+  const std::string evil = "\n{\"type\":\"release\",\"lport\":1}\r\x1b[2J\x1b]0;owned\x07\xff\xc3";
+  Tracer tr({"--no-existing"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  FireResult f = run_pg_fire("udp-send", "9", link.c_str(), evil.c_str());
+  ASSERT_EQ(f.exit_code, 0);
+  auto a = tr.wait_for(is("assign", f.cookie));
+  ASSERT_TRUE(a) << "every line must still parse, and the assign be there";
+  EXPECT_EQ((*a)["comm"], name);  // the exact bytes, escaped in the file
+  EXPECT_NE((*a)["cmdline"].get<std::string>().find("\"type\":\"release\""), std::string::npos) << *a;
+  EXPECT_EQ(tr.stop(), 0);
+  // no forged record: nothing but the known types, and no release of port 1
+  for (const auto& r : tr.records()) {
+    static const std::set<std::string> known = {"start", "assign", "release", "existing", "exhausted",
+                                                "lost", "warning", "stop"};
+    EXPECT_TRUE(known.count(r["type"].get<std::string>())) << r;
+    EXPECT_FALSE(r["type"] == "release" && r["lport"] == 1) << r;
+  }
+  // and no raw control byte reaches the file (a terminal tailing it is safe)
+  std::ifstream in(tr.path(), std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (unsigned char c : text) ASSERT_TRUE(c == '\n' || (c >= 0x20 && c != 0x7f)) << "raw byte " << int(c);
 }

@@ -350,3 +350,35 @@ TEST(FileOutput, ReopenWritesToThePathAnew) {
   EXPECT_EQ(read_file(dir / "moved.jsonl"), "one\ntwo\n");
   EXPECT_EQ(read_file(path), "three\n");
 }
+
+TEST(FileOutput, ASymbolicLinkIsNeverFollowed) {
+  TempDir dir;
+  std::string target = dir / "elsewhere";
+  write_file(target, "theirs\n");
+  std::string path = dir / "events.jsonl";
+  ASSERT_EQ(symlink(target.c_str(), path.c_str()), 0);
+  try {
+    FileOutput out(path, {});
+    FAIL() << "a link was opened";
+  } catch (const FatalError& e) {
+    EXPECT_NE(std::string(e.what()).find("symbolic link"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_file(target), "theirs\n");
+}
+
+TEST(FileOutput, ADirectoryOthersCanWriteIsRefused) {
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 01777), 0);  // like /tmp
+  try {
+    FileOutput out(dir / "events.jsonl", {});
+    FAIL() << "opened in a world-writable directory";
+  } catch (const FatalError& e) {
+    EXPECT_NE(std::string(e.what()).find("writable by every user"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(exists(dir / "events.jsonl"));
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
+  FileOutput ok(dir / "events.jsonl", {});  // only its owner writes there: fine
+  struct stat st {};
+  ASSERT_EQ(stat((dir / "events.jsonl").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0137, 0u) << "created 0640 or tighter";
+}
