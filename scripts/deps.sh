@@ -5,7 +5,8 @@
 #   scripts/deps.sh bench    also what scripts/bench.sh compares and plots with
 set -euo pipefail
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
-      libfmt-dev libsimdjson-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config)
+      libfmt-dev libsimdjson-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config
+      libclang-rt-dev)
 if [ "${1:-}" = bench ]; then
   PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps)
 fi

@@ -1,5 +1,7 @@
 #include "cli.hpp"
 
+#include "sink.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -16,6 +18,10 @@ const char* const kDefaultLogDir = "/var/log/portghost";
 namespace portghost {
 
 namespace {
+
+// An option given with an empty value is a mistake, not "unset".
+const CLI::Validator kNonEmpty([](std::string& v) { return v.empty() ? std::string("an empty value") : std::string(); },
+                               "", "NONEMPTY");
 
 const char* kTopFooter = R"(
 Examples:
@@ -79,11 +85,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   trace->add_option("--pid", o.filters.pid, "Only ports assigned by this process (tgid)")->check(CLI::Range(1, 1 << 30));
   trace->add_option("--comm", o.filters.comm, "Only processes with this name (exact, as in /proc/PID/comm)");
   trace->add_option("--port", port, "Only this local port")->check(CLI::Range(0, 65535));
-  trace->add_option("--port-range", port_range, "Only local ports in A-B");
+  trace->add_option("--port-range", port_range, "Only local ports in A-B")->check(kNonEmpty);
   trace->add_option("--proto", proto, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
   trace->add_option("--family", family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
   trace->add_option("--netns", o.filters.netns, "Only this network namespace (inode, as in ls -l /proc/PID/ns/net)");
-  trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it");
+  trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it")->check(kNonEmpty);
   trace->add_flag("--ephemeral-only", o.filters.ephemeral_only, "Only ports the kernel chose");
   trace->add_option("--duration", o.duration_s, "Stop after SEC seconds")
       ->check(CLI::Range(0.001, 1e9).description("SEC > 0"));
@@ -96,7 +102,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
                     "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
-  trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay");
+  trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")->check(kNonEmpty);
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
 
   WhoOptions& w = res.who;
@@ -106,15 +112,15 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   who->footer(kWhoFooter);
   who->add_option("PORT", who_port, "The local port")->required()->check(CLI::Range(0, 65535));
   who->add_option("LOG", w.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
-  who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m");
-  who->add_option("--since", w.since, "Window start (same forms as --at)");
-  who->add_option("--until", w.until, "Window end (same forms as --at)");
+  who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m")->check(kNonEmpty);
+  who->add_option("--since", w.since, "Window start (same forms as --at)")->check(kNonEmpty);
+  who->add_option("--until", w.until, "Window end (same forms as --at)")->check(kNonEmpty);
   who->add_option("--proto", w.proto, "tcp or udp")->check(CLI::IsMember({"tcp", "udp"}));
   std::string who_family;
   who->add_option("--family", who_family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
   who->add_option("--netns", w.netns, "Only this network namespace (inode)");
-  who->add_option("--laddr", w.laddr, "Only this local address");
-  who->add_option("--host", w.host, "Only records from this host");
+  who->add_option("--laddr", w.laddr, "Only this local address")->check(kNonEmpty);
+  who->add_option("--host", w.host, "Only records from this host")->check(kNonEmpty);
   who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
 
   CLI::App* top = app.add_subcommand("top", "Live view of the ports held now (refreshed every second)");
@@ -142,7 +148,8 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
                         ? argv[1]
                         : "trace";
   auto fail = [&](const std::string& msg) {
-    err << "portghost: " << msg << " (see 'portghost " << sub << " --help')\n";
+    // the message may quote the argument: never raw bytes to a terminal
+    err << "portghost: " << printable(msg) << " (see 'portghost " << sub << " --help')\n";
     res.exit_code = kExitUsage;
     return res;
   };

@@ -129,11 +129,12 @@ std::vector<SockEvent> collect_in_all_netns(const std::function<std::vector<uint
     UniqueFd ns(open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!ns) continue;  // the namespace went away
     std::vector<uint8_t> part;
+    auto ns_ino = ino;  // a structured binding is not captured by every compiler
     // setns() changes only the calling thread: a short-lived thread joins the
     // namespace, runs the iterators there, and exits.
     std::thread t([&] {
       if (setns(ns.get(), CLONE_NEWNET) != 0) {
-        spdlog::warn("cannot enter network namespace {}: {}", ino, std::strerror(errno));
+        spdlog::warn("cannot enter network namespace {}: {}", ns_ino, std::strerror(errno));
         return;
       }
       part = collect();

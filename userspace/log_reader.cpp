@@ -134,6 +134,32 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
                    const std::function<void(LogEvent&&)>& keep, std::ostream& warn) {
   std::string data;
   size_t size = slurp(path, data);
+  return read_log_text(path, data, size, want_port, keep, warn);
+}
+
+bool no_records(const std::vector<std::string>& paths, uint64_t kept, const ReadStats& totals, std::ostream& err) {
+  if (kept) return false;
+  std::string names;
+  for (size_t i = 0; i < paths.size() && i < 3; i++) names += (i ? ", " : "") + paths[i];
+  if (paths.size() > 3) names += ", ...";
+  err << "portghost: no portghost record in " << names << ": "
+      << (totals.unknown_types ? "only record types this version does not know (a newer portghost's log?)"
+          : totals.bad_lines   ? "not a portghost log (no line parses)"
+                               : "the log is empty")
+      << "\n";
+  return true;
+}
+
+std::string padded_log_text(std::string_view text) {
+  std::string data(text);
+  data.resize(text.size() + simdjson::SIMDJSON_PADDING);
+  return data;
+}
+
+ReadStats read_log_text(const std::string& path, const std::string& data, size_t size,
+                        std::optional<uint16_t> want_port, const std::function<void(LogEvent&&)>& keep,
+                        std::ostream& warn) {
+  if (data.size() < size + simdjson::SIMDJSON_PADDING) throw FatalError(path + ": log text without padding");
   ReadStats st;
   st.bytes = size;
   simdjson::dom::parser parser;

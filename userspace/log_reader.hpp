@@ -7,6 +7,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace portghost {
@@ -41,5 +42,17 @@ std::vector<std::string> expand_log_paths(const std::vector<std::string>& args);
 // reported on `warn` with its line number. Throws FatalError if unreadable.
 ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
                    const std::function<void(LogEvent&&)>& keep, std::ostream& warn);
+// The same over text in memory: the first `size` bytes of `data`, which
+// must have the parser's padding after them (see padded_log_text). `path`
+// only names it in warnings.
+ReadStats read_log_text(const std::string& path, const std::string& data, size_t size,
+                        std::optional<uint16_t> want_port, const std::function<void(LogEvent&&)>& keep,
+                        std::ostream& warn);
+std::string padded_log_text(std::string_view text);
+
+// When the logs gave no record at all (empty, binary, another program's, or
+// only record types of a newer portghost): writes one line saying so and
+// returns true; the caller exits non-zero.
+bool no_records(const std::vector<std::string>& paths, uint64_t kept, const ReadStats& totals, std::ostream& err);
 
 }  // namespace portghost

@@ -1,5 +1,8 @@
 #include "raw_dump.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -14,8 +17,14 @@ constexpr size_t kMagicLen = sizeof kMagic - 1;
 }  // namespace
 
 RawDumpWriter::RawDumpWriter(const std::string& path) : path_(path) {
-  f_ = std::fopen(path.c_str(), "wbe");
-  if (!f_) throw FatalError(errno_text("cannot write raw dump " + path, errno));
+  // the records name every process and command line: readable by root only
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) throw FatalError(errno_text("cannot write raw dump " + path, errno));
+  f_ = fdopen(fd, "wb");
+  if (!f_) {
+    close(fd);
+    throw FatalError(errno_text("cannot write raw dump " + path, errno));
+  }
   std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
   if (std::fwrite(kMagic, 1, kMagicLen, f_) != kMagicLen) throw FatalError("cannot write raw dump " + path);
 }

@@ -147,7 +147,14 @@ int run_stats(const StatsOptions& o, std::ostream& out, std::ostream& err) {
     return kExitRuntime;
   }
   LogStats st;
-  for (const auto& p : paths) read_log(p, std::nullopt, [&](LogEvent&& e) { st.add(e); }, err);
+  ReadStats totals;
+  uint64_t kept = 0;
+  for (const auto& p : paths) {
+    ReadStats r = read_log(p, std::nullopt, [&](LogEvent&& e) { st.add(e); kept++; }, err);
+    totals.bad_lines += r.bad_lines;
+    totals.unknown_types += r.unknown_types;
+  }
+  if (no_records(paths, kept, totals, err)) return kExitRuntime;
   st.print(out, o.top, o.json);
   return kExitOk;
 }

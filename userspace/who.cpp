@@ -370,7 +370,7 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   q.json = o.json;
   auto parse = [&](const std::string& name, const std::string& text) -> std::optional<uint64_t> {
     auto t = parse_time(text, now);
-    if (!t) err << "portghost: " << name << ": cannot read the time '" << text
+    if (!t) err << "portghost: " << name << ": cannot read the time '" << printable(text)
                 << "' (RFC 3339, HH:MM:SS, unix seconds or -5m) (see 'portghost who --help')\n";
     return t;
   };
@@ -403,12 +403,18 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   }
   // files in the order they were written: by their first record's time
   std::vector<std::pair<uint64_t, std::vector<LogEvent>>> per_file;
+  ReadStats totals;
+  uint64_t kept = 0;
   for (const auto& p : paths) {
     std::vector<LogEvent> evs;
-    read_log(p, q.port, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
+    ReadStats st = read_log(p, q.port, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
+    totals.bad_lines += st.bad_lines;
+    totals.unknown_types += st.unknown_types;
+    kept += evs.size();
     uint64_t first = evs.empty() ? UINT64_MAX : evs.front().ts_ns;
     per_file.emplace_back(first, std::move(evs));
   }
+  if (no_records(paths, kept, totals, err)) return kExitRuntime;
   std::stable_sort(per_file.begin(), per_file.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [first, evs] : per_file)

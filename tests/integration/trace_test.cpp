@@ -1031,8 +1031,10 @@ TEST_F(TraceOwn, StopsPromptlyUnderAFlood) {
   EXPECT_EQ(recs.back()["type"], "stop");
   EXPECT_GT(recs.back()["records"]["assign"].get<uint64_t>(), 0u);
   // the data is complete promptly: the stop record within 2 s of SIGINT
-  // (the process exit after it waits on the kernel's detach of the hooks)
-  EXPECT_LT(recs.back()["ts_ns"].get<uint64_t>() - sigint_ns, 2'000'000'000ULL);
+  // (the process exit after it waits on the kernel's detach of the hooks);
+  // a sanitizer build is several times slower
+  uint64_t bound = getenv("PG_SANITIZED") ? 10'000'000'000ULL : 2'000'000'000ULL;
+  EXPECT_LT(recs.back()["ts_ns"].get<uint64_t>() - sigint_ns, bound);
 }
 
 TEST_F(TraceOwn, NoExistingDoesNotTurnOldSocketsIntoNewAssigns) {
@@ -1420,7 +1422,9 @@ TEST_F(TraceOwn, RingBufferDropsAreCountedExactlyAndNeverBlockTheWorkload) {
 }
 
 TEST_F(TraceOwn, AFullDiskIsRetriedAndWhatCouldNotBeKeptIsCounted) {
-  Tracer tr({"--no-existing", "--comm", process_comm()});
+  // a ring large enough that nothing is dropped before the output (a
+  // sanitizer build consumes slowly): this test is about the output's count
+  Tracer tr({"--no-existing", "--ring-buffer-mb", "64", "--comm", process_comm()});
   ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
   // the disk is "full": the log may not grow past what it holds now
   struct stat st {};
@@ -1441,6 +1445,7 @@ TEST_F(TraceOwn, AFullDiskIsRetriedAndWhatCouldNotBeKeptIsCounted) {
   Tally t = tally(tr);  // every line parses: no half line was left behind
   ASSERT_TRUE(t.stopped);
   EXPECT_GT(t.reasons["write_failed"], 0u);
+  ASSERT_EQ(t.reasons["ring_buffer_full"], 0u) << "the kernel dropped records: the count below would not be exact";
   EXPECT_EQ(t.written + t.lost, 2u * (kThreads * kOps + 100)) << "written " << t.written << ", lost " << t.lost;
   EXPECT_NE(tr.stderr_text().find("writing again"), std::string::npos) << tr.stderr_text();
 }

@@ -122,12 +122,15 @@ struct JValue {
   bool b = false;
   std::string text;  // number text or decoded string
   std::vector<JValue> arr;
-  std::vector<std::pair<std::string, JValue>> obj;
+  // an object's members, in order (two vectors: a pair with the incomplete
+  // JValue inside JValue is refused by some compilers)
+  std::vector<std::string> obj_keys;
+  std::vector<JValue> obj_vals;
 
   bool is_null() const { return type == Type::Null; }
   const JValue* find(std::string_view key) const {
-    for (const auto& [k, v] : obj)
-      if (k == key) return &v;
+    for (size_t i = 0; i < obj_keys.size(); i++)
+      if (obj_keys[i] == key) return &obj_vals[i];
     return nullptr;
   }
   const JValue& at(std::string_view key) const {
@@ -137,7 +140,7 @@ struct JValue {
   }
   std::vector<std::string> keys() const {
     std::vector<std::string> k;
-    for (const auto& p : obj) k.push_back(p.first);
+    for (const auto& key : obj_keys) k.push_back(key);
     return k;
   }
   uint64_t u64() const {
@@ -224,7 +227,8 @@ class JsonParser {
       ws();
       JValue child;
       if (!value(child, depth + 1)) return false;
-      v.obj.emplace_back(std::move(key), std::move(child));
+      v.obj_keys.push_back(std::move(key));
+      v.obj_vals.push_back(std::move(child));
       ws();
       if (eof()) return false;
       if (s_[i_] == ',') {
