@@ -15,9 +15,8 @@ class BootClock {
   // Re-measures the offset (the wall clock may have been stepped).
   void resync();
   int64_t offset_ns() const { return offset_ns_; }
-  uint64_t to_unix_ns(uint64_t boot_ns) const {
-    return static_cast<uint64_t>(static_cast<int64_t>(boot_ns) + offset_ns_);
-  }
+  // Unsigned arithmetic: a garbage kernel time wraps instead of overflowing.
+  uint64_t to_unix_ns(uint64_t boot_ns) const { return boot_ns + static_cast<uint64_t>(offset_ns_); }
   static uint64_t now_boot_ns();
   static uint64_t now_unix_ns();
 

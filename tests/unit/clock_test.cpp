@@ -133,3 +133,12 @@ TEST(FormatDuration, NeverPrintsAThousandOfAUnit) {
   EXPECT_EQ(portghost::format_duration(999'960'000), "1.0s");
   EXPECT_EQ(portghost::format_duration(999'940), "999.9us");
 }
+
+// Found by fuzzing the decoder: a record's boot time near 2^64 overflowed a
+// signed sum (undefined behaviour); it must wrap like the unsigned it is.
+TEST(BootClock, AGarbageBootTimeWrapsInsteadOfOverflowing) {
+  BootClock c(1'795'306'265'655'505'470LL);
+  EXPECT_EQ(c.to_unix_ns(8'674'882'169'680'776'704ULL), 8'674'882'169'680'776'704ULL + 1'795'306'265'655'505'470ULL);
+  BootClock back(-5);
+  EXPECT_EQ(back.to_unix_ns(3), UINT64_MAX - 1);
+}
