@@ -103,6 +103,9 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
   trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")->check(kNonEmpty);
+  trace->add_option("--user", o.user,
+                    "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")
+      ->check(kNonEmpty);
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
 
   WhoOptions& w = res.who;

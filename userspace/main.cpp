@@ -1,9 +1,7 @@
 // portghost: every local port assignment and release, attributed.
-#include <linux/capability.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,6 +11,7 @@
 #include "container.hpp"
 #include "errors.hpp"
 #include "output.hpp"
+#include "privileges.hpp"
 #include "probes.hpp"
 #include "sink.hpp"
 #include "tracer.hpp"
@@ -44,28 +43,6 @@ void install_signals() {
   signal(SIGXFSZ, SIG_IGN);  // a file size limit fails the write (EFBIG), retried like a full disk
 }
 
-void check_privileges() {
-  struct Cap {
-    int bit;
-    const char* name;
-  };
-  static const Cap needed[] = {{39 /* CAP_BPF */, "CAP_BPF"},
-                               {38 /* CAP_PERFMON */, "CAP_PERFMON"},
-                               {CAP_NET_ADMIN, "CAP_NET_ADMIN"},
-                               {CAP_SYS_ADMIN, "CAP_SYS_ADMIN"},
-                               {CAP_SYS_PTRACE, "CAP_SYS_PTRACE"}};
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2] = {};
-  if (syscall(SYS_capget, &hdr, data) != 0) throw FatalError(errno_text("capget", errno));
-  std::string missing;
-  for (const auto& c : needed) {
-    if (!(data[c.bit / 32].effective & (1u << (c.bit % 32)))) missing += (missing.empty() ? "" : ", ") + std::string(c.name);
-  }
-  if (!missing.empty())
-    throw FatalError("needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
-                     "CAP_SYS_PTRACE (missing: " + missing + ")");
-}
-
 void check_btf() {
   if (access("/sys/kernel/btf/vmlinux", R_OK) != 0)
     throw FatalError("this kernel has no BTF (/sys/kernel/btf/vmlinux): portghost needs CONFIG_DEBUG_INFO_BTF=y");
@@ -86,12 +63,13 @@ int run(int argc, char** argv) {
   route_libbpf_logs(opt.verbose);
 
   // bad output path: fail before any probe loads
+  TraceContext ctx;
+  if (opt.user) ctx.run_as = resolve_user(*opt.user);
   RotateConfig rot{opt.rotate_size_mb << 20, opt.rotate_keep};
   FileOutput out(opt.output, rot);
   check_privileges();
   check_btf();
 
-  TraceContext ctx;
   ctx.options = opt;
   auto root = find_cgroup2_mount();
   if (!root) throw FatalError("no cgroup v2 hierarchy is mounted (see /proc/mounts): the socket hooks attach to it");

@@ -40,6 +40,7 @@ struct TraceOptions {
   unsigned warn_occupancy = 80;  // percent of a namespace's ephemeral range; 0: never
   bool existing = true;
   std::string raw_dump;  // also keep every raw kernel record here (replay)
+  std::optional<std::string> user;  // --user: drop to this user once attached
 };
 
 // Parses "A-B" (or "N") into a port range; nullopt if malformed.

@@ -224,7 +224,8 @@ Counters Probes::counters() const {
   uint64_t sum[PG_CNT_MAX] = {};
   int fd = bpf_map__fd(skel_->maps.counters);
   for (uint32_t k = 0; k < PG_CNT_MAX; k++) {
-    if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) continue;
+    // never a silent zero: a wrong count would pass for "nothing lost"
+    if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) throw FatalError(errno_text("reading the loss counters", errno));
     for (uint64_t v : vals) sum[k] += v;
   }
   Counters c;

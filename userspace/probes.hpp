@@ -55,6 +55,7 @@ class Probes {
   // The kernel produces no new record after this (the hooks stay attached
   // until destruction, but return at once).
   void stop_producing();
+  // Throws FatalError when the kernel refuses to read them.
   Counters counters() const;
 
   const std::vector<std::string>& hooks() const { return hooks_; }

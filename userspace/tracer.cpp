@@ -270,6 +270,23 @@ std::map<std::string, std::string> filter_summary(const Filters& f) {
   return m;
 }
 
+// Everything from here on works without privileges: the ring buffer and
+// maps stay open. What needed them is done first: the namespaces' ranges.
+void become_unprivileged(const RunAs& who, RecordBuilder& builder, const Probes& probes) {
+  std::vector<uint32_t> netns;
+  for (const auto& [ns, path] : list_netns()) netns.push_back(ns);
+  builder.learn_ranges(netns);
+  drop_privileges(who);
+  try {
+    probes.counters();
+  } catch (const FatalError& e) {
+    throw FatalError(std::string(e.what()) + " as user " + printable(who.name) +
+                     ": this kernel lets only privileged processes read BPF maps, so losses could not be "
+                     "counted; run without --user");
+  }
+  spdlog::info("running as {} (uid {}, gid {}) with no capabilities", printable(who.name), who.uid, who.gid);
+}
+
 constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;
 
@@ -331,6 +348,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     for (const auto& e : existing) builder.on_existing(e, owners);
   }
   sink.flush();
+  if (ctx.run_as) become_unprivileged(*ctx.run_as, builder, probes);
 
   uint64_t deadline = opt.duration_s ? BootClock::now_boot_ns() + static_cast<uint64_t>(*opt.duration_s * 1e9) : 0;
   uint64_t last_resync = BootClock::now_boot_ns();

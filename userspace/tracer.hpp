@@ -13,6 +13,7 @@
 #include "clock.hpp"
 #include "container.hpp"
 #include "options.hpp"
+#include "privileges.hpp"
 #include "process_cache.hpp"
 #include "sink.hpp"
 #include "socket_table.hpp"
@@ -41,6 +42,12 @@ class RecordBuilder {
   // namespace's ephemeral range is this many percent held; range_of gives a
   // namespace's range ({0,0}: unknown).
   void warn_occupancy(unsigned percent, std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of);
+  // Reads the ephemeral range of these namespaces now, while it still can
+  // (before a drop of privileges: another namespace's range needs setns).
+  void learn_ranges(const std::vector<uint32_t>& netns) {
+    if (warn_percent_)
+      for (uint32_t ns : netns) range(ns);
+  }
   BootClock& clock() { return clock_; }
 
  private:
@@ -73,6 +80,7 @@ struct TraceContext {
   uint64_t cgroup_id = 0;
   uint32_t cgroup_level = 0;
   std::string cgroup_root;
+  std::optional<RunAs> run_as;  // once attached and the start written, become this user
 };
 
 // Runs until `stop` becomes true or the duration passes; reopens the output

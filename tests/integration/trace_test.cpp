@@ -1401,13 +1401,15 @@ Tally tally(const Tracer& tr) {
   }
   return t;
 }
-}  // namespace
 
-TEST_F(TraceOwn, RingBufferDropsAreCountedExactlyAndNeverBlockTheWorkload) {
-  Tracer tr({"--no-existing", "--ring-buffer-mb", "1", "--comm", process_comm()});
+// The tracer stops reading (SIGSTOP): the 1 MiB ring (8k records) fills, the
+// kernel side drops and counts the rest; written + lost must be exact.
+void expect_drops_counted_exactly(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--no-existing", "--ring-buffer-mb", "1", "--comm", process_comm()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Tracer tr(args);
   ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
-  // the consumer stops reading: the 1 MiB ring (8k records) fills, the
-  // kernel side drops and counts the rest
+  std::this_thread::sleep_for(200ms);  // past the existing-socket scan and a --user drop
   ASSERT_EQ(kill(tr.pid(), SIGSTOP), 0);
   const int kThreads = 4, kOps = 10000;
   auto took = udp_churn(kThreads, kOps);
@@ -1419,6 +1421,14 @@ TEST_F(TraceOwn, RingBufferDropsAreCountedExactlyAndNeverBlockTheWorkload) {
   ASSERT_TRUE(t.stopped);
   EXPECT_GT(t.reasons["ring_buffer_full"], 0u) << "nothing was dropped: the test did not test";
   EXPECT_EQ(t.written + t.lost, 2u * kThreads * kOps) << "written " << t.written << ", lost " << t.lost;
+}
+}  // namespace
+
+TEST_F(TraceOwn, RingBufferDropsAreCountedExactlyAndNeverBlockTheWorkload) { expect_drops_counted_exactly({}); }
+
+// The kernel's counters are still read once the tracer is nobody.
+TEST_F(TraceOwn, DropsAreStillCountedExactlyAfterDroppingPrivileges) {
+  expect_drops_counted_exactly({"--user", "nobody"});
 }
 
 TEST_F(TraceOwn, AFullDiskIsRetriedAndWhatCouldNotBeKeptIsCounted) {
@@ -1488,4 +1498,75 @@ TEST_F(TraceOwn, HostileNamesAndCommandLinesCannotForgeRecords) {
   std::ifstream in(tr.path(), std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (unsigned char c : text) ASSERT_TRUE(c == '\n' || (c >= 0x20 && c != 0x7f)) << "raw byte " << int(c);
+}
+
+// ---- --user: everything after the attach works with no privilege ----
+
+namespace {
+// The value of one /proc/PID/status line ("Uid", "CapEff", ...).
+std::string status_field(pid_t pid, const std::string& key) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) {
+      auto v = line.substr(key.size() + 1);
+      v.erase(0, v.find_first_not_of(" \t"));
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+      return v;
+    }
+  return "";
+}
+}  // namespace
+
+TEST_F(TraceOwn, UserDropsEveryPrivilegeYetTracesAttributesAndReopens) {
+  Tracer tr({"--user", "nobody"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  // the drop follows the start record and the existing sockets
+  for (int i = 0; i < 100 && status_field(tr.pid(), "Uid").rfind("65534", 0) != 0; i++)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(status_field(tr.pid(), "Uid"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(status_field(tr.pid(), "Gid"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(status_field(tr.pid(), "Groups"), "65534");
+  for (const char* cap : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    EXPECT_EQ(status_field(tr.pid(), cap), "0000000000000000") << cap;
+  EXPECT_EQ(status_field(tr.pid(), "NoNewPrivs"), "1");
+
+  // a program started after the drop is traced and named (from the kernel's
+  // exec record: nobody may not read another user's /proc/PID/exe)
+  FireResult f = run_pg_fire("udp-send", "9");
+  ASSERT_EQ(f.exit_code, 0);
+  auto a = tr.wait_for(is("assign", f.cookie));
+  ASSERT_TRUE(a) << tr.stderr_text();
+  EXPECT_EQ((*a)["pid"], f.pid);
+  char real[PATH_MAX];
+  ASSERT_TRUE(realpath(PG_FIRE_BIN, real));
+  EXPECT_EQ((*a)["exe"], real);
+  EXPECT_EQ((*a)["cmdline"], std::string(PG_FIRE_BIN) + " udp-send 9");
+  EXPECT_TRUE(tr.wait_for(is("release", f.cookie)));
+
+  // external rotation: the log is moved away and SIGHUP reopens it; the new
+  // file is created by nobody, in a directory nobody may write
+  std::string dir = tr.path().substr(0, tr.path().rfind('/'));
+  ASSERT_EQ(chown(dir.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(rename(tr.path().c_str(), (tr.path() + ".1").c_str()), 0);
+  ASSERT_EQ(kill(tr.pid(), SIGHUP), 0);
+  struct stat st {};
+  for (int i = 0; i < 100 && stat(tr.path().c_str(), &st) != 0; i++) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(stat(tr.path().c_str(), &st), 0) << tr.stderr_text();
+  EXPECT_EQ(st.st_uid, 65534u);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  int fd = udp_sendto_socket();
+  uint64_t c = sock_cookie(fd);
+  close(fd);
+  EXPECT_TRUE(tr.wait_for(is("release", c))) << tr.stderr_text();
+  EXPECT_EQ(tr.stop(), 0) << tr.stderr_text();
+  auto s = tr.wait_for([](const Json& j) { return j["type"] == "stop"; });
+  ASSERT_TRUE(s);
+  EXPECT_EQ((*s)["lost"], 0);
+}
+
+TEST_F(TraceOwn, UnknownUserIsExit2BeforeLoading) {
+  auto [code, err] = run_cli({"trace", "--user", "no-such-user-pg", "--duration", "1"});
+  EXPECT_EQ(code, 2);
+  EXPECT_EQ(err, "portghost: --user no-such-user-pg: no such user\n");
 }

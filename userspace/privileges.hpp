@@ -1,0 +1,32 @@
+// What the tracer needs to start, and how it gives it all up afterwards
+// (--user, like tcpdump -Z): loading and attaching need root or five
+// capabilities; reading the ring buffer, decoding and writing need none.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace portghost {
+
+struct RunAs {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Throws FatalError naming the capabilities this process lacks.
+void check_privileges();
+
+// A user name, or a numeric uid, from the password database. Throws a
+// usage error (exit 2) when there is no such user.
+RunAs resolve_user(const std::string& name);
+
+// Becomes `who` for good: only its primary group, real/effective/saved ids
+// all set, every capability gone (effective, permitted, inheritable,
+// ambient, bounding set), no_new_privs set. Verifies each and throws
+// FatalError if anything could not be dropped: a half-dropped tracer never
+// runs. File descriptors (ring buffer, maps, links, the log) stay open.
+void drop_privileges(const RunAs& who);
+
+}  // namespace portghost
