@@ -288,7 +288,7 @@ void become_unprivileged(const RunAs& who, RecordBuilder& builder, const Probes&
 }
 
 constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
-constexpr uint64_t kResyncNs = 60'000'000'000ULL;
+constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 
 }  // namespace
 
@@ -390,6 +390,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     if (now - last_resync > kResyncNs) {
       builder.clock().resync();
       last_resync = now;
+      // what grows with the workload, for a soak run to check it stays flat
+      spdlog::info("in memory: {} sockets, {} processes", builder.table().size(), procs.size());
     }
     if (deadline && now >= deadline) {
       reason = "duration";
