@@ -51,12 +51,13 @@ procs=$!
 
 # BPF maps of the tracer: "NAME ENTRIES" for each hash map it holds
 maps() {
-  for id in $(sed -n 's/^map_id:\s*//p' /proc/$pg/fdinfo/* 2>/dev/null | sort -un); do
+  for id in $( (sed -n 's/^map_id:\s*//p' /proc/$pg/fdinfo/* 2>/dev/null || true) | sort -un); do
     local show name
-    show=$(bpftool map show id "$id" 2>/dev/null | head -1)
+    show=$(bpftool map show id "$id" 2>/dev/null | head -1 || true)
     case "$show" in *hash*) ;; *) continue ;; esac
     name=$(sed -n 's/.* name \([^ ]*\).*/\1/p' <<<"$show")
-    echo "$name=$(bpftool map dump id "$id" 2>/dev/null | sed -n 's/^Found \([0-9]*\) element.*/\1/p')"
+    # one raw "key":[...] per element, with or without BTF formatting
+    echo "$name=$( (bpftool -j map dump id "$id" 2>/dev/null || true) | grep -o '"key":\[' | wc -l)"
   done | sort | tr '\n' ' '
 }
 
@@ -67,7 +68,8 @@ while kill -0 $tcp 2>/dev/null || kill -0 $udp 2>/dev/null; do
   rss=$(awk '/^VmRSS/ { print $2 }' /proc/$pg/status)
   cpu=$(awk -v hz="$hz" '{ printf "%.1f", ($14 + $15) / hz }' /proc/$pg/stat)
   recs=$(wc -l <"$work/events.jsonl")
-  mem=$(grep 'in memory' "$work/stderr" | tail -1 | sed -n 's/.*in memory: \([0-9]*\) sockets, \([0-9]*\) processes.*/\1\t\2/p')
+  mem=$( (grep 'in memory' "$work/stderr" || true) | tail -1 |
+        sed -n 's/.*in memory: \([0-9]*\) sockets, \([0-9]*\) processes.*/\1\t\2/p')
   [ -n "$mem" ] || mem=$'-\t-'
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' $((SECONDS - t0)) "$rss" "$cpu" "$recs" "$mem" "$(maps)" | tee -a "$out/soak.tsv"
 done
