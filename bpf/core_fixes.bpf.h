@@ -29,4 +29,31 @@ static __always_inline __u64 task_cgroup_ancestor_id(struct task_struct *t, __u3
 	return id;
 }
 
+/* Before 6.3 the ephemeral range was two ints under a seqlock; since, one
+ * u32 with the low port in its low half. */
+struct local_ports___pair {
+	int range[2];
+} __attribute__((preserve_access_index));
+
+/* A namespace's ephemeral range, read at the event: exact even for a
+ * namespace whose inode number an earlier, gone namespace had. */
+static __always_inline void net_port_range(struct net *net, __u16 *lo, __u16 *hi)
+{
+	struct local_ports *lp = &net->ipv4.ip_local_ports;
+	struct local_ports___pair *pair = (void *)lp;
+
+	if (bpf_core_field_exists(lp->range)) {
+		__u32 r = BPF_CORE_READ(lp, range);
+
+		*lo = r & 0xffff;
+		*hi = r >> 16;
+	} else if (bpf_core_field_exists(pair->range)) {
+		int r[2] = {};
+
+		bpf_core_read(r, sizeof(r), &pair->range);
+		*lo = r[0];
+		*hi = r[1];
+	}
+}
+
 #endif /* PORTGHOST_CORE_FIXES_BPF_H */

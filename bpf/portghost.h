@@ -89,6 +89,9 @@ struct pg_sock_event {
 	__u8 raddr[16];
 	char comm[PG_COMM_LEN];   /* thread-group leader */
 	char thread[PG_COMM_LEN]; /* the task itself */
+	__u16 range_lo;  /* the namespace's ephemeral range (ip_local_port_range) */
+	__u16 range_hi;  /* at the event; 0 when not read */
+	__u32 _pad1;
 };
 
 /* fork / exit, and the head of exec. */

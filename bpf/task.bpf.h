@@ -18,6 +18,13 @@ static __always_inline __u64 task_cgroup_id(struct task_struct *t)
 	return BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id);
 }
 
+/* The network namespace of the socket or task: inode and ephemeral range. */
+static __always_inline void set_netns(struct pg_sock_event *e, struct net *net)
+{
+	e->netns = BPF_CORE_READ(net, ns.inum);
+	net_port_range(net, &e->range_lo, &e->range_hi);
+}
+
 /* Fill the attribution fields of e from the current task. A kernel thread is
  * marked PG_F_KERNEL and left unattributed. */
 static __always_inline void fill_current_task(struct pg_sock_event *e)
@@ -34,7 +41,7 @@ static __always_inline void fill_current_task(struct pg_sock_event *e)
 	e->tid = BPF_CORE_READ(t, pid);
 	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
 	e->uid = BPF_CORE_READ(t, cred, uid.val);
-	e->netns = BPF_CORE_READ(t, nsproxy, net_ns, ns.inum);
+	set_netns(e, BPF_CORE_READ(t, nsproxy, net_ns));
 	e->cgroup_id = task_cgroup_id(t);
 	BPF_CORE_READ_STR_INTO(&e->thread, t, comm);
 	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);

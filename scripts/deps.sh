@@ -3,12 +3,16 @@
 # does nothing, and asks no package server, when everything is present.
 #   scripts/deps.sh          build and test
 #   scripts/deps.sh bench    also what scripts/bench.sh compares and plots with
+#   scripts/deps.sh vmtest   also what scripts/vmtest.sh boots a guest kernel with
 set -euo pipefail
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
       libfmt-dev libsimdjson-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config
       libclang-rt-dev)
 if [ "${1:-}" = bench ]; then
   PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps)
+fi
+if [ "${1:-}" = vmtest ]; then
+  PKGS+=(qemu-system-x86 busybox-static cpio xz-utils apt)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -101,6 +101,10 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
   e.netns = r.netns;
   e.lport = r.lport;
   e.rport = r.rport;
+  if (r.range_lo <= r.range_hi && r.range_hi != 0) {
+    e.range_lo = r.range_lo;
+    e.range_hi = r.range_hi;
+  }
   e.ino = r.ino;
   e.laddr = format_addr(e.family, r.laddr);
   if (r.rport != 0 || !addr_is_unspecified(e.family, r.raddr)) e.raddr = format_addr(e.family, r.raddr);

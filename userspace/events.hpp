@@ -16,7 +16,8 @@ extern "C" {
 
 namespace portghost {
 
-static_assert(sizeof(pg_sock_event) == 128, "pg_sock_event layout changed");
+static_assert(sizeof(pg_sock_event) == 136, "pg_sock_event layout changed");
+static_assert(offsetof(pg_sock_event, range_lo) == 128);
 static_assert(offsetof(pg_sock_event, ts_ns) == 8);
 static_assert(offsetof(pg_sock_event, cookie) == 16);
 static_assert(offsetof(pg_sock_event, cgroup_id) == 24);
@@ -56,6 +57,7 @@ struct SockEvent {
   uint64_t cgroup_id = 0;
   uint32_t pid = 0, tid = 0, ppid = 0, uid = 0, netns = 0;
   uint16_t lport = 0, rport = 0;
+  uint16_t range_lo = 0, range_hi = 0;  // the namespace's ephemeral range; 0: not read
   uint64_t ino = 0;
   std::string laddr, raddr;  // textual; raddr empty when unset
   std::string comm, thread;

@@ -494,3 +494,31 @@ TEST_F(Builder, OccupancyWarningOncePerCrossingAndRearmed) {
   EXPECT_EQ(w->at("percent").u64(), 50u);
   EXPECT_EQ(lookups, 1) << "a namespace's range is read once";
 }
+
+// The namespace's range read by the kernel at the event wins over a value
+// read earlier: a new namespace can reuse a gone one's inode number.
+TEST_F(Builder, TheKernelsRangeAtTheEventReplacesAStaleOne) {
+  int lookups = 0;
+  b().warn_occupancy(50, [&](uint32_t) {
+    lookups++;
+    return std::make_pair<uint16_t, uint16_t>(32768, 60999);  // the old namespace's
+  });
+  auto warnings = [&] {
+    size_t n = 0;
+    for (const auto& r : records()) n += r.at("type").str() == "warning";
+    return n;
+  };
+  feed(assign_ev(1, 40000, 100, 7, "a"));  // no range in the event: read once, the wide one
+  EXPECT_EQ(lookups, 1);
+  SockEvent e = assign_ev(2, 40001, 101, 7, "a");
+  e.range_lo = 40000;
+  e.range_hi = 40003;
+  feed(e);  // 2 of the 4 ports the kernel says the range has now
+  EXPECT_EQ(warnings(), 1u);
+  EXPECT_EQ(lookups, 1) << "no /proc read when the event carries the range";
+  for (const auto& r : records()) {
+    if (r.at("type").str() != "warning") continue;
+    ASSERT_EQ(r.at("range").arr.size(), 2u);
+    EXPECT_EQ(r.at("range").arr[1].u64(), 40003u);
+  }
+}
