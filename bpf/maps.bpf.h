@@ -83,6 +83,15 @@ struct {
 	__type(value, struct pg_pending_connect);
 } pending_connect SEC(".maps");
 
+/* The thread inside inet_autobind on this CPU (0: none), so that the port
+ * allocator's failure under it is reported once, as the autobind's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} in_autobind SEC(".maps");
+
 /* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
  * that a failure (no free port) can be reported. One slot per CPU, not a hash
  * by thread: bind(0) is hot (every UDP client that binds first), and a slot

@@ -522,6 +522,81 @@ int pg_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int pg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(ctx); }
 
+/* ---- no free port, where the kernel has fentry/fexit --------------------------
+ * The port allocators themselves: a failure is seen whatever asked for the
+ * port (a syscall, io_uring, a kernel socket). Userspace loads either these
+ * or the syscall-exit tracepoints above, never both. */
+
+static __always_inline __u8 sk_proto(struct sock *sk)
+{
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+}
+
+SEC("fentry/inet_autobind")
+int BPF_PROG(pg_autobind_enter, struct sock *sk)
+{
+	__u32 zero = 0, *in = bpf_map_lookup_elem(&in_autobind, &zero);
+
+	if (in)
+		*in = (__u32)bpf_get_current_pid_tgid();
+	return 0;
+}
+
+/* A send or connect on an unbound datagram socket found no free port */
+SEC("fexit/inet_autobind")
+int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
+{
+	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 *in = bpf_map_lookup_elem(&in_autobind, &zero);
+	__u8 how;
+
+	if (in)
+		*in = 0;
+	if (!ret || sk_proto(sk) != PG_IPPROTO_UDP)
+		return 0;
+	/* the cgroup connect hook left a note for this thread's connect() */
+	how = bpf_map_lookup_elem(&pending_connect, &tid) ? PG_HOW_CONNECT : PG_HOW_SENDMSG;
+	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
+		       PG_IPPROTO_UDP, how);
+	return 0;
+}
+
+/* bind() to port 0, or listen() on an unbound socket, found no free port */
+static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
+{
+	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
+	__u32 *in;
+	__u8 proto, how;
+
+	if (!ret || snum)
+		return; /* a port asked for by number was taken: a conflict */
+	in = bpf_map_lookup_elem(&in_autobind, &zero);
+	if (in && *in == tid)
+		return; /* the autobind's exit reports it */
+	proto = sk_proto(sk);
+	if (proto != PG_IPPROTO_TCP && proto != PG_IPPROTO_UDP)
+		return;
+	/* inet_csk_listen_start() moves to LISTEN before it asks for a port */
+	how = proto == PG_IPPROTO_TCP && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN ? PG_HOW_LISTEN
+												 : PG_HOW_BIND;
+	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
+		       proto, how);
+}
+
+SEC("fexit/inet_csk_get_port")
+int BPF_PROG(pg_csk_get_port_exit, struct sock *sk, unsigned short snum, int ret)
+{
+	get_port_exit(sk, snum, ret);
+	return 0;
+}
+
+SEC("fexit/udp_lib_get_port")
+int BPF_PROG(pg_udp_get_port_exit, struct sock *sk, unsigned short snum, unsigned int hash2_nulladdr, int ret)
+{
+	get_port_exit(sk, snum, ret);
+	return 0;
+}
+
 /* ---- release --------------------------------------------------------------- */
 
 static __always_inline bool release_due(struct pg_sk_state *st)

@@ -106,6 +106,10 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   trace->add_option("--user", o.user,
                     "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")
       ->check(kNonEmpty);
+  trace->add_flag("--no-fentry", [&](int64_t) { o.fentry = false; },
+                  "Use the tracepoint hooks even where the kernel has fentry/fexit");
+  trace->add_flag("--probe-report", o.probe_report,
+                  "Load and attach, print which hook serves which path on this kernel, and exit");
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
 
   WhoOptions& w = res.who;

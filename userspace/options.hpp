@@ -41,6 +41,8 @@ struct TraceOptions {
   bool existing = true;
   std::string raw_dump;  // also keep every raw kernel record here (replay)
   std::optional<std::string> user;  // --user: drop to this user once attached
+  bool fentry = true;                // false: tracepoint hooks even where fentry works
+  bool probe_report = false;         // print which hook serves which path, then exit
 };
 
 // Parses "A-B" (or "N") into a port range; nullopt if malformed.

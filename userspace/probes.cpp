@@ -64,6 +64,25 @@ struct VmlinuxBtf {
 
 bool helper_available(bpf_prog_type type, bpf_func_id id) { return libbpf_probe_bpf_helper(type, id, nullptr) > 0; }
 
+// Can an fentry program be loaded for, and attached to, this kernel
+// function? (Kernels without the trampoline, or that forbid it, say no.)
+bool fentry_can_attach(const VmlinuxBtf& btf, const char* func) {
+  int id = btf.b ? btf__find_by_name_kind(btf.b, func, BTF_KIND_FUNC) : -1;
+  if (id < 0) return false;
+  const bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
+  };
+  bpf_prog_load_opts opts{};
+  opts.sz = sizeof opts;
+  opts.expected_attach_type = BPF_TRACE_FENTRY;
+  opts.attach_btf_id = static_cast<uint32_t>(id);
+  UniqueFd prog(bpf_prog_load(BPF_PROG_TYPE_TRACING, nullptr, "GPL", insns, 2, &opts));
+  if (!prog) return false;
+  UniqueFd link(bpf_link_create(prog.get(), 0, BPF_TRACE_FENTRY, nullptr));
+  return static_cast<bool>(link);
+}
+
 }  // namespace
 
 void route_libbpf_logs(int verbose) {
@@ -114,21 +133,51 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
 
   bool pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
   bool udp_connect = tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
-  if (!tracepoint_exists("syscalls", "sys_exit_bind")) {
-    bpf_program__set_autoload(s->progs.pg_exit_bind, false);
-    uncaught_.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
-  }
-  bool sends = pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
-               tracepoint_exists("syscalls", "sys_exit_sendmsg") && tracepoint_exists("syscalls", "sys_exit_sendmmsg");
-  if (!sends) {
-    bpf_program__set_autoload(s->progs.pg_exit_sendto, false);
-    bpf_program__set_autoload(s->progs.pg_exit_sendmsg, false);
-    bpf_program__set_autoload(s->progs.pg_exit_sendmmsg, false);
-    uncaught_.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
-  }
-  if (!tracepoint_exists("syscalls", "sys_exit_listen") || !pt_regs) {
-    bpf_program__set_autoload(s->progs.pg_exit_listen, false);
-    uncaught_.push_back("listen() finding no free port: no syscall tracepoint or bpf_task_pt_regs");
+
+  // A port allocation that fails: fexit on the allocators where the kernel
+  // allows it (whatever asked for the port: a syscall, io_uring, a kernel
+  // socket), else the syscall exits. One world or the other, never both.
+  bool fexit = cfg.allow_fentry && fentry_can_attach(btf, "inet_autobind") &&
+               fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port");
+  for (auto* p : {s->progs.pg_autobind_enter, s->progs.pg_autobind_exit, s->progs.pg_csk_get_port_exit,
+                  s->progs.pg_udp_get_port_exit})
+    bpf_program__set_autoload(p, fexit);
+  bool exit_bind = !fexit && tracepoint_exists("syscalls", "sys_exit_bind");
+  bool exit_sends = !fexit && pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
+                    tracepoint_exists("syscalls", "sys_exit_sendmsg") && tracepoint_exists("syscalls", "sys_exit_sendmmsg");
+  bool exit_listen = !fexit && pt_regs && tracepoint_exists("syscalls", "sys_exit_listen");
+  bpf_program__set_autoload(s->progs.pg_exit_bind, exit_bind);
+  bpf_program__set_autoload(s->progs.pg_exit_sendto, exit_sends);
+  bpf_program__set_autoload(s->progs.pg_exit_sendmsg, exit_sends);
+  bpf_program__set_autoload(s->progs.pg_exit_sendmmsg, exit_sends);
+  bpf_program__set_autoload(s->progs.pg_exit_listen, exit_listen);
+
+  paths_ = {
+      {"tcp connect(): port chosen", "sockops TCP_CONNECT_CB"},
+      {"bind(): port given or chosen", "cgroup/post_bind4, cgroup/post_bind6"},
+      {"listen() on an unbound socket", "sockops TCP_LISTEN_CB"},
+      {"udp send on an unbound socket", "cgroup/sendmsg4, cgroup/sendmsg6"},
+      {"udp connect()", udp_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect" : ""},
+      {"tcp release", "tp_btf/inet_sock_set_state"},
+      {"udp release, tcp close before a state change", "cgroup/sock_release"},
+      {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
+  };
+  if (fexit) {
+    paths_.push_back({"bind(0) finding no free port", "fexit/inet_csk_get_port, fexit/udp_lib_get_port"});
+    paths_.push_back({"listen() finding no free port", "fexit/inet_csk_get_port"});
+    paths_.push_back({"udp send or connect() finding no free port", "fentry+fexit/inet_autobind"});
+  } else {
+    paths_.push_back({"bind(0) finding no free port", exit_bind ? "tracepoint/syscalls/sys_exit_bind" : ""});
+    paths_.push_back({"listen() finding no free port", exit_listen ? "tracepoint/syscalls/sys_exit_listen" : ""});
+    paths_.push_back({"udp send finding no free port",
+                      exit_sends ? "tracepoint/syscalls/sys_exit_sendto, sys_exit_sendmsg, sys_exit_sendmmsg" : ""});
+    paths_.push_back({"udp connect() finding no free port", ""});
+    if (!exit_bind) uncaught_.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
+    if (!exit_sends)
+      uncaught_.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
+    if (!exit_listen) uncaught_.push_back("listen() finding no free port: no syscall tracepoint or bpf_task_pt_regs");
+    uncaught_.push_back("udp connect() finding no free port: no fexit on inet_autobind");
+    uncaught_.push_back("io_uring bind, listen or send finding no free port: no fexit on the port allocators");
   }
   if (!udp_connect) {
     bpf_program__set_autoload(s->progs.pg_exit_connect, false);

@@ -24,6 +24,13 @@ struct ProbeConfig {
   uint32_t cgroup_level = 0;
   uint32_t ring_buffer_bytes = 8u << 20;
   std::string cgroup_root;   // cgroup v2 mount to attach the socket hooks to
+  bool allow_fentry = true;  // false: the tracepoint hooks even where fentry works
+};
+
+// Which hook serves one path of port assignment or failure.
+struct PathHook {
+  std::string path;
+  std::string hook;  // "" when nothing here can see it
 };
 
 struct Counters {
@@ -60,6 +67,7 @@ class Probes {
 
   const std::vector<std::string>& hooks() const { return hooks_; }
   const std::vector<std::string>& uncaught() const { return uncaught_; }
+  const std::vector<PathHook>& paths() const { return paths_; }
 
   // Runs the tcp and udp socket iterators in the caller's network namespace
   // and returns the raw records they wrote.
@@ -90,6 +98,7 @@ class Probes {
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   UniqueFd cgroup_fd_;
   std::vector<std::string> hooks_, uncaught_;
+  std::vector<PathHook> paths_;
 };
 
 // Routes libbpf's own messages into spdlog (debug when verbose, else warn+).

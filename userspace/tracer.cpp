@@ -290,6 +290,20 @@ void become_unprivileged(const RunAs& who, RecordBuilder& builder, const Probes&
   spdlog::info("running as {} (uid {}, gid {}) with no capabilities", printable(who.name), who.uid, who.gid);
 }
 
+void print_probe_report(const Probes& probes, Output& out) {
+  utsname u{};
+  uname(&u);
+  std::string text = std::string("# hooks chosen on ") + u.release + "\n";
+  for (const auto& p : probes.paths()) {
+    std::string path = p.path;
+    path.resize(std::max<size_t>(path.size(), 48), ' ');
+    text += path + "  " + (p.hook.empty() ? "NOT SEEN" : p.hook) + "\n";
+  }
+  for (const auto& u : probes.uncaught()) text += "# not caught here: " + u + "\n";
+  out.write(text);
+  out.flush();
+}
+
 constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 
@@ -308,6 +322,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   cfg.cgroup_level = ctx.cgroup_level;
   cfg.cgroup_root = ctx.cgroup_root;
   cfg.ring_buffer_bytes = opt.ring_buffer_mb << 20;
+  cfg.allow_fentry = opt.fentry;
   ensure_tracefs();
   std::optional<RawDumpWriter> dump;
   if (!opt.raw_dump.empty()) dump.emplace(opt.raw_dump);
@@ -315,6 +330,11 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     if (dump) dump->write(d, n);
     builder.on_record(d, n);
   });
+
+  if (opt.probe_report) {
+    print_probe_report(probes, out);
+    return kExitOk;
+  }
 
   // coverage starts now: every hook is attached
   uint64_t attached_ns = BootClock::now_unix_ns();

@@ -32,6 +32,12 @@ Tracer::Tracer(std::vector<std::string> extra_args) {
   err_path_ = dir_ + "/stderr.txt";
   std::vector<std::string> args = {PORTGHOST_BIN, "trace", "--format", "json", "-o", path_};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
+  // PG_TRACE_EXTRA: arguments for every tracer of a run (e.g. --no-fentry,
+  // to test the fallback hooks on a kernel that has fentry)
+  if (const char* env = std::getenv("PG_TRACE_EXTRA")) {
+    std::istringstream words(env);
+    for (std::string w; words >> w;) args.push_back(w);
+  }
   pid_ = fork();
   if (pid_ == 0) {
     int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
