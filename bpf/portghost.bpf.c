@@ -397,42 +397,58 @@ static __always_inline struct sock *sock_of_fd(struct task_struct *t, int fd)
 	return so ? BPF_CORE_READ(so, sk) : NULL;
 }
 
-SEC("tracepoint/syscalls/sys_exit_connect")
-int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
+/* After a udp connect(): if its autobind gave the socket a port, that is the
+ * assignment (the port is held even when the connect itself then failed). */
+static __always_inline void udp_connect_done(struct sock *sk)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pg_pending_connect *pp, p;
 	struct pg_sock_event *e;
-	struct sock *sk;
-	int fd;
 
 	pp = bpf_map_lookup_elem(&pending_connect, &tid);
 	if (!pp)
-		return 0;
+		return;
 	p = *pp;
 	bpf_map_delete_elem(&pending_connect, &tid);
-	/* autobind holds the port even when the connect itself fails */
 	if (p.port_before)
-		return 0;
-	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
-	sk = sock_of_fd((struct task_struct *)t, fd);
-	/* The note is this thread's, but an io_uring connect leaves one with no
-	 * syscall exit to take it: only the socket the hook saw may use it. */
+		return;
+	/* The note is this thread's, but an io_uring connect seen only by the
+	 * syscall-exit world leaves one with no exit to take it: only the
+	 * socket the hook saw may use it. */
 	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != p.cookie ||
 	    !BPF_CORE_READ(sk, __sk_common.skc_num))
-		return 0;
+		return;
 	e = sock_event_new(PG_KIND_ASSIGN);
 	if (!e)
-		return 0;
+		return;
 	fill_from_sk(e, sk);
 	e->proto = PG_IPPROTO_UDP;
 	e->how = PG_HOW_CONNECT;
 	e->flags |= PG_F_EPHEMERAL;
 	e->cookie = p.cookie;
-	/* No socket storage from a tracepoint: the release hook and the
-	 * sendmsg hook know this socket by PG_SK_CONNECTING. */
+	/* No socket storage here: the release hook and the sendmsg hook know
+	 * this socket by PG_SK_CONNECTING. */
 	assign_commit(e, NULL);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	int fd;
+
+	if (!bpf_map_lookup_elem(&pending_connect, &(__u32){(__u32)bpf_get_current_pid_tgid()}))
+		return 0;
+	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
+	udp_connect_done(sock_of_fd((struct task_struct *)t, fd));
+	return 0;
+}
+
+/* The same where the kernel has fexit: any connect, io_uring's too. */
+SEC("fexit/inet_dgram_connect")
+int BPF_PROG(pg_dgram_connect_exit, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags, int ret)
+{
+	udp_connect_done(BPF_CORE_READ(sock, sk));
 	return 0;
 }
 

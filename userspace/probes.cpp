@@ -132,16 +132,20 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (portghost needs Linux >= 5.12)");
 
   bool pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
-  bool udp_connect = tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
 
-  // A port allocation that fails: fexit on the allocators where the kernel
-  // allows it (whatever asked for the port: a syscall, io_uring, a kernel
-  // socket), else the syscall exits. One world or the other, never both.
+  // Two worlds. Where the kernel allows fentry/fexit: the end of a udp
+  // connect() and the port allocators' failures are seen in the kernel
+  // functions, whatever called them (a syscall, io_uring, a kernel socket).
+  // Elsewhere: at the syscall exits. One world or the other, never both.
   bool fexit = cfg.allow_fentry && fentry_can_attach(btf, "inet_autobind") &&
-               fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port");
+               fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port") &&
+               fentry_can_attach(btf, "inet_dgram_connect");
   for (auto* p : {s->progs.pg_autobind_enter, s->progs.pg_autobind_exit, s->progs.pg_csk_get_port_exit,
-                  s->progs.pg_udp_get_port_exit})
+                  s->progs.pg_udp_get_port_exit, s->progs.pg_dgram_connect_exit})
     bpf_program__set_autoload(p, fexit);
+  bool exit_connect = !fexit && tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
+  bool udp_connect = fexit || exit_connect;
+  bpf_program__set_autoload(s->progs.pg_exit_connect, exit_connect);
   bool exit_bind = !fexit && tracepoint_exists("syscalls", "sys_exit_bind");
   bool exit_sends = !fexit && pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
                     tracepoint_exists("syscalls", "sys_exit_sendmsg") && tracepoint_exists("syscalls", "sys_exit_sendmmsg");
@@ -157,7 +161,9 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
       {"bind(): port given or chosen", "cgroup/post_bind4, cgroup/post_bind6"},
       {"listen() on an unbound socket", "sockops TCP_LISTEN_CB"},
       {"udp send on an unbound socket", "cgroup/sendmsg4, cgroup/sendmsg6"},
-      {"udp connect()", udp_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect" : ""},
+      {"udp connect()", fexit          ? "cgroup/connect4, cgroup/connect6 + fexit/inet_dgram_connect"
+                        : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
+                                       : ""},
       {"tcp release", "tp_btf/inet_sock_set_state"},
       {"udp release, tcp close before a state change", "cgroup/sock_release"},
       {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
@@ -180,7 +186,6 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     uncaught_.push_back("io_uring bind, listen or send finding no free port: no fexit on the port allocators");
   }
   if (!udp_connect) {
-    bpf_program__set_autoload(s->progs.pg_exit_connect, false);
     bpf_program__set_autoload(s->progs.pg_connect4, false);
     bpf_program__set_autoload(s->progs.pg_connect6, false);
     uncaught_.push_back(
@@ -199,7 +204,7 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     uncaught_.push_back("udp sockets holding ports before start: no udp socket iterator");
   }
   uncaught_.push_back("tcp sockets bound before start but neither listening nor connected (no kernel list has them)");
-  uncaught_.push_back("udp connect() through io_uring, until the socket sends to an explicit address");
+  if (!fexit) uncaught_.push_back("udp connect() through io_uring, until the socket sends to an explicit address");
 
   // ---- load
   int err = portghost_bpf__load(s);

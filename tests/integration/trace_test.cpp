@@ -224,9 +224,9 @@ TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
 // would be written twice). PG_EXPECT_WORLD names the one this kernel must use.
 namespace {
 const std::set<std::string> kFexitHooks = {"fentry/inet_autobind", "fexit/inet_autobind", "fexit/inet_csk_get_port",
-                                           "fexit/udp_lib_get_port"};
+                                           "fexit/udp_lib_get_port", "fexit/inet_dgram_connect"};
 const std::set<std::string> kExitHooks = {"tracepoint/syscalls/sys_exit_bind", "tracepoint/syscalls/sys_exit_listen",
-                                          "tracepoint/syscalls/sys_exit_sendto"};
+                                          "tracepoint/syscalls/sys_exit_sendto", "tracepoint/syscalls/sys_exit_connect"};
 size_t count_hooks(const Json& start, const std::set<std::string>& names) {
   size_t n = 0;
   for (const auto& h : start["hooks"]) n += names.count(h.get<std::string>());
@@ -1067,6 +1067,36 @@ TEST_F(Trace, IoUringUdpConnectDoesNotLeakIntoTheNextConnect) {
     EXPECT_EQ(a["proto"], "udp") << a.dump();
     EXPECT_NE(a["lport"], tport) << "the tcp connect's port was given to the io_uring udp socket: " << a.dump();
   }
+}
+
+// In the fexit world a udp connect() issued through io_uring (no syscall)
+// is seen when it happens, with both ends.
+TEST_F(Trace, IoUringUdpConnectIsRecordedWhereFexitWorks) {
+  if (!fexit_world(t().records().front())) GTEST_SKIP() << "this kernel (or --no-fentry) has no fexit world";
+  io_uring ring;
+  int rc = io_uring_queue_init(4, &ring, 0);
+  if (rc < 0) GTEST_SKIP() << "io_uring unavailable here: " << strerror(-rc);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto dst = v4(53);
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_connect(sqe, fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
+  io_uring_submit(&ring);
+  io_uring_cqe* cqe = nullptr;
+  ASSERT_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+  ASSERT_EQ(cqe->res, 0);
+  io_uring_cqe_seen(&ring, cqe);
+  io_uring_queue_exit(&ring);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  Json a = assign_of(c);  // no send: only the connect could have reported it
+  EXPECT_EQ(a["how"], "connect");
+  EXPECT_EQ(a["proto"], "udp");
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_EQ(a["raddr"], "127.0.0.1");
+  EXPECT_EQ(a["rport"], 53);
+  EXPECT_EQ(a["pid"], getpid());
+  close(fd);
+  release_of(c);
 }
 
 TEST_F(Trace, ContainerIsNamedFromTheCgroupPath) {
