@@ -232,6 +232,20 @@ size_t count_hooks(const Json& start, const std::set<std::string>& names) {
   for (const auto& h : start["hooks"]) n += names.count(h.get<std::string>());
   return n;
 }
+// In a forked child: a network namespace of its own, lo up, and an
+// ephemeral range of four ports (40000-40003), easy to fill.
+void enter_netns_with_four_ports() {
+  if (unshare(CLONE_NEWNET) != 0) _exit(3);
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  ifreq ifr{};
+  std::strcpy(ifr.ifr_name, "lo");
+  ioctl(s, SIOCGIFFLAGS, &ifr);
+  ifr.ifr_flags |= IFF_UP;
+  ioctl(s, SIOCSIFFLAGS, &ifr);
+  close(s);
+  std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
+  r << "40000 40003" << std::endl;
+}
 bool fexit_world(const Json& start) { return count_hooks(start, kFexitHooks) == kFexitHooks.size(); }
 }  // namespace
 
@@ -255,18 +269,7 @@ TEST_F(Trace, UdpConnectFindingNoFreePortIsRecordedWhereFexitWorks) {
   if (child == 0) {
     close(res[0]);
     close(go[1]);
-    if (unshare(CLONE_NEWNET) != 0) _exit(3);
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    ifreq ifr{};
-    std::strcpy(ifr.ifr_name, "lo");
-    ioctl(s, SIOCGIFFLAGS, &ifr);
-    ifr.ifr_flags |= IFF_UP;
-    ioctl(s, SIOCSIFFLAGS, &ifr);
-    close(s);
-    {
-      std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
-      r << "40000 40003" << std::endl;
-    }
+    enter_netns_with_four_ports();
     std::vector<int> held;
     for (int i = 0; i < 16; i++) {  // udp bind(0) until no port is left
       int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -1326,18 +1329,7 @@ TEST_F(Trace, ConnectFindingNoFreePortIsRecordedAsExhausted) {
   if (child == 0) {
     close(res[0]);
     close(go[1]);
-    if (unshare(CLONE_NEWNET) != 0) _exit(3);
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    ifreq ifr{};
-    std::strcpy(ifr.ifr_name, "lo");
-    ioctl(s, SIOCGIFFLAGS, &ifr);
-    ifr.ifr_flags |= IFF_UP;
-    ioctl(s, SIOCSIFFLAGS, &ifr);
-    close(s);
-    {
-      std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
-      r << "40000 40003" << std::endl;
-    }
+    enter_netns_with_four_ports();
     Listener l;
     std::vector<int> held;
     int err = 0;
@@ -1429,11 +1421,7 @@ TEST_F(Trace, BindZeroAndListenFindingNoFreePortAreRecordedAsExhausted) {
   if (child == 0) {
     close(res[0]);
     close(go[1]);
-    if (unshare(CLONE_NEWNET) != 0) _exit(3);
-    {
-      std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
-      r << "40000 40003" << std::endl;
-    }
+    enter_netns_with_four_ports();
     std::vector<int> held;
     int errs[2] = {0, 0};
     for (int i = 0; i < 16 && !errs[0]; i++) {  // udp bind(0) until no port is left
