@@ -171,7 +171,8 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   if (fexit) {
     paths_.push_back({"bind(0) finding no free port", "fexit/inet_csk_get_port, fexit/udp_lib_get_port"});
     paths_.push_back({"listen() finding no free port", "fexit/inet_csk_get_port"});
-    paths_.push_back({"udp send or connect() finding no free port", "fentry+fexit/inet_autobind"});
+    paths_.push_back({"udp send finding no free port", "fentry+fexit/inet_autobind"});
+    paths_.push_back({"udp connect() finding no free port", "fentry+fexit/inet_autobind"});
   } else {
     paths_.push_back({"bind(0) finding no free port", exit_bind ? "tracepoint/syscalls/sys_exit_bind" : ""});
     paths_.push_back({"listen() finding no free port", exit_listen ? "tracepoint/syscalls/sys_exit_listen" : ""});

@@ -51,6 +51,7 @@ struct StartRecord {
   std::string boot_id;     // /proc/sys/kernel/random/boot_id
   std::vector<std::string> hooks;     // in use
   std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
+  std::vector<std::pair<std::string, std::string>> paths;  // path -> hook serving it ("" none)
   uint16_t port_lo = 0, port_hi = 0;
   uint64_t ring_buffer_bytes = 0;
   std::map<std::string, std::string> filters;

@@ -135,7 +135,19 @@ void JsonSink::start(const StartRecord& r) {
       .str("machine_id", r.machine_id)
       .str("boot_id", r.boot_id)
       .raw("hooks", string_array(r.hooks))
-      .raw("uncaught", string_array(r.uncaught))
+      .raw("uncaught", string_array(r.uncaught));
+  std::string paths;
+  {
+    JsonObject p(paths);
+    for (const auto& [path, hook] : r.paths) {
+      if (hook.empty())
+        p.null(path);
+      else
+        p.str(path, hook);
+    }
+    p.end();
+  }
+  o.raw("paths", paths)
       .raw("port_range", range)
       .num("ring_buffer_bytes", r.ring_buffer_bytes);
   std::string filters;

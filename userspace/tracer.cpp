@@ -358,6 +358,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   start.boot_id = first_line("/proc/sys/kernel/random/boot_id");
   start.hooks = probes.hooks();
   start.uncaught = probes.uncaught();
+  for (const auto& p : probes.paths()) start.paths.emplace_back(p.path, p.hook);
   std::tie(start.port_lo, start.port_hi) = local_port_range();
   start.ring_buffer_bytes = cfg.ring_buffer_bytes;
   start.filters = filter_summary(opt.filters);

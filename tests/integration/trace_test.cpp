@@ -254,6 +254,13 @@ TEST_F(Trace, ExhaustionHooksAreOneWorldOrTheOther) {
   size_t fexit = count_hooks(s, kFexitHooks), exits = count_hooks(s, kExitHooks);
   EXPECT_TRUE((fexit == kFexitHooks.size() && exits == 0) || (fexit == 0 && exits == kExitHooks.size()))
       << s["hooks"].dump();
+  // the start record names the hook of every path, the same paths in both
+  ASSERT_TRUE(s["paths"].is_object());
+  for (const char* p : {"tcp connect(): port chosen", "bind(): port given or chosen", "udp connect()",
+                        "bind(0) finding no free port", "listen() finding no free port",
+                        "udp send finding no free port", "udp connect() finding no free port"})
+    EXPECT_TRUE(s["paths"].contains(p)) << p << " in " << s["paths"].dump();
+  EXPECT_EQ(s["paths"]["udp connect() finding no free port"].is_null(), fexit == 0) << s["paths"].dump();
   if (const char* want = std::getenv("PG_EXPECT_WORLD")) {
     EXPECT_EQ(fexit_world(s) ? "fexit" : "tracepoint", std::string(want)) << s["hooks"].dump();
   }

@@ -238,6 +238,7 @@ TEST(JsonSink, StartLostStopRecords) {
   s.hostname = "host\"1";
   s.hooks = {"bind", "connect"};
   s.uncaught = {};
+  s.paths = {{"bind(): port given or chosen", "cgroup/post_bind4"}, {"udp connect() finding no free port", ""}};
   s.port_lo = 32768;
   s.port_hi = 60999;
   s.ring_buffer_bytes = 8 << 20;
@@ -261,13 +262,15 @@ TEST(JsonSink, StartLostStopRecords) {
   ASSERT_EQ(lines.size(), 3u) << out.text();
   JValue start = parse_line(lines[0] + "\n");
   EXPECT_EQ(start.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "machine_id",
-                                                    "boot_id", "hooks", "uncaught", "port_range", "ring_buffer_bytes",
-                                                    "filters"}));
+                                                    "boot_id", "hooks", "uncaught", "paths", "port_range",
+                                                    "ring_buffer_bytes", "filters"}));
   EXPECT_EQ(start.at("type").str(), "start");
   EXPECT_EQ(start.at("host").str(), "host\"1");
   ASSERT_EQ(start.at("hooks").arr.size(), 2u);
   EXPECT_EQ(start.at("hooks").arr[1].str(), "connect");
   EXPECT_TRUE(start.at("uncaught").arr.empty());
+  EXPECT_EQ(start.at("paths").at("bind(): port given or chosen").str(), "cgroup/post_bind4");
+  EXPECT_TRUE(start.at("paths").at("udp connect() finding no free port").is_null());
   ASSERT_EQ(start.at("port_range").arr.size(), 2u);
   EXPECT_EQ(start.at("port_range").arr[0].u64(), 32768u);
   EXPECT_EQ(start.at("port_range").arr[1].u64(), 60999u);
