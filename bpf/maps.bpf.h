@@ -40,6 +40,7 @@ enum pg_sk_flags {
 	PG_SK_BIND_PENDING = 1 << 3,/* bind() in progress, .req_port is the asked port */
 	PG_SK_FILTERED = 1 << 4,    /* hidden by the filters: its release is hidden too */
 	PG_SK_CONNECTING = 1 << 5,  /* udp connect() in progress (port comes at exit) */
+	PG_SK_AUTOBIND = 1 << 6,    /* inside inet_autobind (fexit world) */
 };
 
 struct pg_sk_state {
@@ -82,15 +83,6 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct pg_pending_connect);
 } pending_connect SEC(".maps");
-
-/* The thread inside inet_autobind on this CPU (0: none), so that the port
- * allocator's failure under it is reported once, as the autobind's. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} in_autobind SEC(".maps");
 
 /* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
  * that a failure (no free port) can be reported. One slot per CPU, not a hash

@@ -548,13 +548,15 @@ static __always_inline __u8 sk_proto(struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 }
 
+/* Marks the socket (not the CPU or the thread: lock_sock may sleep and
+ * migrate) so that the allocator's failure under it is reported once. */
 SEC("fentry/inet_autobind")
 int BPF_PROG(pg_autobind_enter, struct sock *sk)
 {
-	__u32 zero = 0, *in = bpf_map_lookup_elem(&in_autobind, &zero);
+	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
-	if (in)
-		*in = (__u32)bpf_get_current_pid_tgid();
+	if (st)
+		st->flags |= PG_SK_AUTOBIND;
 	return 0;
 }
 
@@ -562,12 +564,12 @@ int BPF_PROG(pg_autobind_enter, struct sock *sk)
 SEC("fexit/inet_autobind")
 int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 {
-	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
-	__u32 *in = bpf_map_lookup_elem(&in_autobind, &zero);
+	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u8 how;
 
-	if (in)
-		*in = 0;
+	if (st)
+		st->flags &= ~PG_SK_AUTOBIND;
 	if (!ret || sk_proto(sk) != PG_IPPROTO_UDP)
 		return 0;
 	/* the cgroup connect hook left a note for this thread's connect() */
@@ -580,14 +582,13 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 /* bind() to port 0, or listen() on an unbound socket, found no free port */
 static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
 {
-	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
-	__u32 *in;
+	struct pg_sk_state *st;
 	__u8 proto, how;
 
 	if (!ret || snum)
 		return; /* a port asked for by number was taken: a conflict */
-	in = bpf_map_lookup_elem(&in_autobind, &zero);
-	if (in && *in == tid)
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (st && (st->flags & PG_SK_AUTOBIND))
 		return; /* the autobind's exit reports it */
 	proto = sk_proto(sk);
 	if (proto != PG_IPPROTO_TCP && proto != PG_IPPROTO_UDP)
