@@ -40,7 +40,6 @@ enum pg_sk_flags {
 	PG_SK_BIND_PENDING = 1 << 3,/* bind() in progress, .req_port is the asked port */
 	PG_SK_FILTERED = 1 << 4,    /* hidden by the filters: its release is hidden too */
 	PG_SK_CONNECTING = 1 << 5,  /* udp connect() in progress (port comes at exit) */
-	PG_SK_AUTOBIND = 1 << 6,    /* inside inet_autobind (fexit world) */
 };
 
 struct pg_sk_state {
@@ -83,6 +82,17 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct pg_pending_connect);
 } pending_connect SEC(".maps");
+
+/* Threads inside inet_autobind (fexit world), so that the port allocator's
+ * failure under it is reported once, as the autobind's. By thread: lock_sock
+ * may sleep and migrate (not per CPU), and threads may share a socket (not
+ * on the socket). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);  /* tid */
+	__type(value, __u8);
+} in_autobind SEC(".maps");
 
 /* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
  * that a failure (no free port) can be reported. One slot per CPU, not a hash

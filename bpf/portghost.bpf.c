@@ -548,15 +548,13 @@ static __always_inline __u8 sk_proto(struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 }
 
-/* Marks the socket (not the CPU or the thread: lock_sock may sleep and
- * migrate) so that the allocator's failure under it is reported once. */
 SEC("fentry/inet_autobind")
 int BPF_PROG(pg_autobind_enter, struct sock *sk)
 {
-	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u8 one = 1;
 
-	if (st)
-		st->flags |= PG_SK_AUTOBIND;
+	bpf_map_update_elem(&in_autobind, &tid, &one, BPF_ANY);
 	return 0;
 }
 
@@ -564,12 +562,10 @@ int BPF_PROG(pg_autobind_enter, struct sock *sk)
 SEC("fexit/inet_autobind")
 int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 {
-	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u8 how;
 
-	if (st)
-		st->flags &= ~PG_SK_AUTOBIND;
+	bpf_map_delete_elem(&in_autobind, &tid);
 	if (!ret || sk_proto(sk) != PG_IPPROTO_UDP)
 		return 0;
 	/* the cgroup connect hook left a note for this thread's connect() */
@@ -582,13 +578,12 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 /* bind() to port 0, or listen() on an unbound socket, found no free port */
 static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
 {
-	struct pg_sk_state *st;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u8 proto, how;
 
 	if (!ret || snum)
 		return; /* a port asked for by number was taken: a conflict */
-	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	if (st && (st->flags & PG_SK_AUTOBIND))
+	if (bpf_map_lookup_elem(&in_autobind, &tid))
 		return; /* the autobind's exit reports it */
 	proto = sk_proto(sk);
 	if (proto != PG_IPPROTO_TCP && proto != PG_IPPROTO_UDP)

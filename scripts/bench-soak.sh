@@ -65,6 +65,11 @@ printf 'seconds\trss_kib\tcpu_s\trecords\tsockets\tprocesses\tmaps\n' >"$out/soa
 t0=$SECONDS
 while kill -0 $tcp 2>/dev/null || kill -0 $udp 2>/dev/null; do
   sleep 10
+  if ! kill -0 $pg 2>/dev/null; then
+    echo "bench-soak.sh: portghost ended early:" >&2
+    cat "$work/stderr" >&2
+    exit 1
+  fi
   rss=$(awk '/^VmRSS/ { print $2 }' /proc/$pg/status)
   cpu=$(awk -v hz="$hz" '{ printf "%.1f", ($14 + $15) / hz }' /proc/$pg/stat)
   recs=$(wc -l <"$work/events.jsonl")
@@ -76,8 +81,8 @@ done
 wait $tcp $udp
 kill $procs 2>/dev/null || true
 kill -INT $pg
-wait $pg
-stop=$(grep '"type":"stop"' "$work/events.jsonl")
+wait $pg || { echo "bench-soak.sh: portghost exited with an error:" >&2; cat "$work/stderr" >&2; exit 1; }
+stop=$(grep '"type":"stop"' "$work/events.jsonl" || echo "none")
 ops=$(( $(sed -n 's/.*ops=\([0-9]*\).*/\1/p' "$work/tcp.out") + $(sed -n 's/.*ops=\([0-9]*\).*/\1/p' "$work/udp.out") ))
 
 # RSS from the end of the first minute (caches warm) to the end

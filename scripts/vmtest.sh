@@ -25,7 +25,8 @@ mkdir -p "$cache"
 log() { echo "vmtest: $*" >&2; }
 
 # ---- the kernel ----
-image=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+image=$( (apt-cache depends linux-image-amd64 2>/dev/null || true) |
+        sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
 [ -n "$image" ] || { log "cannot tell which kernel linux-image-amd64 depends on (apt-get update?)"; exit 1; }
 pkg=$image-unsigned
 kdir=$cache/$pkg
@@ -39,12 +40,20 @@ if [ ! -f "$kdir/vmlinux" ]; then
   fi
   rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
   dpkg -x "$deb" "$kdir.tmp/root"
-  vmlinuz=$(ls "$kdir.tmp"/root/boot/vmlinuz-* | head -1)
+  vmlinuz=$( (ls "$kdir.tmp"/root/boot/vmlinuz-* 2>/dev/null || true) | head -1)
+  [ -n "$vmlinuz" ] || { log "no vmlinuz in $deb"; exit 1; }
   # the bzImage wraps an xz stream: the uncompressed ELF boots faster
   # (its magic is FD '7zXZ' 00: the first '7zXZ' is one byte into it)
   off=$( (LC_ALL=C grep -obUa '7zXZ' "$vmlinuz" || true) | head -1 | cut -d: -f1)
   [ -n "$off" ] || { log "no xz stream in $vmlinuz"; exit 1; }
-  tail -c +"$off" "$vmlinuz" | xz -dcq >"$kdir.tmp/vmlinux" 2>/dev/null || true
+  # the stream is followed by other data: read exactly one, and insist on it
+  # (xz stops reading there, so tail may die of SIGPIPE: judge xz alone)
+  set +o pipefail
+  if ! tail -c +"$off" "$vmlinuz" | xz -dcq --single-stream >"$kdir.tmp/vmlinux"; then
+    log "cannot decompress the kernel in $vmlinuz"
+    exit 1
+  fi
+  set -o pipefail
   file_magic=$(head -c 4 "$kdir.tmp/vmlinux" | od -An -c | tr -d ' ')
   [ "$file_magic" = '177ELF' ] || { log "no ELF vmlinux inside $vmlinuz"; exit 1; }
   cp "$vmlinuz" "$kdir.tmp/vmlinuz"

@@ -67,7 +67,7 @@ int run(int argc, char** argv) {
   if (opt.user) ctx.run_as = resolve_user(*opt.user);
   RotateConfig rot{opt.rotate_size_mb << 20, opt.rotate_keep};
   FileOutput out(opt.output, rot);
-  check_privileges();
+  check_privileges(ctx.run_as.has_value());
   check_btf();
 
   ctx.options = opt;

@@ -45,7 +45,7 @@ int last_cap() {
 
 }  // namespace
 
-void check_privileges() {
+void check_privileges(bool will_drop) {
   struct Cap {
     int bit;
     const char* name;
@@ -55,15 +55,23 @@ void check_privileges() {
                                {CAP_NET_ADMIN, "CAP_NET_ADMIN"},
                                {CAP_SYS_ADMIN, "CAP_SYS_ADMIN"},
                                {CAP_SYS_PTRACE, "CAP_SYS_PTRACE"}};
+  // the drop itself: change ids and groups, empty the bounding set
+  static const Cap to_drop[] = {{CAP_SETUID, "CAP_SETUID"}, {CAP_SETGID, "CAP_SETGID"}, {CAP_SETPCAP, "CAP_SETPCAP"}};
   __user_cap_data_struct data[2] = {};
   if (!capget_all(data)) throw FatalError(errno_text("capget", errno));
-  std::string missing;
-  for (const auto& c : needed) {
-    if (!(data[c.bit / 32].effective & (1u << (c.bit % 32)))) missing += (missing.empty() ? "" : ", ") + std::string(c.name);
-  }
-  if (!missing.empty())
+  auto missing_of = [&](auto& caps) {
+    std::string missing;
+    for (const auto& c : caps) {
+      if (!(data[c.bit / 32].effective & (1u << (c.bit % 32))))
+        missing += (missing.empty() ? "" : ", ") + std::string(c.name);
+    }
+    return missing;
+  };
+  if (auto missing = missing_of(needed); !missing.empty())
     throw FatalError("needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
                      "CAP_SYS_PTRACE (missing: " + missing + ")");
+  if (auto missing = missing_of(to_drop); will_drop && !missing.empty())
+    throw FatalError("--user needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP to drop privileges (missing: " + missing + ")");
 }
 
 RunAs resolve_user(const std::string& name) {
@@ -83,6 +91,9 @@ RunAs resolve_user(const std::string& name) {
   if (!found)
     throw FatalError("--user " + printable(name) + ": no such user" + (err ? " (" + errno_text("lookup", err) + ")" : ""),
                      kExitUsage);
+  // uid 0 without capabilities still owns every root file: not a drop
+  if (pw.pw_uid == 0)
+    throw FatalError("--user " + printable(name) + ": is root (uid 0); name an unprivileged user", kExitUsage);
   return RunAs{pw.pw_name, pw.pw_uid, pw.pw_gid};
 }
 
@@ -116,7 +127,15 @@ void drop_privileges(const RunAs& who) {
   if (!capget_all(data)) fail(who.name, "capget", errno);
   for (const auto& d : data)
     if (d.effective || d.permitted || d.inheritable) fail(who.name, "capabilities remain after the drop", EPERM);
-  if (who.uid != 0 && setuid(0) == 0) fail(who.name, "uid 0 could be regained", EPERM);
+  for (int c = 0; c <= last; c++) {
+    if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) > 0) fail(who.name, "the bounding set is not empty", EPERM);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) > 0) fail(who.name, "an ambient capability remains", EPERM);
+  }
+  gid_t groups[2];
+  int n = getgroups(2, groups);
+  if (n > 1 || (n == 1 && groups[0] != who.gid)) fail(who.name, "supplementary groups remain", EPERM);
+  if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) fail(who.name, "no_new_privs is not set", EPERM);
+  if (setuid(0) == 0) fail(who.name, "uid 0 could be regained", EPERM);
 }
 
 }  // namespace portghost

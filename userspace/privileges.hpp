@@ -15,11 +15,12 @@ struct RunAs {
   gid_t gid = 0;
 };
 
-// Throws FatalError naming the capabilities this process lacks.
-void check_privileges();
+// Throws FatalError naming the capabilities this process lacks (with
+// will_drop, also those that --user needs to give the rest up).
+void check_privileges(bool will_drop = false);
 
 // A user name, or a numeric uid, from the password database. Throws a
-// usage error (exit 2) when there is no such user.
+// usage error (exit 2) when there is no such user, or it is root.
 RunAs resolve_user(const std::string& name);
 
 // Becomes `who` for good: only its primary group, real/effective/saved ids

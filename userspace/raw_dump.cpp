@@ -12,7 +12,7 @@
 namespace portghost {
 
 namespace {
-constexpr char kMagic[] = "PGRAW1\n";
+constexpr char kMagic[] = "PGRAW2\n";
 constexpr size_t kMagicLen = sizeof kMagic - 1;
 }  // namespace
 
@@ -50,6 +50,8 @@ std::vector<std::string> read_raw_dump(const std::string& path) {
   std::string all(static_cast<size_t>(f.tellg()), '\0');
   f.seekg(0);
   if (!f.read(all.data(), static_cast<std::streamsize>(all.size()))) throw FatalError("cannot read raw dump " + path);
+  if (all.compare(0, 5, "PGRAW") == 0 && all.compare(0, kMagicLen, kMagic) != 0)
+    throw FatalError(path + ": a raw dump of another portghost version (its records have another layout)");
   if (all.compare(0, kMagicLen, kMagic) != 0) throw FatalError(path + ": not a portghost raw dump");
   std::vector<std::string> records;
   size_t i = kMagicLen;

@@ -1,6 +1,6 @@
 // Raw kernel records, as the ring buffer handed them over, kept in a file
 // for replay: benchmarks of the consumer, and bug reports that reproduce
-// without the kernel. Format: "PGRAW1\n", then per record a little-endian
+// without the kernel. Format: "PGRAW2\n", then per record a little-endian
 // u32 size and the record's bytes.
 #pragma once
 

@@ -95,9 +95,6 @@ std::pair<uint16_t, uint16_t> RecordBuilder::range(uint32_t netns) {
 // mark? One warning per crossing; it re-arms below 90% of the mark.
 void RecordBuilder::check_occupancy(const SockEvent& e) {
   if (!warn_percent_) return;
-  // the kernel's value at the event wins: a namespace may reuse a gone
-  // one's inode number, or its range may have changed
-  if (e.range_hi) ranges_[e.netns] = {e.range_lo, e.range_hi};
   auto r = range(e.netns);
   if (!r.second) return;
   uint64_t size = static_cast<uint64_t>(r.second - r.first) + 1;
@@ -163,6 +160,9 @@ std::map<std::string, uint64_t> RecordBuilder::written() const {
 }
 
 void RecordBuilder::on_sock(const SockEvent& e) {
+  // the kernel's range at the event wins, before the table counts the port:
+  // a namespace may reuse a gone one's inode number, or its range changed
+  if (e.range_hi && warn_percent_) ranges_[e.netns] = {e.range_lo, e.range_hi};
   switch (e.kind) {
     case SockEvent::Kind::Assign: {
       // the kernel filtered assigns already: nothing is hidden here

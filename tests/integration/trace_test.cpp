@@ -1684,3 +1684,11 @@ TEST_F(TraceOwn, UnknownUserIsExit2BeforeLoading) {
   EXPECT_EQ(code, 2);
   EXPECT_EQ(err, "portghost: --user no-such-user-pg: no such user\n");
 }
+
+TEST_F(TraceOwn, RootIsNoUserToDropTo) {
+  for (const char* who : {"root", "0"}) {
+    auto [code, err] = run_cli({"trace", "--user", who, "--duration", "1"});
+    EXPECT_EQ(code, 2) << who;
+    EXPECT_NE(err.find("is root (uid 0)"), std::string::npos) << err;
+  }
+}
