@@ -116,15 +116,31 @@ chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 # ---- the guest ----
-log "booting $kver under qemu (TCG), running the integration suite"
+# A soft lockup panics the guest at once (it ends qemu) instead of hanging
+# until the timeout; the whole console is kept in build/vmtest-console.log.
+boot() {
+  timeout 1800 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nographic -no-reboot \
+    -kernel "$kdir/vmlinux" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 rdinit=/init" \
+    -serial stdio -monitor none -display none \
+    </dev/null | tee "$out" | sed -u 's/\r$//' | grep --line-buffered -v '^\[ *[0-9.]*\]' || true
+  cp "$out" build/vmtest-console.log
+  result=$(sed -n 's/^vmtest: result \([0-9]*\).*/\1/p' "$out" | tr -d '\r' | tail -1)
+}
 out=$work/console.log
-timeout 1800 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nographic -no-reboot \
-  -kernel "$kdir/vmlinux" -initrd "$work/initrd.gz" \
-  -append "console=ttyS0 quiet panic=-1 rdinit=/init" -serial stdio -monitor none -display none \
-  </dev/null | tee "$out" | sed -u 's/\r$//' | grep -v '^\[ *[0-9.]*\]' || true
-result=$(sed -n 's/^vmtest: result \([0-9]*\).*/\1/p' "$out" | tr -d '\r' | tail -1)
+log "booting $kver under qemu (TCG), running the integration suite"
+boot
 if [ -z "$result" ]; then
-  log "the guest ended without a result (boot failure or timeout)"
+  # The guest died or hung before the suite ended (not a test failure: those
+  # report a result and are never retried). Say so loudly, keep its console,
+  # and boot once more.
+  log "the guest ended without a result: $(grep -a -m1 -o 'BUG: [^[]*\|Kernel panic[^\r]*' "$out" || echo 'no kernel message')"
+  cp "$out" build/vmtest-console.failed.log
+  log "its console is in build/vmtest-console.failed.log; booting once more"
+  boot
+fi
+if [ -z "$result" ]; then
+  log "the guest ended without a result twice (boot failure, hang or timeout)"
   exit 1
 fi
 log "$kver: integration suite exit $result"
