@@ -9,7 +9,7 @@
 #define PG_ANY 0 /* sentinel for "no filter" on numeric knobs */
 
 const volatile __u32 targ_tgid = PG_ANY;
-const volatile __u8 targ_proto = PG_ANY;  /* IPPROTO_TCP / IPPROTO_UDP */
+const volatile __u8 targ_proto = PG_ANY;  /* PG_IPPROTO_TCP / _UDP / _UDPLITE */
 const volatile __u8 targ_family = PG_ANY; /* AF_INET / AF_INET6 */
 const volatile __u16 targ_port_lo = 0;
 const volatile __u16 targ_port_hi = 65535;
@@ -25,6 +25,14 @@ const volatile __u64 targ_wakeup_bytes = 256 * 1024;
  * trickle a record waits at most about this long, not a whole timer period. */
 const volatile __u64 targ_wakeup_delay_ns = 50ULL * 1000 * 1000;
 
+/* The end of a connect() is seen at the syscall's exit (no fexit here): the
+ * cgroup connect hook then also notes TCP Fast Open connects, whose port
+ * comes in connect() but whose TCP_CONNECT_CB waits for the first write. */
+const volatile bool targ_connect_exit = false;
+
+/* Set by userspace once every program is attached: before, none produces a
+ * record, so no assign can go out while its release hook is not yet live. */
+volatile bool pg_armed = false;
 /* Set by userspace when it stops: from then on nothing new is produced, so
  * its final drain ends even under a flood (faster than detaching hooks). */
 volatile bool pg_stopping = false;
@@ -39,7 +47,8 @@ enum pg_sk_flags {
 	PG_SK_RELEASED = 1 << 2,    /* the release was produced */
 	PG_SK_BIND_PENDING = 1 << 3,/* bind() in progress, .req_port is the asked port */
 	PG_SK_FILTERED = 1 << 4,    /* hidden by the filters: its release is hidden too */
-	PG_SK_CONNECTING = 1 << 5,  /* udp connect() in progress (port comes at exit) */
+	PG_SK_CONNECTING = 1 << 5,  /* connect() noted; its end may be in connect_done */
+	PG_SK_CLOSED = 1 << 6,      /* the file was released: closer_* name who did it */
 };
 
 struct pg_sk_state {
@@ -47,6 +56,12 @@ struct pg_sk_state {
 	__u16 req_port; /* the port the last bind() asked for */
 	__u16 flags;    /* pg_sk_flags */
 	__u16 _pad;
+	/* tcp: who released the file, for the release at CLOSE (often later,
+	 * in softirq, where the current task is anyone's) */
+	__u32 closer_pid;
+	__u32 closer_tid;
+	char closer_comm[PG_COMM_LEN];
+	char closer_thread[PG_COMM_LEN];
 };
 
 struct {
@@ -61,6 +76,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by userspace before load */
 } events SEC(".maps");
+
+/* exec / fork / exit: their own ring, so that no amount of exec traffic can
+ * crowd a port record out of the events ring. Never wakes the consumer: it
+ * reads this ring before every port record it takes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 2 * 1024 * 1024); /* resized by userspace before load */
+} proc_events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -82,6 +105,15 @@ struct {
 	__type(key, __u32); /* tid */
 	__type(value, struct pg_pending_connect);
 } pending_connect SEC(".maps");
+
+/* Ports reported at a syscall exit, which cannot reach socket storage: the
+ * next hook that holds the socket's state folds the entry into it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, __u16); /* the port reported */
+} connect_done SEC(".maps");
 
 /* Threads inside inet_autobind (fexit world), so that the port allocator's
  * failure under it is reported once, as the autobind's. By thread: lock_sock
@@ -142,8 +174,9 @@ static __always_inline void counter_inc(enum pg_counter c)
 	__u32 key = c;
 	__u64 *v = bpf_map_lookup_elem(&counters, &key);
 
+	/* programs on one CPU may preempt each other (migrate_disable only) */
 	if (v)
-		*v += 1;
+		__sync_fetch_and_add(v, 1);
 }
 
 #endif /* PORTGHOST_MAPS_BPF_H */

@@ -8,7 +8,14 @@
  *   sockops TCP_CONNECT   tcp connect() and TCP Fast Open, after autobind
  *   sockops TCP_LISTEN    listen() (autobind when unbound)
  *   cgroup/sendmsg4/6     udp sendto/sendmsg/sendmmsg, after autobind
- *   sys_exit_connect      udp connect() (no hook runs after its autobind)
+ *   sys_exit_connect      udp connect() and TFO-deferred tcp connect()
+ * and where the kernel has fexit, in the kernel functions themselves:
+ *   fexit/inet_autobind       any datagram autobind (a send's, even one
+ *                             that fails afterwards)
+ *   fexit/inet_dgram_connect  udp connect()
+ *   fexit/inet_hash_connect   tcp connect(), TFO-deferred ones at connect()
+ * A port that no hook saw being taken is recorded at its first sight (a
+ * later connect, the move to CLOSE, the release) with PG_F_LATE.
  * Releases:
  *   tp_btf/inet_sock_set_state  a tcp socket moving to CLOSE
  *   cgroup/sock_release         udp close, and tcp sockets already in CLOSE
@@ -25,10 +32,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-#define PG_AF_INET 2
-#define PG_AF_INET6 10
-#define PG_IPPROTO_TCP 6
-#define PG_IPPROTO_UDP 17
 #define PG_SOCK_BINDPORT_LOCK 8
 #define PG_SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
 #define PG_ALLOW 1 /* cgroup hooks: never change what the socket call does */
@@ -39,7 +42,7 @@ static __always_inline void *event_reserve(__u64 size)
 {
 	void *e;
 
-	if (pg_stopping)
+	if (!pg_armed || pg_stopping)
 		return NULL;
 	e = bpf_ringbuf_reserve(&events, size, 0);
 
@@ -78,61 +81,57 @@ static __always_inline struct pg_sock_event *sock_event_new(__u8 kind)
 	return e;
 }
 
-static __always_inline bool is_inet_l4(__u32 family, __u32 proto)
+/* The port space of a socket, or 0 for one portghost does not follow (an
+ * MPTCP socket itself: its subflows are TCP sockets and are followed). */
+static __always_inline __u8 port_space(__u32 family, __u32 proto)
 {
-	return (family == PG_AF_INET || family == PG_AF_INET6) &&
-	       (proto == PG_IPPROTO_TCP || proto == PG_IPPROTO_UDP);
+	if (family != PG_AF_INET && family != PG_AF_INET6)
+		return 0;
+	if (proto == PG_IPPROTO_TCP || proto == PG_IPPROTO_UDP || proto == PG_IPPROTO_UDPLITE)
+		return proto;
+	return 0;
 }
 
-/* ---- socket fields, per context type ------------------------------------- */
-
-static __always_inline void fill_from_bpf_sock(struct pg_sock_event *e, struct bpf_sock *sk)
+static __always_inline bool is_datagram(__u32 proto)
 {
-	e->family = sk->family;
-	e->proto = sk->protocol;
-	e->lport = sk->src_port;
-	e->rport = bpf_ntohs(sk->dst_port);
-	if (sk->family == PG_AF_INET) {
-		__u32 l = sk->src_ip4, r = sk->dst_ip4;
-
-		__builtin_memcpy(e->laddr, &l, 4);
-		__builtin_memcpy(e->raddr, &r, 4);
-	} else {
-		__u32 l[4], r[4];
-
-		l[0] = sk->src_ip6[0]; l[1] = sk->src_ip6[1];
-		l[2] = sk->src_ip6[2]; l[3] = sk->src_ip6[3];
-		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
-		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
-		__builtin_memcpy(e->laddr, l, 16);
-		__builtin_memcpy(e->raddr, r, 16);
-	}
+	return proto == PG_IPPROTO_UDP || proto == PG_IPPROTO_UDPLITE;
 }
 
-static __always_inline void fill_from_sock_ops(struct pg_sock_event *e, struct bpf_sock_ops *ops)
+/* ---- the kernel socket behind a context ----------------------------------- */
+
+/* The struct sock behind a bpf_sock (cgroup and sockops contexts), as a plain
+ * pointer for CO-RE reads: the verifier forbids arithmetic on socket and
+ * context pointers, so the address is copied out as a number first. */
+static __always_inline struct sock *kernel_sk(const void *sk)
 {
-	e->family = ops->family;
-	e->proto = PG_IPPROTO_TCP;
-	e->lport = ops->local_port;
-	e->rport = bpf_ntohl(ops->remote_port);
-	if (ops->family == PG_AF_INET) {
-		__u32 l = ops->local_ip4, r = ops->remote_ip4;
+	__u64 addr = 0;
 
-		__builtin_memcpy(e->laddr, &l, 4);
-		__builtin_memcpy(e->raddr, &r, 4);
-	} else {
-		__u32 l[4], r[4];
-
-		l[0] = ops->local_ip6[0]; l[1] = ops->local_ip6[1];
-		l[2] = ops->local_ip6[2]; l[3] = ops->local_ip6[3];
-		r[0] = ops->remote_ip6[0]; r[1] = ops->remote_ip6[1];
-		r[2] = ops->remote_ip6[2]; r[3] = ops->remote_ip6[3];
-		__builtin_memcpy(e->laddr, l, 16);
-		__builtin_memcpy(e->raddr, r, 16);
-	}
+	bpf_probe_read_kernel(&addr, sizeof(addr), &sk);
+	return (struct sock *)addr;
 }
 
-/* From a kernel struct sock (tp_btf, iterators, syscall exit). */
+static __always_inline __u8 sk_proto(struct sock *sk)
+{
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
+}
+
+static __always_inline bool sk_is_mptcp(struct sock *sk)
+{
+	struct tcp_sock *tp = (void *)sk;
+
+	if (!bpf_core_field_exists(tp->is_mptcp))
+		return false;
+	return BPF_CORE_READ(tp, is_mptcp);
+}
+
+/* The local port that inet_hash_connect() or an autobind set; it outlives
+ * the port's release (skc_num is cleared then, inet_sport is not). */
+static __always_inline __u16 sk_sport(struct sock *sk)
+{
+	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+}
+
+/* Addresses, ports and namespace of a kernel socket. */
 static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *sk)
 {
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -146,6 +145,55 @@ static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *s
 		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
+	if (e->proto == PG_IPPROTO_TCP && sk_is_mptcp(sk))
+		e->flags |= PG_F_MPTCP;
+}
+
+static __always_inline void clear_peer(struct pg_sock_event *e)
+{
+	e->rport = 0;
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+}
+
+/* ---- socket state ----------------------------------------------------------- */
+
+/* The socket's state, created on first sight. */
+static __always_inline struct pg_sk_state *sk_state_of(void *sk)
+{
+	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!st)
+		counter_inc(PG_CNT_DROP_STORAGE);
+	return st;
+}
+
+/* A connect() whose end a syscall exit reported left its port in
+ * connect_done (that program cannot reach socket storage): take it in. */
+static __always_inline void sk_state_fold(struct pg_sk_state *st, __u64 cookie)
+{
+	__u16 *port;
+
+	if (!st || !(st->flags & PG_SK_CONNECTING))
+		return;
+	port = bpf_map_lookup_elem(&connect_done, &cookie);
+	if (!port)
+		return;
+	st->port = *port;
+	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING);
+	bpf_map_delete_elem(&connect_done, &cookie);
+}
+
+/* Has the port of this socket already been reported (and not released)? */
+static __always_inline bool already_reported(const struct pg_sk_state *st, __u16 port)
+{
+	return (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) &&
+	       !(st->flags & PG_SK_RELEASED) && st->port == port;
+}
+
+/* Was any port of this socket reported (an assign, or held at start)? */
+static __always_inline bool ever_reported(const struct pg_sk_state *st)
+{
+	return st && (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING));
 }
 
 /* ---- assign --------------------------------------------------------------- */
@@ -157,13 +205,15 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 	fill_current_task(e);
 	if (!assign_passes_filters(e)) {
 		counter_inc(PG_CNT_FILTERED);
-		if (st)
-			st->flags = (st->flags | PG_SK_ASSIGNED | PG_SK_FILTERED) & ~PG_SK_RELEASED;
+		if (st) {
+			st->flags = (st->flags | PG_SK_ASSIGNED | PG_SK_FILTERED) & ~(PG_SK_RELEASED | PG_SK_CONNECTING);
+			st->port = e->lport;
+		}
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 		return;
 	}
 	if (st) {
-		st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED);
+		st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING);
 		st->port = e->lport;
 	}
 	counter_inc(PG_CNT_ASSIGN);
@@ -176,25 +226,32 @@ static __always_inline void assign_lost(struct pg_sk_state *st, __u16 port)
 {
 	if (!st)
 		return;
-	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED);
+	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING);
 	st->port = port;
 }
 
-/* Has the port of this socket already been reported (and not released)? */
-static __always_inline bool already_reported(const struct pg_sk_state *st, __u16 port)
+/* A port that was taken where no hook saw it (a datagram send that failed
+ * after its autobind, a connect through the 32-bit syscall ABI or io_uring
+ * where the connect's end is seen only at a syscall exit, a TFO-deferred
+ * connect closed before writing), seen now for the first time. */
+static __always_inline void assign_late(struct sock *sk, __u64 cookie, __u8 proto, __u16 port, __u8 how,
+					struct pg_sk_state *st)
 {
-	return (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) &&
-	       !(st->flags & PG_SK_RELEASED) && st->port == port;
-}
+	struct pg_sock_event *e = sock_event_new(PG_KIND_ASSIGN);
 
-/* The socket's state, created on first sight. */
-static __always_inline struct pg_sk_state *sk_state_of(void *sk)
-{
-	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-
-	if (!st)
-		counter_inc(PG_CNT_DROP_STORAGE);
-	return st;
+	if (!e) {
+		assign_lost(st, port);
+		return;
+	}
+	e->proto = proto;
+	fill_from_sk(e, sk);
+	e->lport = port;
+	e->how = how;
+	e->flags |= PG_F_LATE;
+	if (!(BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
+		e->flags |= PG_F_EPHEMERAL;
+	e->cookie = cookie;
+	assign_commit(e, st);
 }
 
 /* bind(): remember the asked port, so post_bind knows who chose it. */
@@ -203,7 +260,7 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx)
 	struct bpf_sock *sk = ctx->sk;
 	struct pg_sk_state *st;
 
-	if (!sk || !is_inet_l4(ctx->family, ctx->protocol))
+	if (!sk || !port_space(ctx->family, ctx->protocol))
 		return PG_ALLOW;
 	st = sk_state_of(sk);
 	if (st) {
@@ -235,8 +292,9 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 {
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
+	__u8 proto = port_space(sk->family, sk->protocol);
 
-	if (!is_inet_l4(sk->family, sk->protocol) || !sk->src_port)
+	if (!proto || !sk->src_port)
 		return PG_ALLOW;
 	st = sk_state_of(sk);
 	e = sock_event_new(PG_KIND_ASSIGN);
@@ -244,9 +302,11 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 		assign_lost(st, sk->src_port);
 		return PG_ALLOW;
 	}
+	e->proto = proto;
+	fill_from_sk(e, kernel_sk(sk));
 	e->family = family;
-	e->proto = sk->protocol;
 	e->lport = sk->src_port;
+	clear_peer(e);
 	if (family == PG_AF_INET) {
 		__u32 l = sk->src_ip4;
 
@@ -274,12 +334,43 @@ int pg_post_bind4(struct bpf_sock *sk) { return on_post_bind(sk, PG_AF_INET); }
 SEC("cgroup/post_bind6")
 int pg_post_bind6(struct bpf_sock *sk) { return on_post_bind(sk, PG_AF_INET6); }
 
+/* A tcp socket's port, seen where it is known: TCP_CONNECT_CB, TCP_LISTEN_CB
+ * or the end of inet_hash_connect(). */
+static __always_inline void tcp_assign(struct sock *sk, __u64 cookie, struct pg_sk_state *st, __u8 how)
+{
+	struct tcp_sock *tp = (void *)sk;
+	struct pg_sock_event *e;
+	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+
+	if (!port)
+		return;
+	sk_state_fold(st, cookie);
+	if (st && already_reported(st, port))
+		return;
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e) {
+		assign_lost(st, port);
+		return;
+	}
+	e->proto = PG_IPPROTO_TCP;
+	fill_from_sk(e, sk);
+	e->cookie = cookie;
+	if (how == PG_HOW_LISTEN)
+		clear_peer(e);
+	else if (BPF_CORE_READ(tp, fastopen_req) || BPF_CORE_READ_BITFIELD_PROBED(tp, fastopen_connect))
+		how = PG_HOW_FASTOPEN;
+	e->how = how;
+	/* A port the user bound explicitly carries SOCK_BINDPORT_LOCK. */
+	if (!(BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
+		e->flags |= PG_F_EPHEMERAL;
+	assign_commit(e, st);
+}
+
 /* tcp connect() / TFO / listen(): the port is known when these run. */
 SEC("sockops")
 int pg_sockops(struct bpf_sock_ops *ops)
 {
 	__u32 op = ops->op;
-	struct pg_sock_event *e;
 	struct pg_sk_state *st;
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
@@ -291,29 +382,12 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	sk = ops->sk;
 	if (!sk)
 		return 1;
-	st = sk_state_of(sk);
-	if (st && already_reported(st, ops->local_port))
-		return 1;
-	e = sock_event_new(PG_KIND_ASSIGN);
-	if (!e) {
-		assign_lost(st, ops->local_port);
-		return 1;
-	}
-	fill_from_sock_ops(e, ops);
-	e->cookie = bpf_get_socket_cookie(ops);
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (op == BPF_SOCK_OPS_TCP_LISTEN_CB) {
-		e->how = PG_HOW_LISTEN;
-		e->rport = 0;
-		__builtin_memset(e->raddr, 0, sizeof(e->raddr));
-	} else {
-		e->how = (tp && tp->fastopen_req) ? PG_HOW_FASTOPEN : PG_HOW_CONNECT;
-	}
-	/* A port the user bound explicitly carries SOCK_BINDPORT_LOCK. */
-	if (!tp || !(BPF_CORE_READ_BITFIELD(&tp->inet_conn.icsk_inet.sk, sk_userlocks) &
-		     PG_SOCK_BINDPORT_LOCK))
-		e->flags |= PG_F_EPHEMERAL;
-	assign_commit(e, st);
+	if (!tp)
+		return 1;
+	st = sk_state_of(sk);
+	tcp_assign((struct sock *)tp, bpf_get_socket_cookie(ops), st,
+		   op == BPF_SOCK_OPS_TCP_LISTEN_CB ? PG_HOW_LISTEN : PG_HOW_CONNECT);
 	return 1;
 }
 
@@ -325,12 +399,13 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	struct pg_sk_state *st;
 	__u16 port;
 
-	if (!sk || ctx->protocol != PG_IPPROTO_UDP)
+	if (!sk || !is_datagram(ctx->protocol))
 		return PG_ALLOW;
 	port = sk->src_port;
 	if (!port)
 		return PG_ALLOW;
 	st = sk_state_of(sk);
+	sk_state_fold(st, bpf_get_socket_cookie(ctx));
 	if (st && already_reported(st, port))
 		return PG_ALLOW;
 	e = sock_event_new(PG_KIND_ASSIGN);
@@ -338,9 +413,10 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 		assign_lost(st, port);
 		return PG_ALLOW;
 	}
-	fill_from_bpf_sock(e, sk);
-	e->rport = 0;
-	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	e->proto = ctx->protocol;
+	fill_from_sk(e, kernel_sk(sk));
+	e->lport = port;
+	clear_peer(e);
 	e->how = PG_HOW_SENDMSG;
 	e->flags |= PG_F_EPHEMERAL;
 	e->cookie = bpf_get_socket_cookie(ctx);
@@ -354,24 +430,49 @@ int pg_sendmsg4(struct bpf_sock_addr *ctx) { return on_sendmsg(ctx); }
 SEC("cgroup/sendmsg6")
 int pg_sendmsg6(struct bpf_sock_addr *ctx) { return on_sendmsg(ctx); }
 
-/* udp connect(): runs before autobind; remember the socket until exit. */
-static __always_inline int on_connect(struct bpf_sock_addr *ctx)
+static __always_inline void note_connect(struct bpf_sock_addr *ctx, struct pg_sk_state *st, __u16 port_before)
 {
 	struct pg_pending_connect p = {};
-	struct bpf_sock *sk = ctx->sk;
-	struct pg_sk_state *st;
-	__u32 tid;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
-	if (!sk || ctx->protocol != PG_IPPROTO_UDP)
-		return PG_ALLOW;
-	st = sk_state_of(sk);
 	if (st)
 		st->flags |= PG_SK_CONNECTING;
 	p.cookie = bpf_get_socket_cookie(ctx);
-	p.port_before = sk->src_port;
-	tid = (__u32)bpf_get_current_pid_tgid();
+	p.port_before = port_before;
 	if (bpf_map_update_elem(&pending_connect, &tid, &p, BPF_ANY))
 		counter_inc(PG_CNT_DROP_PENDING);
+}
+
+/* connect(): runs before any autobind; remember the socket until its end. */
+static __always_inline int on_connect(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct pg_sk_state *st;
+	struct tcp_sock *tp;
+	__u16 port;
+
+	if (!sk)
+		return PG_ALLOW;
+	if (ctx->protocol == PG_IPPROTO_TCP) {
+		/* TFO-deferred: the port comes in connect(), TCP_CONNECT_CB only
+		 * at the first write; inet_hash_connect's fexit sees it otherwise */
+		if (!targ_connect_exit || sk->src_port)
+			return PG_ALLOW;
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (!tp || !BPF_CORE_READ_BITFIELD_PROBED(tp, fastopen_connect))
+			return PG_ALLOW;
+		note_connect(ctx, sk_state_of(sk), 0);
+		return PG_ALLOW;
+	}
+	if (!is_datagram(ctx->protocol))
+		return PG_ALLOW;
+	port = sk->src_port;
+	st = sk_state_of(sk);
+	sk_state_fold(st, bpf_get_socket_cookie(ctx));
+	/* a port nobody reported: taken by a send that failed after its autobind */
+	if (port && st && !ever_reported(st))
+		assign_late(kernel_sk(sk), bpf_get_socket_cookie(ctx), ctx->protocol, port, PG_HOW_SENDMSG, st);
+	note_connect(ctx, st, port);
 	return PG_ALLOW;
 }
 
@@ -397,13 +498,17 @@ static __always_inline struct sock *sock_of_fd(struct task_struct *t, int fd)
 	return so ? BPF_CORE_READ(so, sk) : NULL;
 }
 
-/* After a udp connect(): if its autobind gave the socket a port, that is the
- * assignment (the port is held even when the connect itself then failed). */
-static __always_inline void udp_connect_done(struct sock *sk)
+/* After a noted connect(): if it gave the socket a port, that is the
+ * assignment (the port is held even when the connect itself then failed).
+ * st is NULL where the program cannot reach socket storage (a syscall exit):
+ * the port then goes to connect_done for the next hook that can. */
+static __always_inline void connect_done_at(struct sock *sk, struct pg_sk_state *st)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pg_pending_connect *pp, p;
 	struct pg_sock_event *e;
+	__u8 proto;
+	__u16 port;
 
 	pp = bpf_map_lookup_elem(&pending_connect, &tid);
 	if (!pp)
@@ -415,20 +520,27 @@ static __always_inline void udp_connect_done(struct sock *sk)
 	/* The note is this thread's, but an io_uring connect seen only by the
 	 * syscall-exit world leaves one with no exit to take it: only the
 	 * socket the hook saw may use it. */
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != p.cookie ||
-	    !BPF_CORE_READ(sk, __sk_common.skc_num))
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != p.cookie)
+		return;
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	proto = sk_proto(sk);
+	if (!port || !port_space(BPF_CORE_READ(sk, __sk_common.skc_family), proto))
+		return;
+	if (st && already_reported(st, port))
 		return;
 	e = sock_event_new(PG_KIND_ASSIGN);
-	if (!e)
+	if (!e) {
+		assign_lost(st, port);
 		return;
+	}
+	e->proto = proto;
 	fill_from_sk(e, sk);
-	e->proto = PG_IPPROTO_UDP;
-	e->how = PG_HOW_CONNECT;
+	e->how = proto == PG_IPPROTO_TCP ? PG_HOW_FASTOPEN : PG_HOW_CONNECT;
 	e->flags |= PG_F_EPHEMERAL;
 	e->cookie = p.cookie;
-	/* No socket storage here: the release hook and the sendmsg hook know
-	 * this socket by PG_SK_CONNECTING. */
-	assign_commit(e, NULL);
+	assign_commit(e, st);
+	if (!st)
+		bpf_map_update_elem(&connect_done, &p.cookie, &port, BPF_ANY);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
@@ -440,7 +552,7 @@ int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	if (!bpf_map_lookup_elem(&pending_connect, &(__u32){(__u32)bpf_get_current_pid_tgid()}))
 		return 0;
 	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
-	udp_connect_done(sock_of_fd((struct task_struct *)t, fd));
+	connect_done_at(sock_of_fd((struct task_struct *)t, fd), NULL);
 	return 0;
 }
 
@@ -448,7 +560,20 @@ int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 SEC("fexit/inet_dgram_connect")
 int BPF_PROG(pg_dgram_connect_exit, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags, int ret)
 {
-	udp_connect_done(BPF_CORE_READ(sock, sk));
+	struct sock *sk = sock->sk;
+
+	connect_done_at(sk, sk ? sk_state_of(sk) : NULL);
+	return 0;
+}
+
+/* tcp connect() got its port (TFO-deferred ones too, which reach
+ * TCP_CONNECT_CB only at their first write). */
+SEC("fexit/inet_hash_connect")
+int BPF_PROG(pg_hash_connect_exit, struct inet_timewait_death_row *death_row, struct sock *sk, int ret)
+{
+	if (ret || sk_proto(sk) != PG_IPPROTO_TCP)
+		return 0;
+	tcp_assign(sk, bpf_get_socket_cookie(sk), sk_state_of(sk), PG_HOW_CONNECT);
 	return 0;
 }
 
@@ -456,15 +581,16 @@ int BPF_PROG(pg_dgram_connect_exit, struct socket *sock, struct sockaddr *uaddr,
 
 #define PG_EADDRINUSE 98
 
-static __always_inline void exhausted_emit(__u64 cookie, __u8 family, __u8 proto, __u8 how)
+static __always_inline void exhausted_emit(struct sock *sk, __u8 proto, __u8 how)
 {
 	struct pg_sock_event *e = sock_event_new(PG_KIND_EXHAUSTED);
 
 	if (!e)
 		return;
-	e->cookie = cookie;
-	e->family = family;
 	e->proto = proto;
+	fill_from_sk(e, sk);
+	e->lport = 0;
+	e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	e->how = how;
 	fill_current_task(e);
 	event_submit(e, sizeof(*e), e->ts_ns);
@@ -476,13 +602,21 @@ int pg_exit_bind(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), zero = 0;
 	struct pg_pending_bind *p = bpf_map_lookup_elem(&pending_bind, &zero);
+	struct task_struct *t;
+	struct sock *sk;
+	int fd;
 
 	if (!p || p->tid != tid)
 		return 0;
 	p->tid = 0;
 	if (ctx->ret != -PG_EADDRINUSE)
 		return 0;
-	exhausted_emit(p->cookie, p->family, p->proto, PG_HOW_BIND);
+	t = bpf_get_current_task_btf();
+	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
+	sk = sock_of_fd((struct task_struct *)t, fd);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != p->cookie)
+		return 0;
+	exhausted_emit(sk, p->proto, PG_HOW_BIND);
 	return 0;
 }
 
@@ -499,10 +633,9 @@ int pg_exit_listen(struct trace_event_raw_sys_exit *ctx)
 	t = bpf_get_current_task_btf();
 	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
 	sk = sock_of_fd((struct task_struct *)t, fd);
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num))
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) || sk_proto(sk) != PG_IPPROTO_TCP)
 		return 0; /* it had a port: a conflict, not an exhaustion */
-	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
-		       PG_IPPROTO_TCP, PG_HOW_LISTEN);
+	exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_LISTEN);
 	return 0;
 }
 
@@ -521,11 +654,10 @@ static __always_inline int on_send_exit(struct trace_event_raw_sys_exit *ctx)
 	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
 	sk = sock_of_fd((struct task_struct *)t, fd);
 	/* a full send buffer gives EAGAIN too, but on a socket with a port */
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) ||
-	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != PG_IPPROTO_UDP)
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) || !is_datagram(sk_proto(sk)) ||
+	    !port_space(BPF_CORE_READ(sk, __sk_common.skc_family), sk_proto(sk)))
 		return 0;
-	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
-		       PG_IPPROTO_UDP, PG_HOW_SENDMSG);
+	exhausted_emit(sk, sk_proto(sk), PG_HOW_SENDMSG);
 	return 0;
 }
 
@@ -538,15 +670,10 @@ int pg_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int pg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(ctx); }
 
-/* ---- no free port, where the kernel has fentry/fexit --------------------------
- * The port allocators themselves: a failure is seen whatever asked for the
- * port (a syscall, io_uring, a kernel socket). Userspace loads either these
- * or the syscall-exit tracepoints above, never both. */
-
-static __always_inline __u8 sk_proto(struct sock *sk)
-{
-	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
-}
+/* ---- autobind and port allocators, where the kernel has fentry/fexit --------
+ * A failure is seen whatever asked for the port (a syscall, io_uring, a
+ * kernel socket). Userspace loads either these or the syscall-exit
+ * tracepoints above, never both. */
 
 SEC("fentry/inet_autobind")
 int BPF_PROG(pg_autobind_enter, struct sock *sk)
@@ -558,20 +685,44 @@ int BPF_PROG(pg_autobind_enter, struct sock *sk)
 	return 0;
 }
 
-/* A send or connect on an unbound datagram socket found no free port */
+/* A send or connect on an unbound datagram socket: its port, or no free port */
 SEC("fexit/inet_autobind")
 int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u8 how;
+	bool connecting = bpf_map_lookup_elem(&pending_connect, &tid);
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	__u8 proto = sk_proto(sk);
+	__u16 port;
 
 	bpf_map_delete_elem(&in_autobind, &tid);
-	if (!ret || sk_proto(sk) != PG_IPPROTO_UDP)
+	if (!is_datagram(proto) || !port_space(BPF_CORE_READ(sk, __sk_common.skc_family), proto))
 		return 0;
-	/* the cgroup connect hook left a note for this thread's connect() */
-	how = bpf_map_lookup_elem(&pending_connect, &tid) ? PG_HOW_CONNECT : PG_HOW_SENDMSG;
-	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
-		       PG_IPPROTO_UDP, how);
+	if (ret) {
+		/* the cgroup connect hook left a note for this thread's connect() */
+		exhausted_emit(sk, proto, connecting ? PG_HOW_CONNECT : PG_HOW_SENDMSG);
+		return 0;
+	}
+	/* a connect's port is reported at its end, with the peer it connected to */
+	if (connecting)
+		return 0;
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	st = sk_state_of(sk);
+	if (!port || (st && already_reported(st, port)))
+		return 0;
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e) {
+		assign_lost(st, port);
+		return 0;
+	}
+	e->proto = proto;
+	fill_from_sk(e, sk);
+	clear_peer(e);
+	e->how = PG_HOW_SENDMSG;
+	e->flags |= PG_F_EPHEMERAL;
+	e->cookie = bpf_get_socket_cookie(sk);
+	assign_commit(e, st);
 	return 0;
 }
 
@@ -586,13 +737,12 @@ static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
 	if (bpf_map_lookup_elem(&in_autobind, &tid))
 		return; /* the autobind's exit reports it */
 	proto = sk_proto(sk);
-	if (proto != PG_IPPROTO_TCP && proto != PG_IPPROTO_UDP)
+	if (!port_space(BPF_CORE_READ(sk, __sk_common.skc_family), proto))
 		return;
 	/* inet_csk_listen_start() moves to LISTEN before it asks for a port */
-	how = proto == PG_IPPROTO_TCP && BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN ? PG_HOW_LISTEN
-												 : PG_HOW_BIND;
-	exhausted_emit(BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), BPF_CORE_READ(sk, __sk_common.skc_family),
-		       proto, how);
+	how = proto == PG_IPPROTO_TCP && BPF_CORE_READ(sk, __sk_common.skc_state) == PG_TCP_LISTEN ? PG_HOW_LISTEN
+												     : PG_HOW_BIND;
+	exhausted_emit(sk, proto, how);
 }
 
 SEC("fexit/inet_csk_get_port")
@@ -615,12 +765,27 @@ static __always_inline bool release_due(struct pg_sk_state *st)
 {
 	if (st->flags & (PG_SK_RELEASED | PG_SK_FILTERED))
 		return false;
-	return st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING | PG_SK_CONNECTING);
+	return st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING);
+}
+
+/* The task that let the port go by closing its last file reference. */
+static __always_inline void fill_closer(struct pg_sock_event *e)
+{
+	struct task_struct *t = current_task();
+
+	if (task_is_kthread(t))
+		return;
+	e->flags |= PG_F_CLOSER;
+	e->pid = BPF_CORE_READ(t, tgid);
+	e->tid = BPF_CORE_READ(t, pid);
+	BPF_CORE_READ_STR_INTO(&e->thread, t, comm);
+	BPF_CORE_READ_STR_INTO(&e->comm, t, group_leader, comm);
 }
 
 static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
 {
-	st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
+	if (st)
+		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
 	counter_inc(PG_CNT_RELEASE);
 	event_submit(e, sizeof(*e), e->ts_ns);
 }
@@ -633,23 +798,27 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
+	__u16 sport;
 
-	if (newstate != TCP_CLOSE)
+	/* an MPTCP socket moves too (its subflows are the TCP sockets) */
+	if (newstate != PG_TCP_CLOSE || sk_proto(sk) != PG_IPPROTO_TCP)
 		return 0;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	/* SYN_SENT -> CLOSE on a socket that never got a port: connect() found
-	 * no free local port (inet_hash_connect failed, EADDRNOTAVAIL). */
-	if (oldstate == TCP_SYN_SENT && (!st || !(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)))) {
-		e = sock_event_new(PG_KIND_EXHAUSTED);
-		if (!e)
+	sk_state_fold(st, bpf_get_socket_cookie(sk));
+	if (oldstate == PG_TCP_SYN_SENT && !ever_reported(st)) {
+		sport = sk_sport(sk);
+		if (sport) {
+			/* it had a port nobody reported: a TFO-deferred connect
+			 * closed before writing, where connect()'s end is unseen */
+			if (!st)
+				st = sk_state_of(sk);
+			assign_late(sk, bpf_get_socket_cookie(sk), PG_IPPROTO_TCP, sport, PG_HOW_FASTOPEN, st);
+		} else {
+			/* connect() found no free local port (inet_hash_connect
+			 * failed, EADDRNOTAVAIL): in connect(), so the task is its */
+			exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_CONNECT);
 			return 0;
-		fill_from_sk(e, sk);
-		e->proto = PG_IPPROTO_TCP;
-		e->how = PG_HOW_CONNECT;
-		e->lport = 0;
-		fill_current_task(e);
-		event_submit(e, sizeof(*e), e->ts_ns);
-		return 0;
+		}
 	}
 	if (!st || !release_due(st))
 		return 0;
@@ -657,61 +826,97 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	 * socket is open (failed connect, reset, shutdown of a listener): it goes
 	 * when the file does, and cgroup/sock_release reports it then. Once the
 	 * user has closed it (close() sets the whole shutdown mask first), the
-	 * move to CLOSE is the end. */
+	 * move to CLOSE is the end. A kernel socket (an MPTCP subflow) has no
+	 * file and no sock_release hook: CLOSE is the last sight of it. */
 	if ((BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK) &&
-	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK)
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK &&
+	    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock))
 		return 0;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return 0;
+	e->proto = PG_IPPROTO_TCP;
 	fill_from_sk(e, sk);
 	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
 	e->lport = st->port;
-	e->proto = PG_IPPROTO_TCP;
 	e->state = oldstate;
 	e->cookie = bpf_get_socket_cookie(sk);
 	/* The active closer keeps the port in TIME_WAIT. */
-	if (oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)
+	if (oldstate == PG_TCP_FIN_WAIT1 || oldstate == PG_TCP_FIN_WAIT2 || oldstate == PG_TCP_CLOSING)
 		e->flags |= PG_F_TIMEWAIT;
+	if (st->flags & PG_SK_CLOSED) {
+		e->flags |= PG_F_CLOSER;
+		e->pid = st->closer_pid;
+		e->tid = st->closer_tid;
+		__builtin_memcpy(e->comm, st->closer_comm, PG_COMM_LEN);
+		__builtin_memcpy(e->thread, st->closer_thread, PG_COMM_LEN);
+	}
 	release_commit(e, st);
 	return 0;
 }
 
-/* The last reference to the socket file is gone. This context cannot read
- * the source address or port: the port comes from the socket state, the
- * local address from the consumer's table (matched by cookie). */
+/* Remember who released a tcp socket's file: its port goes later, at CLOSE. */
+static __always_inline void note_closer(struct pg_sk_state *st)
+{
+	struct task_struct *t = current_task();
+
+	if (task_is_kthread(t))
+		return;
+	st->flags |= PG_SK_CLOSED;
+	st->closer_pid = BPF_CORE_READ(t, tgid);
+	st->closer_tid = BPF_CORE_READ(t, pid);
+	BPF_CORE_READ_STR_INTO(&st->closer_thread, t, comm);
+	BPF_CORE_READ_STR_INTO(&st->closer_comm, t, group_leader, comm);
+}
+
+/* The last reference to the socket file is gone (never called for kernel
+ * sockets). The port and addresses come from the kernel socket. */
 SEC("cgroup/sock_release")
 int pg_sock_release(struct bpf_sock *sk)
 {
+	__u8 proto = port_space(sk->family, sk->protocol);
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
-	__u32 r[4];
+	struct sock *ksk;
+	__u16 port;
 
-	if (!is_inet_l4(sk->family, sk->protocol))
-		return PG_ALLOW;
-	/* tcp sockets still connected or listening release at CLOSE */
-	if (sk->protocol == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE)
+	if (!proto)
 		return PG_ALLOW;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	if (!st || !release_due(st))
+	sk_state_fold(st, bpf_get_socket_cookie(sk));
+	/* tcp sockets still connected or listening release at CLOSE */
+	if (proto == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE) {
+		if (st && release_due(st))
+			note_closer(st);
+		return PG_ALLOW;
+	}
+	ksk = kernel_sk(sk);
+	port = BPF_CORE_READ(ksk, __sk_common.skc_num);
+	if (!ever_reported(st)) {
+		/* a port held without a record: a datagram send that failed after
+		 * its autobind, a connect whose end no hook saw, a socket bound
+		 * before the trace that no iterator lists */
+		if (!port)
+			return PG_ALLOW;
+		if (!st)
+			st = sk_state_of(sk);
+		assign_late(ksk, bpf_get_socket_cookie(sk), proto, port,
+			    !is_datagram(proto) ? PG_HOW_NONE
+			    : st && (st->flags & PG_SK_CONNECTING) ? PG_HOW_CONNECT
+								   : PG_HOW_SENDMSG,
+			    st);
+	}
+	if (st && !release_due(st))
 		return PG_ALLOW;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return PG_ALLOW;
-	e->family = sk->family;
-	e->proto = sk->protocol;
+	e->proto = proto;
+	fill_from_sk(e, ksk);
+	e->lport = st && st->port ? st->port : port;
 	e->state = sk->state;
-	e->lport = st->port;
-	e->rport = bpf_ntohs(sk->dst_port);
-	if (sk->family == PG_AF_INET) {
-		r[0] = sk->dst_ip4;
-		__builtin_memcpy(e->raddr, r, 4);
-	} else {
-		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
-		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
-		__builtin_memcpy(e->raddr, r, 16);
-	}
 	e->cookie = bpf_get_socket_cookie(sk);
+	fill_closer(e);
 	release_commit(e, st);
 	return PG_ALLOW;
 }
@@ -732,10 +937,10 @@ static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk,
 	}
 	e.kind = PG_KIND_EXISTING;
 	e.ts_ns = bpf_ktime_get_boot_ns();
+	e.proto = proto;
 	fill_from_sk(&e, sk);
 	if (st)
 		st->port = e.lport;
-	e.proto = proto;
 	e.state = state;
 	e.uid = uid;
 	e.cookie = bpf_get_socket_cookie(sk);
@@ -881,10 +1086,12 @@ int BPF_PROG(pg_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		e->flags |= PG_X_ARGS_UNREADABLE;
 	}
 	e->args_len = len;
-	if (pg_stopping)
+	if (!pg_armed || pg_stopping)
 		return 0;
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), BPF_RB_NO_WAKEUP))
-		counter_inc(PG_CNT_DROP_RINGBUF);
+	/* only what this exec wrote: the scratch holds earlier execs' bytes */
+	if (bpf_ringbuf_output(&proc_events, e, sizeof(*e) - PG_ARGS_LIMIT + (len & (PG_ARGS_LIMIT - 1)),
+			       BPF_RB_NO_WAKEUP))
+		counter_inc(PG_CNT_DROP_PROC);
 	else
 		counter_inc(PG_CNT_PROC);
 	return 0;
@@ -892,14 +1099,19 @@ int BPF_PROG(pg_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 
 static __always_inline void task_event_emit(__u8 kind, struct task_struct *p)
 {
-	struct pg_task_event *e = event_reserve(sizeof(*e));
+	struct pg_task_event *e;
 
-	if (!e)
+	if (!pg_armed || pg_stopping)
 		return;
+	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	if (!e) {
+		counter_inc(PG_CNT_DROP_PROC);
+		return;
+	}
 	__builtin_memset(e, 0, sizeof(*e));
 	fill_task_event(e, kind, p);
 	counter_inc(PG_CNT_PROC);
-	event_submit(e, sizeof(*e), e->ts_ns);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* new processes (not threads): they inherit exe and cmdline */
@@ -912,10 +1124,13 @@ int BPF_PROG(pg_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/* The last thread of a process exits (not its leader: a leader may exit
+ * first while other threads go on taking ports). do_exit() counts the
+ * thread out of signal->live before this tracepoint. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(pg_exit, struct task_struct *p)
 {
-	if (p->pid != p->tgid)
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
 	task_event_emit(PG_KIND_EXIT, p);
 	return 0;

@@ -18,6 +18,26 @@
 /* args: the raw argv block (NUL separated), as /proc/PID/cmdline has it. */
 #define PG_ARGS_LIMIT 4096 /* power of two */
 
+/* Numbers both sides use (the kernel's uapi values). */
+#define PG_AF_INET 2
+#define PG_AF_INET6 10
+/* pg_sock_event.proto: the port space the port is in. MPTCP subflows take
+ * their ports from TCP's (proto TCP, flag PG_F_MPTCP). */
+#define PG_IPPROTO_TCP 6
+#define PG_IPPROTO_UDP 17
+#define PG_IPPROTO_SCTP 132
+#define PG_IPPROTO_UDPLITE 136
+#define PG_IPPROTO_MPTCP 262 /* sk_protocol of an MPTCP socket (not a port space) */
+/* TCP states (include/net/tcp_states.h) */
+#define PG_TCP_SYN_SENT 2
+#define PG_TCP_FIN_WAIT1 4
+#define PG_TCP_FIN_WAIT2 5
+#define PG_TCP_TIME_WAIT 6
+#define PG_TCP_CLOSE 7
+#define PG_TCP_LISTEN 10
+#define PG_TCP_CLOSING 11
+#define PG_TCP_NEW_SYN_RECV 12
+
 /* Record kinds: first byte of every record. */
 enum pg_kind {
 	PG_KIND_ASSIGN = 1,
@@ -44,6 +64,11 @@ enum pg_sock_flags {
 	PG_F_EPHEMERAL = 1 << 0, /* the kernel chose the port */
 	PG_F_KERNEL = 1 << 1,    /* assigned in kernel context, no user process */
 	PG_F_TIMEWAIT = 1 << 2,  /* release: the port lives on in TIME_WAIT */
+	PG_F_LATE = 1 << 3,      /* assign: the port was taken earlier, unseen; this is
+				  * its first sight (ts and task are the sighting's) */
+	PG_F_MPTCP = 1 << 4,     /* the socket is an MPTCP subflow */
+	PG_F_CLOSER = 1 << 5,    /* release: pid, tid, comm, thread name the task whose
+				  * close() let the port go */
 };
 
 /* pg_exec_event.flags */
@@ -62,6 +87,7 @@ enum pg_counter {
 	PG_CNT_DROP_STORAGE,   /* socket storage could not be allocated */
 	PG_CNT_DROP_PENDING,   /* udp connect could not be remembered until syscall exit */
 	PG_CNT_FILTERED,       /* assignments hidden by the kernel-side filters */
+	PG_CNT_DROP_PROC,      /* exec/fork/exit records lost: their ring was full */
 	PG_CNT_MAX,
 };
 
@@ -69,7 +95,7 @@ enum pg_counter {
 struct pg_sock_event {
 	__u8 kind;       /* pg_kind */
 	__u8 how;        /* pg_how */
-	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 proto;      /* PG_IPPROTO_TCP, _UDP or _UDPLITE: the port space */
 	__u8 family;     /* AF_INET or AF_INET6 */
 	__u16 flags;     /* pg_sock_flags */
 	__u8 state;      /* TCP state: current (existing) or previous (release) */
@@ -77,11 +103,11 @@ struct pg_sock_event {
 	__u64 ts_ns;     /* CLOCK_BOOTTIME */
 	__u64 cookie;    /* socket cookie */
 	__u64 cgroup_id; /* cgroup v2 id of the task */
-	__u32 pid;       /* tgid */
+	__u32 pid;       /* tgid; release: the closer's, with PG_F_CLOSER */
 	__u32 tid;
 	__u32 ppid;
 	__u32 uid;
-	__u32 netns;     /* network namespace inode */
+	__u32 netns;     /* the socket's network namespace inode */
 	__u16 lport;
 	__u16 rport;
 	__u64 ino;       /* socket inode (existing only) */
@@ -105,6 +131,7 @@ struct pg_task_event {
 	char comm[PG_COMM_LEN];
 };
 
+/* Sent only up to args + args_len: no byte of an earlier exec goes out. */
 struct pg_exec_event {
 	struct pg_task_event task;
 	__u16 exe_len;  /* bytes used in exe */

@@ -25,14 +25,20 @@ static __always_inline void set_netns(struct pg_sock_event *e, struct net *net)
 	net_port_range(net, &e->range_lo, &e->range_hi);
 }
 
+static __always_inline bool task_is_kthread(struct task_struct *t)
+{
+	return BPF_CORE_READ(t, flags) & PG_PF_KTHREAD;
+}
+
 /* Fill the attribution fields of e from the current task. A kernel thread is
- * marked PG_F_KERNEL and left unattributed. */
+ * marked PG_F_KERNEL and left unattributed. The namespace is the socket's,
+ * set by the caller: a task may have moved (setns) since it made the socket. */
 static __always_inline void fill_current_task(struct pg_sock_event *e)
 {
 	struct task_struct *t = current_task();
 	struct task_struct *leader;
 
-	if (BPF_CORE_READ(t, flags) & PG_PF_KTHREAD) {
+	if (task_is_kthread(t)) {
 		e->flags |= PG_F_KERNEL;
 		return;
 	}
@@ -41,7 +47,6 @@ static __always_inline void fill_current_task(struct pg_sock_event *e)
 	e->tid = BPF_CORE_READ(t, pid);
 	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
 	e->uid = BPF_CORE_READ(t, cred, uid.val);
-	set_netns(e, BPF_CORE_READ(t, nsproxy, net_ns));
 	e->cgroup_id = task_cgroup_id(t);
 	BPF_CORE_READ_STR_INTO(&e->thread, t, comm);
 	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);

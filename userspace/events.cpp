@@ -7,7 +7,21 @@
 
 namespace portghost {
 
-std::string_view to_string(Proto p) { return p == Proto::Tcp ? "tcp" : "udp"; }
+std::string_view to_string(Proto p) {
+  switch (p) {
+    case Proto::Tcp: return "tcp";
+    case Proto::Udp: return "udp";
+    case Proto::UdpLite: return "udplite";
+  }
+  return "?";
+}
+
+std::optional<Proto> proto_from_string(std::string_view s) {
+  if (s == "tcp") return Proto::Tcp;
+  if (s == "udp") return Proto::Udp;
+  if (s == "udplite") return Proto::UdpLite;
+  return std::nullopt;
+}
 std::string_view to_string(Family f) { return f == Family::Ipv4 ? "ipv4" : "ipv6"; }
 
 std::string_view to_string(How h) {
@@ -83,8 +97,8 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
     case PG_KIND_EXHAUSTED: e.kind = SockEvent::Kind::Exhausted; break;
     default: e.kind = SockEvent::Kind::Existing; break;
   }
-  if (r.proto != 6 && r.proto != 17) return std::nullopt;
-  if (r.family != 2 && r.family != 10) return std::nullopt;
+  if (r.proto != PG_IPPROTO_TCP && r.proto != PG_IPPROTO_UDP && r.proto != PG_IPPROTO_UDPLITE) return std::nullopt;
+  if (r.family != PG_AF_INET && r.family != PG_AF_INET6) return std::nullopt;
   if (r.how > PG_HOW_FASTOPEN) return std::nullopt;
   e.how = static_cast<How>(r.how);
   e.proto = static_cast<Proto>(r.proto);
@@ -149,11 +163,13 @@ std::optional<Event> decode(const void* data, size_t size) {
       return decode_task(r);
     }
     case PG_KIND_EXEC: {
-      if (size < sizeof(pg_exec_event)) return std::nullopt;
+      // sent up to the end of its args, no further
+      if (size < kExecHeadSize) return std::nullopt;
       const auto* r = static_cast<const pg_exec_event*>(data);
+      if (size < kExecHeadSize + r->args_len || r->args_len > sizeof r->args) return std::nullopt;
       TaskEvent t = decode_task(r->task);
       size_t exe_len = r->exe_len < sizeof r->exe ? r->exe_len : sizeof r->exe;
-      size_t args_len = r->args_len < sizeof r->args ? r->args_len : sizeof r->args;
+      size_t args_len = r->args_len;
       t.exe = exe_from_components(r->exe, exe_len);
       if ((r->flags & PG_X_EXE_TRUNCATED) && !t.exe.empty()) t.exe = "/..." + t.exe;
       t.cmdline = cmdline_from_args(r->args, args_len);

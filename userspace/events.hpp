@@ -35,12 +35,18 @@ static_assert(offsetof(pg_task_event, comm) == 24);
 static_assert(offsetof(pg_exec_event, exe_len) == 40);
 static_assert(offsetof(pg_exec_event, exe) == 48);
 static_assert(sizeof(pg_exec_event) == 48 + PG_EXE_BUF + PG_ARGS_LIMIT);
+// An exec record is sent up to its args' end: this much at least.
+constexpr size_t kExecHeadSize = offsetof(pg_exec_event, args);
+static_assert(kExecHeadSize == 48 + PG_EXE_BUF);
 
-enum class Proto : uint8_t { Tcp = 6, Udp = 17 };
-enum class Family : uint8_t { Ipv4 = 2, Ipv6 = 10 };
+// The port space: TCP (MPTCP subflows included), UDP, UDP-Lite.
+enum class Proto : uint8_t { Tcp = PG_IPPROTO_TCP, Udp = PG_IPPROTO_UDP, UdpLite = PG_IPPROTO_UDPLITE };
+enum class Family : uint8_t { Ipv4 = PG_AF_INET, Ipv6 = PG_AF_INET6 };
 enum class How : uint8_t { None = 0, Bind = 1, Connect = 2, Listen = 3, Sendmsg = 4, Fastopen = 5 };
 
 std::string_view to_string(Proto p);
+// "tcp", "udp", "udplite" -> Proto; nullopt for anything else.
+std::optional<Proto> proto_from_string(std::string_view s);
 std::string_view to_string(Family f);
 std::string_view to_string(How h);
 

@@ -139,12 +139,16 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   // Elsewhere: at the syscall exits. One world or the other, never both.
   bool fexit = cfg.allow_fentry && fentry_can_attach(btf, "inet_autobind") &&
                fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port") &&
-               fentry_can_attach(btf, "inet_dgram_connect");
+               fentry_can_attach(btf, "inet_dgram_connect") && fentry_can_attach(btf, "inet_hash_connect");
   for (auto* p : {s->progs.pg_autobind_enter, s->progs.pg_autobind_exit, s->progs.pg_csk_get_port_exit,
-                  s->progs.pg_udp_get_port_exit, s->progs.pg_dgram_connect_exit})
+                  s->progs.pg_udp_get_port_exit, s->progs.pg_dgram_connect_exit, s->progs.pg_hash_connect_exit})
     bpf_program__set_autoload(p, fexit);
+  // the autobind's fexit sees every datagram send's port, failed sends too
+  bpf_program__set_autoload(s->progs.pg_sendmsg4, !fexit);
+  bpf_program__set_autoload(s->progs.pg_sendmsg6, !fexit);
   bool exit_connect = !fexit && tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
   bool udp_connect = fexit || exit_connect;
+  s->rodata->targ_connect_exit = exit_connect;
   bpf_program__set_autoload(s->progs.pg_exit_connect, exit_connect);
   bool exit_bind = !fexit && tracepoint_exists("syscalls", "sys_exit_bind");
   bool exit_sends = !fexit && pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
@@ -157,10 +161,16 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   bpf_program__set_autoload(s->progs.pg_exit_listen, exit_listen);
 
   paths_ = {
-      {"tcp connect(): port chosen", "sockops TCP_CONNECT_CB"},
+      {"tcp connect(): port chosen", fexit ? "fexit/inet_hash_connect, sockops TCP_CONNECT_CB" : "sockops TCP_CONNECT_CB"},
+      {"tcp connect() with TCP_FASTOPEN_CONNECT",
+       fexit          ? "fexit/inet_hash_connect"
+       : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
+                      : "sockops TCP_CONNECT_CB (at the first write)"},
       {"bind(): port given or chosen", "cgroup/post_bind4, cgroup/post_bind6"},
       {"listen() on an unbound socket", "sockops TCP_LISTEN_CB"},
-      {"udp send on an unbound socket", "cgroup/sendmsg4, cgroup/sendmsg6"},
+      {"udp send on an unbound socket", fexit ? "fexit/inet_autobind" : "cgroup/sendmsg4, cgroup/sendmsg6"},
+      {"udp send whose autobind succeeds but the send fails",
+       fexit ? "fexit/inet_autobind" : "late: cgroup/connect4/6, cgroup/sendmsg4/6 or cgroup/sock_release"},
       {"udp connect()", fexit          ? "cgroup/connect4, cgroup/connect6 + fexit/inet_dgram_connect"
                         : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
                                        : ""},
@@ -185,6 +195,14 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     if (!exit_listen) uncaught_.push_back("listen() finding no free port: no syscall tracepoint or bpf_task_pt_regs");
     uncaught_.push_back("udp connect() finding no free port: no fexit on inet_autobind");
     uncaught_.push_back("io_uring bind, listen or send finding no free port: no fexit on the port allocators");
+    uncaught_.push_back(
+        "a port taken through the 32-bit syscall ABI finding no free port: syscall tracepoints ignore compat syscalls");
+    uncaught_.push_back(
+        "udp connect() through the 32-bit syscall ABI or io_uring: recorded late (at a later connect, send to an "
+        "address or the close), without the connect's time");
+    uncaught_.push_back(
+        "udp send whose autobind succeeds but the send fails: recorded late (at a later connect, send to an address "
+        "or the close), without that send's time");
   }
   if (!udp_connect) {
     bpf_program__set_autoload(s->progs.pg_connect4, false);
@@ -204,8 +222,11 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     bpf_program__set_autoload(s->progs.pg_iter_udp, false);
     uncaught_.push_back("udp sockets holding ports before start: no udp socket iterator");
   }
-  uncaught_.push_back("tcp sockets bound before start but neither listening nor connected (no kernel list has them)");
-  if (!fexit) uncaught_.push_back("udp connect() through io_uring, until the socket sends to an explicit address");
+  uncaught_.push_back(
+      "tcp sockets bound before start but neither listening nor connected (no kernel list has them), until their "
+      "close (recorded late)");
+  uncaught_.push_back("udp-lite sockets holding ports before start: the socket iterators list tcp and udp only");
+  uncaught_.push_back("sctp: its ports are taken outside the inet bind hooks");
 
   // ---- load
   int err = portghost_bpf__load(s);
@@ -241,17 +262,32 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     hooks_.push_back(sec);
   }
 
+  // Process records have their own ring, so exec traffic never crowds out a
+  // port record. Taken before every port record: the exec or fork that a
+  // port's holder went through was committed before the port was taken.
+  auto proc_cb = [](void* ctx, void* data, size_t size) -> int {
+    static_cast<RingCtx*>(ctx)->cb(data, size);
+    return 0;
+  };
+  proc_ring_.reset(ring_buffer__new(bpf_map__fd(s->maps.proc_events), proc_cb, ring_ctx_.get(), nullptr));
+  if (!proc_ring_) throw FatalError(errno_text("cannot set up the process ring buffer", errno));
+  ring_ctx_->proc = proc_ring_.get();
   auto ring_cb = [](void* ctx, void* data, size_t size) -> int {
     auto* c = static_cast<RingCtx*>(ctx);
+    ring_buffer__consume(c->proc);
     c->cb(data, size);
     return ++c->batch >= kBatch ? kBatchFull : 0;
   };
   ring_.reset(ring_buffer__new(bpf_map__fd(s->maps.events), ring_cb, ring_ctx_.get(), nullptr));
   if (!ring_) throw FatalError(errno_text("cannot set up the ring buffer", errno));
+
+  // ---- arm: every hook is attached, so each assign has its release hook
+  __atomic_store_n(&s->bss->pg_armed, true, __ATOMIC_SEQ_CST);
 }
 
 int Probes::poll(int timeout_ms) {
   ring_ctx_->batch = 0;
+  ring_buffer__consume(proc_ring_.get());
   int n = ring_buffer__poll(ring_.get(), timeout_ms);
   if (n < 0 && n != kBatchFull) return n;
   if (n != kBatchFull) {  // the timer woke us, not the kernel: take what waits
@@ -263,6 +299,7 @@ int Probes::poll(int timeout_ms) {
 
 int Probes::drain() {
   ring_ctx_->batch = 0;
+  ring_buffer__consume(proc_ring_.get());
   int n = ring_buffer__consume(ring_.get());
   if (n < 0 && n != kBatchFull) return n;
   return ring_ctx_->batch;
@@ -291,6 +328,7 @@ Counters Probes::counters() const {
   c.drop_storage = sum[PG_CNT_DROP_STORAGE];
   c.drop_pending = sum[PG_CNT_DROP_PENDING];
   c.filtered = sum[PG_CNT_FILTERED];
+  c.drop_proc = sum[PG_CNT_DROP_PROC];
   return c;
 }
 

@@ -35,8 +35,8 @@ struct PathHook {
 
 struct Counters {
   uint64_t assign = 0, release = 0, proc = 0;
-  uint64_t drop_ringbuf = 0, drop_storage = 0, drop_pending = 0, filtered = 0;
-  uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending; }
+  uint64_t drop_ringbuf = 0, drop_storage = 0, drop_pending = 0, filtered = 0, drop_proc = 0;
+  uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending + drop_proc; }
 };
 
 class Probes {
@@ -90,11 +90,13 @@ class Probes {
   struct RingCtx {
     Callback cb;
     int batch = 0;
+    ring_buffer* proc = nullptr;  // taken before every port record
   };
   std::unique_ptr<RingCtx> ring_ctx_;  // stable address for libbpf's ctx
   std::unique_ptr<portghost_bpf, SkelDeleter> skel_;
   std::vector<Link> links_;
   Link iter_tcp_, iter_udp_;
+  std::unique_ptr<ring_buffer, RingDeleter> proc_ring_;  // exec/fork/exit: before ring_
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   UniqueFd cgroup_fd_;
   std::vector<std::string> hooks_, uncaught_;

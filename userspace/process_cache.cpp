@@ -42,12 +42,31 @@ void ProcessCache::on_event(const TaskEvent& t) {
       ProcInfo info = parent ? *parent : ProcInfo{};
       info.comm = t.comm;
       info.ppid = t.ppid;
+      info.exited_boot_ns = 0;
       put(t.pid, std::move(info));
       break;
     }
-    case TaskEvent::Kind::Exit:
-      procs_.erase(t.pid);
+    case TaskEvent::Kind::Exit: {
+      auto it = procs_.find(t.pid);
+      if (it == procs_.end()) break;
+      if (!it->second) {
+        procs_.erase(it);
+        break;
+      }
+      it->second->exited_boot_ns = t.ts_boot_ns ? t.ts_boot_ns : 1;
+      exits_.emplace_back(it->second->exited_boot_ns, t.pid);
       break;
+    }
+  }
+}
+
+void ProcessCache::expire(uint64_t boot_ns) {
+  while (!exits_.empty() && exits_.front().first < boot_ns) {
+    auto [ts, pid] = exits_.front();
+    exits_.pop_front();
+    auto it = procs_.find(pid);
+    // only the process that exited then: the pid may have been reused since
+    if (it != procs_.end() && it->second && it->second->exited_boot_ns == ts) procs_.erase(it);
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -18,6 +19,7 @@ struct ProcInfo {
   std::string cmdline;
   std::string comm;
   uint32_t ppid = 0;
+  uint64_t exited_boot_ns = 0;  // its last thread exited then (0: alive)
 };
 
 class ProcessCache {
@@ -26,6 +28,10 @@ class ProcessCache {
       : proc_root_(std::move(proc_root)), max_entries_(max_entries) {}
 
   void on_event(const TaskEvent& t);
+  // Forgets the processes that exited before `boot_ns`. An exit is not
+  // forgotten when it is read: process records have their own ring, so port
+  // records the process made before it exited may still be on their way.
+  void expire(uint64_t boot_ns);
   // Reads every /proc/PID (exe, cmdline, comm, ppid). Returns processes read.
   size_t seed();
   // Cached entry; for an unknown pid one /proc read (negative results kept).
@@ -41,6 +47,7 @@ class ProcessCache {
   std::string proc_root_;
   size_t max_entries_;
   std::unordered_map<uint32_t, std::optional<ProcInfo>> procs_;
+  std::deque<std::pair<uint64_t, uint32_t>> exits_;  // (exit time, pid), in reading order
 };
 
 }  // namespace portghost

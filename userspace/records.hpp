@@ -34,12 +34,18 @@ struct PortRecord {
   std::optional<uint64_t> cgroup_id;
   std::optional<std::string_view> container;
   bool kernel = false;
+  bool late = false;   // assign: first sight of a port taken earlier, unseen
+  bool mptcp = false;  // an MPTCP subflow's port (proto tcp)
   std::optional<std::string_view> state;  // existing: tcp state
   // exhausted: ports this (netns, proto) held at that moment, as far as seen
   std::optional<uint64_t> held;
   // release
   std::optional<uint64_t> duration_ns;
   bool timewait = false;
+  // release: the task whose close() let the port go (not always the holder:
+  // a socket passed over SCM_RIGHTS or inherited across fork)
+  std::optional<uint32_t> closer_pid, closer_tid;
+  std::optional<std::string_view> closer_comm;
 };
 
 struct StartRecord {

@@ -100,6 +100,10 @@ void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string&
     opt_u(o, "duration_ns", r.duration_ns);
     opt_u(o, "pid", r.pid);
     o.opt_str("comm", r.comm).boolean("timewait", r.timewait);
+    opt_u(o, "closer_pid", r.closer_pid);
+    opt_u(o, "closer_tid", r.closer_tid);
+    o.opt_str("closer_comm", r.closer_comm);
+    if (r.mptcp) o.boolean("mptcp", true);
     if (!host.empty()) o.str("host", host);
     o.close();
     return;
@@ -114,6 +118,8 @@ void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string&
     o.null("ephemeral");
   attribution(o, r);
   if (r.state) o.ascii("state", *r.state);
+  if (r.late) o.boolean("late", true);
+  if (r.mptcp) o.boolean("mptcp", true);
   if (!host.empty()) o.str("host", host);
   o.close();
 }

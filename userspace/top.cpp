@@ -66,7 +66,7 @@ std::string TopSink::render(uint64_t now_ns) {
       std::snprintf(rng, sizeof rng, "%u-%u", range.first, range.second);
     }
     std::snprintf(line, sizeof line, "%-12u %-5s %6llu  %-15s %s\n", key.first,
-                  key.second == static_cast<int>(Proto::Tcp) ? "tcp" : "udp", static_cast<unsigned long long>(n.held),
+                  std::string(to_string(static_cast<Proto>(key.second))).c_str(), static_cast<unsigned long long>(n.held),
                   rng, occ);
     s += line;
   }
@@ -87,7 +87,7 @@ std::string TopSink::render(uint64_t now_ns) {
   for (const auto& [since, h] : oldest) {
     std::string dur = h->existing ? "> " + format_duration(now_ns - since) : format_duration(now_ns - since);
     std::snprintf(line, sizeof line, "%-8s %-16s %-5s %5u  %s\n", h->pid ? std::to_string(h->pid).c_str() : "-",
-                  printable(h->comm).c_str(), h->proto == Proto::Tcp ? "tcp" : "udp", h->lport, dur.c_str());
+                  printable(h->comm).c_str(), std::string(to_string(h->proto)).c_str(), h->lport, dur.c_str());
     s += line;
   }
   return s;

@@ -170,6 +170,8 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       PortRecord r = base_record(e, PortRecord::Type::Assign);
       r.how = e.how;
       r.ephemeral = e.has(PG_F_EPHEMERAL);
+      r.late = e.has(PG_F_LATE);
+      r.mptcp = e.has(PG_F_MPTCP);
       attribute_task(r, e);
       emit(r, kAssign);
       check_occupancy(e);
@@ -192,6 +194,12 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       r.pid = m->pid;
       r.comm = m->comm;
       r.timewait = e.has(PG_F_TIMEWAIT);
+      r.mptcp = e.has(PG_F_MPTCP);
+      if (e.has(PG_F_CLOSER)) {
+        r.closer_pid = e.pid;
+        r.closer_tid = e.tid;
+        r.closer_comm = e.comm;
+      }
       // an unknown holder cannot be checked against owner filters
       if (!m->pid && (filters_.pid || filters_.comm || filters_.cgroup || filters_.netns)) return;
       if (!m->pid && (r.lport < filters_.port_lo || r.lport > filters_.port_hi ||
@@ -219,12 +227,13 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
   PortRecord r = base_record(e, PortRecord::Type::Existing);
   if (e.proto == Proto::Tcp) {
     r.state = tcp_state_name(e.state);
-    if (e.state == 10 /* LISTEN */) {
+    if (e.state == PG_TCP_LISTEN) {
       r.raddr.reset();
       r.rport.reset();
     }
   }
   r.uid = e.uid;
+  r.mptcp = e.has(PG_F_MPTCP);
   std::optional<uint32_t> pid;
   if (auto it = owners.find(e.ino); e.ino && it != owners.end()) pid = it->second;
   attribute(r, e, pid);
@@ -304,7 +313,8 @@ void print_probe_report(const Probes& probes, Output& out) {
   out.flush();
 }
 
-constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
+constexpr int kDrainMs = 100;
+constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;  // a quiet system still delivers within ~100 ms
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 
 }  // namespace
@@ -393,6 +403,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       if (c.drop_ringbuf > last.drop_ringbuf) l.by_reason["ring_buffer_full"] = c.drop_ringbuf - last.drop_ringbuf;
       if (c.drop_storage > last.drop_storage) l.by_reason["socket_storage"] = c.drop_storage - last.drop_storage;
       if (c.drop_pending > last.drop_pending) l.by_reason["pending_connect"] = c.drop_pending - last.drop_pending;
+      if (c.drop_proc > last.drop_proc) l.by_reason["proc_ring_full"] = c.drop_proc - last.drop_proc;
       if (unwritten > unwritten_reported) l.by_reason["write_failed"] = unwritten - unwritten_reported;
       unwritten_reported = unwritten;
       sink.lost(l);
@@ -402,8 +413,13 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
 
   std::string reason = "signal";
   while (!stop.load()) {
+    uint64_t polled_from = BootClock::now_boot_ns();
     int n = probes.poll(kDrainMs);
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
+    // the ring was emptied: every port record made before polled_from is
+    // read, so processes that exited before then (less a margin for records
+    // reserved but not yet committed) can be forgotten
+    if (n >= 0 && n < Probes::kBatch && polled_from > kExitGraceNs) procs.expire(polled_from - kExitGraceNs);
     report_lost();
     sink.flush();
     if (reopen && reopen->exchange(false)) {

@@ -222,7 +222,13 @@ TEST(Decode, TooShortRecordsAreRejected) {
   EXPECT_TRUE(decode(&t, sizeof t).has_value());
 
   auto x = raw_exec();
-  EXPECT_FALSE(decode(x.get(), sizeof(pg_exec_event) - 1).has_value());
+  // an exec is sent up to the end of its args: no shorter
+  x->args_len = 10;
+  EXPECT_FALSE(decode(x.get(), kExecHeadSize + 9).has_value());
+  EXPECT_TRUE(decode(x.get(), kExecHeadSize + 10).has_value());
+  x->args_len = 0;
+  EXPECT_FALSE(decode(x.get(), kExecHeadSize - 1).has_value());
+  EXPECT_TRUE(decode(x.get(), kExecHeadSize).has_value());
   // the head of an exec alone (a task-sized record) is not an exec
   EXPECT_FALSE(decode(x.get(), sizeof(pg_task_event)).has_value());
   EXPECT_TRUE(decode(x.get(), sizeof(pg_exec_event)).has_value());
@@ -342,11 +348,24 @@ TEST(Decode, ExecLengthsAreClampedToTheBuffers) {
   std::memset(r->exe, 'e', sizeof r->exe);  // one component filling the buffer
   r->exe_len = 0xffff;
   std::memset(r->args, 'a', sizeof r->args);
-  r->args_len = 0xffff;
+  r->args_len = PG_ARGS_LIMIT;
   auto ev = decode(r.get(), sizeof *r);
   ASSERT_TRUE(ev.has_value());
   EXPECT_EQ(as_task(ev).exe, "/" + std::string(PG_EXE_BUF, 'e'));
   EXPECT_EQ(as_task(ev).cmdline, std::string(PG_ARGS_LIMIT, 'a'));
+  // args longer than the buffer, or than the record, are refused, not read
+  r->args_len = PG_ARGS_LIMIT + 1;
+  EXPECT_FALSE(decode(r.get(), sizeof *r).has_value());
+}
+
+TEST(Decode, ExecArgsAreReadOnlyUpToTheirLength) {
+  auto r = raw_exec();
+  std::memcpy(r->args, "ls\0-l\0", 6);
+  r->args_len = 6;
+  std::memset(r->args + 6, 'X', 100);  // what an earlier exec left in the kernel's scratch
+  auto ev = decode(r.get(), kExecHeadSize + 6);
+  ASSERT_TRUE(ev.has_value());
+  EXPECT_EQ(as_task(ev).cmdline, "ls -l");
 }
 
 TEST(DecodeHelpers, ExeFromComponents) {

@@ -106,7 +106,15 @@ TEST(ProcessCache, ExitErases) {
   c.on_event(exec_ev(400, 1, "a", "/bin/a", "a"));
   c.on_event(exec_ev(401, 1, "b", "/bin/b", "b"));
   EXPECT_EQ(c.size(), 2u);
-  c.on_event(task(TaskEvent::Kind::Exit, 400, 1, "a"));
+  TaskEvent exit = task(TaskEvent::Kind::Exit, 400, 1, "a");
+  exit.ts_boot_ns = 5000;
+  c.on_event(exit);
+  // port records it made before exiting may still be on their way
+  ASSERT_NE(c.lookup(400), nullptr);
+  EXPECT_EQ(c.lookup(400)->exe, "/bin/a");
+  c.expire(5000);
+  EXPECT_EQ(c.size(), 2u) << "exited at 5000, not before";
+  c.expire(5001);
   EXPECT_EQ(c.size(), 1u);
   EXPECT_EQ(c.lookup(400), nullptr) << "gone, and not in /proc either";
   ASSERT_NE(c.lookup(401), nullptr);
@@ -114,6 +122,19 @@ TEST(ProcessCache, ExitErases) {
   // exit of a pid never seen is harmless
   c.on_event(task(TaskEvent::Kind::Exit, 999, 1, "x"));
   EXPECT_NE(c.lookup(401), nullptr);
+}
+
+TEST(ProcessCache, AReusedPidIsNotForgottenWithTheProcessThatExited) {
+  TempDir root;
+  ProcessCache c(root.path());
+  c.on_event(exec_ev(400, 1, "a", "/bin/a", "a"));
+  TaskEvent exit = task(TaskEvent::Kind::Exit, 400, 1, "a");
+  exit.ts_boot_ns = 100;
+  c.on_event(exit);
+  c.on_event(exec_ev(400, 1, "b", "/bin/b", "b"));  // the pid comes back
+  c.expire(1000);
+  ASSERT_NE(c.lookup(400), nullptr);
+  EXPECT_EQ(c.lookup(400)->exe, "/bin/b");
 }
 
 TEST(ProcessCache, UnknownPidFallsBackToProc) {

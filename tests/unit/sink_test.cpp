@@ -88,8 +88,10 @@ std::vector<std::string> words(const std::string& s) {
 const std::vector<std::string> kAssignKeys = {
     "type", "ts",  "ts_ns", "sock", "proto", "family",  "laddr", "lport", "raddr",     "rport",     "how",   "ephemeral",
     "pid",  "tid", "ppid",  "uid",  "comm",  "thread", "exe",   "cmdline", "netns", "cgroup_id", "container", "kernel"};
-const std::vector<std::string> kReleaseKeys = {"type",  "ts",    "ts_ns", "sock",        "proto", "family", "laddr",
-                                               "lport", "raddr", "rport", "duration_ns", "pid",   "comm",   "timewait"};
+const std::vector<std::string> kReleaseKeys = {"type",       "ts",         "ts_ns",      "sock",   "proto",
+                                               "family",     "laddr",      "lport",      "raddr",  "rport",
+                                               "duration_ns", "pid",       "comm",       "timewait", "closer_pid",
+                                               "closer_tid", "closer_comm"};
 
 }  // namespace
 
@@ -140,8 +142,24 @@ TEST(JsonSink, ReleaseRecordKeyOrderAndValues) {
   EXPECT_EQ(line,
             R"({"type":"release","ts":"2026-11-22T00:35:25.660368961Z","ts_ns":1795307725660368961,"sock":12345,)"
             R"("proto":"tcp","family":"ipv4","laddr":"10.0.0.5","lport":49152,"raddr":"93.184.216.34","rport":443,)"
-            R"("duration_ns":1500000,"pid":4242,"comm":"curl","timewait":true})"
+            R"("duration_ns":1500000,"pid":4242,"comm":"curl","timewait":true,"closer_pid":null,"closer_tid":null,)"
+            R"("closer_comm":null})"
             "\n");
+}
+
+TEST(JsonSink, ReleaseNamesTheCloserApartFromTheHolder) {
+  PortRecord r = release_record();
+  r.closer_pid = 5151;
+  r.closer_tid = 5152;
+  r.closer_comm = "sshd";
+  r.mptcp = true;
+  JValue v = parse_line(JsonSink::render(r));
+  EXPECT_EQ(v.at("pid").u64(), 4242u) << "the holder stays the holder";
+  EXPECT_EQ(v.at("comm").str(), "curl");
+  EXPECT_EQ(v.at("closer_pid").u64(), 5151u);
+  EXPECT_EQ(v.at("closer_tid").u64(), 5152u);
+  EXPECT_EQ(v.at("closer_comm").str(), "sshd");
+  EXPECT_TRUE(v.at("mptcp").boolean());
 }
 
 TEST(JsonSink, ReleaseWithUnknownHolderHasNulls) {
@@ -154,7 +172,8 @@ TEST(JsonSink, ReleaseWithUnknownHolderHasNulls) {
   r.timewait = false;
   JValue v = parse_line(JsonSink::render(r));
   EXPECT_EQ(v.keys(), kReleaseKeys);
-  for (const char* k : {"raddr", "rport", "duration_ns", "pid", "comm"}) EXPECT_TRUE(v.at(k).is_null()) << k;
+  for (const char* k : {"raddr", "rport", "duration_ns", "pid", "comm", "closer_pid", "closer_tid", "closer_comm"})
+    EXPECT_TRUE(v.at(k).is_null()) << k;
   EXPECT_FALSE(v.at("timewait").boolean());
 }
 
