@@ -33,6 +33,15 @@ std::optional<std::string_view> component_id(std::string_view comp, std::string_
   return comp.substr(prefix.size(), comp.size() - prefix.size() - suffix.size());
 }
 
+bool is_decimal(std::string_view s) {
+  if (s.empty() || s.size() > 10) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+std::string user_prefix(std::string_view uid) { return "user-" + std::string(uid) + "/"; }
+
 uint64_t mono_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -52,12 +61,15 @@ std::optional<std::string> container_from_cgroup_path(std::string_view path) {
       {"systemd-nspawn@", ".service", "nspawn", false}, {"machine-", ".scope", "nspawn", false},
   };
   std::optional<std::string> found;
-  std::string_view parent;
+  std::string_view parent, user;  // user: uid of the user@UID.service the path is in
   size_t i = 0;
   while (i < path.size()) {
     size_t j = path.find('/', i);
     if (j == std::string_view::npos) j = path.size();
     std::string_view comp = path.substr(i, j - i);
+    // systemd delegates user@UID.service to that user: whatever is below
+    // it, the user made (rootless Docker and Podman live there)
+    if (auto uid = component_id(comp, "user@", ".service"); uid && user.empty() && is_decimal(*uid)) user = *uid;
     for (const auto& p : patterns) {
       auto id = component_id(comp, p.prefix, p.suffix);
       if (id && (!p.hex || is_hex_id(*id))) found = std::string(p.runtime) + "://" + std::string(*id);
@@ -72,6 +84,7 @@ std::optional<std::string> container_from_cgroup_path(std::string_view path) {
     parent = comp;
     i = j + 1;
   }
+  if (found && !user.empty()) return user_prefix(user) + *found;
   return found;
 }
 
@@ -193,10 +206,34 @@ std::optional<uint64_t> CgroupResolver::id_of_pid(uint32_t pid, const std::strin
   return std::nullopt;
 }
 
+// A directory on the way that a user owns (another owner than the root's)
+// is theirs to fill with any name (delegation, or a chown): a container
+// named below it is that user's.
+std::optional<std::string> CgroupResolver::container_at(const std::string& rel) const {
+  auto found = container_from_cgroup_path(rel);
+  if (!found || found->rfind("user-", 0) == 0) return found;
+  struct stat top {};
+  if (stat(root_.c_str(), &top) != 0) return found;
+  std::string dir = root_;
+  size_t i = 1;
+  while (i <= rel.size()) {
+    size_t j = rel.find('/', i);
+    if (j == std::string::npos) j = rel.size();
+    if (j > i) {
+      dir += "/" + rel.substr(i, j - i);
+      struct stat st {};
+      if (stat(dir.c_str(), &st) == 0 && st.st_uid != top.st_uid)
+        return user_prefix(std::to_string(st.st_uid)) + *found;
+    }
+    i = j + 1;
+  }
+  return found;
+}
+
 std::optional<std::string> CgroupResolver::container_of(uint64_t id) {
   auto p = path_of(id);
   if (!p) return std::nullopt;
-  return container_from_cgroup_path(*p);
+  return container_at(*p);
 }
 
 const std::string* CgroupResolver::container_ref(uint64_t id) {
@@ -205,7 +242,7 @@ const std::string* CgroupResolver::container_ref(uint64_t id) {
     auto p = path_of(id);
     if (!p) return nullptr;  // not found (yet): not remembered
     if (containers_.size() >= kMaxContainers) containers_.clear();
-    it = containers_.emplace(id, container_from_cgroup_path(*p)).first;
+    it = containers_.emplace(id, container_at(*p)).first;
   }
   return it->second ? &*it->second : nullptr;
 }

@@ -11,7 +11,9 @@
 namespace portghost {
 
 // "docker://<id>", "containerd://<id>", "cri-o://<id>", "podman://<id>",
-// "nspawn://<machine>" from a cgroup path, or nullopt.
+// "nspawn://<machine>" from a cgroup path, or nullopt. Below a user's
+// delegated user@UID.service the name says whose it is: "user-UID/podman://<id>"
+// (rootless containers live there, and so could a forged system name).
 std::optional<std::string> container_from_cgroup_path(std::string_view path);
 
 // Finds the cgroup v2 mount in /proc/mounts (nullopt if none).
@@ -33,6 +35,9 @@ class CgroupResolver {
 
  private:
   void rescan();
+  // The container of a path below the root, "user-UID/..." when a directory
+  // on the way is owned by a user.
+  std::optional<std::string> container_at(const std::string& rel) const;
   std::optional<std::string> path_by_handle(uint64_t id) const;
   std::string root_;
   static constexpr size_t kMaxGone = 65536;

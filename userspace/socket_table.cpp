@@ -2,14 +2,40 @@
 
 namespace portghost {
 
-void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
-  uint64_t key = count_key(it->second.netns, it->second.proto);
-  auto c = counts_.find(key);
-  if (c != counts_.end() && --c->second == 0) counts_.erase(c);
-  if (it->second.ephemeral_range) {
-    auto r = in_range_counts_.find(key);
-    if (r != in_range_counts_.end() && --r->second == 0) in_range_counts_.erase(r);
+namespace {
+void count_down(std::unordered_map<uint64_t, uint64_t>& m, uint64_t key) {
+  auto c = m.find(key);
+  if (c != m.end() && --c->second == 0) m.erase(c);
+}
+}  // namespace
+
+void SocketTable::port_ref(uint32_t netns, Proto p, uint16_t port) {
+  PortUse& u = ports_[port_key(netns, p, port)];
+  if (u.refs++ > 0) return;
+  uint64_t key = count_key(netns, p);
+  counts_[key]++;
+  u.in_range = in_range_ && in_range_(netns, port);
+  if (u.in_range) in_range_counts_[key]++;
+}
+
+void SocketTable::port_unref(uint32_t netns, Proto p, uint16_t port) {
+  auto it = ports_.find(port_key(netns, p, port));
+  if (it == ports_.end() || --it->second.refs > 0) return;
+  uint64_t key = count_key(netns, p);
+  count_down(counts_, key);
+  if (it->second.in_range) count_down(in_range_counts_, key);
+  ports_.erase(it);
+}
+
+void SocketTable::advance(uint64_t boot_ns) {
+  while (!timewait_.empty() && timewait_.front().until_boot_ns <= boot_ns) {
+    port_unref(timewait_.front().netns, Proto::Tcp, timewait_.front().port);
+    timewait_.pop_front();
   }
+}
+
+void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
+  port_unref(it->second.netns, it->second.proto, it->second.lport);
   held_.erase(it);
 }
 
@@ -23,10 +49,7 @@ void SocketTable::insert(uint64_t cookie, Holder h) {
     erase(held_.begin());
     evicted_++;
   }
-  uint64_t key = count_key(h.netns, h.proto);
-  counts_[key]++;
-  h.ephemeral_range = in_range_ && in_range_(h.netns, h.lport);
-  if (h.ephemeral_range) in_range_counts_[key]++;
+  port_ref(h.netns, h.proto, h.lport);
   held_.emplace(cookie, std::move(h));
 }
 
@@ -93,6 +116,14 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   }
   Holder h = std::move(it->second);
   erase(it);
+  // the active closer's port stays taken in TIME_WAIT (releases come in
+  // time order closely enough: the ones out of order expire a little late)
+  if (e.has(PG_F_TIMEWAIT) && h.proto == Proto::Tcp) {
+    port_ref(h.netns, h.proto, h.lport);
+    uint64_t until = e.ts_boot_ns + kTimeWaitNs;
+    if (!timewait_.empty() && until < timewait_.back().until_boot_ns) until = timewait_.back().until_boot_ns;
+    timewait_.push_back({until, h.netns, h.lport});
+  }
   if (h.hidden) return std::nullopt;
   if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
   r.pid = h.pid;

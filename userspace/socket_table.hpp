@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -27,7 +28,6 @@ class SocketTable {
     uint16_t rport = 0;
     Proto proto = Proto::Tcp;
     uint32_t netns = 0;
-    bool ephemeral_range = false;  // lport inside its namespace's ephemeral range
   };
 
   // What a release is matched to.
@@ -54,10 +54,17 @@ class SocketTable {
   std::optional<Release> release(const SockEvent& e);
 
   const Holder* find(uint64_t cookie) const;
-  // Ports held now in a network namespace for a protocol, as far as seen;
-  // and of those, the ones inside the namespace's ephemeral range.
+  // Distinct ports held now in a network namespace for a protocol, as far
+  // as seen (an SO_REUSEPORT group or a listener's many children are one
+  // port; a tcp port in TIME_WAIT is held until it expires); and of those,
+  // the ones inside the namespace's ephemeral range.
   uint64_t held_in(uint32_t netns, Proto proto) const;
   uint64_t held_in_range(uint32_t netns, Proto proto) const;
+  // The kernel's time has reached boot_ns: TIME_WAIT ports older than
+  // kTimeWaitNs are free again.
+  void advance(uint64_t boot_ns);
+  // TCP_TIMEWAIT_LEN: how long the kernel keeps a closed port in TIME_WAIT.
+  static constexpr uint64_t kTimeWaitNs = 60'000'000'000ULL;
   // Tells whether a port is in a namespace's ephemeral range (default: never).
   void set_range_check(std::function<bool(uint32_t netns, uint16_t port)> f) { in_range_ = std::move(f); }
   size_t size() const { return held_.size(); }
@@ -67,12 +74,27 @@ class SocketTable {
   void insert(uint64_t cookie, Holder h);
   void erase(std::unordered_map<uint64_t, Holder>::iterator it);
   static uint64_t count_key(uint32_t netns, Proto p) { return (uint64_t{netns} << 8) | static_cast<uint8_t>(p); }
+  static uint64_t port_key(uint32_t netns, Proto p, uint16_t port) { return count_key(netns, p) << 16 | port; }
+  // One more or one less reason for (netns, proto, port) to be taken.
+  void port_ref(uint32_t netns, Proto p, uint16_t port);
+  void port_unref(uint32_t netns, Proto p, uint16_t port);
 
+  struct PortUse {
+    uint32_t refs = 0;  // holders and TIME_WAIT entries
+    bool in_range = false;
+  };
   size_t max_entries_;
   uint64_t evicted_ = 0;
   std::unordered_map<uint64_t, Holder> held_;
-  std::unordered_map<uint64_t, uint64_t> counts_;           // by count_key
+  std::unordered_map<uint64_t, PortUse> ports_;             // by port_key
+  std::unordered_map<uint64_t, uint64_t> counts_;           // distinct ports, by count_key
   std::unordered_map<uint64_t, uint64_t> in_range_counts_;  // by count_key
+  struct TimeWait {
+    uint64_t until_boot_ns;
+    uint32_t netns;
+    uint16_t port;
+  };
+  std::deque<TimeWait> timewait_;  // in order of expiry
   std::function<bool(uint32_t, uint16_t)> in_range_;
 };
 

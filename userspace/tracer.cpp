@@ -163,6 +163,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
   // the kernel's range at the event wins, before the table counts the port:
   // a namespace may reuse a gone one's inode number, or its range changed
   if (e.range_hi && warn_percent_) ranges_[e.netns] = {e.range_lo, e.range_hi};
+  table_.advance(e.ts_boot_ns);
   switch (e.kind) {
     case SockEvent::Kind::Assign: {
       // the kernel filtered assigns already: nothing is hidden here

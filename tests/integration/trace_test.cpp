@@ -223,8 +223,9 @@ TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
 // where the kernel has it, else the syscall exits; never both (a failure
 // would be written twice). PG_EXPECT_WORLD names the one this kernel must use.
 namespace {
-const std::set<std::string> kFexitHooks = {"fentry/inet_autobind", "fexit/inet_autobind", "fexit/inet_csk_get_port",
-                                           "fexit/udp_lib_get_port", "fexit/inet_dgram_connect"};
+const std::set<std::string> kFexitHooks = {"fentry/inet_autobind",   "fexit/inet_autobind",
+                                           "fexit/inet_csk_get_port", "fexit/udp_lib_get_port",
+                                           "fexit/inet_dgram_connect", "fexit/inet_hash_connect"};
 const std::set<std::string> kExitHooks = {"tracepoint/syscalls/sys_exit_bind", "tracepoint/syscalls/sys_exit_listen",
                                           "tracepoint/syscalls/sys_exit_sendto", "tracepoint/syscalls/sys_exit_connect"};
 size_t count_hooks(const Json& start, const std::set<std::string>& names) {

@@ -276,3 +276,41 @@ TEST(SocketTable, EvictionWhenFullIsCounted) {
   EXPECT_EQ(t.size(), 2u);
   EXPECT_EQ(t.evicted(), 3u) << "existing holders count against the bound too";
 }
+
+TEST(SocketTable, HeldCountsDistinctPortsNotSockets) {
+  SocketTable t;
+  t.set_range_check([](uint32_t, uint16_t port) { return port >= 40000; });
+  for (uint64_t c = 1; c <= 3; c++) ASSERT_TRUE(t.assign(assign_ev(c, 40000, c, 1)));  // an SO_REUSEPORT group
+  ASSERT_TRUE(t.assign(assign_ev(4, 40001, 4, 1)));
+  ASSERT_TRUE(t.assign(assign_ev(5, 80, 5, 1)));
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 3u);
+  EXPECT_EQ(t.held_in_range(0, Proto::Tcp), 2u);
+  t.release(release_ev(1, 40000, 10));
+  t.release(release_ev(2, 40000, 11));
+  EXPECT_EQ(t.held_in_range(0, Proto::Tcp), 2u) << "one socket of the group still holds 40000";
+  t.release(release_ev(3, 40000, 12));
+  EXPECT_EQ(t.held_in_range(0, Proto::Tcp), 1u);
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 2u);
+}
+
+TEST(SocketTable, ATimeWaitPortIsHeldUntilItExpires) {
+  SocketTable t;
+  ASSERT_TRUE(t.assign(assign_ev(1, 40000, 1'000, 1)));
+  SockEvent rel = release_ev(1, 40000, 2'000);
+  rel.flags |= PG_F_TIMEWAIT;
+  ASSERT_TRUE(t.release(rel).has_value());
+  EXPECT_EQ(t.size(), 0u) << "the socket is gone";
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 1u) << "its port is not";
+  // a new socket may take it again meanwhile (tcp_tw_reuse): still one port
+  ASSERT_TRUE(t.assign(assign_ev(2, 40000, 3'000, 1)));
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 1u);
+  t.release(release_ev(2, 40000, 4'000));
+  t.advance(2'000 + SocketTable::kTimeWaitNs - 1);
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 1u);
+  t.advance(2'000 + SocketTable::kTimeWaitNs);
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 0u);
+  // a release without TIME_WAIT frees the port at once
+  ASSERT_TRUE(t.assign(assign_ev(3, 40002, 5'000, 1)));
+  t.release(release_ev(3, 40002, 6'000));
+  EXPECT_EQ(t.held_in(0, Proto::Tcp), 0u);
+}

@@ -1,0 +1,219 @@
+// Root integration tests of what surrounds a port record: the process
+// records that name its holder, the start-up of the trace, and container
+// names. Each runs a tracer of its own.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "harness.hpp"
+#include "portghost.h"
+
+using namespace pgtest;
+
+namespace {
+
+int udp_send_and_close(uint64_t* cookie = nullptr) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(9);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int rc = static_cast<int>(sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof a));
+  if (cookie) *cookie = sock_cookie(fd);
+  close(fd);
+  return rc;
+}
+
+// Forks and execs path with argv, waits for it.
+int run(const std::vector<std::string>& argv) {
+  pid_t p = fork();
+  if (p == 0) {
+    std::vector<char*> v;
+    for (const auto& a : argv) v.push_back(const_cast<char*>(a.c_str()));
+    v.push_back(nullptr);
+    execv(v[0], v.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(p, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+class Lifecycle : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto r = skip_reason()) GTEST_SKIP() << *r;
+  }
+};
+
+}  // namespace
+
+// Item 8: exec records have a ring of their own: no exec traffic can make
+// a port record be dropped.
+TEST_F(Lifecycle, ExecTrafficCannotCrowdOutAPortRecord) {
+  Tracer tr({"--no-existing", "--ring-buffer-mb", "1"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(kill(tr.pid(), SIGSTOP), 0);
+  // 1,500 execs: with exec records in the port ring (4.9 KB each) this
+  // filled a 1 MiB ring several times over
+  std::string arg(2000, 'Q');
+  for (int i = 0; i < 1500; i++) ASSERT_EQ(run({"/bin/true", arg}), 0);
+  uint64_t cookie = 0;
+  ASSERT_EQ(udp_send_and_close(&cookie), 1);
+  ASSERT_EQ(kill(tr.pid(), SIGCONT), 0);
+  auto a = tr.wait_for(is("assign", cookie));
+  auto r = tr.wait_for(is("release", cookie));
+  EXPECT_EQ(tr.stop(), 0);
+  EXPECT_TRUE(a) << "the assign was crowded out by exec records";
+  EXPECT_TRUE(r) << "the release was crowded out by exec records";
+  for (const auto& l : tr.all([](const Json& j) { return j["type"] == "lost"; }))
+    EXPECT_FALSE(l["reasons"].contains("ring_buffer_full")) << l.dump();
+}
+
+// Item 8: an exec record carries its own argv only, never bytes an earlier
+// exec left in the kernel's per-CPU scratch.
+TEST_F(Lifecycle, ExecRecordsEndWithTheirOwnArguments) {
+  char tmpl[] = "/tmp/portghost-raw-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dump = std::string(tmpl) + "/raw";
+  {
+    Tracer tr({"--no-existing", "--raw-dump", dump});
+    ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+    ASSERT_EQ(run({"/bin/true", std::string(3000, 'Q')}), 0);
+    ASSERT_EQ(run({"/bin/true", "short"}), 0);
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(tr.stop(), 0);
+  }
+  std::ifstream f(dump, std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(all.compare(0, 7, "PGRAW2\n"), 0);
+  size_t execs = 0, shorts = 0;
+  for (size_t off = 7; off + 4 <= all.size();) {
+    uint32_t len = static_cast<uint8_t>(all[off]) | static_cast<uint8_t>(all[off + 1]) << 8 |
+                   static_cast<uint8_t>(all[off + 2]) << 16 | static_cast<uint32_t>(static_cast<uint8_t>(all[off + 3])) << 24;
+    off += 4;
+    ASSERT_LE(off + len, all.size());
+    const char* rec = all.data() + off;
+    if (len >= sizeof(pg_exec_event) - PG_ARGS_LIMIT && rec[0] == PG_KIND_EXEC) {
+      pg_exec_event head{};
+      std::memcpy(&head, rec, sizeof head - PG_ARGS_LIMIT);
+      execs++;
+      EXPECT_EQ(len, sizeof head - PG_ARGS_LIMIT + head.args_len) << "an exec record goes past its args";
+      std::string args(rec + sizeof head - PG_ARGS_LIMIT, len - (sizeof head - PG_ARGS_LIMIT));
+      if (args.find("short") != std::string::npos) {
+        shorts++;
+        EXPECT_EQ(args.find('Q'), std::string::npos) << "another exec's argv leaked into this record";
+      }
+    }
+    off += len;
+  }
+  EXPECT_GE(execs, 2u);
+  EXPECT_EQ(shorts, 1u);
+  std::string cmd = std::string("rm -rf '") + tmpl + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+// Item 10: the leader thread exits first; the process goes on and takes a
+// port later. Its exe and cmdline must still be known.
+TEST_F(Lifecycle, APortTakenAfterTheLeaderThreadExitedKeepsExeAndCmdline) {
+  Tracer tr({"--no-existing"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    dup2(p[1], STDOUT_FILENO);
+    execl(PG_FIRE_BIN, PG_FIRE_BIN, "leader-exit", "9", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(p[1]);
+  char buf[64] = {};
+  ASSERT_GT(read(p[0], buf, sizeof buf - 1), 0);
+  close(p[0]);
+  waitpid(child, nullptr, 0);
+  unsigned port = 0;
+  unsigned long long cookie = 0;
+  ASSERT_EQ(sscanf(buf, "%u %llu", &port, &cookie), 2) << buf;
+  auto a = tr.wait_for(is("assign", cookie));
+  ASSERT_TRUE(a);
+  EXPECT_EQ((*a)["pid"], child);
+  EXPECT_EQ((*a)["exe"], PG_FIRE_BIN) << a->dump();
+  EXPECT_EQ((*a)["cmdline"], std::string(PG_FIRE_BIN) + " leader-exit 9") << a->dump();
+  EXPECT_EQ(tr.stop(), 0);
+}
+
+// Item 11: every hook is live before any record goes out, so no socket can
+// be assigned while its release hook is not attached yet.
+TEST_F(Lifecycle, PortsTakenWhileTheTraceStartsAreAllReleased) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ops{0};
+  std::thread churn([&] {
+    while (!stop.load()) {
+      if (udp_send_and_close() == 1) ops++;
+    }
+  });
+  std::this_thread::sleep_for(50ms);
+  Tracer tr({"--no-existing", "--comm", process_comm()});
+  bool started = tr.wait_started();
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  churn.join();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(tr.stop(), 0);
+  ASSERT_TRUE(started) << tr.stderr_text();
+  std::map<uint64_t, int> open;
+  uint64_t assigns = 0;
+  for (const auto& r : tr.records()) {
+    if (r["type"] == "assign") {
+      open[r["sock"].get<uint64_t>()]++;
+      assigns++;
+    }
+    if (r["type"] == "release") open.erase(r["sock"].get<uint64_t>());
+    if (r["type"] == "stop") {
+      EXPECT_EQ(r["lost"], 0) << r.dump();
+    }
+  }
+  EXPECT_GT(assigns, 100u) << "the churn did not overlap the trace: the test did not test";
+  EXPECT_TRUE(open.empty()) << open.size() << " of " << assigns << " assigns were never released";
+}
+
+// Item 14: a cgroup a user may create (below their delegated user@UID.service,
+// or a directory they own) cannot pass for a system container.
+TEST_F(Lifecycle, AContainerNameInAUsersSubtreeSaysWhoseItIs) {
+  std::string root = cgroup2_root();
+  if (root.empty()) GTEST_SKIP() << "no cgroup v2 mount";
+  Tracer tr({"--no-existing"});
+  ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+  const std::string id = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+  std::string base = root + "/portghost-forge-" + std::to_string(getpid());
+  std::string user = base + "/user@4242.service";
+  std::string forged = user + "/docker-" + id + ".scope";
+  std::string owned = base + "/docker-" + id + ".scope";  // outside user@, but the user's directory
+  for (const auto& d : {base, user, forged, owned}) ASSERT_EQ(mkdir(d.c_str(), 0755), 0) << d << ": " << strerror(errno);
+  ASSERT_EQ(chown(owned.c_str(), 4343, 4343), 0);
+  uint64_t in_user = udp_send_from_cgroup(forged);
+  uint64_t in_owned = udp_send_from_cgroup(owned);
+  auto a = tr.wait_for(is("assign", in_user));
+  auto b = tr.wait_for(is("assign", in_owned));
+  EXPECT_EQ(tr.stop(), 0);
+  for (const auto& d : {forged, owned, user, base}) rmdir(d.c_str());
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_EQ((*a)["container"], "user-4242/docker://" + id) << a->dump();
+  EXPECT_EQ((*b)["container"], "user-4343/docker://" + id) << b->dump();
+}
