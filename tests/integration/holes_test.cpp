@@ -297,14 +297,27 @@ TEST_F(Holes, RefusedConnectsWriteNoExhaustedRecord) {
 
 // Item 4: with TCP_FASTOPEN_CONNECT, connect() takes the port and returns;
 // TCP_CONNECT_CB waits for the first write.
-TEST_F(Holes, FastOpenConnectClosedBeforeWritingIsAnAssignNotAnExhaustion) {
-  Listener l;
+namespace {
+// A TFO connect that the kernel defers to the first write: no cookie is
+// needed (TCP_FASTOPEN_NO_COOKIE), so no SYN goes out in connect().
+int fastopen_connect(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
-  if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) != 0)
-    GTEST_SKIP() << "no TCP_FASTOPEN_CONNECT: " << strerror(errno);
-  auto dst = loop4(l.port);
-  ASSERT_EQ(connect(fd, sa(dst), sizeof dst), 0);
+  EXPECT_EQ(setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one), 0) << strerror(errno);
+  EXPECT_EQ(setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, &one, sizeof one), 0) << strerror(errno);
+  auto dst = loop4(port);
+  EXPECT_EQ(connect(fd, sa(dst), sizeof dst), 0) << strerror(errno);
+  tcp_info ti{};
+  socklen_t len = sizeof ti;
+  EXPECT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+  EXPECT_EQ(ti.tcpi_state, TCP_SYN_SENT) << "the connect was not deferred: the path under test is gone";
+  return fd;
+}
+}  // namespace
+
+TEST_F(Holes, FastOpenConnectClosedBeforeWritingIsAnAssignNotAnExhaustion) {
+  Listener l;
+  int fd = fastopen_connect(l.port);
   uint16_t port = local_port(fd);
   ASSERT_NE(port, 0);
   uint64_t cookie = sock_cookie(fd);
@@ -323,12 +336,7 @@ TEST_F(Holes, FastOpenConnectClosedBeforeWritingIsAnAssignNotAnExhaustion) {
 
 TEST_F(Holes, FastOpenConnectIsAttributedToTheConnectNotToTheWriter) {
   Listener l;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) != 0)
-    GTEST_SKIP() << "no TCP_FASTOPEN_CONNECT: " << strerror(errno);
-  auto dst = loop4(l.port);
-  ASSERT_EQ(connect(fd, sa(dst), sizeof dst), 0);
+  int fd = fastopen_connect(l.port);
   uint64_t cookie = sock_cookie(fd);
   uint64_t connected_unix_ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
