@@ -56,6 +56,11 @@ struct pg_sk_state {
 	__u16 req_port; /* the port the last bind() asked for */
 	__u16 flags;    /* pg_sk_flags */
 	__u16 _pad;
+	/* what the assign said, so that a release still names it when the
+	 * consumer's table no longer holds the socket */
+	__u32 holder_pid;
+	__u32 _pad1;
+	__u64 assigned_ns;
 	/* tcp: who released the file, for the release at CLOSE (often later,
 	 * in softirq, where the current task is anyone's) */
 	__u32 closer_pid;

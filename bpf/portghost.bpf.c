@@ -215,6 +215,8 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 	if (st) {
 		st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING);
 		st->port = e->lport;
+		st->holder_pid = e->pid;
+		st->assigned_ns = e->ts_ns;
 	}
 	counter_inc(PG_CNT_ASSIGN);
 	event_submit(e, sizeof(*e), e->ts_ns);
@@ -784,8 +786,11 @@ static __always_inline void fill_closer(struct pg_sock_event *e)
 
 static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
 {
-	if (st)
+	if (st) {
 		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
+		e->holder = st->holder_pid;
+		e->ino = st->assigned_ns;
+	}
 	counter_inc(PG_CNT_RELEASE);
 	event_submit(e, sizeof(*e), e->ts_ns);
 }

@@ -110,14 +110,14 @@ struct pg_sock_event {
 	__u32 netns;     /* the socket's network namespace inode */
 	__u16 lport;
 	__u16 rport;
-	__u64 ino;       /* socket inode (existing only) */
+	__u64 ino;       /* existing: socket inode; release: its assign's ts_ns (0: unknown) */
 	__u8 laddr[16];  /* IPv4 in the first 4 bytes */
 	__u8 raddr[16];
 	char comm[PG_COMM_LEN];   /* thread-group leader */
 	char thread[PG_COMM_LEN]; /* the task itself */
 	__u16 range_lo;  /* the namespace's ephemeral range (ip_local_port_range) */
 	__u16 range_hi;  /* at the event; 0 when not read */
-	__u32 _pad1;
+	__u32 holder;    /* release: the pid its assign named (0: unknown, or a kernel thread) */
 };
 
 /* fork / exit, and the head of exec. */

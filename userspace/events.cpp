@@ -119,7 +119,12 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
     e.range_lo = r.range_lo;
     e.range_hi = r.range_hi;
   }
-  e.ino = r.ino;
+  if (e.kind == SockEvent::Kind::Release) {
+    e.assigned_boot_ns = r.ino;
+    e.holder = r.holder;
+  } else {
+    e.ino = r.ino;
+  }
   e.laddr = format_addr(e.family, r.laddr);
   if (r.rport != 0 || !addr_is_unspecified(e.family, r.raddr)) e.raddr = format_addr(e.family, r.raddr);
   e.comm = from_cstr(r.comm, sizeof r.comm);

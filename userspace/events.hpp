@@ -65,6 +65,10 @@ struct SockEvent {
   uint16_t lport = 0, rport = 0;
   uint16_t range_lo = 0, range_hi = 0;  // the namespace's ephemeral range; 0: not read
   uint64_t ino = 0;
+  // release: what the kernel's socket state says of its assign (0: unknown),
+  // for a socket the consumer's table no longer holds
+  uint64_t assigned_boot_ns = 0;
+  uint32_t holder = 0;
   std::string laddr, raddr;  // textual; raddr empty when unset
   std::string comm, thread;
 

@@ -115,6 +115,7 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     return r;
   }
   Holder h = std::move(it->second);
+  r.matched = true;
   erase(it);
   // the active closer's port stays taken in TIME_WAIT (releases come in
   // time order closely enough: the ones out of order expire a little late)

@@ -32,6 +32,7 @@ class SocketTable {
 
   // What a release is matched to.
   struct Release {
+    bool matched = false;                 // the table held the socket
     std::optional<uint64_t> duration_ns;  // null: the assign was not seen
     std::optional<uint32_t> pid;          // the assigner
     std::optional<std::string> comm;

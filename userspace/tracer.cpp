@@ -194,6 +194,14 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       r.duration_ns = m->duration_ns;
       r.pid = m->pid;
       r.comm = m->comm;
+      // not in the table (evicted, or its assign was lost): the kernel's
+      // socket state still knows who took the port, and when
+      if (!m->matched && e.holder) {
+        r.pid = e.holder;
+        if (const ProcInfo* p = procs_.lookup(e.holder)) r.comm = p->comm;
+      }
+      if (!m->matched && e.assigned_boot_ns && e.ts_boot_ns >= e.assigned_boot_ns)
+        r.duration_ns = e.ts_boot_ns - e.assigned_boot_ns;
       r.timewait = e.has(PG_F_TIMEWAIT);
       r.mptcp = e.has(PG_F_MPTCP);
       if (e.has(PG_F_CLOSER)) {

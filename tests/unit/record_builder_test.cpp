@@ -256,6 +256,24 @@ TEST_F(Builder, ReleaseOfANeverSeenSocketWithAPortHasNullDurationAndOwner) {
   EXPECT_TRUE(r[0].at("comm").is_null());
 }
 
+TEST_F(Builder, AReleaseTheTableLostStillNamesItsHolderFromTheKernel) {
+  // the table evicted the socket (or its assign was lost): the kernel's
+  // socket state still says who took the port, and when
+  pgtest::write_file(proc_ / "4242/cmdline", "curl\0-s\0"s);
+  pgtest::write_file(proc_ / "4242/comm", "curl\n");
+  pgtest::write_file(proc_ / "4242/stat", "4242 (curl) S 1 1 1");
+  SockEvent rel = release_ev(57, 40001, 9'000, 77);
+  rel.comm = "closer";
+  rel.holder = 4242;
+  rel.assigned_boot_ns = 1'000;
+  feed(rel);
+  auto r = records();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].at("pid").u64(), 4242u);
+  EXPECT_EQ(r[0].at("comm").str(), "curl");
+  EXPECT_EQ(r[0].at("duration_ns").u64(), 8'000u);
+}
+
 TEST_F(Builder, DuplicateAssignIsDropped) {
   feed(assign_ev(8, 5000, 10, 1, "a"));
   feed(assign_ev(8, 5000, 20, 1, "a"));
