@@ -33,6 +33,9 @@ const volatile bool targ_connect_exit = false;
 /* Set by userspace once every program is attached: before, none produces a
  * record, so no assign can go out while its release hook is not yet live. */
 volatile bool pg_armed = false;
+/* Set by userspace around a run of the tcp/udp iterators that only lists
+ * which sockets are alive (reconciliation): no state is touched then. */
+volatile bool pg_iter_liveness = false;
 /* Set by userspace when it stops: from then on nothing new is produced, so
  * its final drain ends even under a flood (faster than detaching hooks). */
 volatile bool pg_stopping = false;

@@ -934,6 +934,16 @@ static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk,
 	struct pg_sock_event e = {};
 	struct pg_sk_state *st;
 
+	if (pg_iter_liveness) {
+		/* alive: its cookie is all the consumer needs */
+		e.kind = PG_KIND_EXISTING;
+		e.proto = proto;
+		e.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		e.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		if (e.cookie)
+			bpf_seq_write(seq, &e, sizeof(e));
+		return;
+	}
 	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (st) {
 		if (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING))
@@ -972,7 +982,9 @@ int pg_iter_tcp(struct bpf_iter__tcp *ctx)
 	key.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
 	key.port = skc->skc_num;
 	/* listeners come first: a later socket on a listener's port is its child */
-	if (state == TCP_LISTEN)
+	if (pg_iter_liveness)
+		;
+	else if (state == TCP_LISTEN)
 		bpf_map_update_elem(&iter_listeners, &key, &one, BPF_ANY);
 	else if (bpf_map_lookup_elem(&iter_listeners, &key))
 		return 0;
@@ -988,6 +1000,25 @@ int pg_iter_udp(struct bpf_iter__udp *ctx)
 	if (!up || !up->inet.sk.__sk_common.skc_num)
 		return 0;
 	existing_emit(ctx->meta->seq, (struct sock *)up, PG_IPPROTO_UDP, 0, ctx->uid);
+	return 0;
+}
+
+/* ---- reconciliation: the sockets that still hold a recorded port -----------
+ * Every socket portghost followed has state in sk_state, and the state goes
+ * when the socket is destroyed: this walk lists the live ones, whatever their
+ * namespace. The consumer releases what it holds and this list lacks. */
+SEC("iter/bpf_sk_storage_map")
+int pg_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct pg_sk_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+	__u64 cookie;
+
+	if (!sk || !st || (st->flags & (PG_SK_RELEASED | PG_SK_FILTERED)))
+		return 0;
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (cookie)
+		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
 	return 0;
 }
 

@@ -7,12 +7,12 @@
 set -euo pipefail
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
       libfmt-dev libsimdjson-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config
-      libclang-rt-dev)
+      libclang-rt-dev iproute2)
 if [ "${1:-}" = bench ]; then
   PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps)
 fi
 if [ "${1:-}" = vmtest ]; then
-  PKGS+=(qemu-system-x86 busybox-static cpio xz-utils apt)
+  PKGS+=(qemu-system-x86 busybox-static cpio xz-utils apt iproute2)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

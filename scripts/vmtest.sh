@@ -74,6 +74,10 @@ done
 bins=("$PWD/build/portghost" "$PWD/build/tests/integration_tests" "$PWD/build/tests/pg_fire")
 # the capability-set test runs the tracer under setpriv (util-linux)
 [ -x /usr/bin/setpriv ] && bins+=(/usr/bin/setpriv)
+# the reconciliation test makes a vxlan device with ip(8) (iproute2)
+for ipbin in /usr/bin/ip /usr/sbin/ip /sbin/ip /bin/ip; do
+  if [ -x "$ipbin" ]; then bins+=("$ipbin"); break; fi
+done
 for b in "${bins[@]}"; do
   mkdir -p "$root$(dirname "$b")"
   cp "$b" "$root$b"

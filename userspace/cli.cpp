@@ -102,6 +102,10 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
                     "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
+  trace->add_option("--reconcile", o.reconcile_s,
+                    "Every SEC seconds, release the recorded sockets that are gone without a release (0: never)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")->check(kNonEmpty);
   trace->add_option("--user", o.user,
                     "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")

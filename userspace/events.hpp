@@ -71,6 +71,7 @@ struct SockEvent {
   uint32_t holder = 0;
   std::string laddr, raddr;  // textual; raddr empty when unset
   std::string comm, thread;
+  bool reconciled = false;  // release: made by the consumer, the socket was found gone
 
   bool has(uint16_t flag) const { return (flags & flag) != 0; }
 };

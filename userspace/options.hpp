@@ -43,6 +43,7 @@ struct TraceOptions {
   std::optional<std::string> user;  // --user: drop to this user once attached
   bool fentry = true;                // false: tracepoint hooks even where fentry works
   bool probe_report = false;         // print which hook serves which path, then exit
+  unsigned reconcile_s = 60;         // release recorded sockets gone unseen, this often; 0: never
 };
 
 // Parses "A-B" (or "N") into a port range; nullopt if malformed.

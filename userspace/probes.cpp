@@ -64,6 +64,22 @@ struct VmlinuxBtf {
 
 bool helper_available(bpf_prog_type type, bpf_func_id id) { return libbpf_probe_bpf_helper(type, id, nullptr) > 0; }
 
+// Can an iterator program for this target ("bpf_sk_storage_map") be loaded?
+bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
+  int id = btf.b ? btf__find_by_name_kind(btf.b, ("bpf_iter_" + target).c_str(), BTF_KIND_FUNC) : -1;
+  if (id < 0) return false;
+  const bpf_insn insns[] = {
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
+  };
+  bpf_prog_load_opts opts{};
+  opts.sz = sizeof opts;
+  opts.expected_attach_type = BPF_TRACE_ITER;
+  opts.attach_btf_id = static_cast<uint32_t>(id);
+  UniqueFd prog(bpf_prog_load(BPF_PROG_TYPE_TRACING, nullptr, "GPL", insns, 2, &opts));
+  return static_cast<bool>(prog);
+}
+
 // Can an fentry program be loaded for, and attached to, this kernel
 // function? (Kernels without the trampoline, or that forbid it, say no.)
 bool fentry_can_attach(const VmlinuxBtf& btf, const char* func) {
@@ -222,6 +238,15 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     bpf_program__set_autoload(s->progs.pg_iter_udp, false);
     uncaught_.push_back("udp sockets holding ports before start: no udp socket iterator");
   }
+  // Reconciliation walks the socket storage where the kernel allows it;
+  // elsewhere the tcp and udp iterators in each namespace stand in, which
+  // need privileges (none after --user) and cannot see every socket.
+  if (!iter_can_load(btf, "bpf_sk_storage_map")) {
+    bpf_program__set_autoload(s->progs.pg_iter_live, false);
+    uncaught_.push_back(
+        "releases never seen, found by reconciliation only for udp sockets and tcp ones that connected or listened "
+        "without a bound port, and not after --user: no socket storage iterator");
+  }
   uncaught_.push_back(
       "tcp sockets bound before start but neither listening nor connected (no kernel list has them), until their "
       "close (recorded late)");
@@ -247,13 +272,23 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
         link = bpf_program__attach_cgroup(prog, cgroup_fd_.get());
         break;
       default:
-        if (bpf_program__expected_attach_type(prog) == BPF_TRACE_ITER)
+        if (prog == s->progs.pg_iter_live) {
+          bpf_iter_attach_opts opts{};
+          bpf_iter_link_info info{};
+          info.map.map_fd = static_cast<uint32_t>(bpf_map__fd(s->maps.sk_state));
+          opts.sz = sizeof opts;
+          opts.link_info = &info;
+          opts.link_info_len = sizeof info;
+          link = bpf_program__attach_iter(prog, &opts);
+        } else if (bpf_program__expected_attach_type(prog) == BPF_TRACE_ITER) {
           link = bpf_program__attach_iter(prog, nullptr);
-        else
+        } else
           link = bpf_program__attach(prog);
     }
     if (!link) throw FatalError(errno_text("cannot attach " + sec, errno));
-    if (prog == s->progs.pg_iter_tcp)
+    if (prog == s->progs.pg_iter_live)
+      iter_live_.reset(link);
+    else if (prog == s->progs.pg_iter_tcp)
       iter_tcp_.reset(link);
     else if (prog == s->progs.pg_iter_udp)
       iter_udp_.reset(link);
@@ -332,27 +367,50 @@ Counters Probes::counters() const {
   return c;
 }
 
+namespace {
+// Everything an iterator writes; false when it could not be read whole.
+bool read_iterator(bpf_link* link, std::vector<uint8_t>& out) {
+  UniqueFd fd(bpf_iter_create(bpf_link__fd(link)));
+  if (!fd) {
+    spdlog::warn("{}", errno_text("socket iterator", errno));
+    return false;
+  }
+  uint8_t buf[16384];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      spdlog::warn("{}", errno_text("reading socket iterator", errno));
+      return false;
+    }
+    if (n == 0) return true;
+    out.insert(out.end(), buf, buf + n);
+  }
+}
+}  // namespace
+
 std::vector<uint8_t> Probes::run_iterators() {
   std::vector<uint8_t> out;
-  for (auto* link : {iter_tcp_.get(), iter_udp_.get()}) {
-    if (!link) continue;
-    UniqueFd fd(bpf_iter_create(bpf_link__fd(link)));
-    if (!fd) {
-      spdlog::warn("{}", errno_text("socket iterator", errno));
-      continue;
-    }
-    uint8_t buf[16384];
-    for (;;) {
-      ssize_t n = read(fd.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (n < 0) spdlog::warn("{}", errno_text("reading socket iterator", errno));
-        break;
-      }
-      out.insert(out.end(), buf, buf + n);
-    }
-  }
+  for (auto* link : {iter_tcp_.get(), iter_udp_.get()})
+    if (link) read_iterator(link, out);
   return out;
+}
+
+std::vector<uint8_t> Probes::run_liveness_iterators() {
+  __atomic_store_n(&skel_->bss->pg_iter_liveness, true, __ATOMIC_SEQ_CST);
+  std::vector<uint8_t> out = run_iterators();
+  __atomic_store_n(&skel_->bss->pg_iter_liveness, false, __ATOMIC_SEQ_CST);
+  return out;
+}
+
+std::optional<std::vector<uint64_t>> Probes::live_sockets() {
+  if (!iter_live_) return std::nullopt;
+  std::vector<uint8_t> raw;
+  // a partial list would release live sockets: all or nothing
+  if (!read_iterator(iter_live_.get(), raw)) return std::nullopt;
+  std::vector<uint64_t> cookies(raw.size() / sizeof(uint64_t));
+  std::memcpy(cookies.data(), raw.data(), cookies.size() * sizeof(uint64_t));
+  return cookies;
 }
 
 }  // namespace portghost

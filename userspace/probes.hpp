@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,12 @@ class Probes {
   // Runs the tcp and udp socket iterators in the caller's network namespace
   // and returns the raw records they wrote.
   std::vector<uint8_t> run_iterators();
+  // Cookies of the live sockets that hold a port this trace recorded (in
+  // every namespace); nullopt where the kernel has no such iterator.
+  std::optional<std::vector<uint64_t>> live_sockets();
+  // The same list from the tcp and udp iterators, in the caller's network
+  // namespace only, where the kernel cannot walk socket storage: raw records.
+  std::vector<uint8_t> run_liveness_iterators();
 
  private:
   struct SkelDeleter {
@@ -95,7 +102,7 @@ class Probes {
   std::unique_ptr<RingCtx> ring_ctx_;  // stable address for libbpf's ctx
   std::unique_ptr<portghost_bpf, SkelDeleter> skel_;
   std::vector<Link> links_;
-  Link iter_tcp_, iter_udp_;
+  Link iter_tcp_, iter_udp_, iter_live_;
   std::unique_ptr<ring_buffer, RingDeleter> proc_ring_;  // exec/fork/exit: before ring_
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   UniqueFd cgroup_fd_;

@@ -46,6 +46,7 @@ struct PortRecord {
   // a socket passed over SCM_RIGHTS or inherited across fork)
   std::optional<uint32_t> closer_pid, closer_tid;
   std::optional<std::string_view> closer_comm;
+  bool reconciled = false;  // the socket was found gone: its release was never seen
 };
 
 struct StartRecord {

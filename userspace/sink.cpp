@@ -103,6 +103,7 @@ void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string&
     opt_u(o, "closer_pid", r.closer_pid);
     opt_u(o, "closer_tid", r.closer_tid);
     o.opt_str("closer_comm", r.closer_comm);
+    if (r.reconciled) o.ascii("reason", "reconciled");
     if (r.mptcp) o.boolean("mptcp", true);
     if (!host.empty()) o.str("host", host);
     o.close();

@@ -77,6 +77,7 @@ SocketTable::Holder holder_of(const SockEvent& e, bool existing, bool hidden) {
   h.rport = e.rport;
   h.proto = e.proto;
   h.netns = e.netns;
+  h.how = e.how;
   return h;
 }
 }  // namespace
@@ -138,6 +139,14 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   r.raddr = has_peer ? e.raddr : h.raddr;
   r.rport = has_peer ? e.rport : h.rport;
   return r;
+}
+
+std::vector<uint64_t> SocketTable::gone(const std::unordered_set<uint64_t>& live, uint64_t before_boot_ns,
+                                        const std::function<bool(const Holder&)>& covered) const {
+  std::vector<uint64_t> out;
+  for (const auto& [cookie, h] : held_)
+    if (h.since_boot_ns < before_boot_ns && !live.count(cookie) && covered(h)) out.push_back(cookie);
+  return out;
 }
 
 const SocketTable::Holder* SocketTable::find(uint64_t cookie) const {

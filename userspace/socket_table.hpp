@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "events.hpp"
 
@@ -28,6 +30,7 @@ class SocketTable {
     uint16_t rport = 0;
     Proto proto = Proto::Tcp;
     uint32_t netns = 0;
+    How how = How::None;  // of the assign (None: existing)
   };
 
   // What a release is matched to.
@@ -55,6 +58,11 @@ class SocketTable {
   std::optional<Release> release(const SockEvent& e);
 
   const Holder* find(uint64_t cookie) const;
+  // The sockets held since before `before_boot_ns` whose cookie is not in
+  // `live`: gone without a release the trace saw.
+  // `covered` says which holders the list could have named.
+  std::vector<uint64_t> gone(const std::unordered_set<uint64_t>& live, uint64_t before_boot_ns,
+                             const std::function<bool(const Holder&)>& covered) const;
   // Distinct ports held now in a network namespace for a protocol, as far
   // as seen (an SO_REUSEPORT group or a listener's many children are one
   // port; a tcp port in TIME_WAIT is held until it expires); and of those,

@@ -179,6 +179,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       return;
     }
     case SockEvent::Kind::Release: {
+      if (!e.reconciled && !reconciled_.empty() && reconciled_.erase(e.cookie)) return;
       auto m = table_.release(e);
       if (!warned_.empty()) rearm_occupancy();
       if (!m) return;
@@ -204,6 +205,7 @@ void RecordBuilder::on_sock(const SockEvent& e) {
         r.duration_ns = e.ts_boot_ns - e.assigned_boot_ns;
       r.timewait = e.has(PG_F_TIMEWAIT);
       r.mptcp = e.has(PG_F_MPTCP);
+      r.reconciled = e.reconciled;
       if (e.has(PG_F_CLOSER)) {
         r.closer_pid = e.pid;
         r.closer_tid = e.tid;
@@ -230,6 +232,32 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       return;
     }
   }
+}
+
+size_t RecordBuilder::reconcile(const std::unordered_set<uint64_t>& live, uint64_t listed_boot_ns,
+                                uint64_t now_boot_ns, const std::function<bool(const SocketTable::Holder&)>& covered) {
+  size_t n = 0;
+  for (uint64_t cookie : table_.gone(live, listed_boot_ns, covered)) {
+    const SocketTable::Holder* h = table_.find(cookie);
+    if (!h) continue;
+    SockEvent e{};
+    e.kind = SockEvent::Kind::Release;
+    e.reconciled = true;
+    e.cookie = cookie;
+    e.ts_boot_ns = now_boot_ns;
+    e.proto = h->proto;
+    e.family = h->family;
+    e.netns = h->netns;
+    e.lport = h->lport;
+    e.laddr = h->laddr;
+    on_sock(e);
+    // its own release may still come (a socket the list could not see after
+    // all): the reconciled one stands
+    if (reconciled_.size() >= kMaxReconciled) reconciled_.clear();
+    reconciled_.insert(cookie);
+    n++;
+  }
+  return n;
 }
 
 void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners) {
@@ -306,6 +334,38 @@ void become_unprivileged(const RunAs& who, RecordBuilder& builder, const Probes&
                      "counted; run without --user");
   }
   spdlog::info("running as {} (uid {}, gid {}) with no capabilities", printable(who.name), who.uid, who.gid);
+}
+
+// Sockets recorded as holding a port that the kernel no longer has get the
+// release nobody saw (a kernel socket's, or one lost with a full ring). The
+// list is taken first, then the ring is emptied, so every release produced
+// before the list is read before anything is judged gone.
+void reconcile(Probes& probes, RecordBuilder& builder, bool can_setns) {
+  uint64_t listed = BootClock::now_boot_ns();
+  std::unordered_set<uint64_t> set;
+  // where the kernel cannot walk its socket storage: the tcp and udp tables
+  // of each namespace, which hold udp sockets with a port and tcp ones that
+  // connected or listen, but not a tcp socket only bound, nor udp-lite
+  std::function<bool(const SocketTable::Holder&)> covered = [](const SocketTable::Holder&) { return true; };
+  if (auto live = probes.live_sockets()) {
+    set.insert(live->begin(), live->end());
+  } else if (can_setns) {
+    for (const auto& e : collect_in_all_netns([&] { return probes.run_liveness_iterators(); })) set.insert(e.cookie);
+    covered = [](const SocketTable::Holder& h) {
+      if (h.proto == Proto::Udp) return true;
+      return h.proto == Proto::Tcp && (h.how == How::Connect || h.how == How::Fastopen || h.how == How::Listen);
+    };
+  } else {
+    return;
+  }
+  for (int i = 0;; i++) {
+    int n = probes.drain();
+    if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
+    if (n < Probes::kBatch) break;
+    if (i == 64) return;  // a flood keeps the ring full: another time
+  }
+  if (size_t n = builder.reconcile(set, listed, BootClock::now_boot_ns(), covered))
+    spdlog::info("reconciled {} sockets gone without a release", n);
 }
 
 void print_probe_report(const Probes& probes, Output& out) {
@@ -395,6 +455,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
 
   uint64_t deadline = opt.duration_s ? BootClock::now_boot_ns() + static_cast<uint64_t>(*opt.duration_s * 1e9) : 0;
   uint64_t last_resync = BootClock::now_boot_ns();
+  uint64_t last_reconcile = last_resync;
+  const uint64_t reconcile_ns = uint64_t{opt.reconcile_s} * 1'000'000'000ULL;
   Counters last{};
   uint64_t lost_total = 0;
   uint64_t unwritten_reported = 0;
@@ -436,6 +498,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       spdlog::info("output reopened");
     }
     uint64_t now = BootClock::now_boot_ns();
+    if (reconcile_ns && now - last_reconcile >= reconcile_ns) {
+      last_reconcile = now;
+      reconcile(probes, builder, !ctx.run_as);
+    }
     if (now - last_resync > kResyncNs) {
       builder.clock().resync();
       last_resync = now;

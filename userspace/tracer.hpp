@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 #include <unordered_map>
+#include <unordered_set>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -33,6 +34,14 @@ class RecordBuilder {
   void on_event(const Event& ev);
   // Sockets from before the start; owners maps socket inode -> pid.
   void on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners);
+  // `live`: the sockets the kernel says still hold a recorded port, listed
+  // at `listed_boot_ns`, after which every record produced before was read.
+  // Writes a release (reason "reconciled", at `now_boot_ns`) for each socket
+  // held since before then that the list lacks. Returns how many.
+  // `covered` says which sockets the list could have named (all, where the
+  // kernel walks its socket storage).
+  size_t reconcile(const std::unordered_set<uint64_t>& live, uint64_t listed_boot_ns, uint64_t now_boot_ns,
+                   const std::function<bool(const SocketTable::Holder&)>& covered);
 
   // Records written so far, by type (types with none are left out).
   std::map<std::string, uint64_t> written() const;
@@ -66,6 +75,8 @@ class RecordBuilder {
   BootClock clock_;
   ProcessCache& procs_;
   std::optional<CgroupResolver> cgroups_;
+  static constexpr size_t kMaxReconciled = 65536;
+  std::unordered_set<uint64_t> reconciled_;  // released by reconciliation, not (yet) by the kernel
   SocketTable table_;
   uint64_t written_[kWrittenTypes] = {};
   uint64_t malformed_ = 0;
