@@ -5,6 +5,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -341,8 +342,37 @@ int Probes::drain() {
 }
 
 void Probes::stop_producing() {
+  if (read_only_) return;
   // a store to the mmap-ed .bss: every program sees it at its next run
   __atomic_store_n(&skel_->bss->pg_stopping, true, __ATOMIC_SEQ_CST);
+}
+
+void Probes::make_read_only() {
+  bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) {
+    int fd = bpf_map__fd(map);
+    if (fd < 0 || bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF) continue;
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    check(bpf_obj_get_info_by_fd(fd, &info, &len), std::string("map info of ") + bpf_map__name(map));
+    bpf_get_fd_by_id_opts opts{};
+    opts.sz = sizeof opts;
+    opts.open_flags = BPF_F_RDONLY;
+    UniqueFd ro(bpf_map_get_fd_by_id_opts(info.id, &opts));
+    if (!ro) throw FatalError(errno_text(std::string("read-only descriptor of map ") + bpf_map__name(map), errno));
+    if (map == skel_->maps.bss) {
+      // nothing reads the programs' global data from here on: its mapping
+      // goes (a map cannot be mapped from a read-only descriptor), replaced
+      // in place by inaccessible anonymous memory so that libbpf's unmap at
+      // the end still hits its own range
+      size_t size = (bpf_map__value_size(map) + 4095) & ~size_t{4095};
+      void* at = skel_->bss;
+      if (mmap(at, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != at)
+        throw FatalError(errno_text("unmapping the programs' global data", errno));
+    }
+    if (dup3(ro.get(), fd, O_CLOEXEC) < 0) throw FatalError(errno_text("read-only map descriptor", errno));
+  }
+  read_only_ = true;
 }
 
 Counters Probes::counters() const {

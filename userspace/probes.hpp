@@ -61,8 +61,17 @@ class Probes {
   int drain();
   static constexpr int kBatch = 16384;
   // The kernel produces no new record after this (the hooks stay attached
-  // until destruction, but return at once).
+  // until destruction, but return at once). A no-op once read_only().
   void stop_producing();
+  // Before the privileges go (--user): every map descriptor this process
+  // holds is swapped for a read-only one, and the programs' global data is
+  // mapped again read-only, so that what remains can read the records and
+  // the loss counters but neither silence the kernel side nor zero them.
+  // Throws FatalError. The ring buffers' consumer pages stay writable (the
+  // reader must move its position), and the links stay (closing them
+  // would detach the programs: the log would then just stop).
+  void make_read_only();
+  bool read_only() const { return read_only_; }
   // Throws FatalError when the kernel refuses to read them.
   Counters counters() const;
 
@@ -108,6 +117,7 @@ class Probes {
   UniqueFd cgroup_fd_;
   std::vector<std::string> hooks_, uncaught_;
   std::vector<PathHook> paths_;
+  bool read_only_ = false;
 };
 
 // Routes libbpf's own messages into spdlog (debug when verbose, else warn+).

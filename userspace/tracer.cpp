@@ -321,10 +321,11 @@ std::map<std::string, std::string> filter_summary(const Filters& f) {
 
 // Everything from here on works without privileges: the ring buffer and
 // maps stay open. What needed them is done first: the namespaces' ranges.
-void become_unprivileged(const RunAs& who, RecordBuilder& builder, const Probes& probes) {
+void become_unprivileged(const RunAs& who, RecordBuilder& builder, Probes& probes) {
   std::vector<uint32_t> netns;
   for (const auto& [ns, path] : list_netns()) netns.push_back(ns);
   builder.learn_ranges(netns);
+  probes.make_read_only();
   drop_privileges(who);
   try {
     probes.counters();
@@ -383,7 +384,8 @@ void print_probe_report(const Probes& probes, Output& out) {
 }
 
 constexpr int kDrainMs = 100;
-constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;  // a quiet system still delivers within ~100 ms
+constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;
+constexpr uint64_t kReadOnlyDrainNs = 2'000'000'000ULL;  // a quiet system still delivers within ~100 ms
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 
 }  // namespace
@@ -518,7 +520,12 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   probes.stop_producing();
   uint64_t drain_from = BootClock::now_boot_ns();
   long drained = 0;
-  for (int n; (n = probes.drain()) > 0;) drained += n;
+  for (int n; (n = probes.drain()) > 0;) {
+    drained += n;
+    // read-only (--user), the kernel side cannot be told to stop: a flood
+    // may keep the ring full, so the drain is bounded in time instead
+    if (probes.read_only() && BootClock::now_boot_ns() - drain_from > kReadOnlyDrainNs) break;
+  }
   spdlog::info("stopping ({}): drained {} records in {} ms", reason, drained,
                (BootClock::now_boot_ns() - drain_from) / 1'000'000);
   report_lost();

@@ -2,6 +2,7 @@
 // records that name its holder, the start-up of the trace, and container
 // names. Each runs a tracer of its own.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -293,4 +294,87 @@ TEST_F(Lifecycle, AKernelUdpSocketIsReleasedByReconciliation) {
   EXPECT_EQ(tr.stop(), 0);
   ASSERT_TRUE(r) << "the kernel socket's port is held forever in the log";
   EXPECT_EQ((*r)["reason"], "reconciled");
+}
+
+// Item 15: after --user, the tracer holds no writable map descriptor but the
+// ring buffers' and no writable mapping but their consumer pages: it can no
+// longer stop the kernel side or zero the loss counters.
+TEST_F(Lifecycle, AfterUserOnlyTheRingConsumerPagesStayWritable) {
+  char tmpl[] = "/tmp/portghost-ro-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dir = tmpl;
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  ASSERT_EQ(chown(dir.c_str(), 65534, 65534), 0);
+  std::string log = dir + "/ro.jsonl";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDERR_FILENO);
+    execl(PORTGHOST_BIN, PORTGHOST_BIN, "trace", "--no-existing", "--user", "nobody", "--format", "json", "-o",
+          log.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // the drop comes after the start record: wait for its effect
+  std::string status;
+  for (int i = 0; i < 200; i++) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    status = ss.str();
+    if (status.find("Uid:\t65534") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_NE(status.find("Uid:\t65534"), std::string::npos) << "the tracer did not become nobody";
+  std::this_thread::sleep_for(200ms);
+  std::string proc = "/proc/" + std::to_string(pid);
+  size_t maps_seen = 0, rings = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    char link[256] = {};
+    std::string p = proc + "/fd/" + std::to_string(fd);
+    if (readlink(p.c_str(), link, sizeof link - 1) <= 0 || std::string(link) != "anon_inode:bpf-map") continue;
+    std::ifstream fi(proc + "/fdinfo/" + std::to_string(fd));
+    unsigned flags = 0, type = 0;
+    for (std::string line; std::getline(fi, line);) {
+      if (line.rfind("flags:", 0) == 0) flags = static_cast<unsigned>(std::stoul(line.substr(6), nullptr, 8));
+      if (line.rfind("map_type:", 0) == 0) type = static_cast<unsigned>(std::stoul(line.substr(9)));
+    }
+    maps_seen++;
+    if (type == 27 /* BPF_MAP_TYPE_RINGBUF */) {
+      rings++;
+      continue;
+    }
+    EXPECT_EQ(flags & O_ACCMODE, static_cast<unsigned>(O_RDONLY)) << "map fd " << fd << " (type " << type << ") is writable";
+    EXPECT_TRUE(flags & O_CLOEXEC) << fd;
+  }
+  EXPECT_EQ(rings, 2u);
+  EXPECT_GT(maps_seen, rings);
+  std::ifstream m(proc + "/maps");
+  size_t writable = 0;
+  for (std::string line; std::getline(m, line);) {
+    if (line.find("anon_inode:bpf-map") == std::string::npos || line.find(" rw") == std::string::npos) continue;
+    unsigned long lo = 0, hi = 0;
+    sscanf(line.c_str(), "%lx-%lx", &lo, &hi);
+    EXPECT_EQ(hi - lo, 4096u) << "a writable map mapping other than a consumer page: " << line;
+    writable++;
+  }
+  EXPECT_EQ(writable, 2u) << "one consumer page per ring buffer, nothing else";
+  // it still traces, and still counts losses
+  uint64_t cookie = 0;
+  ASSERT_EQ(udp_send_and_close(&cookie), 1);
+  std::this_thread::sleep_for(500ms);
+  kill(pid, SIGINT);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+  std::ifstream f(log);
+  bool assign = false, stop = false;
+  for (std::string line; std::getline(f, line);) {
+    Json j = Json::parse(line);
+    if (j["type"] == "assign" && j["sock"] == cookie) assign = true;
+    if (j["type"] == "stop") stop = j["lost"] == 0;
+  }
+  EXPECT_TRUE(assign);
+  EXPECT_TRUE(stop);
+  std::string cmd = "rm -rf '" + dir + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
 }
