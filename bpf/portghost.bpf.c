@@ -770,18 +770,25 @@ static __always_inline bool release_due(struct pg_sk_state *st)
 	return st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING);
 }
 
-/* The task that let the port go by closing its last file reference. */
-static __always_inline void fill_closer(struct pg_sock_event *e)
+/* The task that let the port go by closing its last file reference: false
+ * for a kernel thread (no process let it go). */
+static __always_inline bool read_closer(__u32 *pid, __u32 *tid, char *comm, char *thread)
 {
 	struct task_struct *t = current_task();
 
 	if (task_is_kthread(t))
-		return;
-	e->flags |= PG_F_CLOSER;
-	e->pid = BPF_CORE_READ(t, tgid);
-	e->tid = BPF_CORE_READ(t, pid);
-	BPF_CORE_READ_STR_INTO(&e->thread, t, comm);
-	BPF_CORE_READ_STR_INTO(&e->comm, t, group_leader, comm);
+		return false;
+	*pid = BPF_CORE_READ(t, tgid);
+	*tid = BPF_CORE_READ(t, pid);
+	bpf_probe_read_kernel_str(thread, PG_COMM_LEN, &t->comm);
+	bpf_probe_read_kernel_str(comm, PG_COMM_LEN, BPF_CORE_READ(t, group_leader)->comm);
+	return true;
+}
+
+static __always_inline void fill_closer(struct pg_sock_event *e)
+{
+	if (read_closer(&e->pid, &e->tid, e->comm, e->thread))
+		e->flags |= PG_F_CLOSER;
 }
 
 static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
@@ -863,15 +870,8 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 /* Remember who released a tcp socket's file: its port goes later, at CLOSE. */
 static __always_inline void note_closer(struct pg_sk_state *st)
 {
-	struct task_struct *t = current_task();
-
-	if (task_is_kthread(t))
-		return;
-	st->flags |= PG_SK_CLOSED;
-	st->closer_pid = BPF_CORE_READ(t, tgid);
-	st->closer_tid = BPF_CORE_READ(t, pid);
-	BPF_CORE_READ_STR_INTO(&st->closer_thread, t, comm);
-	BPF_CORE_READ_STR_INTO(&st->closer_comm, t, group_leader, comm);
+	if (read_closer(&st->closer_pid, &st->closer_tid, st->closer_comm, st->closer_thread))
+		st->flags |= PG_SK_CLOSED;
 }
 
 /* The last reference to the socket file is gone (never called for kernel

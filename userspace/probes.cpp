@@ -65,39 +65,34 @@ struct VmlinuxBtf {
 
 bool helper_available(bpf_prog_type type, bpf_func_id id) { return libbpf_probe_bpf_helper(type, id, nullptr) > 0; }
 
-// Can an iterator program for this target ("bpf_sk_storage_map") be loaded?
-bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
-  int id = btf.b ? btf__find_by_name_kind(btf.b, ("bpf_iter_" + target).c_str(), BTF_KIND_FUNC) : -1;
-  if (id < 0) return false;
+// Loads a two-instruction tracing program of this attach type for the
+// kernel function (or iterator target) btf_name: whether the kernel allows
+// it at all. Kernels without the trampoline, or that forbid it, say no.
+UniqueFd tracing_prog_for(const VmlinuxBtf& btf, const std::string& btf_name, bpf_attach_type type) {
+  int id = btf.b ? btf__find_by_name_kind(btf.b, btf_name.c_str(), BTF_KIND_FUNC) : -1;
+  if (id < 0) return UniqueFd();
   const bpf_insn insns[] = {
       {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
       {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
   };
   bpf_prog_load_opts opts{};
   opts.sz = sizeof opts;
-  opts.expected_attach_type = BPF_TRACE_ITER;
+  opts.expected_attach_type = type;
   opts.attach_btf_id = static_cast<uint32_t>(id);
-  UniqueFd prog(bpf_prog_load(BPF_PROG_TYPE_TRACING, nullptr, "GPL", insns, 2, &opts));
-  return static_cast<bool>(prog);
+  return UniqueFd(bpf_prog_load(BPF_PROG_TYPE_TRACING, nullptr, "GPL", insns, 2, &opts));
 }
 
-// Can an fentry program be loaded for, and attached to, this kernel
-// function? (Kernels without the trampoline, or that forbid it, say no.)
+// Can an fentry program be loaded for, and attached to, this function?
 bool fentry_can_attach(const VmlinuxBtf& btf, const char* func) {
-  int id = btf.b ? btf__find_by_name_kind(btf.b, func, BTF_KIND_FUNC) : -1;
-  if (id < 0) return false;
-  const bpf_insn insns[] = {
-      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, 0},  // r0 = 0
-      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},                   // exit
-  };
-  bpf_prog_load_opts opts{};
-  opts.sz = sizeof opts;
-  opts.expected_attach_type = BPF_TRACE_FENTRY;
-  opts.attach_btf_id = static_cast<uint32_t>(id);
-  UniqueFd prog(bpf_prog_load(BPF_PROG_TYPE_TRACING, nullptr, "GPL", insns, 2, &opts));
+  UniqueFd prog = tracing_prog_for(btf, func, BPF_TRACE_FENTRY);
   if (!prog) return false;
   UniqueFd link(bpf_link_create(prog.get(), 0, BPF_TRACE_FENTRY, nullptr));
   return static_cast<bool>(link);
+}
+
+// Can an iterator program for this target ("bpf_sk_storage_map") be loaded?
+bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
+  return static_cast<bool>(tracing_prog_for(btf, "bpf_iter_" + target, BPF_TRACE_ITER));
 }
 
 }  // namespace

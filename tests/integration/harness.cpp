@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -241,6 +244,38 @@ std::function<bool(const Json&)> type_port(const std::string& type, uint16_t por
   return [=](const Json& j) {
     return j["type"] == type && j.contains("lport") && j["lport"] == port && j["proto"] == proto;
   };
+}
+
+void enter_netns_with_four_ports() {
+  if (unshare(CLONE_NEWNET) != 0) _exit(3);
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  ifreq ifr{};
+  std::strcpy(ifr.ifr_name, "lo");
+  ioctl(s, SIOCGIFFLAGS, &ifr);
+  ifr.ifr_flags |= IFF_UP;
+  ioctl(s, SIOCSIFFLAGS, &ifr);
+  close(s);
+  std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
+  r << "40000 40003" << std::endl;
+}
+
+Tracer* SharedTracerTest::tracer_ = nullptr;
+bool SharedTracerTest::started_ = false;
+
+void SharedTracerTest::SetUpTestSuite() {
+  if (skip_reason()) return;
+  tracer_ = new Tracer({"--no-existing"});
+  started_ = tracer_->wait_started();
+}
+
+void SharedTracerTest::TearDownTestSuite() {
+  delete tracer_;
+  tracer_ = nullptr;
+}
+
+void SharedTracerTest::SetUp() {
+  if (auto r = skip_reason()) GTEST_SKIP() << *r;
+  ASSERT_TRUE(started_) << "tracer did not start: " << tracer_->stderr_text();
 }
 
 }  // namespace pgtest

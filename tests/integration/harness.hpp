@@ -4,6 +4,8 @@
 
 #include <sys/types.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -67,6 +69,25 @@ struct Listener {
   uint16_t port = 0;
   explicit Listener(int family = 2 /* AF_INET */);
   ~Listener();
+};
+
+// In a forked child: a network namespace of its own, lo up, and an
+// ephemeral range of four ports (40000-40003), easy to fill. Exits the
+// child (status 3) when the namespace cannot be made.
+void enter_netns_with_four_ports();
+
+// A test suite whose tests share one tracer (--no-existing), started once
+// for the suite.
+class SharedTracerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  void SetUp() override;
+  Tracer& t() { return *tracer_; }
+
+ private:
+  static Tracer* tracer_;
+  static bool started_;
 };
 
 // Matchers

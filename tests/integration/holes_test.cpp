@@ -72,21 +72,6 @@ uint16_t free_tcp_port() {
   return p;
 }
 
-// In a forked child: a network namespace of its own with lo up and the
-// ephemeral range 40000-40003.
-void child_netns_four_ports() {
-  if (unshare(CLONE_NEWNET) != 0) _exit(3);
-  int s = socket(AF_INET, SOCK_DGRAM, 0);
-  ifreq ifr{};
-  std::strcpy(ifr.ifr_name, "lo");
-  ioctl(s, SIOCGIFFLAGS, &ifr);
-  ifr.ifr_flags |= IFF_UP;
-  ioctl(s, SIOCSIFFLAGS, &ifr);
-  close(s);
-  std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
-  r << "40000 40003" << std::endl;
-}
-
 // Runs fn in a forked child; fn writes what the parent needs into `out`
 // (at most 64 bytes), then the child waits until the parent lets it go.
 // Returns the child's pid, its bytes in `out`; `release()` ends it.
@@ -125,23 +110,8 @@ struct Child {
 
 }  // namespace
 
-class Holes : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    if (skip_reason()) return;
-    tracer_ = new Tracer({"--no-existing"});
-    started_ = tracer_->wait_started();
-  }
-  static void TearDownTestSuite() {
-    delete tracer_;
-    tracer_ = nullptr;
-  }
-  void SetUp() override {
-    if (auto r = skip_reason()) GTEST_SKIP() << *r;
-    ASSERT_TRUE(started_) << "tracer did not start: " << tracer_->stderr_text();
-  }
-  Tracer& t() { return *tracer_; }
-  const Json start() { return t().records().front(); }
+class Holes : public SharedTracerTest {
+ protected:  const Json start() { return t().records().front(); }
   Json wait(const std::string& type, uint64_t cookie) {
     auto r = t().wait_for(is(type, cookie));
     EXPECT_TRUE(r) << "no " << type << " for sock " << cookie;
@@ -151,13 +121,7 @@ class Holes : public ::testing::Test {
     std::this_thread::sleep_for(300ms);  // stragglers
     return t().all(is(type, cookie));
   }
-
-  static Tracer* tracer_;
-  static bool started_;
 };
-
-Tracer* Holes::tracer_ = nullptr;
-bool Holes::started_ = false;
 
 // Item 1: inet_send_prepare() autobinds before udp_sendmsg() fails; the
 // port is held, a connect() then finds a port already there, and connected
@@ -269,7 +233,7 @@ TEST_F(Holes, RefusedConnectsWriteNoExhaustedRecord) {
   }
   // a true exhaustion after them, so the test knows the trace is caught up
   Child c([](uint64_t* out) {
-    child_netns_four_ports();
+    enter_netns_with_four_ports();
     std::vector<int> held;
     for (int i = 0; i < 8; i++) {
       int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -434,7 +398,7 @@ TEST_F(Holes, PortsTakenThroughThe32BitSyscallAbiAreRecorded) {
 TEST_F(Holes, TheSocketsNamespaceIsRecordedNotTheTasks) {
   Child c([](uint64_t* out) {
     int home = open("/proc/self/ns/net", O_RDONLY);
-    child_netns_four_ports();
+    enter_netns_with_four_ports();
     out[0] = netns_inode(0);
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (setns(home, CLONE_NEWNET) != 0) _exit(6);
@@ -541,7 +505,7 @@ TEST_F(Holes, ReleaseNamesTheCloserOfASocketPassedOverScmRights) {
 // still taken.
 TEST_F(Holes, ExhaustionCountsDistinctPortsAndTimeWaitOnes) {
   Child c([](uint64_t* out) {
-    child_netns_four_ports();
+    enter_netns_with_four_ports();
     int one = 1;
     std::vector<int> keep;
     // three sockets on one port (SO_REUSEPORT): one port

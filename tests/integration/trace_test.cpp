@@ -144,24 +144,8 @@ struct Window {
 
 }  // namespace
 
-class Trace : public ::testing::Test {
+class Trace : public SharedTracerTest {
  protected:
-  static void SetUpTestSuite() {
-    if (skip_reason()) return;
-    tracer_ = new Tracer({"--no-existing"});
-    started_ = tracer_->wait_started();
-  }
-  static void TearDownTestSuite() {
-    delete tracer_;
-    tracer_ = nullptr;
-  }
-  void SetUp() override {
-    if (auto r = skip_reason()) GTEST_SKIP() << *r;
-    ASSERT_TRUE(started_) << "tracer did not start: " << tracer_->stderr_text();
-  }
-
-  Tracer& t() { return *tracer_; }
-
   Json assign_of(uint64_t cookie) {
     auto r = t().wait_for(is("assign", cookie));
     EXPECT_TRUE(r) << "no assign for sock " << cookie;
@@ -191,13 +175,7 @@ class Trace : public ::testing::Test {
     EXPECT_GT(d, 0u);
     EXPECT_LE(d, w.t1 - w.t0) << rel.dump();
   }
-
-  static Tracer* tracer_;
-  static bool started_;
 };
-
-Tracer* Trace::tracer_ = nullptr;
-bool Trace::started_ = false;
 
 TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
   auto recs = t().records();
@@ -232,20 +210,6 @@ size_t count_hooks(const Json& start, const std::set<std::string>& names) {
   size_t n = 0;
   for (const auto& h : start["hooks"]) n += names.count(h.get<std::string>());
   return n;
-}
-// In a forked child: a network namespace of its own, lo up, and an
-// ephemeral range of four ports (40000-40003), easy to fill.
-void enter_netns_with_four_ports() {
-  if (unshare(CLONE_NEWNET) != 0) _exit(3);
-  int s = socket(AF_INET, SOCK_DGRAM, 0);
-  ifreq ifr{};
-  std::strcpy(ifr.ifr_name, "lo");
-  ioctl(s, SIOCGIFFLAGS, &ifr);
-  ifr.ifr_flags |= IFF_UP;
-  ioctl(s, SIOCSIFFLAGS, &ifr);
-  close(s);
-  std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
-  r << "40000 40003" << std::endl;
 }
 bool fexit_world(const Json& start) { return count_hooks(start, kFexitHooks) == kFexitHooks.size(); }
 }  // namespace
