@@ -61,6 +61,21 @@ if [ ! -f "$kdir/vmlinux" ]; then
   rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
 fi
 kver=${image#linux-image-}
+# the modules a vxlan device needs (the reconciliation test makes one),
+# taken out of the same package; they are loaded in the guest at boot
+mods=(kernel/net/ipv4/udp_tunnel.ko kernel/net/ipv6/ip6_udp_tunnel.ko kernel/drivers/net/vxlan/vxlan.ko)
+if [ ! -f "$kdir/modules/vxlan.ko" ]; then
+  deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
+  [ -n "$deb" ] || { log "no $pkg package in $cache to take modules from"; exit 1; }
+  rm -rf "$kdir/modules.tmp" && mkdir -p "$kdir/modules.tmp"
+  paths=()
+  for m in "${mods[@]}"; do paths+=("./lib/modules/$kver/$m"); done
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/modules.tmp" "${paths[@]}" ||
+    { log "cannot take the vxlan modules out of $deb"; exit 1; }
+  mkdir -p "$kdir/modules"
+  for m in "${mods[@]}"; do mv "$kdir/modules.tmp/lib/modules/$kver/$m" "$kdir/modules/"; done
+  rm -rf "$kdir/modules.tmp"
+fi
 
 # ---- the initramfs ----
 work=$(mktemp -d)
@@ -68,7 +83,9 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root}
 cp /bin/busybox "$root/bin/busybox"
-for a in sh mount umount mkdir ip poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname; do
+mkdir -p "$root/modules"
+for m in "${mods[@]}"; do cp "$kdir/modules/$(basename "$m")" "$root/modules/"; done
+for a in sh mount umount mkdir ip poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname insmod; do
   ln -sf busybox "$root/bin/$a"
 done
 bins=("$PWD/build/portghost" "$PWD/build/tests/integration_tests" "$PWD/build/tests/pg_fire")
@@ -101,6 +118,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 chmod 1777 /tmp
 ip link set lo up
+for m in $(printf '%s ' "${mods[@]}" | sed 's|[^ ]*/||g'); do insmod /modules/\$m || echo "vmtest: insmod \$m failed"; done
 hostname vmtest 2>/dev/null
 echo "vmtest: kernel \$(uname -r)"
 cd /tmp
