@@ -149,6 +149,38 @@ static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *s
 		e->flags |= PG_F_MPTCP;
 }
 
+/* Only what a bpf_sock context cannot give: the namespace, and whether the
+ * socket is an MPTCP subflow (the cheaper half of fill_from_sk). */
+static __always_inline void fill_netns_from_sk(struct pg_sock_event *e, struct sock *sk)
+{
+	set_netns(e, BPF_CORE_READ(sk, __sk_common.skc_net.net));
+	if (e->proto == PG_IPPROTO_TCP && sk_is_mptcp(sk))
+		e->flags |= PG_F_MPTCP;
+}
+
+/* Addresses and ports from a bpf_sock (direct loads, no kernel reads). */
+static __always_inline void fill_from_bpf_sock(struct pg_sock_event *e, struct bpf_sock *sk)
+{
+	e->family = sk->family;
+	e->lport = sk->src_port;
+	e->rport = bpf_ntohs(sk->dst_port);
+	if (sk->family == PG_AF_INET) {
+		__u32 l = sk->src_ip4, r = sk->dst_ip4;
+
+		__builtin_memcpy(e->laddr, &l, 4);
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = sk->src_ip6[0]; l[1] = sk->src_ip6[1];
+		l[2] = sk->src_ip6[2]; l[3] = sk->src_ip6[3];
+		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		__builtin_memcpy(e->laddr, l, 16);
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+}
+
 static __always_inline void clear_peer(struct pg_sock_event *e)
 {
 	e->rport = 0;
@@ -168,13 +200,19 @@ static __always_inline struct pg_sk_state *sk_state_of(void *sk)
 }
 
 /* A connect() whose end a syscall exit reported left its port in
- * connect_done (that program cannot reach socket storage): take it in. */
-static __always_inline void sk_state_fold(struct pg_sk_state *st, __u64 cookie)
+ * connect_done (that program cannot reach socket storage): take it in.
+ * A macro, so that the cookie (whose helper differs by context, and which
+ * generating costs a global atomic) is computed only for noted sockets. */
+#define sk_state_fold(st, cookie_expr)                                         \
+	do {                                                                    \
+		if ((st) && ((st)->flags & PG_SK_CONNECTING))                    \
+			sk_state_fold_cookie((st), (cookie_expr));                \
+	} while (0)
+
+static __always_inline void sk_state_fold_cookie(struct pg_sk_state *st, __u64 cookie)
 {
 	__u16 *port;
 
-	if (!st || !(st->flags & PG_SK_CONNECTING))
-		return;
 	port = bpf_map_lookup_elem(&connect_done, &cookie);
 	if (!port)
 		return;
@@ -305,10 +343,9 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 		return PG_ALLOW;
 	}
 	e->proto = proto;
-	fill_from_sk(e, kernel_sk(sk));
+	fill_netns_from_sk(e, kernel_sk(sk));
 	e->family = family;
 	e->lport = sk->src_port;
-	clear_peer(e);
 	if (family == PG_AF_INET) {
 		__u32 l = sk->src_ip4;
 
@@ -336,9 +373,32 @@ int pg_post_bind4(struct bpf_sock *sk) { return on_post_bind(sk, PG_AF_INET); }
 SEC("cgroup/post_bind6")
 int pg_post_bind6(struct bpf_sock *sk) { return on_post_bind(sk, PG_AF_INET6); }
 
+static __always_inline void fill_from_sock_ops(struct pg_sock_event *e, struct bpf_sock_ops *ops)
+{
+	e->family = ops->family;
+	e->lport = ops->local_port;
+	e->rport = bpf_ntohl(ops->remote_port);
+	if (ops->family == PG_AF_INET) {
+		__u32 l = ops->local_ip4, r = ops->remote_ip4;
+
+		__builtin_memcpy(e->laddr, &l, 4);
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = ops->local_ip6[0]; l[1] = ops->local_ip6[1];
+		l[2] = ops->local_ip6[2]; l[3] = ops->local_ip6[3];
+		r[0] = ops->remote_ip6[0]; r[1] = ops->remote_ip6[1];
+		r[2] = ops->remote_ip6[2]; r[3] = ops->remote_ip6[3];
+		__builtin_memcpy(e->laddr, l, 16);
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+}
+
 /* A tcp socket's port, seen where it is known: TCP_CONNECT_CB, TCP_LISTEN_CB
- * or the end of inet_hash_connect(). */
-static __always_inline void tcp_assign(struct sock *sk, __u64 cookie, struct pg_sk_state *st, __u8 how)
+ * (ops: its fields are direct loads) or the end of inet_hash_connect(). */
+static __always_inline void tcp_assign(struct sock *sk, struct bpf_sock_ops *ops, __u64 cookie,
+				       struct pg_sk_state *st, __u8 how)
 {
 	struct tcp_sock *tp = (void *)sk;
 	struct pg_sock_event *e;
@@ -355,7 +415,12 @@ static __always_inline void tcp_assign(struct sock *sk, __u64 cookie, struct pg_
 		return;
 	}
 	e->proto = PG_IPPROTO_TCP;
-	fill_from_sk(e, sk);
+	if (ops) {
+		fill_from_sock_ops(e, ops);
+		fill_netns_from_sk(e, sk);
+	} else {
+		fill_from_sk(e, sk);
+	}
 	e->cookie = cookie;
 	if (how == PG_HOW_LISTEN)
 		clear_peer(e);
@@ -388,7 +453,7 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	if (!tp)
 		return 1;
 	st = sk_state_of(sk);
-	tcp_assign((struct sock *)tp, bpf_get_socket_cookie(ops), st,
+	tcp_assign((struct sock *)tp, ops, bpf_get_socket_cookie(ops), st,
 		   op == BPF_SOCK_OPS_TCP_LISTEN_CB ? PG_HOW_LISTEN : PG_HOW_CONNECT);
 	return 1;
 }
@@ -416,7 +481,8 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 		return PG_ALLOW;
 	}
 	e->proto = ctx->protocol;
-	fill_from_sk(e, kernel_sk(sk));
+	fill_from_bpf_sock(e, sk);
+	fill_netns_from_sk(e, kernel_sk(sk));
 	e->lport = port;
 	clear_peer(e);
 	e->how = PG_HOW_SENDMSG;
@@ -575,7 +641,7 @@ int BPF_PROG(pg_hash_connect_exit, struct inet_timewait_death_row *death_row, st
 {
 	if (ret || sk_proto(sk) != PG_IPPROTO_TCP)
 		return 0;
-	tcp_assign(sk, bpf_get_socket_cookie(sk), sk_state_of(sk), PG_HOW_CONNECT);
+	tcp_assign(sk, NULL, bpf_get_socket_cookie(sk), sk_state_of(sk), PG_HOW_CONNECT);
 	return 0;
 }
 
@@ -882,8 +948,8 @@ int pg_sock_release(struct bpf_sock *sk)
 	__u8 proto = port_space(sk->family, sk->protocol);
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
-	struct sock *ksk;
-	__u16 port;
+	struct sock *ksk = NULL;
+	__u16 port = 0;
 
 	if (!proto)
 		return PG_ALLOW;
@@ -895,8 +961,10 @@ int pg_sock_release(struct bpf_sock *sk)
 			note_closer(st);
 		return PG_ALLOW;
 	}
-	ksk = kernel_sk(sk);
-	port = BPF_CORE_READ(ksk, __sk_common.skc_num);
+	if (!ever_reported(st) || !st->port) {
+		ksk = kernel_sk(sk);
+		port = BPF_CORE_READ(ksk, __sk_common.skc_num);
+	}
 	if (!ever_reported(st)) {
 		/* a port held without a record: a datagram send that failed after
 		 * its autobind, a connect whose end no hook saw, a socket bound
@@ -916,8 +984,22 @@ int pg_sock_release(struct bpf_sock *sk)
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return PG_ALLOW;
+	/* the local address comes from the consumer's table (this context
+	 * cannot read it), the peer from the socket */
 	e->proto = proto;
-	fill_from_sk(e, ksk);
+	e->family = sk->family;
+	e->rport = bpf_ntohs(sk->dst_port);
+	if (sk->family == PG_AF_INET) {
+		__u32 r = sk->dst_ip4;
+
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 r[4];
+
+		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		__builtin_memcpy(e->raddr, r, 16);
+	}
 	e->lport = st && st->port ? st->port : port;
 	e->state = sk->state;
 	e->cookie = bpf_get_socket_cookie(sk);
