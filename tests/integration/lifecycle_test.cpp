@@ -164,9 +164,12 @@ TEST_F(Lifecycle, APortTakenAfterTheLeaderThreadExitedKeepsExeAndCmdline) {
 TEST_F(Lifecycle, PortsTakenWhileTheTraceStartsAreAllReleased) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> ops{0};
+  // paced (a short sleep per op): the attach patches the kernel's text while
+  // this runs, which a guest under emulation cannot take at full speed
   std::thread churn([&] {
     while (!stop.load()) {
       if (udp_send_and_close() == 1) ops++;
+      usleep(20);
     }
   });
   std::this_thread::sleep_for(50ms);
