@@ -246,7 +246,7 @@ std::function<bool(const Json&)> type_port(const std::string& type, uint16_t por
   };
 }
 
-void enter_netns_with_four_ports() {
+void enter_fresh_netns() {
   if (unshare(CLONE_NEWNET) != 0) _exit(3);
   int s = socket(AF_INET, SOCK_DGRAM, 0);
   ifreq ifr{};
@@ -255,6 +255,10 @@ void enter_netns_with_four_ports() {
   ifr.ifr_flags |= IFF_UP;
   ioctl(s, SIOCSIFFLAGS, &ifr);
   close(s);
+}
+
+void enter_netns_with_four_ports() {
+  enter_fresh_netns();
   std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
   r << "40000 40003" << std::endl;
 }

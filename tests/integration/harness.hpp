@@ -71,7 +71,10 @@ struct Listener {
   ~Listener();
 };
 
-// In a forked child: a network namespace of its own, lo up, and an
+// In a forked child: a network namespace of its own with lo up. Exits the
+// child (status 3) when the namespace cannot be made.
+void enter_fresh_netns();
+// The same, and an
 // ephemeral range of four ports (40000-40003), easy to fill. Exits the
 // child (status 3) when the namespace cannot be made.
 void enter_netns_with_four_ports();

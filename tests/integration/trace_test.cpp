@@ -768,14 +768,7 @@ TEST_F(Trace, FromAShortLivedExecdProgram) {
 TEST_F(Trace, FromAFreshNetworkNamespace) {
   auto r = run_child(
       [] {
-        if (unshare(CLONE_NEWNET) != 0) _exit(3);
-        int s = socket(AF_INET, SOCK_DGRAM, 0);
-        ifreq ifr{};
-        std::strcpy(ifr.ifr_name, "lo");
-        ioctl(s, SIOCGIFFLAGS, &ifr);
-        ifr.ifr_flags |= IFF_UP;
-        ioctl(s, SIOCSIFFLAGS, &ifr);
-        close(s);
+        enter_fresh_netns();
         return udp_sendto_socket();
       },
       true);
