@@ -115,6 +115,12 @@ static __always_inline __u8 sk_proto(struct sock *sk)
 	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
 }
 
+/* port_space() of a kernel socket */
+static __always_inline __u8 sk_port_space(struct sock *sk)
+{
+	return port_space(BPF_CORE_READ(sk, __sk_common.skc_family), sk_proto(sk));
+}
+
 static __always_inline bool sk_is_mptcp(struct sock *sk)
 {
 	struct tcp_sock *tp = (void *)sk;
@@ -131,13 +137,21 @@ static __always_inline __u16 sk_sport(struct sock *sk)
 	return bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 }
 
-/* Addresses, ports and namespace of a kernel socket. */
+/* Only what a bpf_sock context cannot give: the namespace, and whether the
+ * socket is an MPTCP subflow (e->proto set first). */
+static __always_inline void fill_netns_from_sk(struct pg_sock_event *e, struct sock *sk)
+{
+	set_netns(e, BPF_CORE_READ(sk, __sk_common.skc_net.net));
+	if (e->proto == PG_IPPROTO_TCP && sk_is_mptcp(sk))
+		e->flags |= PG_F_MPTCP;
+}
+
+/* Addresses, ports and namespace of a kernel socket (e->proto set first). */
 static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *sk)
 {
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	set_netns(e, BPF_CORE_READ(sk, __sk_common.skc_net.net));
 	if (e->family == PG_AF_INET) {
 		bpf_core_read(e->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
 		bpf_core_read(e->raddr, 4, &sk->__sk_common.skc_daddr);
@@ -145,17 +159,7 @@ static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *s
 		bpf_core_read(e->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 		bpf_core_read(e->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
-	if (e->proto == PG_IPPROTO_TCP && sk_is_mptcp(sk))
-		e->flags |= PG_F_MPTCP;
-}
-
-/* Only what a bpf_sock context cannot give: the namespace, and whether the
- * socket is an MPTCP subflow (the cheaper half of fill_from_sk). */
-static __always_inline void fill_netns_from_sk(struct pg_sock_event *e, struct sock *sk)
-{
-	set_netns(e, BPF_CORE_READ(sk, __sk_common.skc_net.net));
-	if (e->proto == PG_IPPROTO_TCP && sk_is_mptcp(sk))
-		e->flags |= PG_F_MPTCP;
+	fill_netns_from_sk(e, sk);
 }
 
 /* Addresses and ports from a bpf_sock (direct loads, no kernel reads). */
@@ -591,8 +595,8 @@ static __always_inline void connect_done_at(struct sock *sk, struct pg_sk_state 
 	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) != p.cookie)
 		return;
 	port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	proto = sk_proto(sk);
-	if (!port || !port_space(BPF_CORE_READ(sk, __sk_common.skc_family), proto))
+	proto = sk_port_space(sk);
+	if (!port || !proto)
 		return;
 	if (st && already_reported(st, port))
 		return;
@@ -714,6 +718,7 @@ static __always_inline int on_send_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	struct task_struct *t;
 	struct sock *sk;
+	__u8 proto;
 	int fd;
 
 	if (ctx->ret != -PG_EAGAIN)
@@ -721,11 +726,13 @@ static __always_inline int on_send_exit(struct trace_event_raw_sys_exit *ctx)
 	t = bpf_get_current_task_btf();
 	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
 	sk = sock_of_fd((struct task_struct *)t, fd);
-	/* a full send buffer gives EAGAIN too, but on a socket with a port */
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) || !is_datagram(sk_proto(sk)) ||
-	    !port_space(BPF_CORE_READ(sk, __sk_common.skc_family), sk_proto(sk)))
+	if (!sk)
 		return 0;
-	exhausted_emit(sk, sk_proto(sk), PG_HOW_SENDMSG);
+	/* a full send buffer gives EAGAIN too, but on a socket with a port */
+	proto = sk_port_space(sk);
+	if (BPF_CORE_READ(sk, __sk_common.skc_num) || !is_datagram(proto))
+		return 0;
+	exhausted_emit(sk, proto, PG_HOW_SENDMSG);
 	return 0;
 }
 
@@ -761,11 +768,11 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 	bool connecting = bpf_map_lookup_elem(&pending_connect, &tid);
 	struct pg_sock_event *e;
 	struct pg_sk_state *st;
-	__u8 proto = sk_proto(sk);
+	__u8 proto = sk_port_space(sk);
 	__u16 port;
 
 	bpf_map_delete_elem(&in_autobind, &tid);
-	if (!is_datagram(proto) || !port_space(BPF_CORE_READ(sk, __sk_common.skc_family), proto))
+	if (!is_datagram(proto))
 		return 0;
 	if (ret) {
 		/* the cgroup connect hook left a note for this thread's connect() */
@@ -804,8 +811,8 @@ static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
 		return; /* a port asked for by number was taken: a conflict */
 	if (bpf_map_lookup_elem(&in_autobind, &tid))
 		return; /* the autobind's exit reports it */
-	proto = sk_proto(sk);
-	if (!port_space(BPF_CORE_READ(sk, __sk_common.skc_family), proto))
+	proto = sk_port_space(sk);
+	if (!proto)
 		return;
 	/* inet_csk_listen_start() moves to LISTEN before it asks for a port */
 	how = proto == PG_IPPROTO_TCP && BPF_CORE_READ(sk, __sk_common.skc_state) == PG_TCP_LISTEN ? PG_HOW_LISTEN
