@@ -383,9 +383,11 @@ void print_probe_report(const Probes& probes, Output& out) {
   out.flush();
 }
 
-constexpr int kDrainMs = 100;
+constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
+// a process is forgotten this long after its exit was read and the ring emptied
 constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;
-constexpr uint64_t kReadOnlyDrainNs = 2'000'000'000ULL;  // a quiet system still delivers within ~100 ms
+// under --user the kernel side cannot be silenced: the final drain's bound
+constexpr uint64_t kReadOnlyDrainNs = 2'000'000'000ULL;
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 
 }  // namespace
