@@ -29,6 +29,13 @@ const volatile __u64 targ_wakeup_delay_ns = 50ULL * 1000 * 1000;
  * cgroup connect hook then also notes TCP Fast Open connects, whose port
  * comes in connect() but whose TCP_CONNECT_CB waits for the first write. */
 const volatile bool targ_connect_exit = false;
+/* The socket-tracepoint world (no fexit, Linux >= 6.3): nothing on the
+ * syscall layer. A connect()'s port is taken at the socket's next send or
+ * release, with the connect's time and task kept in its socket storage; a
+ * bind() to port 0 that found no free port is inferred there too. */
+const volatile bool targ_sock_tp = false;
+/* sys_exit_bind is attached (syscall-exit world): bind() fills pending_bind */
+const volatile bool targ_bind_exit = false;
 
 /* Set by userspace once every program is attached: before, none produces a
  * record, so no assign can go out while its release hook is not yet live. */
@@ -52,6 +59,23 @@ enum pg_sk_flags {
 	PG_SK_FILTERED = 1 << 4,    /* hidden by the filters: its release is hidden too */
 	PG_SK_CONNECTING = 1 << 5,  /* connect() noted; its end may be in connect_done */
 	PG_SK_CLOSED = 1 << 6,      /* the file was released: closer_* name who did it */
+	PG_SK_DEFERRED = 1 << 7,    /* a connect() whose port is not seen yet: .conn is its task */
+	PG_SK_BIND_ANY = 1 << 8,    /* bind() to port 0 on a wildcard or loopback address: if
+				     * no port follows, none was free (.conn.ts_ns: when) */
+};
+
+/* The task behind a port whose number is seen only after its call returned. */
+struct pg_task_snap {
+	__u64 ts_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u16 flags; /* PG_F_KERNEL */
+	__u16 _pad[3];
+	char comm[PG_COMM_LEN];
+	char thread[PG_COMM_LEN];
 };
 
 struct pg_sk_state {
@@ -70,6 +94,7 @@ struct pg_sk_state {
 	__u32 closer_tid;
 	char closer_comm[PG_COMM_LEN];
 	char closer_thread[PG_COMM_LEN];
+	struct pg_task_snap conn; /* with PG_SK_DEFERRED or PG_SK_BIND_ANY */
 };
 
 struct {

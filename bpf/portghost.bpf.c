@@ -3,20 +3,29 @@
  * portghost: every local port assignment and release, attributed.
  *
  * Assignments come from hooks that run once the port is known, below the
- * syscall layer so io_uring and in-kernel callers are seen too:
+ * syscall layer so io_uring and in-kernel callers are seen too. In every world:
  *   cgroup/post_bind4/6   bind() that obtained a port (fixed or 0)
  *   sockops TCP_CONNECT   tcp connect() and TCP Fast Open, after autobind
  *   sockops TCP_LISTEN    listen() (autobind when unbound)
- *   cgroup/sendmsg4/6     udp sendto/sendmsg/sendmmsg, after autobind
- *   sys_exit_connect      udp connect() and TFO-deferred tcp connect()
- * and where the kernel has fexit, in the kernel functions themselves:
- *   fexit/inet_autobind       any datagram autobind (a send's, even one
- *                             that fails afterwards)
- *   fexit/inet_dgram_connect  udp connect()
- *   fexit/inet_hash_connect   tcp connect(), TFO-deferred ones at connect()
+ *   cgroup/connect4/6     udp connect(), TFO-deferred tcp connect()
+ * Userspace loads one world of the three, by what the kernel allows:
+ *   fexit: in the kernel functions themselves
+ *     fexit/inet_autobind       any datagram autobind (a send's, even one
+ *                               that fails afterwards), or its failure
+ *     fexit/inet_dgram_connect  udp connect()'s port
+ *     fexit/inet_hash_connect   tcp connect(), TFO-deferred ones at connect()
+ *     fexit/inet_csk_get_port, udp_lib_get_port  bind(0) finding no port
+ *   socket tracepoints (Linux >= 6.3): nothing on the syscall layer
+ *     tp_btf/sock_send_length   a datagram send's port, or its failure; the
+ *                               port a connect() took, with the connect's task
+ *     a bind(0) finding no port: inferred at the socket's next sight
+ *   syscall exits (older kernels without fexit)
+ *     cgroup/sendmsg4/6         udp sendto/sendmsg/sendmmsg, after autobind
+ *     sys_exit_connect          udp connect() and TFO-deferred tcp connect()
+ *     sys_exit_bind, sys_exit_send*  bind(0) and sends finding no port
  * A port that no hook saw being taken is recorded at its first sight (a
  * later connect, the move to CLOSE, the release) with PG_F_LATE.
- * Releases:
+ * Releases, and listen() or tcp connect() finding no port:
  *   tp_btf/inet_sock_set_state  a tcp socket moving to CLOSE
  *   cgroup/sock_release         udp close, and tcp sockets already in CLOSE
  * Per-socket state (sk_storage) keeps one assign and one release per port.
@@ -35,6 +44,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define PG_SOCK_BINDPORT_LOCK 8
 #define PG_SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
 #define PG_ALLOW 1 /* cgroup hooks: never change what the socket call does */
+#define PG_EADDRINUSE 98
+#define PG_EAGAIN 11
 
 /* ---- ring buffer --------------------------------------------------------- */
 
@@ -241,10 +252,17 @@ static __always_inline bool ever_reported(const struct pg_sk_state *st)
 /* ---- assign --------------------------------------------------------------- */
 
 /* Produce the assign in e (reserved by the caller) unless the filters hide
- * it; remember in st what was reported. */
+ * it; remember in st what was reported. The task is the current one, or the
+ * one that took the port earlier (a deferred connect's, from st). */
 static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_state *st)
 {
-	fill_current_task(e);
+	if (st && (st->flags & PG_SK_DEFERRED)) {
+		fill_from_snap(e, &st->conn);
+		e->flags &= ~PG_F_LATE;
+		st->flags &= ~PG_SK_DEFERRED;
+	} else {
+		fill_current_task(e);
+	}
 	if (!assign_passes_filters(e)) {
 		counter_inc(PG_CNT_FILTERED);
 		if (st) {
@@ -270,14 +288,15 @@ static __always_inline void assign_lost(struct pg_sk_state *st, __u16 port)
 {
 	if (!st)
 		return;
-	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING);
+	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING | PG_SK_DEFERRED);
 	st->port = port;
 }
 
 /* A port that was taken where no hook saw it (a datagram send that failed
  * after its autobind, a connect through the 32-bit syscall ABI or io_uring
  * where the connect's end is seen only at a syscall exit, a TFO-deferred
- * connect closed before writing), seen now for the first time. */
+ * connect closed before writing), seen now for the first time. Not late
+ * when the connect() that took it left its task in st (PG_SK_DEFERRED). */
 static __always_inline void assign_late(struct sock *sk, __u64 cookie, __u8 proto, __u16 port, __u8 how,
 					struct pg_sk_state *st)
 {
@@ -298,8 +317,108 @@ static __always_inline void assign_late(struct sock *sk, __u64 cookie, __u8 prot
 	assign_commit(e, st);
 }
 
+/* ---- no free port ------------------------------------------------------------ */
+
+static __always_inline struct pg_sock_event *exhausted_new(struct sock *sk, __u8 proto, __u8 how)
+{
+	struct pg_sock_event *e = sock_event_new(PG_KIND_EXHAUSTED);
+
+	if (!e)
+		return NULL;
+	e->proto = proto;
+	fill_from_sk(e, sk);
+	e->lport = 0;
+	e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	e->how = how;
+	return e;
+}
+
+/* sk found no free port, now, in the current task's call */
+static __always_inline void exhausted_emit(struct sock *sk, __u8 proto, __u8 how)
+{
+	struct pg_sock_event *e = exhausted_new(sk, proto, how);
+
+	if (!e)
+		return;
+	fill_current_task(e);
+	event_submit(e, sizeof(*e), e->ts_ns);
+}
+
+/* ---- what a call left to be seen later (socket-tracepoint world) -------------
+ * With no hook at a connect()'s or bind()'s end, its outcome is read at the
+ * socket's next sight: a send, a connect, a bind or the release. */
+
+static __always_inline bool sk_has_addr(struct sock *sk)
+{
+	__u32 a[4] = {};
+
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == PG_AF_INET)
+		return BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+	bpf_core_read(a, sizeof(a), &sk->__sk_common.skc_v6_rcv_saddr);
+	return a[0] | a[1] | a[2] | a[3];
+}
+
+/* A connect() left its task in st (PG_SK_DEFERRED): the port it took is an
+ * assign with the connect's time and task, none at all an exhaustion (past
+ * the cgroup hook, only the autobind fails without a port). A bind() to
+ * port 0 on a wildcard or loopback address (PG_SK_BIND_ANY) that left no
+ * port and no address can only have found no free port: an exhaustion at
+ * the bind's time, named by the task that now holds the socket. */
+static __always_inline void pending_resolve(struct sock *sk, struct pg_sk_state *st)
+{
+	struct pg_sock_event *e;
+	__u16 port;
+	__u8 proto;
+
+	if (!(st->flags & (PG_SK_DEFERRED | PG_SK_BIND_ANY)))
+		return;
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	proto = sk_port_space(sk);
+	if (st->flags & PG_SK_DEFERRED) {
+		st->flags &= ~PG_SK_BIND_ANY;
+		if (port) {
+			if (already_reported(st, port))
+				st->flags &= ~PG_SK_DEFERRED;
+			else
+				assign_late(sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter), proto, port,
+					    proto == PG_IPPROTO_TCP ? PG_HOW_FASTOPEN : PG_HOW_CONNECT, st);
+			return;
+		}
+		st->flags &= ~PG_SK_DEFERRED;
+		e = exhausted_new(sk, proto, PG_HOW_CONNECT);
+		if (!e)
+			return;
+		fill_from_snap(e, &st->conn);
+		event_submit(e, sizeof(*e), e->ts_ns);
+		return;
+	}
+	st->flags &= ~PG_SK_BIND_ANY;
+	if (port || !(st->flags & PG_SK_BIND_PENDING) || st->req_port || sk_has_addr(sk))
+		return;
+	e = exhausted_new(sk, proto, PG_HOW_BIND);
+	if (!e)
+		return;
+	fill_current_task(e);
+	e->ts_ns = st->conn.ts_ns;
+	event_submit(e, sizeof(*e), bpf_ktime_get_boot_ns());
+}
+
+/* bind(ctx) to an address every namespace has, where a bind to port 0 can
+ * fail only for want of a port (an address not local fails first). The
+ * family is the hook's: each reads only its own address fields. */
+static __always_inline bool bind_addr_is_local(struct bpf_sock_addr *ctx, __u8 family)
+{
+	if (family == PG_AF_INET) {
+		__u32 a = bpf_ntohl(ctx->user_ip4);
+
+		return a == 0 || (a >> 24) == 127;
+	}
+	return !ctx->user_ip6[0] && !ctx->user_ip6[1] && !ctx->user_ip6[2] &&
+	       (!ctx->user_ip6[3] || ctx->user_ip6[3] == bpf_htonl(1));
+}
+
 /* bind(): remember the asked port, so post_bind knows who chose it. */
-static __always_inline int on_bind(struct bpf_sock_addr *ctx)
+static __always_inline int on_bind(struct bpf_sock_addr *ctx, __u8 family)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct pg_sk_state *st;
@@ -307,11 +426,17 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx)
 	if (!sk || !port_space(ctx->family, ctx->protocol))
 		return PG_ALLOW;
 	st = sk_state_of(sk);
-	if (st) {
-		st->req_port = bpf_ntohs(ctx->user_port);
-		st->flags |= PG_SK_BIND_PENDING;
+	if (!st)
+		return PG_ALLOW;
+	pending_resolve(kernel_sk(sk), st);
+	st->req_port = bpf_ntohs(ctx->user_port);
+	st->flags |= PG_SK_BIND_PENDING;
+	if (targ_sock_tp && ctx->user_port == 0 && !sk->src_port && bind_addr_is_local(ctx, family)) {
+		bpf_get_socket_cookie(ctx); /* an exhaustion record names the socket */
+		st->flags |= PG_SK_BIND_ANY;
+		st->conn.ts_ns = bpf_ktime_get_boot_ns();
 	}
-	if (ctx->user_port == 0) {
+	if (targ_bind_exit && ctx->user_port == 0) {
 		__u32 zero = 0;
 		struct pg_pending_bind *p = bpf_map_lookup_elem(&pending_bind, &zero);
 
@@ -326,10 +451,10 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx)
 }
 
 SEC("cgroup/bind4")
-int pg_bind4(struct bpf_sock_addr *ctx) { return on_bind(ctx); }
+int pg_bind4(struct bpf_sock_addr *ctx) { return on_bind(ctx, PG_AF_INET); }
 
 SEC("cgroup/bind6")
-int pg_bind6(struct bpf_sock_addr *ctx) { return on_bind(ctx); }
+int pg_bind6(struct bpf_sock_addr *ctx) { return on_bind(ctx, PG_AF_INET6); }
 
 /* post_bind contexts may read only their own family's source fields. */
 static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
@@ -366,7 +491,7 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 	if (st && (st->flags & PG_SK_BIND_PENDING) && st->req_port == 0)
 		e->flags |= PG_F_EPHEMERAL;
 	if (st)
-		st->flags &= ~PG_SK_BIND_PENDING;
+		st->flags &= ~(PG_SK_BIND_PENDING | PG_SK_BIND_ANY);
 	assign_commit(e, st);
 	return PG_ALLOW;
 }
@@ -515,6 +640,17 @@ static __always_inline void note_connect(struct bpf_sock_addr *ctx, struct pg_sk
 		counter_inc(PG_CNT_DROP_PENDING);
 }
 
+/* socket-tracepoint world: keep the connect's task and time for the socket's
+ * next sight, where its port (or its lack of one) is read */
+static __always_inline void defer_connect(struct bpf_sock_addr *ctx, struct pg_sk_state *st)
+{
+	if (!st)
+		return;
+	bpf_get_socket_cookie(ctx); /* the records name the socket */
+	snap_current_task(&st->conn);
+	st->flags |= PG_SK_DEFERRED;
+}
+
 /* connect(): runs before any autobind; remember the socket until its end. */
 static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 {
@@ -528,23 +664,32 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	if (ctx->protocol == PG_IPPROTO_TCP) {
 		/* TFO-deferred: the port comes in connect(), TCP_CONNECT_CB only
 		 * at the first write; inet_hash_connect's fexit sees it otherwise */
-		if (!targ_connect_exit || sk->src_port)
+		if ((!targ_connect_exit && !targ_sock_tp) || sk->src_port)
 			return PG_ALLOW;
 		tp = bpf_skc_to_tcp_sock(sk);
-		if (!tp || !BPF_CORE_READ_BITFIELD_PROBED(tp, fastopen_connect))
+		if (!tp || !BPF_CORE_READ_BITFIELD(tp, fastopen_connect))
 			return PG_ALLOW;
-		note_connect(ctx, sk_state_of(sk), 0);
+		st = sk_state_of(sk);
+		if (targ_sock_tp)
+			defer_connect(ctx, st);
+		else
+			note_connect(ctx, st, 0);
 		return PG_ALLOW;
 	}
 	if (!is_datagram(ctx->protocol))
 		return PG_ALLOW;
 	port = sk->src_port;
 	st = sk_state_of(sk);
+	if (st)
+		pending_resolve(kernel_sk(sk), st);
 	sk_state_fold(st, bpf_get_socket_cookie(ctx));
 	/* a port nobody reported: taken by a send that failed after its autobind */
 	if (port && st && !ever_reported(st))
 		assign_late(kernel_sk(sk), bpf_get_socket_cookie(ctx), ctx->protocol, port, PG_HOW_SENDMSG, st);
-	note_connect(ctx, st, port);
+	if (!targ_sock_tp)
+		note_connect(ctx, st, port);
+	else if (!port)
+		defer_connect(ctx, st);
 	return PG_ALLOW;
 }
 
@@ -649,24 +794,7 @@ int BPF_PROG(pg_hash_connect_exit, struct inet_timewait_death_row *death_row, st
 	return 0;
 }
 
-/* ---- no free port ------------------------------------------------------------ */
-
-#define PG_EADDRINUSE 98
-
-static __always_inline void exhausted_emit(struct sock *sk, __u8 proto, __u8 how)
-{
-	struct pg_sock_event *e = sock_event_new(PG_KIND_EXHAUSTED);
-
-	if (!e)
-		return;
-	e->proto = proto;
-	fill_from_sk(e, sk);
-	e->lport = 0;
-	e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-	e->how = how;
-	fill_current_task(e);
-	event_submit(e, sizeof(*e), e->ts_ns);
-}
+/* ---- no free port, at the syscall exits (syscall-exit world) ------------------ */
 
 /* bind() to port 0 that found no free port */
 SEC("tracepoint/syscalls/sys_exit_bind")
@@ -692,27 +820,7 @@ int pg_exit_bind(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* listen() on an unbound socket that found no free port */
-SEC("tracepoint/syscalls/sys_exit_listen")
-int pg_exit_listen(struct trace_event_raw_sys_exit *ctx)
-{
-	struct task_struct *t;
-	struct sock *sk;
-	int fd;
-
-	if (ctx->ret != -PG_EADDRINUSE)
-		return 0;
-	t = bpf_get_current_task_btf();
-	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
-	sk = sock_of_fd((struct task_struct *)t, fd);
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num) || sk_proto(sk) != PG_IPPROTO_TCP)
-		return 0; /* it had a port: a conflict, not an exhaustion */
-	exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_LISTEN);
-	return 0;
-}
-
 /* udp send on an unbound socket whose autobind found no free port: -EAGAIN */
-#define PG_EAGAIN 11
 
 static __always_inline int on_send_exit(struct trace_event_raw_sys_exit *ctx)
 {
@@ -744,6 +852,54 @@ int pg_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(
 
 SEC("tracepoint/syscalls/sys_exit_sendmmsg")
 int pg_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return on_send_exit(ctx); }
+
+/* ---- the end of every send (socket-tracepoint world, Linux >= 6.3) -----------
+ * Below the syscall layer: io_uring's sends, the 32-bit ABI's and the kernel's
+ * own are seen too. A datagram socket's port is reported at the end of the
+ * first send that finds it (the send's autobind took it, even when the send
+ * then failed), and a send whose autobind found no free port fails -EAGAIN
+ * on a socket without a port. */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(pg_send_length, struct sock *sk, int ret, int flags)
+{
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	__u16 port;
+	__u8 proto;
+
+	if (!sk)
+		return 0;
+	proto = port_space(sk->__sk_common.skc_family, BPF_CORE_READ_BITFIELD(sk, sk_protocol));
+	if (!is_datagram(proto))
+		return 0;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	if (st)
+		pending_resolve(sk, st);
+	port = sk->__sk_common.skc_num;
+	if (!port) {
+		/* a full send buffer gives EAGAIN too, but on a socket with a port */
+		if (ret == -PG_EAGAIN)
+			exhausted_emit(sk, proto, PG_HOW_SENDMSG);
+		return 0;
+	}
+	if (st && already_reported(st, port))
+		return 0;
+	if (!st)
+		st = sk_state_of(sk);
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (!e) {
+		assign_lost(st, port);
+		return 0;
+	}
+	e->proto = proto;
+	fill_from_sk(e, sk);
+	e->how = PG_HOW_SENDMSG;
+	if (!(BPF_CORE_READ_BITFIELD(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
+		e->flags |= PG_F_EPHEMERAL;
+	e->cookie = bpf_get_socket_cookie(sk);
+	assign_commit(e, st);
+	return 0;
+}
 
 /* ---- autobind and port allocators, where the kernel has fentry/fexit --------
  * A failure is seen whatever asked for the port (a syscall, io_uring, a
@@ -805,7 +961,7 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__u8 proto, how;
+	__u8 proto;
 
 	if (!ret || snum)
 		return; /* a port asked for by number was taken: a conflict */
@@ -814,10 +970,11 @@ static __always_inline void get_port_exit(struct sock *sk, __u16 snum, int ret)
 	proto = sk_port_space(sk);
 	if (!proto)
 		return;
-	/* inet_csk_listen_start() moves to LISTEN before it asks for a port */
-	how = proto == PG_IPPROTO_TCP && BPF_CORE_READ(sk, __sk_common.skc_state) == PG_TCP_LISTEN ? PG_HOW_LISTEN
-												     : PG_HOW_BIND;
-	exhausted_emit(sk, proto, how);
+	/* inet_csk_listen_start() moves to LISTEN before it asks for a port, and
+	 * back to CLOSE when none was free: inet_sock_set_state reports that */
+	if (proto == PG_IPPROTO_TCP && BPF_CORE_READ(sk, __sk_common.skc_state) == PG_TCP_LISTEN)
+		return;
+	exhausted_emit(sk, proto, PG_HOW_BIND);
 }
 
 SEC("fexit/inet_csk_get_port")
@@ -890,6 +1047,14 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	sk_state_fold(st, bpf_get_socket_cookie(sk));
+	if (oldstate == PG_TCP_LISTEN && !ever_reported(st) && !sk_sport(sk) &&
+	    !BPF_CORE_READ(sk, __sk_common.skc_num)) {
+		/* listen() on an unbound socket found no free port: in listen(),
+		 * so the task is its (a listener that had a port keeps its
+		 * inet_sport, or its number when the user bound it) */
+		exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_LISTEN);
+		return 0;
+	}
 	if (oldstate == PG_TCP_SYN_SENT && !ever_reported(st)) {
 		sport = sk_sport(sk);
 		if (sport) {
@@ -968,6 +1133,8 @@ int pg_sock_release(struct bpf_sock *sk)
 			note_closer(st);
 		return PG_ALLOW;
 	}
+	if (st && (st->flags & (PG_SK_DEFERRED | PG_SK_BIND_ANY)))
+		pending_resolve(kernel_sk(sk), st);
 	if (!ever_reported(st) || !st->port) {
 		ksk = kernel_sk(sk);
 		port = BPF_CORE_READ(ksk, __sk_common.skc_num);

@@ -30,26 +30,54 @@ static __always_inline bool task_is_kthread(struct task_struct *t)
 	return BPF_CORE_READ(t, flags) & PG_PF_KTHREAD;
 }
 
-/* Fill the attribution fields of e from the current task. A kernel thread is
- * marked PG_F_KERNEL and left unattributed. The namespace is the socket's,
- * set by the caller: a task may have moved (setns) since it made the socket. */
+/* Fill the attribution fields of x (a pg_sock_event or a pg_task_snap) from
+ * the current task. A kernel thread is marked PG_F_KERNEL and left
+ * unattributed. The namespace is the socket's, set by the caller: a task may
+ * have moved (setns) since it made the socket. */
+#define fill_task_fields(x)                                                   \
+	do {                                                                   \
+		struct task_struct *t_ = current_task();                        \
+		struct task_struct *leader_;                                    \
+									       \
+		if (task_is_kthread(t_)) {                                      \
+			(x)->flags |= PG_F_KERNEL;                              \
+			break;                                                  \
+		}                                                               \
+		leader_ = BPF_CORE_READ(t_, group_leader);                      \
+		(x)->pid = BPF_CORE_READ(t_, tgid);                             \
+		(x)->tid = BPF_CORE_READ(t_, pid);                              \
+		(x)->ppid = BPF_CORE_READ(t_, real_parent, tgid);               \
+		(x)->uid = BPF_CORE_READ(t_, cred, uid.val);                    \
+		(x)->cgroup_id = task_cgroup_id(t_);                            \
+		BPF_CORE_READ_STR_INTO(&(x)->thread, t_, comm);                 \
+		BPF_CORE_READ_STR_INTO(&(x)->comm, leader_, comm);              \
+	} while (0)
+
 static __always_inline void fill_current_task(struct pg_sock_event *e)
 {
-	struct task_struct *t = current_task();
-	struct task_struct *leader;
+	fill_task_fields(e);
+}
 
-	if (task_is_kthread(t)) {
-		e->flags |= PG_F_KERNEL;
-		return;
-	}
-	leader = BPF_CORE_READ(t, group_leader);
-	e->pid = BPF_CORE_READ(t, tgid);
-	e->tid = BPF_CORE_READ(t, pid);
-	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	e->uid = BPF_CORE_READ(t, cred, uid.val);
-	e->cgroup_id = task_cgroup_id(t);
-	BPF_CORE_READ_STR_INTO(&e->thread, t, comm);
-	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
+/* The current task, kept for a record that goes out later. */
+static __always_inline void snap_current_task(struct pg_task_snap *s)
+{
+	__builtin_memset(s, 0, sizeof(*s));
+	s->ts_ns = bpf_ktime_get_boot_ns();
+	fill_task_fields(s);
+}
+
+/* A record about something a task did earlier: its time and task. */
+static __always_inline void fill_from_snap(struct pg_sock_event *e, const struct pg_task_snap *s)
+{
+	e->ts_ns = s->ts_ns;
+	e->flags |= s->flags & PG_F_KERNEL;
+	e->pid = s->pid;
+	e->tid = s->tid;
+	e->ppid = s->ppid;
+	e->uid = s->uid;
+	e->cgroup_id = s->cgroup_id;
+	__builtin_memcpy(e->comm, s->comm, PG_COMM_LEN);
+	__builtin_memcpy(e->thread, s->thread, PG_COMM_LEN);
 }
 
 static __always_inline bool comm_matches(const char *comm)

@@ -11,7 +11,7 @@
 # TCG) with an initramfs of busybox, the test binaries at their build paths
 # and the shared libraries they need; it mounts proc, sys, cgroup2, bpffs and
 # tracefs, brings up lo and runs build/tests/integration_tests twice: with
-# the fentry/fexit hooks this kernel allows, and forced to the tracepoint
+# the fentry/fexit hooks this kernel allows, and forced to the syscall-exit
 # fallback (--no-fentry). Its console
 # is the serial port; the last line says the result. Exit 0 only when the
 # suite ran and passed. Runs as root (dpkg -x keeps ownership).
@@ -123,14 +123,14 @@ hostname vmtest 2>/dev/null
 echo "vmtest: kernel \$(uname -r)"
 cd /tmp
 # this kernel has fentry/fexit: the suite in that world, then forced back
-# to the tracepoint world
+# to the syscall-exit world (6.1 has no sock_send_length)
 echo "vmtest: suite in the fexit world"
 PG_EXPECT_WORLD=fexit $PWD/build/tests/integration_tests --gtest_filter='$filter' --gtest_color=no
 r1=\$?
-echo "vmtest: suite in the tracepoint world (--no-fentry)"
-PG_EXPECT_WORLD=tracepoint PG_TRACE_EXTRA=--no-fentry $PWD/build/tests/integration_tests --gtest_filter='$filter' --gtest_color=no
+echo "vmtest: suite in the syscall-exit world (--no-fentry)"
+PG_EXPECT_WORLD=syscall PG_TRACE_EXTRA=--no-fentry $PWD/build/tests/integration_tests --gtest_filter='$filter' --gtest_color=no
 r2=\$?
-echo "vmtest: fexit world exit \$r1, tracepoint world exit \$r2"
+echo "vmtest: fexit world exit \$r1, syscall-exit world exit \$r2"
 echo "vmtest: result \$((r1 | r2))"
 poweroff -f
 INIT

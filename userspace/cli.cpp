@@ -112,6 +112,9 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->check(kNonEmpty);
   trace->add_flag("--no-fentry", [&](int64_t) { o.fentry = false; },
                   "Use the tracepoint hooks even where the kernel has fentry/fexit");
+  trace->add_flag("--syscall-exits", o.syscall_exits,
+                  "Without fexit, use the syscall-exit tracepoints even where socket tracepoints serve: a bind(0) "
+                  "finding no free port is then seen at once, at a cost to every syscall of every process");
   trace->add_flag("--probe-report", o.probe_report,
                   "Load and attach, print which hook serves which path on this kernel, and exit");
   trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");

@@ -42,6 +42,7 @@ struct TraceOptions {
   std::string raw_dump;  // also keep every raw kernel record here (replay)
   std::optional<std::string> user;  // --user: drop to this user once attached
   bool fentry = true;                // false: tracepoint hooks even where fentry works
+  bool syscall_exits = false;        // without fexit: the syscall-exit world even where socket tracepoints serve
   bool probe_report = false;         // print which hook serves which path, then exit
   unsigned reconcile_s = 60;         // release recorded sockets gone unseen, this often; 0: never
 };

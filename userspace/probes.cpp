@@ -145,68 +145,94 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
 
   bool pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
 
-  // Two worlds. Where the kernel allows fentry/fexit: the end of a udp
+  // Three worlds. Where the kernel allows fentry/fexit: the end of a udp
   // connect() and the port allocators' failures are seen in the kernel
   // functions, whatever called them (a syscall, io_uring, a kernel socket).
-  // Elsewhere: at the syscall exits. One world or the other, never both.
+  // Elsewhere, on Linux >= 6.3: at the end of every send (sock_send_length)
+  // and at the socket's next sight, with nothing on the syscall layer, whose
+  // tracepoints slow every syscall of every process. Older kernels: at the
+  // syscall exits. One world only, never two (a record would be written twice).
   bool fexit = cfg.allow_fentry && fentry_can_attach(btf, "inet_autobind") &&
                fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port") &&
                fentry_can_attach(btf, "inet_dgram_connect") && fentry_can_attach(btf, "inet_hash_connect");
+  bool sock_tp = !fexit && cfg.allow_sock_tp && btf.has("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
+  bool syscalls = !fexit && !sock_tp;
+  world_ = fexit ? "fexit" : sock_tp ? "socket" : "syscall";
   for (auto* p : {s->progs.pg_autobind_enter, s->progs.pg_autobind_exit, s->progs.pg_csk_get_port_exit,
                   s->progs.pg_udp_get_port_exit, s->progs.pg_dgram_connect_exit, s->progs.pg_hash_connect_exit})
     bpf_program__set_autoload(p, fexit);
-  // the autobind's fexit sees every datagram send's port, failed sends too
-  bpf_program__set_autoload(s->progs.pg_sendmsg4, !fexit);
-  bpf_program__set_autoload(s->progs.pg_sendmsg6, !fexit);
-  bool exit_connect = !fexit && tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
-  bool udp_connect = fexit || exit_connect;
+  s->rodata->targ_sock_tp = sock_tp;
+  bpf_program__set_autoload(s->progs.pg_send_length, sock_tp);
+  // the autobind's fexit and sock_send_length see every datagram send's port
+  bpf_program__set_autoload(s->progs.pg_sendmsg4, syscalls);
+  bpf_program__set_autoload(s->progs.pg_sendmsg6, syscalls);
+  bool exit_connect = syscalls && tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
+  bool udp_connect = fexit || sock_tp || exit_connect;
   s->rodata->targ_connect_exit = exit_connect;
   bpf_program__set_autoload(s->progs.pg_exit_connect, exit_connect);
-  bool exit_bind = !fexit && tracepoint_exists("syscalls", "sys_exit_bind");
-  bool exit_sends = !fexit && pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
+  bool exit_bind = syscalls && tracepoint_exists("syscalls", "sys_exit_bind");
+  bool exit_sends = syscalls && pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
                     tracepoint_exists("syscalls", "sys_exit_sendmsg") && tracepoint_exists("syscalls", "sys_exit_sendmmsg");
-  bool exit_listen = !fexit && pt_regs && tracepoint_exists("syscalls", "sys_exit_listen");
+  s->rodata->targ_bind_exit = exit_bind;
   bpf_program__set_autoload(s->progs.pg_exit_bind, exit_bind);
   bpf_program__set_autoload(s->progs.pg_exit_sendto, exit_sends);
   bpf_program__set_autoload(s->progs.pg_exit_sendmsg, exit_sends);
   bpf_program__set_autoload(s->progs.pg_exit_sendmmsg, exit_sends);
-  bpf_program__set_autoload(s->progs.pg_exit_listen, exit_listen);
 
+  const char* udp_send = fexit ? "fexit/inet_autobind" : sock_tp ? "tp_btf/sock_send_length" : "cgroup/sendmsg4, cgroup/sendmsg6";
   paths_ = {
       {"tcp connect(): port chosen", fexit ? "fexit/inet_hash_connect, sockops TCP_CONNECT_CB" : "sockops TCP_CONNECT_CB"},
       {"tcp connect() with TCP_FASTOPEN_CONNECT",
        fexit          ? "fexit/inet_hash_connect"
+       : sock_tp      ? "cgroup/connect4, cgroup/connect6 + sockops TCP_CONNECT_CB or tp_btf/inet_sock_set_state, "
+                        "with the connect's time and task"
        : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
                       : "sockops TCP_CONNECT_CB (at the first write)"},
       {"bind(): port given or chosen", "cgroup/post_bind4, cgroup/post_bind6"},
       {"listen() on an unbound socket", "sockops TCP_LISTEN_CB"},
-      {"udp send on an unbound socket", fexit ? "fexit/inet_autobind" : "cgroup/sendmsg4, cgroup/sendmsg6"},
+      {"udp send on an unbound socket", udp_send},
       {"udp send whose autobind succeeds but the send fails",
-       fexit ? "fexit/inet_autobind" : "late: cgroup/connect4/6, cgroup/sendmsg4/6 or cgroup/sock_release"},
+       fexit || sock_tp ? udp_send : "late: cgroup/connect4/6, cgroup/sendmsg4/6 or cgroup/sock_release"},
       {"udp connect()", fexit          ? "cgroup/connect4, cgroup/connect6 + fexit/inet_dgram_connect"
+                        : sock_tp      ? "cgroup/connect4, cgroup/connect6 + tp_btf/sock_send_length or "
+                                         "cgroup/sock_release (the next send or the close), with the connect's time "
+                                         "and task"
                         : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
                                        : ""},
       {"tcp release", "tp_btf/inet_sock_set_state"},
       {"udp release, tcp close before a state change", "cgroup/sock_release"},
       {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
+      {"listen() finding no free port", "tp_btf/inet_sock_set_state (LISTEN to CLOSE without a port)"},
   };
   if (fexit) {
     paths_.push_back({"bind(0) finding no free port", "fexit/inet_csk_get_port, fexit/udp_lib_get_port"});
-    paths_.push_back({"listen() finding no free port", "fexit/inet_csk_get_port"});
     paths_.push_back({"udp send finding no free port", "fentry+fexit/inet_autobind"});
     paths_.push_back({"udp connect() finding no free port", "fentry+fexit/inet_autobind"});
+  } else if (sock_tp) {
+    paths_.push_back({"bind(0) finding no free port",
+                      "late: cgroup/bind4, cgroup/bind6 + the socket's next send, connect, bind or close, with the "
+                      "bind's time (wildcard and loopback addresses)"});
+    paths_.push_back({"udp send finding no free port", "tp_btf/sock_send_length"});
+    paths_.push_back({"udp connect() finding no free port",
+                      "late: cgroup/connect4, cgroup/connect6 + the socket's next send, connect, bind or close, with "
+                      "the connect's time and task"});
+    uncaught_.push_back(
+        "bind(0) finding no free port: recorded at the socket's next send, connect, bind or close (with the bind's "
+        "time), and only for a wildcard or loopback address, where nothing else can make it fail (--syscall-exits "
+        "sees it at once, at a cost to every syscall)");
+    uncaught_.push_back(
+        "udp connect() finding no free port: recorded at the socket's next send, connect, bind or close, with the "
+        "connect's time and task");
   } else {
     paths_.push_back({"bind(0) finding no free port", exit_bind ? "tracepoint/syscalls/sys_exit_bind" : ""});
-    paths_.push_back({"listen() finding no free port", exit_listen ? "tracepoint/syscalls/sys_exit_listen" : ""});
     paths_.push_back({"udp send finding no free port",
                       exit_sends ? "tracepoint/syscalls/sys_exit_sendto, sys_exit_sendmsg, sys_exit_sendmmsg" : ""});
     paths_.push_back({"udp connect() finding no free port", ""});
     if (!exit_bind) uncaught_.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
     if (!exit_sends)
       uncaught_.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
-    if (!exit_listen) uncaught_.push_back("listen() finding no free port: no syscall tracepoint or bpf_task_pt_regs");
     uncaught_.push_back("udp connect() finding no free port: no fexit on inet_autobind");
-    uncaught_.push_back("io_uring bind, listen or send finding no free port: no fexit on the port allocators");
+    uncaught_.push_back("io_uring bind or send finding no free port: no fexit on the port allocators");
     uncaught_.push_back(
         "a port taken through the 32-bit syscall ABI finding no free port: syscall tracepoints ignore compat syscalls");
     uncaught_.push_back(

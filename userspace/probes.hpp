@@ -26,6 +26,7 @@ struct ProbeConfig {
   uint32_t ring_buffer_bytes = 8u << 20;
   std::string cgroup_root;   // cgroup v2 mount to attach the socket hooks to
   bool allow_fentry = true;  // false: the tracepoint hooks even where fentry works
+  bool allow_sock_tp = true; // false: without fexit, the syscall exits even where socket tracepoints serve
 };
 
 // Which hook serves one path of port assignment or failure.
@@ -75,6 +76,10 @@ class Probes {
   // Throws FatalError when the kernel refuses to read them.
   Counters counters() const;
 
+  // "fexit", "socket" (socket tracepoints, nothing on the syscall layer) or
+  // "syscall" (the syscall exits): where the ends of connect, bind and send
+  // are seen.
+  const std::string& world() const { return world_; }
   const std::vector<std::string>& hooks() const { return hooks_; }
   const std::vector<std::string>& uncaught() const { return uncaught_; }
   const std::vector<PathHook>& paths() const { return paths_; }
@@ -115,6 +120,7 @@ class Probes {
   std::unique_ptr<ring_buffer, RingDeleter> proc_ring_;  // exec/fork/exit: before ring_
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   UniqueFd cgroup_fd_;
+  std::string world_;
   std::vector<std::string> hooks_, uncaught_;
   std::vector<PathHook> paths_;
   bool read_only_ = false;

@@ -56,6 +56,7 @@ struct StartRecord {
   std::string hostname;
   std::string machine_id;  // /etc/machine-id
   std::string boot_id;     // /proc/sys/kernel/random/boot_id
+  std::string world;                  // "fexit", "socket" or "syscall": which hooks see a port's end
   std::vector<std::string> hooks;     // in use
   std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
   std::vector<std::pair<std::string, std::string>> paths;  // path -> hook serving it ("" none)

@@ -141,6 +141,7 @@ void JsonSink::start(const StartRecord& r) {
       .str("host", r.hostname)
       .str("machine_id", r.machine_id)
       .str("boot_id", r.boot_id)
+      .str("world", r.world)
       .raw("hooks", string_array(r.hooks))
       .raw("uncaught", string_array(r.uncaught));
   std::string paths;

@@ -372,7 +372,7 @@ void reconcile(Probes& probes, RecordBuilder& builder, bool can_setns) {
 void print_probe_report(const Probes& probes, Output& out) {
   utsname u{};
   uname(&u);
-  std::string text = std::string("# hooks chosen on ") + u.release + "\n";
+  std::string text = std::string("# hooks chosen on ") + u.release + " (" + probes.world() + " world)\n";
   for (const auto& p : probes.paths()) {
     std::string path = p.path;
     path.resize(std::max<size_t>(path.size(), 48), ' ');
@@ -406,6 +406,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   cfg.cgroup_root = ctx.cgroup_root;
   cfg.ring_buffer_bytes = opt.ring_buffer_mb << 20;
   cfg.allow_fentry = opt.fentry;
+  cfg.allow_sock_tp = !opt.syscall_exits;
   ensure_tracefs();
   std::optional<RawDumpWriter> dump;
   if (!opt.raw_dump.empty()) dump.emplace(opt.raw_dump);
@@ -439,6 +440,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   start.hostname = host;
   start.machine_id = first_line("/etc/machine-id");
   start.boot_id = first_line("/proc/sys/kernel/random/boot_id");
+  start.world = probes.world();
   start.hooks = probes.hooks();
   start.uncaught = probes.uncaught();
   for (const auto& p : probes.paths()) start.paths.emplace_back(p.path, p.hook);

@@ -255,6 +255,7 @@ TEST(JsonSink, StartLostStopRecords) {
   s.version = "0.1.0";
   s.kernel = "6.1.0-test";
   s.hostname = "host\"1";
+  s.world = "socket";
   s.hooks = {"bind", "connect"};
   s.uncaught = {};
   s.paths = {{"bind(): port given or chosen", "cgroup/post_bind4"}, {"udp connect() finding no free port", ""}};
@@ -281,10 +282,11 @@ TEST(JsonSink, StartLostStopRecords) {
   ASSERT_EQ(lines.size(), 3u) << out.text();
   JValue start = parse_line(lines[0] + "\n");
   EXPECT_EQ(start.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "machine_id",
-                                                    "boot_id", "hooks", "uncaught", "paths", "port_range",
+                                                    "boot_id", "world", "hooks", "uncaught", "paths", "port_range",
                                                     "ring_buffer_bytes", "filters"}));
   EXPECT_EQ(start.at("type").str(), "start");
   EXPECT_EQ(start.at("host").str(), "host\"1");
+  EXPECT_EQ(start.at("world").str(), "socket");
   ASSERT_EQ(start.at("hooks").arr.size(), 2u);
   EXPECT_EQ(start.at("hooks").arr[1].str(), "connect");
   EXPECT_TRUE(start.at("uncaught").arr.empty());
