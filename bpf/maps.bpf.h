@@ -93,7 +93,6 @@ struct pg_sk_state {
 	__u32 closer_pid;
 	__u32 closer_tid;
 	char closer_comm[PG_COMM_LEN];
-	char closer_thread[PG_COMM_LEN];
 	struct pg_task_snap conn; /* with PG_SK_DEFERRED or PG_SK_BIND_ANY */
 };
 

@@ -525,13 +525,14 @@ static __always_inline void fill_from_sock_ops(struct pg_sock_event *e, struct b
 }
 
 /* A tcp socket's port, seen where it is known: TCP_CONNECT_CB, TCP_LISTEN_CB
- * (ops: its fields are direct loads) or the end of inet_hash_connect(). */
+ * (ops: its fields are direct loads) or the end of inet_hash_connect(). In
+ * both, sk is a BTF pointer the program may load from directly. */
 static __always_inline void tcp_assign(struct sock *sk, struct bpf_sock_ops *ops, __u64 cookie,
 				       struct pg_sk_state *st, __u8 how)
 {
 	struct tcp_sock *tp = (void *)sk;
 	struct pg_sock_event *e;
-	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 port = sk->__sk_common.skc_num;
 
 	if (!port)
 		return;
@@ -553,11 +554,11 @@ static __always_inline void tcp_assign(struct sock *sk, struct bpf_sock_ops *ops
 	e->cookie = cookie;
 	if (how == PG_HOW_LISTEN)
 		clear_peer(e);
-	else if (BPF_CORE_READ(tp, fastopen_req) || BPF_CORE_READ_BITFIELD_PROBED(tp, fastopen_connect))
+	else if (tp->fastopen_req || BPF_CORE_READ_BITFIELD(tp, fastopen_connect))
 		how = PG_HOW_FASTOPEN;
 	e->how = how;
 	/* A port the user bound explicitly carries SOCK_BINDPORT_LOCK. */
-	if (!(BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
+	if (!(BPF_CORE_READ_BITFIELD(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
 		e->flags |= PG_F_EPHEMERAL;
 	assign_commit(e, st);
 }
@@ -1001,23 +1002,25 @@ static __always_inline bool release_due(struct pg_sk_state *st)
 }
 
 /* The task that let the port go by closing its last file reference: false
- * for a kernel thread (no process let it go). */
-static __always_inline bool read_closer(__u32 *pid, __u32 *tid, char *comm, char *thread)
+ * for a kernel thread (no process let it go). Its process's name only (a
+ * release names no thread): every release pays for this read. */
+static __always_inline bool read_closer(__u32 *pid, __u32 *tid, char *comm)
 {
 	struct task_struct *t = current_task();
+	__u64 id;
 
 	if (task_is_kthread(t))
 		return false;
-	*pid = BPF_CORE_READ(t, tgid);
-	*tid = BPF_CORE_READ(t, pid);
-	bpf_probe_read_kernel_str(thread, PG_COMM_LEN, &t->comm);
+	id = bpf_get_current_pid_tgid();
+	*pid = id >> 32;
+	*tid = (__u32)id;
 	bpf_probe_read_kernel_str(comm, PG_COMM_LEN, BPF_CORE_READ(t, group_leader)->comm);
 	return true;
 }
 
 static __always_inline void fill_closer(struct pg_sock_event *e)
 {
-	if (read_closer(&e->pid, &e->tid, e->comm, e->thread))
+	if (read_closer(&e->pid, &e->tid, e->comm))
 		e->flags |= PG_F_CLOSER;
 }
 
@@ -1099,7 +1102,6 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 		e->pid = st->closer_pid;
 		e->tid = st->closer_tid;
 		__builtin_memcpy(e->comm, st->closer_comm, PG_COMM_LEN);
-		__builtin_memcpy(e->thread, st->closer_thread, PG_COMM_LEN);
 	}
 	release_commit(e, st);
 	return 0;
@@ -1108,7 +1110,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 /* Remember who released a tcp socket's file: its port goes later, at CLOSE. */
 static __always_inline void note_closer(struct pg_sk_state *st)
 {
-	if (read_closer(&st->closer_pid, &st->closer_tid, st->closer_comm, st->closer_thread))
+	if (read_closer(&st->closer_pid, &st->closer_tid, st->closer_comm))
 		st->flags |= PG_SK_CLOSED;
 }
 

@@ -44,14 +44,20 @@ LATENCY=$PWD/build/tests/pg_latency
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; sysctl -qw kernel.bpf_stats_enabled="$stats0" 2>/dev/null || true; rm -rf "$work"' EXIT
 hz=$(getconf CLK_TCK)
 
+# control: a second run with no tracer, the A/A noise of the same run
 if [ $smoke -eq 1 ]; then
-  tools=(baseline portghost) loops=(udp tcp)
+  tools=(baseline portghost) loops=(udp tcp rw exec)
 else
-  tools=(baseline portghost tcplife bpftrace) loops=(tcp tcp-rst udp bind)
+  tools=(baseline control portghost tcplife bpftrace) loops=(rw tcp tcp-rst udp bind exec redis-k0 redis-k1)
 fi
+
+# BPF run-time statistics cost every program two clock reads: off during the
+# run (every tracer measured pays the same), restored on exit
+stats0=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
+sysctl -qw kernel.bpf_stats_enabled=0 2>/dev/null || true
 
 log() { echo "bench: $*" >&2; }
 # kv KEY LINE: the value of KEY=... in a key=value line
@@ -74,7 +80,7 @@ start_tool() {  # NAME OUTFILE
   local name=$1 f=$2
   : >"$f"
   case $name in
-    baseline) TOOL_PID="" ; return ;;
+    baseline|control) TOOL_PID="" ; return ;;
     portghost) "$PG" trace -o "$f" --no-existing "${@:3}" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" '"type":"start"' ;;
     # line-buffered: their first line says they are attached
     tcplife) stdbuf -oL tcplife >"$f" 2>"$f.err" & TOOL_PID=$!; wait_for "$f" 'PID' ;;
@@ -89,6 +95,33 @@ stop_tool() {
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# redis: a server on a free loopback port of its own, for the redis-* loops
+REDIS_PORT="" REDIS_PID=""
+if printf '%s\n' "${loops[@]}" | grep -q '^redis-'; then
+  REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+    --daemonize no --logfile "$work/redis.log" & REDIS_PID=$!
+  for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+fi
+# run_loop LOOP: one key=value line, ops_per_s and cpu_ns_per_op
+run_loop() {
+  case $1 in
+    redis-k0|redis-k1)
+      # a new connection per request (-k 0) or keep-alive (-k 1); about
+      # $secs seconds of requests; CPU: the server's and the client's
+      local k=${1#redis-k} n c0 out
+      n=$((secs * (k == 1 ? 60000 : 12000)))
+      c0=$(cpu_of "$REDIS_PID")
+      out=$( { redis-benchmark -p "$REDIS_PORT" -t ping -c 20 -n "$n" -k "$k" --csv; times; } 2>/dev/null)
+      awk -F'"' -v n="$n" -v s0="$c0" -v s1="$(cpu_of "$REDIS_PID")" '
+        /^"PING/ { rps += $4; tests++ }
+        /^[0-9]+m[0-9.]+s [0-9]+m[0-9.]+s$/ { lines++; if (lines == 2) { split($0, a, /[ms ]+/); cli = a[1] * 60 + a[2] + a[3] * 60 + a[4] } }
+        END { if (!tests) exit 1; printf "ops_per_s=%.0f cpu_ns_per_op=%.0f\n", rps / tests, (s1 - s0 + cli) * 1e9 / (n * tests) }' <<<"$out"
+      ;;
+    *) "$CHURN" "$1" --seconds "$secs" ;;
+  esac
+}
+
 # ---- 1. overhead: each workload loop under each tool, interleaved reps ----
 raw=$out/overhead.txt
 echo "# loop tool rep ops_per_s cpu_ns_per_op tool_cpu_s records lost" >"$raw"
@@ -101,7 +134,7 @@ for rep in $(seq "$reps"); do
       f=$work/$tool.out
       start_tool "$tool" "$f"
       c0=0; [ -n "$TOOL_PID" ] && c0=$(cpu_of "$TOOL_PID")
-      line=$("$CHURN" "$loop" --seconds "$secs")
+      line=$(run_loop "$loop")
       c1=0; [ -n "$TOOL_PID" ] && c1=$(cpu_of "$TOOL_PID")
       stop_tool
       records=- lost=-
@@ -302,7 +335,7 @@ set style fill solid 0.8 border -1
 set key top left
 set grid ytics
 set yrange [0:*]
-plot for [t in "portghost tcplife bpftrace"] "< awk '\$2==\"".t."\"' $work/p.dat" using 3:xtic(1) title t
+plot for [t in "control portghost tcplife bpftrace"] "< awk '\$2==\"".t."\"' $work/p.dat" using 3:xtic(1) title t
 GP
 fi
 log "results in $res"

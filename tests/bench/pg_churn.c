@@ -11,6 +11,10 @@
 //            SO_LINGER 0, so it resets
 //   udp      socket, sendto a receiver of the thread's own (autobind), close
 //   bind     socket (TCP), bind port 0, close
+//   rw       read 1 byte from /dev/zero, write it to /dev/null: a process
+//            that makes syscalls and takes no port (what every tracer on
+//            the syscall layer slows down)
+//   exec     fork, exec /bin/true, wait (CPU counts the children's too)
 //   hold     bind --count TCP sockets to port 0 (spread over 127.0.0.1-16),
 //            hold them all until the time is up, then close them
 //
@@ -24,6 +28,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,10 +38,11 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND, LOOP_HOLD };
+enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND, LOOP_RW, LOOP_EXEC, LOOP_HOLD };
 
 struct port_use {
   uint16_t port;
@@ -49,6 +55,7 @@ struct worker {
   double rate;  // ops/s for this thread, 0: unpaced
   uint64_t ops;
   uint64_t failed;
+  int zero_fd, null_fd;   // rw
   struct port_use* uses;  // when recording ports
   size_t uses_len, uses_cap;
   char error[128];
@@ -148,6 +155,22 @@ static int one_op(struct worker* w, int server, const struct sockaddr_in* addr) 
       if (r == 0) record(w, port, t0);
       return r;
     }
+    case LOOP_RW: {
+      char c;
+      if (read(w->zero_fd, &c, 1) != 1) return -1;
+      return write(w->null_fd, &c, 1) == 1 ? 0 : -1;
+    }
+    case LOOP_EXEC: {
+      pid_t pid = fork();
+      if (pid < 0) return -1;
+      if (pid == 0) {
+        execl("/bin/true", "true", (char*)NULL);
+        _exit(127);
+      }
+      int status = 0;
+      if (waitpid(pid, &status, 0) != pid) return -1;
+      return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    }
     case LOOP_HOLD:
       break;  // not a per-operation loop
   }
@@ -158,7 +181,14 @@ static void* run(void* arg) {
   struct worker* w = arg;
   struct sockaddr_in addr;
   int server = -1;
-  if (w->loop != LOOP_BIND) {
+  if (w->loop == LOOP_RW) {
+    w->zero_fd = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    w->null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (w->zero_fd < 0 || w->null_fd < 0) {
+      snprintf(w->error, sizeof w->error, "/dev/zero, /dev/null: %s", strerror(errno));
+      return NULL;
+    }
+  } else if (w->loop != LOOP_BIND && w->loop != LOOP_EXEC) {
     server = server_socket(w->loop == LOOP_UDP ? SOCK_DGRAM : SOCK_STREAM, &addr);
     if (server < 0) {
       snprintf(w->error, sizeof w->error, "server socket: %s", strerror(errno));
@@ -186,6 +216,10 @@ static void* run(void* arg) {
     }
   }
   if (server >= 0) close(server);
+  if (w->loop == LOOP_RW) {
+    close(w->zero_fd);
+    close(w->null_fd);
+  }
   return NULL;
 }
 
@@ -215,12 +249,15 @@ static long hold_ports(long count, double seconds) {
   return held;
 }
 
-static double cpu_seconds(void) {
+static double rusage_seconds(int who) {
   struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
+  getrusage(who, &ru);
   return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
          ru.ru_stime.tv_usec / 1e6;
 }
+
+// this process and its waited-for children (exec's)
+static double cpu_seconds(void) { return rusage_seconds(RUSAGE_SELF) + rusage_seconds(RUSAGE_CHILDREN); }
 
 static double number(const char* flag, const char* v, double lo, double hi) {
   char* end;
@@ -234,15 +271,17 @@ static double number(const char* flag, const char* v, double lo, double hi) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) die("usage: pg_churn tcp|tcp-rst|udp|bind|hold [--threads N] [--seconds S] [--rate OPS] [--ports FILE] "
+  if (argc < 2) die("usage: pg_churn tcp|tcp-rst|udp|bind|rw|exec|hold [--threads N] [--seconds S] [--rate OPS] [--ports FILE] "
         "[--count N]");
   enum loop loop;
   if (!strcmp(argv[1], "tcp")) loop = LOOP_TCP;
   else if (!strcmp(argv[1], "tcp-rst")) loop = LOOP_TCP_RST;
   else if (!strcmp(argv[1], "udp")) loop = LOOP_UDP;
   else if (!strcmp(argv[1], "bind")) loop = LOOP_BIND;
+  else if (!strcmp(argv[1], "rw")) loop = LOOP_RW;
+  else if (!strcmp(argv[1], "exec")) loop = LOOP_EXEC;
   else if (!strcmp(argv[1], "hold")) loop = LOOP_HOLD;
-  else die("unknown loop (tcp, tcp-rst, udp, bind, hold)");
+  else die("unknown loop (tcp, tcp-rst, udp, bind, rw, exec, hold)");
   long threads = sysconf(_SC_NPROCESSORS_ONLN);
   double seconds = 5, rate = 0, count = 100000;
   const char* ports = NULL;
