@@ -789,9 +789,13 @@ int BPF_PROG(pg_dgram_connect_exit, struct socket *sock, struct sockaddr *uaddr,
 SEC("fexit/inet_hash_connect")
 int BPF_PROG(pg_hash_connect_exit, struct inet_timewait_death_row *death_row, struct sock *sk, int ret)
 {
-	if (ret || sk_proto(sk) != PG_IPPROTO_TCP)
+	/* a tcp_sock pointer (the verifier checks loads against the pointer's
+	 * type, and tcp_assign reads the tcp_sock's Fast Open fields) */
+	struct tcp_sock *tp = ret ? NULL : bpf_skc_to_tcp_sock(sk);
+
+	if (!tp)
 		return 0;
-	tcp_assign(sk, NULL, bpf_get_socket_cookie(sk), sk_state_of(sk), PG_HOW_CONNECT);
+	tcp_assign((struct sock *)tp, NULL, bpf_get_socket_cookie(sk), sk_state_of(sk), PG_HOW_CONNECT);
 	return 0;
 }
 

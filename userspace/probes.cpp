@@ -29,9 +29,15 @@ int g_libbpf_verbose = 0;
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG && g_libbpf_verbose < 2) return 0;
   if (level == LIBBPF_INFO && g_libbpf_verbose < 1) return 0;
-  char buf[1024];
-  int n = vsnprintf(buf, sizeof buf, fmt, args);
-  std::string msg(buf);
+  // a verifier log runs to many kilobytes: size the text to the message
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (n < 0) return n;
+  std::string msg(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(msg.data(), msg.size(), fmt, args);
+  msg.resize(static_cast<size_t>(n));
   while (!msg.empty() && msg.back() == '\n') msg.pop_back();
   switch (level) {
     case LIBBPF_WARN: spdlog::warn("libbpf: {}", msg); break;
