@@ -183,14 +183,16 @@ TEST_F(Lifecycle, PortsTakenWhileTheTraceStartsAreAllReleased) {
   ASSERT_TRUE(started) << tr.stderr_text();
   std::map<uint64_t, int> open;
   uint64_t assigns = 0;
+  std::string losses;  // the lost records, which name their reasons
   for (const auto& r : tr.records()) {
     if (r["type"] == "assign") {
       open[r["sock"].get<uint64_t>()]++;
       assigns++;
     }
     if (r["type"] == "release") open.erase(r["sock"].get<uint64_t>());
+    if (r["type"] == "lost") losses += r.dump() + "\n";
     if (r["type"] == "stop") {
-      EXPECT_EQ(r["lost"], 0) << r.dump();
+      EXPECT_EQ(r["lost"], 0) << r.dump() << "\n" << losses;
     }
   }
   EXPECT_GT(assigns, 100u) << "the churn did not overlap the trace: the test did not test";
