@@ -209,6 +209,11 @@ static __always_inline struct pg_sk_state *sk_state_of(void *sk)
 {
 	struct pg_sk_state *st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
+	/* a first creation can fail where a second one succeeds (seen for one
+	 * socket in hundreds while the fexit programs were being attached;
+	 * two creators racing on one socket get -EAGAIN): one more try */
+	if (!st)
+		st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		counter_inc(PG_CNT_DROP_STORAGE);
 	return st;

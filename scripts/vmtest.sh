@@ -138,10 +138,14 @@ chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 # ---- the guest ----
+# Single-threaded TCG: with one host thread per vCPU, a vCPU kept running
+# code that another had just patched (the attach of an fexit program), and
+# the guest locked up at the patched instruction; one thread runs the vCPUs
+# in turn and sees every patch at once.
 # A soft lockup panics the guest at once (it ends qemu) instead of hanging
 # until the timeout; the whole console is kept in build/vmtest-console.log.
 boot() {
-  timeout 1800 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 -nographic -no-reboot \
+  timeout 1800 qemu-system-x86_64 -accel tcg,thread=single -cpu max -smp 2 -m 1024 -nographic -no-reboot \
     -kernel "$kdir/vmlinux" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 rdinit=/init" \
     -serial stdio -monitor none -display none \
