@@ -242,7 +242,8 @@ for _ in 1 2 3 4 5 6; do "$CHURN" hold --count "$per" --seconds "$hold_secs" >>"
 sleep $((hold_secs - 1))
 held=$(grep -c '"type":"assign"' "$f" || true)
 rss_kb=$(awk '/VmRSS/ { print $2 }' "/proc/$TOOL_PID/status")
-wait $(jobs -p | grep -v "^$TOOL_PID\$") 2>/dev/null || true
+# the holders only: the tracer and the redis server are jobs too
+wait $(jobs -p | grep -vx -e "$TOOL_PID" -e "${REDIS_PID:-none}") 2>/dev/null || true
 hwm_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$TOOL_PID/status")
 stop_tool
 log "memory: $held ports held: RSS $((rss_kb / 1024)) MiB, high-water $((hwm_kb / 1024)) MiB"
