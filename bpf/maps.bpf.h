@@ -158,6 +158,26 @@ struct {
 	__type(value, __u8);
 } in_autobind SEC(".maps");
 
+/* Threads setting up an SCTP association (connect(), or a sendmsg() to a
+ * new peer), with the socket: an autobind under it is the association's.
+ * LRU: a setup that needed no autobind leaves its entry behind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);   /* tid */
+	__type(value, __u64); /* the socket's address */
+} sctp_connecting SEC(".maps");
+
+/* SCTP sockets whose port was reported (written, or lost to a full ring),
+ * until their release: the SCTP programs cannot use socket storage. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, __u64);   /* socket cookie */
+	__type(value, __u16); /* the port reported */
+} sctp_ports SEC(".maps");
+
 /* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
  * that a failure (no free port) can be reported. One slot per CPU, not a hash
  * by thread: bind(0) is hot (every UDP client that binds first), and a slot

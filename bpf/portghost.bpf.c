@@ -259,7 +259,7 @@ static __always_inline bool ever_reported(const struct pg_sk_state *st)
 /* Produce the assign in e (reserved by the caller) unless the filters hide
  * it; remember in st what was reported. The task is the current one, or the
  * one that took the port earlier (a deferred connect's, from st). */
-static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_state *st)
+static __always_inline bool assign_commit(struct pg_sock_event *e, struct pg_sk_state *st)
 {
 	if (st && (st->flags & PG_SK_DEFERRED)) {
 		fill_from_snap(e, &st->conn);
@@ -275,7 +275,7 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 			st->port = e->lport;
 		}
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		return;
+		return false;
 	}
 	if (st) {
 		st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING);
@@ -285,6 +285,7 @@ static __always_inline void assign_commit(struct pg_sock_event *e, struct pg_sk_
 	}
 	counter_inc(PG_CNT_ASSIGN);
 	event_submit(e, sizeof(*e), e->ts_ns);
+	return true;
 }
 
 /* The ring buffer was full: the assign is lost (and counted), but the socket
@@ -1001,6 +1002,78 @@ int BPF_PROG(pg_udp_get_port_exit, struct sock *sk, unsigned short snum, unsigne
 	return 0;
 }
 
+/* ---- SCTP, where the kernel allows fexit and the sctp module is loaded --------
+ * SCTP binds through its own sk_prot->bind (no inet bind hook runs), and
+ * every port it takes, by bind(), bindx or the autobind of an association
+ * or a listen(), goes through sctp_do_bind(). Its release is
+ * cgroup/sock_release's, for the sockets reported here only (an accepted or
+ * peeled-off socket shares its parent's port). */
+
+SEC("fentry/sctp_connect_new_asoc")
+int BPF_PROG(pg_sctp_new_asoc, struct sctp_endpoint *ep, const union sctp_addr *daddr)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 sk = (__u64)BPF_CORE_READ(ep, base.sk);
+
+	bpf_map_update_elem(&sctp_connecting, &tid, &sk, BPF_ANY);
+	return 0;
+}
+
+/* The association's autobind (connect(), or a sendmsg() to a new peer) or
+ * anything else (bind(), bindx, listen()'s autobind). */
+static __always_inline __u8 sctp_bind_how(struct sock *sk)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *conn = bpf_map_lookup_elem(&sctp_connecting, &tid);
+
+	if (!conn || *conn != (__u64)kernel_sk(sk))
+		return PG_HOW_BIND;
+	bpf_map_delete_elem(&sctp_connecting, &tid);
+	return PG_HOW_CONNECT;
+}
+
+/* No socket storage here: Linux 6.1 looks the target of a program that
+ * calls bpf_sk_storage_get() up in vmlinux's BTF only, and a module
+ * function's id there faults the verifier. The port goes to sctp_ports,
+ * where the release finds it. */
+SEC("fexit/sctp_do_bind")
+int BPF_PROG(pg_sctp_bind_exit, struct sock *sk, union sctp_addr *addr, int len, int ret)
+{
+	__u8 how = sctp_bind_how(sk);
+	struct pg_sock_event *e;
+	__u16 asked = 0, port, *known;
+	__u64 cookie;
+
+	/* sin_port and sin6_port lie at the same offset */
+	bpf_probe_read_kernel(&asked, sizeof(asked), &addr->v4.sin_port);
+	if (ret) {
+		if (ret == -PG_EADDRINUSE && !asked)
+			exhausted_emit(sk, PG_IPPROTO_SCTP, how);
+		return 0;
+	}
+	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	cookie = bpf_get_socket_cookie(sk);
+	known = bpf_map_lookup_elem(&sctp_ports, &cookie);
+	if (!port || (known && *known == port))
+		return 0; /* bindx adding an address to a bound socket */
+	e = sock_event_new(PG_KIND_ASSIGN);
+	if (e) {
+		e->proto = PG_IPPROTO_SCTP;
+		fill_from_sk(e, sk); /* no peer: an SCTP socket keeps it in its association */
+		e->lport = port;
+		e->how = how;
+		if (!asked)
+			e->flags |= PG_F_EPHEMERAL;
+		e->cookie = cookie;
+		if (!assign_commit(e, NULL))
+			return 0; /* filtered: so is its release */
+	}
+	/* written, or lost (and counted): either way its release is due */
+	if (bpf_map_update_elem(&sctp_ports, &cookie, &port, BPF_ANY))
+		counter_inc(PG_CNT_DROP_STORAGE);
+	return 0;
+}
+
 /* ---- release --------------------------------------------------------------- */
 
 static __always_inline bool release_due(struct pg_sk_state *st)
@@ -1123,6 +1196,31 @@ static __always_inline void note_closer(struct pg_sk_state *st)
 		st->flags |= PG_SK_CLOSED;
 }
 
+/* An SCTP socket whose port fexit/sctp_do_bind reported (an accepted or
+ * peeled-off socket shares its parent's port and is in no record). */
+static __always_inline void sctp_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct pg_sock_event *e;
+	__u16 *port = bpf_map_lookup_elem(&sctp_ports, &cookie);
+	__u16 lport;
+
+	if (!port)
+		return;
+	lport = *port;
+	bpf_map_delete_elem(&sctp_ports, &cookie);
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return;
+	e->proto = PG_IPPROTO_SCTP;
+	e->family = sk->family;
+	e->lport = lport;
+	e->state = sk->state;
+	e->cookie = cookie;
+	fill_closer(e);
+	release_commit(e, NULL);
+}
+
 /* The last reference to the socket file is gone (never called for kernel
  * sockets). The port and addresses come from the kernel socket. */
 SEC("cgroup/sock_release")
@@ -1134,8 +1232,11 @@ int pg_sock_release(struct bpf_sock *sk)
 	struct sock *ksk = NULL;
 	__u16 port = 0;
 
-	if (!proto)
+	if (!proto) {
+		if ((sk->family == PG_AF_INET || sk->family == PG_AF_INET6) && sk->protocol == PG_IPPROTO_SCTP)
+			sctp_release(sk);
 		return PG_ALLOW;
+	}
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 	sk_state_fold(st, bpf_get_socket_cookie(sk));
 	/* tcp sockets still connected or listening release at CLOSE */

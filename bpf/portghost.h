@@ -95,7 +95,7 @@ enum pg_counter {
 struct pg_sock_event {
 	__u8 kind;       /* pg_kind */
 	__u8 how;        /* pg_how */
-	__u8 proto;      /* PG_IPPROTO_TCP, _UDP or _UDPLITE: the port space */
+	__u8 proto;      /* PG_IPPROTO_TCP, _UDP, _UDPLITE or _SCTP: the port space */
 	__u8 family;     /* AF_INET or AF_INET6 */
 	__u16 flags;     /* pg_sock_flags */
 	__u8 state;      /* TCP state: current (existing) or previous (release) */

@@ -61,17 +61,21 @@ if [ ! -f "$kdir/vmlinux" ]; then
   rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
 fi
 kver=${image#linux-image-}
-# the modules a vxlan device needs (the reconciliation test makes one),
-# taken out of the same package; they are loaded in the guest at boot
-mods=(kernel/net/ipv4/udp_tunnel.ko kernel/net/ipv6/ip6_udp_tunnel.ko kernel/drivers/net/vxlan/vxlan.ko)
-if [ ! -f "$kdir/modules/vxlan.ko" ]; then
+# the modules a vxlan device needs (the reconciliation test makes one) and
+# SCTP (with the crc32c it checksums with), taken out of the same package;
+# they are loaded in the guest at boot, in this order
+mods=(kernel/net/ipv4/udp_tunnel.ko kernel/net/ipv6/ip6_udp_tunnel.ko kernel/drivers/net/vxlan/vxlan.ko
+      kernel/crypto/crc32c_generic.ko kernel/lib/libcrc32c.ko kernel/net/sctp/sctp.ko)
+have_mods=1
+for m in "${mods[@]}"; do [ -f "$kdir/modules/$(basename "$m")" ] || have_mods=0; done
+if [ $have_mods -eq 0 ]; then
   deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
   [ -n "$deb" ] || { log "no $pkg package in $cache to take modules from"; exit 1; }
   rm -rf "$kdir/modules.tmp" && mkdir -p "$kdir/modules.tmp"
   paths=()
   for m in "${mods[@]}"; do paths+=("./lib/modules/$kver/$m"); done
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/modules.tmp" "${paths[@]}" ||
-    { log "cannot take the vxlan modules out of $deb"; exit 1; }
+    { log "cannot take the modules out of $deb"; exit 1; }
   mkdir -p "$kdir/modules"
   for m in "${mods[@]}"; do mv "$kdir/modules.tmp/lib/modules/$kver/$m" "$kdir/modules/"; done
   rm -rf "$kdir/modules.tmp"

@@ -86,7 +86,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   trace->add_option("--comm", o.filters.comm, "Only processes with this name (exact, as in /proc/PID/comm)");
   trace->add_option("--port", port, "Only this local port")->check(CLI::Range(0, 65535));
   trace->add_option("--port-range", port_range, "Only local ports in A-B")->check(kNonEmpty);
-  trace->add_option("--proto", proto, "tcp, udp or udplite")->check(CLI::IsMember({"tcp", "udp", "udplite"}));
+  trace->add_option("--proto", proto, "tcp, udp, udplite or sctp")->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
   trace->add_option("--family", family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
   trace->add_option("--netns", o.filters.netns, "Only this network namespace (inode, as in ls -l /proc/PID/ns/net)");
   trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it")->check(kNonEmpty);
@@ -129,7 +129,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m")->check(kNonEmpty);
   who->add_option("--since", w.since, "Window start (same forms as --at)")->check(kNonEmpty);
   who->add_option("--until", w.until, "Window end (same forms as --at)")->check(kNonEmpty);
-  who->add_option("--proto", w.proto, "tcp, udp or udplite")->check(CLI::IsMember({"tcp", "udp", "udplite"}));
+  who->add_option("--proto", w.proto, "tcp, udp, udplite or sctp")->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
   std::string who_family;
   who->add_option("--family", who_family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
   who->add_option("--netns", w.netns, "Only this network namespace (inode)");

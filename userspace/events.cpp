@@ -12,6 +12,7 @@ std::string_view to_string(Proto p) {
     case Proto::Tcp: return "tcp";
     case Proto::Udp: return "udp";
     case Proto::UdpLite: return "udplite";
+    case Proto::Sctp: return "sctp";
   }
   return "?";
 }
@@ -20,6 +21,7 @@ std::optional<Proto> proto_from_string(std::string_view s) {
   if (s == "tcp") return Proto::Tcp;
   if (s == "udp") return Proto::Udp;
   if (s == "udplite") return Proto::UdpLite;
+  if (s == "sctp") return Proto::Sctp;
   return std::nullopt;
 }
 std::string_view to_string(Family f) { return f == Family::Ipv4 ? "ipv4" : "ipv6"; }
@@ -97,7 +99,9 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
     case PG_KIND_EXHAUSTED: e.kind = SockEvent::Kind::Exhausted; break;
     default: e.kind = SockEvent::Kind::Existing; break;
   }
-  if (r.proto != PG_IPPROTO_TCP && r.proto != PG_IPPROTO_UDP && r.proto != PG_IPPROTO_UDPLITE) return std::nullopt;
+  if (r.proto != PG_IPPROTO_TCP && r.proto != PG_IPPROTO_UDP && r.proto != PG_IPPROTO_UDPLITE &&
+      r.proto != PG_IPPROTO_SCTP)
+    return std::nullopt;
   if (r.family != PG_AF_INET && r.family != PG_AF_INET6) return std::nullopt;
   if (r.how > PG_HOW_FASTOPEN) return std::nullopt;
   e.how = static_cast<How>(r.how);

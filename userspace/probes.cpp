@@ -96,6 +96,18 @@ bool fentry_can_attach(const VmlinuxBtf& btf, const char* func) {
   return static_cast<bool>(link);
 }
 
+// Does the BTF of a loaded kernel module (absent: not loaded) have every
+// one of these functions?
+bool module_has_funcs(const VmlinuxBtf& vmlinux, const char* module, std::initializer_list<const char*> funcs) {
+  if (!vmlinux.b) return false;
+  btf* m = btf__load_module_btf(module, vmlinux.b);
+  if (!m) return false;
+  bool all = true;
+  for (const char* f : funcs) all = all && btf__find_by_name_kind(m, f, BTF_KIND_FUNC) >= 0;
+  btf__free(m);
+  return all;
+}
+
 // Can an iterator program for this target ("bpf_sk_storage_map") be loaded?
 bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
   return static_cast<bool>(tracing_prog_for(btf, "bpf_iter_" + target, BPF_TRACE_ITER));
@@ -161,6 +173,11 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   bool fexit = cfg.allow_fentry && fentry_can_attach(btf, "inet_autobind") &&
                fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port") &&
                fentry_can_attach(btf, "inet_dgram_connect") && fentry_can_attach(btf, "inet_hash_connect");
+  // SCTP takes its ports in its own module (no inet bind hook runs): seen
+  // where fexit works and the module was loaded before the start
+  bool sctp = fexit && module_has_funcs(btf, "sctp", {"sctp_do_bind", "sctp_connect_new_asoc"});
+  bpf_program__set_autoload(s->progs.pg_sctp_bind_exit, sctp);
+  bpf_program__set_autoload(s->progs.pg_sctp_new_asoc, sctp);
   bool sock_tp = !fexit && cfg.allow_sock_tp && btf.has("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
   bool syscalls = !fexit && !sock_tp;
   world_ = fexit ? "fexit" : sock_tp ? "socket" : "syscall";
@@ -209,6 +226,8 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
       {"udp release, tcp close before a state change", "cgroup/sock_release"},
       {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
       {"listen() finding no free port", "tp_btf/inet_sock_set_state (LISTEN to CLOSE without a port)"},
+      {"sctp port taken, released or not found",
+       sctp ? "fexit/sctp_do_bind (+ fentry/sctp_connect_new_asoc), cgroup/sock_release" : ""},
   };
   if (fexit) {
     paths_.push_back({"bind(0) finding no free port", "fexit/inet_csk_get_port, fexit/udp_lib_get_port"});
@@ -279,7 +298,12 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
       "tcp sockets bound before start but neither listening nor connected (no kernel list has them), until their "
       "close (recorded late)");
   uncaught_.push_back("udp-lite sockets holding ports before start: the socket iterators list tcp and udp only");
-  uncaught_.push_back("sctp: its ports are taken outside the inet bind hooks");
+  if (sctp)
+    uncaught_.push_back("sctp sockets holding ports before start: the socket iterators list tcp and udp only");
+  else if (fexit)
+    uncaught_.push_back("sctp: the sctp module was not loaded when the trace started");
+  else
+    uncaught_.push_back("sctp: its ports are taken outside the inet bind hooks, and only fexit sees them");
 
   // ---- load
   int err = portghost_bpf__load(s);

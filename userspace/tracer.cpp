@@ -347,7 +347,10 @@ void reconcile(Probes& probes, RecordBuilder& builder, bool can_setns) {
   // where the kernel cannot walk its socket storage: the tcp and udp tables
   // of each namespace, which hold udp sockets with a port and tcp ones that
   // connected or listen, but not a tcp socket only bound, nor udp-lite
-  std::function<bool(const SocketTable::Holder&)> covered = [](const SocketTable::Holder&) { return true; };
+  // (SCTP sockets hold no socket storage: the storage walk cannot see them)
+  std::function<bool(const SocketTable::Holder&)> covered = [](const SocketTable::Holder& h) {
+    return h.proto != Proto::Sctp;
+  };
   if (auto live = probes.live_sockets()) {
     set.insert(live->begin(), live->end());
   } else if (can_setns) {

@@ -237,7 +237,8 @@ TEST_F(Trace, ExhaustionHooksAreOneWorldOnly) {
   ASSERT_TRUE(s["paths"].is_object());
   for (const char* p : {"tcp connect(): port chosen", "bind(): port given or chosen", "udp connect()",
                         "bind(0) finding no free port", "listen() finding no free port",
-                        "udp send finding no free port", "udp connect() finding no free port"})
+                        "udp send finding no free port", "udp connect() finding no free port",
+                        "sctp port taken, released or not found"})
     EXPECT_TRUE(s["paths"].contains(p)) << p << " in " << s["paths"].dump();
   EXPECT_EQ(s["paths"]["udp connect() finding no free port"].is_null(), world == "syscall") << s["paths"].dump();
   if (const char* want = std::getenv("PG_EXPECT_WORLD")) {

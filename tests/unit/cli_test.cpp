@@ -141,7 +141,7 @@ TEST(Cli, MalformedPortRange) {
   expect_usage_error({"--port-range", "a-b"}, "--port-range");
   expect_usage_error({"--port-range", "1-70000"}, "--port-range");
 }
-TEST(Cli, UnknownProto) { expect_usage_error({"--proto", "sctp"}, "--proto"); }
+TEST(Cli, UnknownProto) { expect_usage_error({"--proto", "dccp"}, "--proto"); }
 TEST(Cli, LongComm) {
   expect_usage_error({"--comm", "abcdefghijklmnop"}, "--comm");  // 16
   expect_usage_error({"--comm", "a-very-long-process-name"}, "--comm");

@@ -246,7 +246,7 @@ TEST(Decode, UnknownKindsAreRejected) {
 
 TEST(Decode, InvalidSockFieldsAreRejected) {
   pg_sock_event r = raw_sock(PG_KIND_ASSIGN);
-  r.proto = 132;  // sctp
+  r.proto = 33;  // dccp: no port space portghost follows
   EXPECT_FALSE(decode(&r, sizeof r).has_value());
   r = raw_sock(PG_KIND_ASSIGN);
   r.family = 1;  // AF_UNIX
@@ -254,6 +254,17 @@ TEST(Decode, InvalidSockFieldsAreRejected) {
   r = raw_sock(PG_KIND_RELEASE);
   r.how = PG_HOW_FASTOPEN + 1;
   EXPECT_FALSE(decode(&r, sizeof r).has_value());
+}
+
+TEST(Decode, SctpIsAPortSpace) {
+  pg_sock_event r = raw_sock(PG_KIND_ASSIGN);
+  r.proto = PG_IPPROTO_SCTP;
+  auto ev = decode(&r, sizeof r);
+  ASSERT_TRUE(ev.has_value());
+  const auto& e = std::get<SockEvent>(*ev);
+  EXPECT_EQ(e.proto, Proto::Sctp);
+  EXPECT_EQ(to_string(e.proto), "sctp");
+  EXPECT_EQ(proto_from_string("sctp"), Proto::Sctp);
 }
 
 TEST(Decode, ForkAndExit) {
