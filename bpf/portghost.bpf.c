@@ -23,6 +23,8 @@
  *     cgroup/sendmsg4/6         udp sendto/sendmsg/sendmmsg, after autobind
  *     sys_exit_connect          udp connect() and TFO-deferred tcp connect()
  *     sys_exit_bind, sys_exit_send*  bind(0) and sends finding no port
+ * SCTP (fexit only, its module loaded at start): fexit/sctp_do_bind takes
+ * every port it assigns, cgroup/sock_release lets it go.
  * A port that no hook saw being taken is recorded at its first sight (a
  * later connect, the move to CLOSE, the release) with PG_F_LATE.
  * Releases, and listen() or tcp connect() finding no port:

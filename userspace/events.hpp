@@ -39,7 +39,7 @@ static_assert(sizeof(pg_exec_event) == 48 + PG_EXE_BUF + PG_ARGS_LIMIT);
 constexpr size_t kExecHeadSize = offsetof(pg_exec_event, args);
 static_assert(kExecHeadSize == 48 + PG_EXE_BUF);
 
-// The port space: TCP (MPTCP subflows included), UDP, UDP-Lite.
+// The port space: TCP (MPTCP subflows included), UDP, UDP-Lite, SCTP.
 enum class Proto : uint8_t {
   Tcp = PG_IPPROTO_TCP,
   Udp = PG_IPPROTO_UDP,
