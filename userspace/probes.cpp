@@ -300,6 +300,8 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   uncaught_.push_back("udp-lite sockets holding ports before start: the socket iterators list tcp and udp only");
   if (sctp)
     uncaught_.push_back("sctp sockets holding ports before start: the socket iterators list tcp and udp only");
+  else if (fexit && access("/sys/module/sctp", F_OK) == 0)
+    uncaught_.push_back("sctp: the sctp module's BTF lacks sctp_do_bind or sctp_connect_new_asoc");
   else if (fexit)
     uncaught_.push_back("sctp: the sctp module was not loaded when the trace started");
   else
