@@ -175,6 +175,36 @@ static __always_inline void fill_from_sk(struct pg_sock_event *e, struct sock *s
 	fill_netns_from_sk(e, sk);
 }
 
+/* fill_from_sk() for a socket the program may load from directly (a BTF
+ * pointer: a tp_btf or fexit argument, a bpf_skc_to_tcp_sock() result):
+ * plain loads, where each CO-RE read would be a helper call. */
+static __always_inline void fill_from_btf_sk(struct pg_sock_event *e, struct sock *sk)
+{
+	e->family = sk->__sk_common.skc_family;
+	e->lport = sk->__sk_common.skc_num;
+	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (e->family == PG_AF_INET) {
+		__u32 l = sk->__sk_common.skc_rcv_saddr, r = sk->__sk_common.skc_daddr;
+
+		__builtin_memcpy(e->laddr, &l, 4);
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 l[4], r[4];
+
+		l[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+		l[1] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[1];
+		l[2] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+		l[3] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		r[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
+		r[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
+		r[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
+		r[3] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
+		__builtin_memcpy(e->laddr, l, 16);
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+	fill_netns_from_sk(e, sk);
+}
+
 /* Addresses and ports from a bpf_sock (direct loads, no kernel reads). */
 static __always_inline void fill_from_bpf_sock(struct pg_sock_event *e, struct bpf_sock *sk)
 {
@@ -557,7 +587,7 @@ static __always_inline void tcp_assign(struct sock *sk, struct bpf_sock_ops *ops
 		fill_from_sock_ops(e, ops);
 		fill_netns_from_sk(e, sk);
 	} else {
-		fill_from_sk(e, sk);
+		fill_from_btf_sk(e, sk);
 	}
 	e->cookie = cookie;
 	if (how == PG_HOW_LISTEN)
@@ -905,7 +935,7 @@ int BPF_PROG(pg_send_length, struct sock *sk, int ret, int flags)
 		return 0;
 	}
 	e->proto = proto;
-	fill_from_sk(e, sk);
+	fill_from_btf_sk(e, sk);
 	e->how = PG_HOW_SENDMSG;
 	if (!(BPF_CORE_READ_BITFIELD(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
 		e->flags |= PG_F_EPHEMERAL;
@@ -961,7 +991,7 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 		return 0;
 	}
 	e->proto = proto;
-	fill_from_sk(e, sk);
+	fill_from_btf_sk(e, sk);
 	clear_peer(e);
 	e->how = PG_HOW_SENDMSG;
 	e->flags |= PG_F_EPHEMERAL;
@@ -1061,7 +1091,7 @@ int BPF_PROG(pg_sctp_bind_exit, struct sock *sk, union sctp_addr *addr, int len,
 	e = sock_event_new(PG_KIND_ASSIGN);
 	if (e) {
 		e->proto = PG_IPPROTO_SCTP;
-		fill_from_sk(e, sk); /* no peer: an SCTP socket keeps it in its association */
+		fill_from_btf_sk(e, sk); /* no peer: an SCTP socket keeps it in its association */
 		e->lport = port;
 		e->how = how;
 		if (!asked)
@@ -1173,7 +1203,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	if (!e)
 		return 0;
 	e->proto = PG_IPPROTO_TCP;
-	fill_from_sk(e, sk);
+	fill_from_btf_sk(e, sk);
 	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
 	e->lport = st->port;
 	e->state = oldstate;
