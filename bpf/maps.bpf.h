@@ -36,6 +36,9 @@ const volatile bool targ_connect_exit = false;
 const volatile bool targ_sock_tp = false;
 /* sys_exit_bind is attached (syscall-exit world): bind() fills pending_bind */
 const volatile bool targ_bind_exit = false;
+/* bpf_get_current_task_btf() is allowed in every program type that names a
+ * task (probed by userspace): the task is read with plain loads */
+const volatile bool targ_task_btf = false;
 
 /* Set by userspace once every program is attached: before, none produces a
  * record, so no assign can go out while its release hook is not yet live. */

@@ -33,12 +33,32 @@ static __always_inline bool task_is_kthread(struct task_struct *t)
 /* Fill the attribution fields of x (a pg_sock_event or a pg_task_snap) from
  * the current task. A kernel thread is marked PG_F_KERNEL and left
  * unattributed. The namespace is the socket's, set by the caller: a task may
- * have moved (setns) since it made the socket. */
+ * have moved (setns) since it made the socket. Where the kernel hands out the
+ * task as a BTF pointer, plain loads (no helper call per field); else CO-RE
+ * reads. A task's comm is NUL-padded (set_task_comm), so copying all of it
+ * copies the name and nothing else. */
 #define fill_task_fields(x)                                                   \
 	do {                                                                   \
-		struct task_struct *t_ = current_task();                        \
+		struct task_struct *t_;                                         \
 		struct task_struct *leader_;                                    \
 									       \
+		if (targ_task_btf) {                                            \
+			t_ = bpf_get_current_task_btf();                        \
+			if (t_->flags & PG_PF_KTHREAD) {                        \
+				(x)->flags |= PG_F_KERNEL;                      \
+				break;                                          \
+			}                                                       \
+			leader_ = t_->group_leader;                             \
+			(x)->pid = t_->tgid;                                    \
+			(x)->tid = t_->pid;                                     \
+			(x)->ppid = t_->real_parent->tgid;                      \
+			(x)->uid = t_->cred->uid.val;                           \
+			(x)->cgroup_id = t_->cgroups->dfl_cgrp->kn->id;         \
+			__builtin_memcpy((x)->thread, t_->comm, PG_COMM_LEN);   \
+			__builtin_memcpy((x)->comm, leader_->comm, PG_COMM_LEN); \
+			break;                                                  \
+		}                                                               \
+		t_ = current_task();                                            \
 		if (task_is_kthread(t_)) {                                      \
 			(x)->flags |= PG_F_KERNEL;                              \
 			break;                                                  \

@@ -162,6 +162,13 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (portghost needs Linux >= 5.12)");
 
   bool pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
+  // the task as a BTF pointer, in every program type that names a task
+  // (tracing programs, which libbpf cannot probe, had it first)
+  bool task_btf = true;
+  for (auto type : {BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_SOCK_OPS,
+                    BPF_PROG_TYPE_TRACEPOINT})
+    task_btf = task_btf && helper_available(type, BPF_FUNC_get_current_task_btf);
+  s->rodata->targ_task_btf = task_btf;
 
   // Three worlds. Where the kernel allows fentry/fexit: the end of a udp
   // connect() and the port allocators' failures are seen in the kernel
