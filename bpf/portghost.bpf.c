@@ -1083,7 +1083,7 @@ int BPF_PROG(pg_sctp_bind_exit, struct sock *sk, union sctp_addr *addr, int len,
 			exhausted_emit(sk, PG_IPPROTO_SCTP, how);
 		return 0;
 	}
-	port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	port = sk->__sk_common.skc_num;
 	cookie = bpf_get_socket_cookie(sk);
 	known = bpf_map_lookup_elem(&sctp_ports, &cookie);
 	if (!port || (known && *known == port))
@@ -1092,7 +1092,6 @@ int BPF_PROG(pg_sctp_bind_exit, struct sock *sk, union sctp_addr *addr, int len,
 	if (e) {
 		e->proto = PG_IPPROTO_SCTP;
 		fill_from_btf_sk(e, sk); /* no peer: an SCTP socket keeps it in its association */
-		e->lport = port;
 		e->how = how;
 		if (!asked)
 			e->flags |= PG_F_EPHEMERAL;
