@@ -19,7 +19,10 @@ const volatile __u32 targ_cgroup_level = 0;   /* depth of targ_cgroup_id */
 const volatile bool targ_ephemeral_only = false;
 const volatile bool targ_comm_set = false;
 const volatile char targ_comm[PG_COMM_LEN] = {};
-/* Wake the consumer only once this many bytes wait; it also drains on a timer. */
+/* Wake the consumer once a CPU has produced this many bytes since its last
+ * wakeup (counted per CPU: reading the ring's shared positions on every
+ * record costs more than the record itself when CPUs contend); it also
+ * drains on a timer. */
 const volatile __u64 targ_wakeup_bytes = 256 * 1024;
 /* ... or once a record comes this long after the last wakeup: under a steady
  * trickle a record waits at most about this long, not a whole timer period. */
@@ -215,6 +218,14 @@ struct {
 	__type(key, struct pg_listen_key);
 	__type(value, __u8);
 } iter_listeners SEC(".maps");
+
+/* bytes this CPU produced since it last woke the consumer */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwoken_bytes SEC(".maps");
 
 /* scratch for exec records (too big for the stack) */
 struct {

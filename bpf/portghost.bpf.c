@@ -64,17 +64,28 @@ static __always_inline void *event_reserve(__u64 size)
 	return e;
 }
 
-/* No wakeup per record: the consumer drains on a timer, and is woken once
- * when the waiting data crosses targ_wakeup_bytes (not on every record above
- * it: a consumer that lags must not be woken thousands of times a second),
- * or when targ_wakeup_delay_ns passed since the last wakeup. ts is the
- * record's ts_ns, which every record type sets when it is reserved. */
+/* No wakeup per record: the consumer drains on a timer, and is woken when
+ * this CPU has produced targ_wakeup_bytes since its last wakeup, or when
+ * targ_wakeup_delay_ns passed since the last wakeup by any CPU. The count is
+ * per CPU (a program that preempts another on the same CPU may blur it by a
+ * record, which is harmless): bpf_ringbuf_query() would read the positions
+ * that the other CPUs' reservations keep moving, a shared cache line per
+ * record. ts is the record's ts_ns, which every record type sets when it is
+ * reserved. */
 static __always_inline void event_submit(void *e, __u64 size, __u64 ts)
 {
-	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	bool crossed = avail >= targ_wakeup_bytes && avail < targ_wakeup_bytes + size + 8;
+	__u32 zero = 0;
+	__u64 *unwoken = bpf_map_lookup_elem(&unwoken_bytes, &zero);
+	bool wake = ts - pg_last_wakeup_ns >= targ_wakeup_delay_ns;
 
-	if (crossed || ts - pg_last_wakeup_ns >= targ_wakeup_delay_ns) {
+	if (unwoken) {
+		*unwoken += size + BPF_RINGBUF_HDR_SZ;
+		if (*unwoken >= targ_wakeup_bytes)
+			wake = true;
+		if (wake)
+			*unwoken = 0;
+	}
+	if (wake) {
 		pg_last_wakeup_ns = ts;
 		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 		return;

@@ -106,6 +106,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
                     "Every SEC seconds, release the recorded sockets that are gone without a release (0: never)")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  trace->add_option("--nice", o.nice,
+                    "Run the consumer at this nice value, above the workload's, so that busy CPUs do not starve it "
+                    "into losing records")
+      ->check(CLI::Range(-20, 19))
+      ->default_str(std::to_string(kDefaultNice));
   trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")->check(kNonEmpty);
   trace->add_option("--user", o.user,
                     "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")

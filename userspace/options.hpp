@@ -28,6 +28,8 @@ struct Filters {
   bool matches(const PortRecord& r) const;
 };
 
+inline constexpr int kDefaultNice = -4;
+
 struct TraceOptions {
   std::optional<Format> format;  // default: table on a terminal, else json
   std::string output = "-";
@@ -45,6 +47,10 @@ struct TraceOptions {
   bool syscall_exits = false;        // without fexit: the syscall-exit world even where socket tracepoints serve
   bool probe_report = false;         // print which hook serves which path, then exit
   unsigned reconcile_s = 60;         // release recorded sockets gone unseen, this often; 0: never
+  // the consumer's nice value: above the workload's, so that a flood that
+  // keeps every CPU busy cannot starve it into losing records (auditd's
+  // priority_boost does the same)
+  int nice = kDefaultNice;
 };
 
 // Parses "A-B" (or "N") into a port range; nullopt if malformed.

@@ -153,7 +153,11 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     s->rodata->targ_comm_set = true;
     std::strncpy(const_cast<char*>(s->rodata->targ_comm), f.comm->c_str(), PG_COMM_LEN - 1);
   }
-  s->rodata->targ_wakeup_bytes = cfg.ring_buffer_bytes / 8;
+  // an eighth of the ring waiting wakes the consumer, counted per CPU: each
+  // CPU wakes it after its share (at least 32 KiB, so that many CPUs do not
+  // wake it on every few records)
+  uint64_t cpus = static_cast<uint64_t>(std::max(1, libbpf_num_possible_cpus()));
+  s->rodata->targ_wakeup_bytes = std::max<uint64_t>(cfg.ring_buffer_bytes / 8 / cpus, 32 * 1024);
   check(bpf_map__set_max_entries(s->maps.events, cfg.ring_buffer_bytes), "ring buffer size");
 
   VmlinuxBtf btf;

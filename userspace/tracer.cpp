@@ -1,10 +1,12 @@
 #include "tracer.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "errors.hpp"
@@ -398,6 +400,10 @@ constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v 
 int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop,
               std::atomic<bool>* reopen) {
   const TraceOptions& opt = ctx.options;
+  // first, so that every thread started from here on inherits it
+  if (setpriority(PRIO_PROCESS, 0, opt.nice) != 0)
+    spdlog::warn("cannot set nice {} ({}): records may be lost when the workload keeps every CPU busy", opt.nice,
+                 std::strerror(errno));
   ProcessCache procs;
   RecordBuilder builder(sink, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (opt.warn_occupancy) builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });

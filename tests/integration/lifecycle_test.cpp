@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -382,4 +383,41 @@ TEST_F(Lifecycle, AfterUserOnlyTheRingConsumerPagesStayWritable) {
   EXPECT_TRUE(stop);
   std::string cmd = "rm -rf '" + dir + "'";
   EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+namespace {
+// Field 19 of /proc/PID/task/TID/stat: the thread's nice value.
+int nice_of(pid_t pid, pid_t tid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto close_paren = s.rfind(')');
+  if (close_paren == std::string::npos) return 1000;
+  std::istringstream rest(s.substr(close_paren + 2));  // from field 3 (state)
+  std::string field;
+  for (int i = 3; i <= 19 && rest >> field; i++) {
+    if (i == 19) return std::stoi(field);
+  }
+  return 1000;
+}
+
+// Every thread of the tracer.
+std::vector<pid_t> threads_of(pid_t pid) {
+  std::vector<pid_t> tids;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task"))
+    tids.push_back(static_cast<pid_t>(std::stol(e.path().filename().string())));
+  return tids;
+}
+}  // namespace
+
+// The consumer runs above the workload's priority (auditd's priority_boost):
+// a flood that keeps every CPU busy must not starve it into losing records.
+TEST_F(Lifecycle, TheConsumerRunsAtTheNiceValueAsked) {
+  for (auto [args, want] : {std::pair<std::vector<std::string>, int>{{}, -4}, {{"--nice", "3"}, 3}}) {
+    Tracer t(args);
+    ASSERT_TRUE(t.wait_started()) << t.stderr_text();
+    auto tids = threads_of(t.pid());
+    ASSERT_FALSE(tids.empty());
+    for (pid_t tid : tids) EXPECT_EQ(nice_of(t.pid(), tid), want) << "thread " << tid;
+    EXPECT_EQ(t.stop(), 0);
+  }
 }

@@ -63,6 +63,7 @@ TEST(Cli, NoArgumentsTracesWithDefaults) {
   EXPECT_EQ(o.verbose, 0);
   EXPECT_EQ(o.ring_buffer_mb, 8u);
   EXPECT_TRUE(o.existing);
+  EXPECT_EQ(o.nice, -4);
   EXPECT_EQ(p.out, "");
   EXPECT_EQ(p.err, "");
 }
@@ -82,7 +83,7 @@ TEST(Cli, EveryTraceOption) {
   Parsed p = parse({"trace", "--format", "json", "-o", "/var/log/ports.jsonl", "--rotate-size", "100",
                     "--rotate-keep", "10", "--pid", "1234", "--comm", "curl", "--port-range", "49152-65535",
                     "--proto", "udp", "--family", "6", "--netns", "4026531840", "--cgroup", "/system.slice",
-                    "--ephemeral-only", "--duration", "1.5", "--ring-buffer-mb", "16", "--no-existing", "-vv"});
+                    "--ephemeral-only", "--duration", "1.5", "--ring-buffer-mb", "16", "--no-existing", "--nice", "-10", "-vv"});
   ASSERT_TRUE(p.res.run) << p.err;
   const TraceOptions& o = p.res.trace;
   EXPECT_EQ(o.format, Format::Json);
@@ -102,6 +103,7 @@ TEST(Cli, EveryTraceOption) {
   EXPECT_DOUBLE_EQ(*o.duration_s, 1.5);
   EXPECT_EQ(o.ring_buffer_mb, 16u);
   EXPECT_FALSE(o.existing);
+  EXPECT_EQ(o.nice, -10);
   EXPECT_EQ(o.verbose, 2);
 }
 
@@ -165,6 +167,8 @@ TEST(Cli, OtherBadValues) {
   expect_usage_error({"--ring-buffer-mb", "3"}, "--ring-buffer-mb");
   expect_usage_error({"--ring-buffer-mb", "0"}, "--ring-buffer-mb");
   expect_usage_error({"--rotate-size", "0"}, "--rotate-size");
+  expect_usage_error({"--nice", "-21"}, "--nice");
+  expect_usage_error({"--nice", "20"}, "--nice");
   expect_usage_error({"--output", ""}, "--output");
   expect_usage_error({"--port", "80", "--port-range", "1-2"}, "exclude");
 }
@@ -187,7 +191,7 @@ TEST(Cli, TraceHelpListsEveryOption) {
   EXPECT_EQ(p.err, "");
   for (const char* opt : {"--port-range", "--format", "--output", "--rotate-size", "--rotate-keep", "--pid",
                           "--comm", "--port", "--proto", "--family", "--netns", "--cgroup", "--ephemeral-only",
-                          "--duration", "--ring-buffer-mb", "--no-existing", "--verbose", "Exit status"}) {
+                          "--duration", "--ring-buffer-mb", "--no-existing", "--nice", "--verbose", "Exit status"}) {
     EXPECT_NE(p.out.find(opt), std::string::npos) << opt << " missing from\n" << p.out;
   }
 }
