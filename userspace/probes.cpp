@@ -113,6 +113,29 @@ bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
   return static_cast<bool>(tracing_prog_for(btf, "bpf_iter_" + target, BPF_TRACE_ITER));
 }
 
+// What this kernel allows, for the hook plan. The fentry probes attach a
+// test program (not free): skipped when fentry is not wanted.
+KernelFeatures probe_features(const VmlinuxBtf& btf, bool want_fentry) {
+  KernelFeatures k;
+  k.fexit = want_fentry && fentry_can_attach(btf, "inet_autobind") && fentry_can_attach(btf, "inet_csk_get_port") &&
+            fentry_can_attach(btf, "udp_lib_get_port") && fentry_can_attach(btf, "inet_dgram_connect") &&
+            fentry_can_attach(btf, "inet_hash_connect");
+  k.sctp_module = access("/sys/module/sctp", F_OK) == 0;
+  k.sctp_btf = k.fexit && module_has_funcs(btf, "sctp", {"sctp_do_bind", "sctp_connect_new_asoc"});
+  k.sock_send_length = btf.has("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
+  k.task_pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
+  k.sys_exit_connect = tracepoint_exists("syscalls", "sys_exit_connect");
+  k.sys_exit_bind = tracepoint_exists("syscalls", "sys_exit_bind");
+  k.sys_exit_sends = tracepoint_exists("syscalls", "sys_exit_sendto") &&
+                     tracepoint_exists("syscalls", "sys_exit_sendmsg") &&
+                     tracepoint_exists("syscalls", "sys_exit_sendmmsg");
+  k.bpf_loop = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop);
+  k.iter_tcp = btf.has("bpf_iter__tcp", BTF_KIND_STRUCT);
+  k.iter_udp = btf.has("bpf_iter__udp", BTF_KIND_STRUCT);
+  k.iter_sk_storage = iter_can_load(btf, "bpf_sk_storage_map");
+  return k;
+}
+
 }  // namespace
 
 void route_libbpf_logs(int verbose) {
@@ -165,7 +188,6 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   if (!btf.has("btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF))
     throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (portghost needs Linux >= 5.12)");
 
-  bool pt_regs = helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_task_pt_regs);
   // the task as a BTF pointer, in every program type that names a task
   // (tracing programs, which libbpf cannot probe, had it first)
   bool task_btf = true;
@@ -174,149 +196,20 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     task_btf = task_btf && helper_available(type, BPF_FUNC_get_current_task_btf);
   s->rodata->targ_task_btf = task_btf;
 
-  // Three worlds. Where the kernel allows fentry/fexit: the end of a udp
-  // connect() and the port allocators' failures are seen in the kernel
-  // functions, whatever called them (a syscall, io_uring, a kernel socket).
-  // Elsewhere, on Linux >= 6.3: at the end of every send (sock_send_length)
-  // and at the socket's next sight, with nothing on the syscall layer, whose
-  // tracepoints slow every syscall of every process. Older kernels: at the
-  // syscall exits. One world only, never two (a record would be written twice).
-  bool fexit = cfg.allow_fentry && fentry_can_attach(btf, "inet_autobind") &&
-               fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port") &&
-               fentry_can_attach(btf, "inet_dgram_connect") && fentry_can_attach(btf, "inet_hash_connect");
-  // SCTP takes its ports in its own module (no inet bind hook runs): seen
-  // where fexit works and the module was loaded before the start
-  bool sctp = fexit && module_has_funcs(btf, "sctp", {"sctp_do_bind", "sctp_connect_new_asoc"});
-  bpf_program__set_autoload(s->progs.pg_sctp_bind_exit, sctp);
-  bpf_program__set_autoload(s->progs.pg_sctp_new_asoc, sctp);
-  bool sock_tp = !fexit && cfg.allow_sock_tp && btf.has("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
-  bool syscalls = !fexit && !sock_tp;
-  world_ = fexit ? "fexit" : sock_tp ? "socket" : "syscall";
-  for (auto* p : {s->progs.pg_autobind_enter, s->progs.pg_autobind_exit, s->progs.pg_csk_get_port_exit,
-                  s->progs.pg_udp_get_port_exit, s->progs.pg_dgram_connect_exit, s->progs.pg_hash_connect_exit})
-    bpf_program__set_autoload(p, fexit);
-  s->rodata->targ_sock_tp = sock_tp;
-  bpf_program__set_autoload(s->progs.pg_send_length, sock_tp);
-  // the autobind's fexit and sock_send_length see every datagram send's port
-  bpf_program__set_autoload(s->progs.pg_sendmsg4, syscalls);
-  bpf_program__set_autoload(s->progs.pg_sendmsg6, syscalls);
-  bool exit_connect = syscalls && tracepoint_exists("syscalls", "sys_exit_connect") && pt_regs;
-  bool udp_connect = fexit || sock_tp || exit_connect;
-  s->rodata->targ_connect_exit = exit_connect;
-  bpf_program__set_autoload(s->progs.pg_exit_connect, exit_connect);
-  bool exit_bind = syscalls && tracepoint_exists("syscalls", "sys_exit_bind");
-  bool exit_sends = syscalls && pt_regs && tracepoint_exists("syscalls", "sys_exit_sendto") &&
-                    tracepoint_exists("syscalls", "sys_exit_sendmsg") && tracepoint_exists("syscalls", "sys_exit_sendmmsg");
-  s->rodata->targ_bind_exit = exit_bind;
-  bpf_program__set_autoload(s->progs.pg_exit_bind, exit_bind);
-  bpf_program__set_autoload(s->progs.pg_exit_sendto, exit_sends);
-  bpf_program__set_autoload(s->progs.pg_exit_sendmsg, exit_sends);
-  bpf_program__set_autoload(s->progs.pg_exit_sendmmsg, exit_sends);
-
-  const char* udp_send = fexit ? "fexit/inet_autobind" : sock_tp ? "tp_btf/sock_send_length" : "cgroup/sendmsg4, cgroup/sendmsg6";
-  paths_ = {
-      {"tcp connect(): port chosen", fexit ? "fexit/inet_hash_connect, sockops TCP_CONNECT_CB" : "sockops TCP_CONNECT_CB"},
-      {"tcp connect() with TCP_FASTOPEN_CONNECT",
-       fexit          ? "fexit/inet_hash_connect"
-       : sock_tp      ? "cgroup/connect4, cgroup/connect6 + sockops TCP_CONNECT_CB or tp_btf/inet_sock_set_state, "
-                        "with the connect's time and task"
-       : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
-                      : "sockops TCP_CONNECT_CB (at the first write)"},
-      {"bind(): port given or chosen", "cgroup/post_bind4, cgroup/post_bind6"},
-      {"listen() on an unbound socket", "sockops TCP_LISTEN_CB"},
-      {"udp send on an unbound socket", udp_send},
-      {"udp send whose autobind succeeds but the send fails",
-       fexit || sock_tp ? udp_send : "late: cgroup/connect4/6, cgroup/sendmsg4/6 or cgroup/sock_release"},
-      {"udp connect()", fexit          ? "cgroup/connect4, cgroup/connect6 + fexit/inet_dgram_connect"
-                        : sock_tp      ? "cgroup/connect4, cgroup/connect6 + tp_btf/sock_send_length or "
-                                         "cgroup/sock_release (the next send or the close), with the connect's time "
-                                         "and task"
-                        : exit_connect ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
-                                       : ""},
-      {"tcp release", "tp_btf/inet_sock_set_state"},
-      {"udp release, tcp close before a state change", "cgroup/sock_release"},
-      {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
-      {"listen() finding no free port", "tp_btf/inet_sock_set_state (LISTEN to CLOSE without a port)"},
-      {"sctp port taken, released or not found",
-       sctp ? "fexit/sctp_do_bind (+ fentry/sctp_connect_new_asoc), cgroup/sock_release" : ""},
-  };
-  if (fexit) {
-    paths_.push_back({"bind(0) finding no free port", "fexit/inet_csk_get_port, fexit/udp_lib_get_port"});
-    paths_.push_back({"udp send finding no free port", "fentry+fexit/inet_autobind"});
-    paths_.push_back({"udp connect() finding no free port", "fentry+fexit/inet_autobind"});
-  } else if (sock_tp) {
-    paths_.push_back({"bind(0) finding no free port",
-                      "late: cgroup/bind4, cgroup/bind6 + the socket's next send, connect, bind or close, with the "
-                      "bind's time (wildcard and loopback addresses)"});
-    paths_.push_back({"udp send finding no free port", "tp_btf/sock_send_length"});
-    paths_.push_back({"udp connect() finding no free port",
-                      "late: cgroup/connect4, cgroup/connect6 + the socket's next send, connect, bind or close, with "
-                      "the connect's time and task"});
-    uncaught_.push_back(
-        "bind(0) finding no free port: recorded at the socket's next send, connect, bind or close (with the bind's "
-        "time), and only for a wildcard or loopback address, where nothing else can make it fail (--syscall-exits "
-        "sees it at once, at a cost to every syscall)");
-    uncaught_.push_back(
-        "udp connect() finding no free port: recorded at the socket's next send, connect, bind or close, with the "
-        "connect's time and task");
-  } else {
-    paths_.push_back({"bind(0) finding no free port", exit_bind ? "tracepoint/syscalls/sys_exit_bind" : ""});
-    paths_.push_back({"udp send finding no free port",
-                      exit_sends ? "tracepoint/syscalls/sys_exit_sendto, sys_exit_sendmsg, sys_exit_sendmmsg" : ""});
-    paths_.push_back({"udp connect() finding no free port", ""});
-    if (!exit_bind) uncaught_.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
-    if (!exit_sends)
-      uncaught_.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
-    uncaught_.push_back("udp connect() finding no free port: no fexit on inet_autobind");
-    uncaught_.push_back("io_uring bind or send finding no free port: no fexit on the port allocators");
-    uncaught_.push_back(
-        "a port taken through the 32-bit syscall ABI finding no free port: syscall tracepoints ignore compat syscalls");
-    uncaught_.push_back(
-        "udp connect() through the 32-bit syscall ABI or io_uring: recorded late (at a later connect, send to an "
-        "address or the close), without the connect's time");
-    uncaught_.push_back(
-        "udp send whose autobind succeeds but the send fails: recorded late (at a later connect, send to an address "
-        "or the close), without that send's time");
+  // which programs load, and what each path is served by: hook_plan.cpp
+  HookPlan plan = plan_hooks(probe_features(btf, cfg.allow_fentry), {cfg.allow_fentry, cfg.allow_sock_tp});
+  s->rodata->targ_sock_tp = plan.sock_tp;
+  s->rodata->targ_connect_exit = plan.connect_exit;
+  s->rodata->targ_bind_exit = plan.bind_exit;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, s->obj) {
+    std::string name = bpf_program__name(prog);
+    if (!known_programs().count(name)) throw FatalError("BPF program " + name + " is in no hook plan");
+    bpf_program__set_autoload(prog, plan.loads(name));
   }
-  if (!udp_connect) {
-    bpf_program__set_autoload(s->progs.pg_connect4, false);
-    bpf_program__set_autoload(s->progs.pg_connect6, false);
-    uncaught_.push_back(
-        "udp connect() without a send to an explicit address: no syscall tracepoint or bpf_task_pt_regs");
-  }
-  if (!helper_available(BPF_PROG_TYPE_TRACEPOINT, BPF_FUNC_loop)) {
-    bpf_program__set_autoload(s->progs.pg_exec, false);
-    uncaught_.push_back("exe/cmdline of processes gone before they are read: no bpf_loop (kernel < 5.17)");
-  }
-  if (!btf.has("bpf_iter__tcp", BTF_KIND_STRUCT)) {
-    bpf_program__set_autoload(s->progs.pg_iter_tcp, false);
-    uncaught_.push_back("tcp sockets holding ports before start: no tcp socket iterator");
-  }
-  if (!btf.has("bpf_iter__udp", BTF_KIND_STRUCT)) {
-    bpf_program__set_autoload(s->progs.pg_iter_udp, false);
-    uncaught_.push_back("udp sockets holding ports before start: no udp socket iterator");
-  }
-  // Reconciliation walks the socket storage where the kernel allows it;
-  // elsewhere the tcp and udp iterators in each namespace stand in, which
-  // need privileges (none after --user) and cannot see every socket.
-  if (!iter_can_load(btf, "bpf_sk_storage_map")) {
-    bpf_program__set_autoload(s->progs.pg_iter_live, false);
-    uncaught_.push_back(
-        "releases never seen, found by reconciliation only for udp sockets and tcp ones that connected or listened "
-        "without a bound port, and not after --user: no socket storage iterator");
-  }
-  uncaught_.push_back(
-      "tcp sockets bound before start but neither listening nor connected (no kernel list has them), until their "
-      "close (recorded late)");
-  uncaught_.push_back("udp-lite sockets holding ports before start: the socket iterators list tcp and udp only");
-  if (sctp)
-    uncaught_.push_back("sctp sockets holding ports before start: the socket iterators list tcp and udp only");
-  else if (fexit && access("/sys/module/sctp", F_OK) == 0)
-    uncaught_.push_back("sctp: the sctp module's BTF lacks sctp_do_bind or sctp_connect_new_asoc");
-  else if (fexit)
-    uncaught_.push_back("sctp: the sctp module was not loaded when the trace started");
-  else
-    uncaught_.push_back("sctp: its ports are taken outside the inet bind hooks, and only fexit sees them");
+  world_ = plan.world;
+  paths_ = std::move(plan.paths);
+  uncaught_ = std::move(plan.uncaught);
 
   // ---- load
   int err = portghost_bpf__load(s);
@@ -325,7 +218,6 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   // ---- attach
   cgroup_fd_.reset(open(cfg.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!cgroup_fd_) throw FatalError(errno_text("cannot open the cgroup v2 root " + cfg.cgroup_root, errno));
-  bpf_program* prog;
   bpf_object__for_each_program(prog, s->obj) {
     if (!bpf_program__autoload(prog)) continue;
     std::string sec = bpf_program__section_name(prog);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "hook_plan.hpp"
 #include "options.hpp"
 #include "unique_fd.hpp"
 
@@ -27,12 +28,6 @@ struct ProbeConfig {
   std::string cgroup_root;   // cgroup v2 mount to attach the socket hooks to
   bool allow_fentry = true;  // false: the tracepoint hooks even where fentry works
   bool allow_sock_tp = true; // false: without fexit, the syscall exits even where socket tracepoints serve
-};
-
-// Which hook serves one path of port assignment or failure.
-struct PathHook {
-  std::string path;
-  std::string hook;  // "" when nothing here can see it
 };
 
 struct Counters {

@@ -1287,9 +1287,12 @@ TEST_F(TraceOwn, RunsWithTheServicesFiveCapabilities) {
   std::string log = std::string(dir) + "/events.jsonl";
   pid_t pid = fork();
   if (pid == 0) {
-    execl("/usr/bin/setpriv", "setpriv", "--bounding-set", "-all,+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace",
-          "--inh-caps", "-all", PORTGHOST_BIN, "trace", "-o", log.c_str(), "--duration", "3",
-          static_cast<char*>(nullptr));
+    int err = open((std::string(dir) + "/err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(err, STDERR_FILENO);
+    // as the unit starts it: Nice=-4 first, then the bounding set
+    execl("/usr/bin/nice", "nice", "-n", "-4", "/usr/bin/setpriv", "--bounding-set",
+          "-all,+bpf,+perfmon,+net_admin,+sys_admin,+sys_ptrace", "--inh-caps", "-all", PORTGHOST_BIN, "trace", "-o",
+          log.c_str(), "--duration", "3", static_cast<char*>(nullptr));
     _exit(127);
   }
   bool started = false;
@@ -1314,6 +1317,10 @@ TEST_F(TraceOwn, RunsWithTheServicesFiveCapabilities) {
     if (j["type"] == "assign" && j["sock"] == c) seen = true;
   }
   EXPECT_TRUE(seen) << "no assign recorded under the reduced capability set";
+  std::ifstream ef(std::string(dir) + "/err");
+  std::string err_text((std::istreambuf_iterator<char>(ef)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(err_text.find("cannot set nice"), std::string::npos) << err_text;
+  unlink((std::string(dir) + "/err").c_str());
   unlink(log.c_str());
   rmdir(dir);
 }

@@ -1,60 +1,64 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The single place for maps and load-time knobs (rodata, targ_ prefix). */
+/* The single place for maps and load-time knobs (rodata, targ_ prefix).
+ * Every program file includes it: each definition is __weak, so that the
+ * linker (bpftool gen object) keeps one of each. */
 #ifndef PORTGHOST_MAPS_BPF_H
 #define PORTGHOST_MAPS_BPF_H
 
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
 #include "portghost.h"
 
 /* ---- knobs, set by userspace between open and load ---------------------- */
 #define PG_ANY 0 /* sentinel for "no filter" on numeric knobs */
 
-const volatile __u32 targ_tgid = PG_ANY;
-const volatile __u8 targ_proto = PG_ANY;  /* PG_IPPROTO_TCP / _UDP / _UDPLITE */
-const volatile __u8 targ_family = PG_ANY; /* AF_INET / AF_INET6 */
-const volatile __u16 targ_port_lo = 0;
-const volatile __u16 targ_port_hi = 65535;
-const volatile __u32 targ_netns = PG_ANY;
-const volatile __u64 targ_cgroup_id = PG_ANY; /* only tasks in this cgroup or below */
-const volatile __u32 targ_cgroup_level = 0;   /* depth of targ_cgroup_id */
-const volatile bool targ_ephemeral_only = false;
-const volatile bool targ_comm_set = false;
-const volatile char targ_comm[PG_COMM_LEN] = {};
+__weak const volatile __u32 targ_tgid = PG_ANY;
+__weak const volatile __u8 targ_proto = PG_ANY;  /* PG_IPPROTO_TCP / _UDP / _UDPLITE */
+__weak const volatile __u8 targ_family = PG_ANY; /* AF_INET / AF_INET6 */
+__weak const volatile __u16 targ_port_lo = 0;
+__weak const volatile __u16 targ_port_hi = 65535;
+__weak const volatile __u32 targ_netns = PG_ANY;
+__weak const volatile __u64 targ_cgroup_id = PG_ANY; /* only tasks in this cgroup or below */
+__weak const volatile __u32 targ_cgroup_level = 0;   /* depth of targ_cgroup_id */
+__weak const volatile bool targ_ephemeral_only = false;
+__weak const volatile bool targ_comm_set = false;
+__weak const volatile char targ_comm[PG_COMM_LEN] = {};
 /* Wake the consumer once a CPU has produced this many bytes since its last
  * wakeup (counted per CPU: reading the ring's shared positions on every
  * record costs more than the record itself when CPUs contend); it also
  * drains on a timer. */
-const volatile __u64 targ_wakeup_bytes = 256 * 1024;
+__weak const volatile __u64 targ_wakeup_bytes = 256 * 1024;
 /* ... or once a record comes this long after the last wakeup: under a steady
  * trickle a record waits at most about this long, not a whole timer period. */
-const volatile __u64 targ_wakeup_delay_ns = 50ULL * 1000 * 1000;
+__weak const volatile __u64 targ_wakeup_delay_ns = 50ULL * 1000 * 1000;
 
 /* The end of a connect() is seen at the syscall's exit (no fexit here): the
  * cgroup connect hook then also notes TCP Fast Open connects, whose port
  * comes in connect() but whose TCP_CONNECT_CB waits for the first write. */
-const volatile bool targ_connect_exit = false;
+__weak const volatile bool targ_connect_exit = false;
 /* The socket-tracepoint world (no fexit, Linux >= 6.3): nothing on the
  * syscall layer. A connect()'s port is taken at the socket's next send or
  * release, with the connect's time and task kept in its socket storage; a
  * bind() to port 0 that found no free port is inferred there too. */
-const volatile bool targ_sock_tp = false;
+__weak const volatile bool targ_sock_tp = false;
 /* sys_exit_bind is attached (syscall-exit world): bind() fills pending_bind */
-const volatile bool targ_bind_exit = false;
+__weak const volatile bool targ_bind_exit = false;
 /* bpf_get_current_task_btf() is allowed in every program type that names a
  * task (probed by userspace): the task is read with plain loads */
-const volatile bool targ_task_btf = false;
+__weak const volatile bool targ_task_btf = false;
 
 /* Set by userspace once every program is attached: before, none produces a
  * record, so no assign can go out while its release hook is not yet live. */
-volatile bool pg_armed = false;
+__weak volatile bool pg_armed = false;
 /* Set by userspace around a run of the tcp/udp iterators that only lists
  * which sockets are alive (reconciliation): no state is touched then. */
-volatile bool pg_iter_liveness = false;
+__weak volatile bool pg_iter_liveness = false;
 /* Set by userspace when it stops: from then on nothing new is produced, so
  * its final drain ends even under a flood (faster than detaching hooks). */
-volatile bool pg_stopping = false;
+__weak volatile bool pg_stopping = false;
 /* Boot time of the last wakeup forced by a record (racy by design: two CPUs
  * may both wake the consumer, which is harmless). */
-__u64 pg_last_wakeup_ns = 0;
+__weak __u64 pg_last_wakeup_ns = 0;
 
 /* ---- per-socket state: lives and dies with the socket ------------------- */
 enum pg_sk_flags {
@@ -107,13 +111,13 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct pg_sk_state);
-} sk_state SEC(".maps");
+} sk_state __weak SEC(".maps");
 
 /* ---- the event stream ---------------------------------------------------- */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by userspace before load */
-} events SEC(".maps");
+} events __weak SEC(".maps");
 
 /* exec / fork / exit: their own ring, so that no amount of exec traffic can
  * crowd a port record out of the events ring. Never wakes the consumer: it
@@ -121,14 +125,14 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 2 * 1024 * 1024); /* resized by userspace before load */
-} proc_events SEC(".maps");
+} proc_events __weak SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PG_CNT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} counters SEC(".maps");
+} counters __weak SEC(".maps");
 
 /* udp connect(): what the cgroup hook saw, until the syscall returns. */
 struct pg_pending_connect {
@@ -142,7 +146,7 @@ struct {
 	__uint(max_entries, 16384);
 	__type(key, __u32); /* tid */
 	__type(value, struct pg_pending_connect);
-} pending_connect SEC(".maps");
+} pending_connect __weak SEC(".maps");
 
 /* Ports reported at a syscall exit, which cannot reach socket storage: the
  * next hook that holds the socket's state folds the entry into it. */
@@ -151,7 +155,7 @@ struct {
 	__uint(max_entries, 16384);
 	__type(key, __u64);   /* socket cookie */
 	__type(value, __u16); /* the port reported */
-} connect_done SEC(".maps");
+} connect_done __weak SEC(".maps");
 
 /* Threads inside inet_autobind (fexit world), so that the port allocator's
  * failure under it is reported once, as the autobind's. By thread: lock_sock
@@ -162,7 +166,7 @@ struct {
 	__uint(max_entries, 16384);
 	__type(key, __u32);  /* tid */
 	__type(value, __u8);
-} in_autobind SEC(".maps");
+} in_autobind __weak SEC(".maps");
 
 /* Threads setting up an SCTP association (connect(), or a sendmsg() to a
  * new peer), with the socket: an autobind under it is the association's.
@@ -172,7 +176,7 @@ struct {
 	__uint(max_entries, 4096);
 	__type(key, __u32);   /* tid */
 	__type(value, __u64); /* the socket's address */
-} sctp_connecting SEC(".maps");
+} sctp_connecting __weak SEC(".maps");
 
 /* SCTP sockets whose port was reported (written, or lost to a full ring),
  * until their release: the SCTP programs cannot use socket storage. */
@@ -182,7 +186,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, __u64);   /* socket cookie */
 	__type(value, __u16); /* the port reported */
-} sctp_ports SEC(".maps");
+} sctp_ports __weak SEC(".maps");
 
 /* bind() to port 0: what the cgroup hook saw, until the syscall returns, so
  * that a failure (no free port) can be reported. One slot per CPU, not a hash
@@ -203,7 +207,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct pg_pending_bind);
-} pending_bind SEC(".maps");
+} pending_bind __weak SEC(".maps");
 
 /* listeners seen by the tcp iterator: their accepted children are skipped. */
 struct pg_listen_key {
@@ -217,7 +221,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct pg_listen_key);
 	__type(value, __u8);
-} iter_listeners SEC(".maps");
+} iter_listeners __weak SEC(".maps");
 
 /* bytes this CPU produced since it last woke the consumer */
 struct {
@@ -225,7 +229,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} unwoken_bytes SEC(".maps");
+} unwoken_bytes __weak SEC(".maps");
 
 /* scratch for exec records (too big for the stack) */
 struct {
@@ -233,7 +237,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct pg_exec_event);
-} exec_scratch SEC(".maps");
+} exec_scratch __weak SEC(".maps");
 
 static __always_inline void counter_inc(enum pg_counter c)
 {

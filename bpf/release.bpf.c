@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Releases: a tcp socket moving to CLOSE (tp_btf/inet_sock_set_state) and
+ * the last close of a socket's file (cgroup/sock_release), which also names
+ * the closer. Each recorded port is released once. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "portghost.h"
+#include "lib/maps.bpf.h"
+#include "lib/task.bpf.h"
+#include "lib/ring.bpf.h"
+#include "lib/sock.bpf.h"
+#include "lib/state.bpf.h"
+#include "lib/assign.bpf.h"
+
+static __always_inline bool release_due(struct pg_sk_state *st)
+{
+	if (st->flags & (PG_SK_RELEASED | PG_SK_FILTERED))
+		return false;
+	return st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING);
+}
+
+/* The task that let the port go by closing its last file reference: false
+ * for a kernel thread (no process let it go). Its process's name only (a
+ * release names no thread): every release pays for this read. */
+static __always_inline bool read_closer(__u32 *pid, __u32 *tid, char *comm)
+{
+	struct task_struct *t = current_task();
+	__u64 id;
+
+	if (task_is_kthread(t))
+		return false;
+	id = bpf_get_current_pid_tgid();
+	*pid = id >> 32;
+	*tid = (__u32)id;
+	bpf_probe_read_kernel_str(comm, PG_COMM_LEN, BPF_CORE_READ(t, group_leader)->comm);
+	return true;
+}
+
+static __always_inline void fill_closer(struct pg_sock_event *e)
+{
+	if (read_closer(&e->pid, &e->tid, e->comm))
+		e->flags |= PG_F_CLOSER;
+}
+
+static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
+{
+	if (st) {
+		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
+		e->holder = st->holder_pid;
+		e->ino = st->assigned_ns;
+	}
+	counter_inc(PG_CNT_RELEASE);
+	event_submit(e, sizeof(*e), e->ts_ns);
+}
+
+/* A tcp socket moves to CLOSE: its port goes (to TIME_WAIT, or free).
+ * Sockets without state here were never assigned a port by anyone we saw:
+ * accepted children share their listener's port and are skipped. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	__u16 sport;
+
+	/* an MPTCP socket moves too (its subflows are the TCP sockets) */
+	if (newstate != PG_TCP_CLOSE || sk_proto(sk) != PG_IPPROTO_TCP)
+		return 0;
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	sk_state_fold(st, bpf_get_socket_cookie(sk));
+	if (oldstate == PG_TCP_LISTEN && !ever_reported(st) && !sk_sport(sk) &&
+	    !BPF_CORE_READ(sk, __sk_common.skc_num)) {
+		/* listen() on an unbound socket found no free port: in listen(),
+		 * so the task is its (a listener that had a port keeps its
+		 * inet_sport, or its number when the user bound it) */
+		exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_LISTEN);
+		return 0;
+	}
+	if (oldstate == PG_TCP_SYN_SENT && !ever_reported(st)) {
+		sport = sk_sport(sk);
+		if (sport) {
+			/* it had a port nobody reported: a TFO-deferred connect
+			 * closed before writing, where connect()'s end is unseen */
+			if (!st)
+				st = sk_state_of(sk);
+			assign_late(sk, bpf_get_socket_cookie(sk), PG_IPPROTO_TCP, sport, PG_HOW_FASTOPEN, st);
+		} else {
+			/* connect() found no free local port (inet_hash_connect
+			 * failed, EADDRNOTAVAIL): in connect(), so the task is its */
+			exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_CONNECT);
+			return 0;
+		}
+	}
+	if (!st || !release_due(st))
+		return 0;
+	/* A port bound by the user (SOCK_BINDPORT_LOCK) survives CLOSE while the
+	 * socket is open (failed connect, reset, shutdown of a listener): it goes
+	 * when the file does, and cgroup/sock_release reports it then. Once the
+	 * user has closed it (close() sets the whole shutdown mask first), the
+	 * move to CLOSE is the end. A kernel socket (an MPTCP subflow) has no
+	 * file and no sock_release hook: CLOSE is the last sight of it. */
+	if ((BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK) &&
+	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK &&
+	    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock))
+		return 0;
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return 0;
+	e->proto = PG_IPPROTO_TCP;
+	fill_from_btf_sk(e, sk);
+	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
+	e->lport = st->port;
+	e->state = oldstate;
+	e->cookie = bpf_get_socket_cookie(sk);
+	/* The active closer keeps the port in TIME_WAIT. */
+	if (oldstate == PG_TCP_FIN_WAIT1 || oldstate == PG_TCP_FIN_WAIT2 || oldstate == PG_TCP_CLOSING)
+		e->flags |= PG_F_TIMEWAIT;
+	if (st->flags & PG_SK_CLOSED) {
+		e->flags |= PG_F_CLOSER;
+		e->pid = st->closer_pid;
+		e->tid = st->closer_tid;
+		__builtin_memcpy(e->comm, st->closer_comm, PG_COMM_LEN);
+	}
+	release_commit(e, st);
+	return 0;
+}
+
+/* Remember who released a tcp socket's file: its port goes later, at CLOSE. */
+static __always_inline void note_closer(struct pg_sk_state *st)
+{
+	if (read_closer(&st->closer_pid, &st->closer_tid, st->closer_comm))
+		st->flags |= PG_SK_CLOSED;
+}
+
+/* An SCTP socket whose port fexit/sctp_do_bind reported (an accepted or
+ * peeled-off socket shares its parent's port and is in no record). */
+static __always_inline void sctp_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct pg_sock_event *e;
+	__u16 *port = bpf_map_lookup_elem(&sctp_ports, &cookie);
+	__u16 lport;
+
+	if (!port)
+		return;
+	lport = *port;
+	bpf_map_delete_elem(&sctp_ports, &cookie);
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return;
+	e->proto = PG_IPPROTO_SCTP;
+	e->family = sk->family;
+	e->lport = lport;
+	e->state = sk->state;
+	e->cookie = cookie;
+	fill_closer(e);
+	release_commit(e, NULL);
+}
+
+/* The last reference to the socket file is gone (never called for kernel
+ * sockets). The port and addresses come from the kernel socket. */
+SEC("cgroup/sock_release")
+int pg_sock_release(struct bpf_sock *sk)
+{
+	__u8 proto = port_space(sk->family, sk->protocol);
+	struct pg_sock_event *e;
+	struct pg_sk_state *st;
+	struct sock *ksk = NULL;
+	__u16 port = 0;
+
+	if (!proto) {
+		if ((sk->family == PG_AF_INET || sk->family == PG_AF_INET6) && sk->protocol == PG_IPPROTO_SCTP)
+			sctp_release(sk);
+		return PG_ALLOW;
+	}
+	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	sk_state_fold(st, bpf_get_socket_cookie(sk));
+	/* tcp sockets still connected or listening release at CLOSE */
+	if (proto == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE) {
+		if (st && release_due(st))
+			note_closer(st);
+		return PG_ALLOW;
+	}
+	if (st && (st->flags & (PG_SK_DEFERRED | PG_SK_BIND_ANY)))
+		pending_resolve(kernel_sk(sk), st);
+	if (!ever_reported(st) || !st->port) {
+		ksk = kernel_sk(sk);
+		port = BPF_CORE_READ(ksk, __sk_common.skc_num);
+	}
+	if (!ever_reported(st)) {
+		/* a port held without a record: a datagram send that failed after
+		 * its autobind, a connect whose end no hook saw, a socket bound
+		 * before the trace that no iterator lists */
+		if (!port)
+			return PG_ALLOW;
+		if (!st)
+			st = sk_state_of(sk);
+		assign_late(ksk, bpf_get_socket_cookie(sk), proto, port,
+			    !is_datagram(proto) ? PG_HOW_NONE
+			    : st && (st->flags & PG_SK_CONNECTING) ? PG_HOW_CONNECT
+								   : PG_HOW_SENDMSG,
+			    st);
+	}
+	if (st && !release_due(st))
+		return PG_ALLOW;
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return PG_ALLOW;
+	/* the local address comes from the consumer's table (this context
+	 * cannot read it), the peer from the socket */
+	e->proto = proto;
+	e->family = sk->family;
+	e->rport = bpf_ntohs(sk->dst_port);
+	if (sk->family == PG_AF_INET) {
+		__u32 r = sk->dst_ip4;
+
+		__builtin_memcpy(e->raddr, &r, 4);
+	} else {
+		__u32 r[4];
+
+		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		__builtin_memcpy(e->raddr, r, 16);
+	}
+	e->lport = st && st->port ? st->port : port;
+	e->state = sk->state;
+	e->cookie = bpf_get_socket_cookie(sk);
+	fill_closer(e);
+	release_commit(e, st);
+	return PG_ALLOW;
+}
