@@ -1,3 +1,4 @@
+#include "text.hpp"
 #include "cli.hpp"
 
 #include "sink.hpp"
@@ -12,7 +13,6 @@
 #include "version.hpp"
 
 namespace portghost {
-const char* const kDefaultLogDir = "/var/log/portghost";
 }
 
 namespace portghost {

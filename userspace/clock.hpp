@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace portghost {
@@ -36,5 +37,11 @@ size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]);
 std::string format_clock_local(uint64_t unix_ns);
 // "1.234ms", "15.2s", ...
 std::string format_duration(uint64_t ns);
+
+// An instant as people type it, to unix ns:
+// "2026-11-22T10:03:12Z", "2026-11-22T10:03:12.5+02:00", "10:03:12" (today,
+// local time), "1795307725" (unix seconds), "-5m" / "-30s" / "-2h" / "-1d".
+// now_ns is the current unix time. nullopt if malformed.
+std::optional<uint64_t> parse_time(const std::string& text, uint64_t now_ns);
 
 }  // namespace portghost

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <variant>
 
+#include "net.hpp"
+
 extern "C" {
 #include "portghost.h"
 }
@@ -38,22 +40,6 @@ static_assert(sizeof(pg_exec_event) == 48 + PG_EXE_BUF + PG_ARGS_LIMIT);
 // An exec record is sent up to its args' end: this much at least.
 constexpr size_t kExecHeadSize = offsetof(pg_exec_event, args);
 static_assert(kExecHeadSize == 48 + PG_EXE_BUF);
-
-// The port space: TCP (MPTCP subflows included), UDP, UDP-Lite, SCTP.
-enum class Proto : uint8_t {
-  Tcp = PG_IPPROTO_TCP,
-  Udp = PG_IPPROTO_UDP,
-  UdpLite = PG_IPPROTO_UDPLITE,
-  Sctp = PG_IPPROTO_SCTP
-};
-enum class Family : uint8_t { Ipv4 = PG_AF_INET, Ipv6 = PG_AF_INET6 };
-enum class How : uint8_t { None = 0, Bind = 1, Connect = 2, Listen = 3, Sendmsg = 4, Fastopen = 5 };
-
-std::string_view to_string(Proto p);
-// "tcp", "udp", "udplite", "sctp" -> Proto; nullopt for anything else.
-std::optional<Proto> proto_from_string(std::string_view s);
-std::string_view to_string(Family f);
-std::string_view to_string(How h);
 
 // assign, release or existing, as the kernel saw it.
 struct SockEvent {

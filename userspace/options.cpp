@@ -4,6 +4,8 @@
 
 namespace portghost {
 
+const char* const kDefaultLogDir = "/var/log/portghost";
+
 namespace {
 std::optional<uint16_t> parse_port(std::string_view s) {
   unsigned v = 0;
@@ -26,15 +28,5 @@ std::optional<std::pair<uint16_t, uint16_t>> parse_port_range(const std::string&
   return std::make_pair(*lo, *hi);
 }
 
-bool Filters::matches(const PortRecord& r) const {
-  if (pid && r.pid != pid) return false;
-  if (comm && r.comm != comm) return false;
-  if (r.lport < port_lo || r.lport > port_hi) return false;
-  if (proto && r.proto != *proto) return false;
-  if (family && r.family != *family) return false;
-  if (netns && r.netns != netns) return false;
-  if (ephemeral_only && r.ephemeral != true) return false;
-  return true;
-}
 
 }  // namespace portghost

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
-#include "events.hpp"
-#include "sink.hpp"
+#include "net.hpp"
 
 namespace portghost {
 
@@ -23,10 +23,9 @@ struct Filters {
   bool any() const {
     return pid || comm || port_lo != 0 || port_hi != 65535 || proto || family || netns || cgroup || ephemeral_only;
   }
-  // For records the kernel filters could not see (existing sockets).
-  // cgroup is matched by the caller (it needs the cgroup tree).
-  bool matches(const PortRecord& r) const;
 };
+
+enum class Format { Json, Table };
 
 inline constexpr int kDefaultNice = -4;
 
@@ -52,6 +51,26 @@ struct TraceOptions {
   // priority_boost does the same)
   int nice = kDefaultNice;
 };
+
+// `portghost who`, as given (times are parsed when it runs).
+struct WhoOptions {
+  uint16_t port = 0;
+  std::string at, since, until;
+  std::optional<std::string> proto, family, laddr, host;
+  std::optional<uint64_t> netns;
+  bool json = false;
+  std::vector<std::string> logs;  // default: the service's log directory
+};
+
+// `portghost stats`.
+struct StatsOptions {
+  std::vector<std::string> logs;
+  size_t top = 10;
+  bool json = false;
+};
+
+// Where the service writes its log: who and stats read it by default.
+extern const char* const kDefaultLogDir;
 
 // Parses "A-B" (or "N") into a port range; nullopt if malformed.
 std::optional<std::pair<uint16_t, uint16_t>> parse_port_range(const std::string& s);

@@ -1,3 +1,4 @@
+#include "text.hpp"
 #include "privileges.hpp"
 
 #include <grp.h>

@@ -4,6 +4,7 @@
 
 #include "clock.hpp"
 #include "json.hpp"
+#include "text.hpp"
 
 namespace portghost {
 
@@ -205,20 +206,6 @@ void JsonSink::warning(const WarningRecord& r) {
 
 // ---- table -------------------------------------------------------------------
 
-std::string printable(std::string_view s) {
-  static const char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 0xf];
-    }
-  }
-  return out;
-}
 
 namespace {
 

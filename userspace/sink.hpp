@@ -7,6 +7,7 @@
 
 #include "json.hpp"
 #include "output.hpp"
+#include "options.hpp"
 #include "records.hpp"
 
 namespace portghost {
@@ -21,8 +22,6 @@ class Sink {
   virtual void warning(const WarningRecord&) {}
   virtual void flush() = 0;
 };
-
-enum class Format { Json, Table };
 
 class JsonSink : public Sink {
  public:
@@ -66,7 +65,5 @@ class TableSink : public Sink {
 
 std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host = "");
 
-// For the table: printable ASCII kept, anything else shown as \xNN.
-std::string printable(std::string_view s);
 
 }  // namespace portghost

@@ -1,3 +1,4 @@
+#include "text.hpp"
 #include "stats.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+#include "text.hpp"
 #include "top.hpp"
 
 #include <algorithm>

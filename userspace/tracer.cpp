@@ -1,3 +1,4 @@
+#include "text.hpp"
 #include "tracer.hpp"
 
 #include <spdlog/spdlog.h>
@@ -11,8 +12,10 @@
 
 #include "errors.hpp"
 #include "existing.hpp"
+#include "procfs.hpp"
 #include "probes.hpp"
 #include "raw_dump.hpp"
+#include "record_filter.hpp"
 #include "version.hpp"
 
 namespace portghost {
@@ -284,7 +287,7 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
       if (const std::string* c = cgroups_->container_ref(*id)) r.container = *c;
     }
   }
-  bool hidden = !filters_.matches(r);
+  bool hidden = !matches(filters_, r);
   if (filters_.cgroup && !hidden) hidden = true;  // the cgroup of a socket's past assigner is unknown
   table_.existing(e, r.pid, r.comm ? std::optional<std::string>(*r.comm) : std::nullopt, hidden);
   if (!hidden) emit(r, kExisting);
@@ -293,20 +296,6 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
 // ---- the loop -----------------------------------------------------------------------
 
 namespace {
-
-std::pair<uint16_t, uint16_t> local_port_range() {
-  std::ifstream f("/proc/sys/net/ipv4/ip_local_port_range");
-  unsigned lo = 0, hi = 0;
-  f >> lo >> hi;
-  return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
-}
-
-std::string first_line(const char* path) {
-  std::ifstream f(path);
-  std::string s;
-  std::getline(f, s);
-  return s;
-}
 
 std::map<std::string, std::string> filter_summary(const Filters& f) {
   std::map<std::string, std::string> m;

@@ -1,3 +1,4 @@
+#include "text.hpp"
 #include "who.hpp"
 
 #include <time.h>
@@ -20,116 +21,8 @@ namespace {
 
 constexpr uint64_t kNs = 1'000'000'000ULL;
 
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// "123" or "123.456" -> ns; nullopt if malformed
-std::optional<uint64_t> seconds_to_ns(std::string_view s) {
-  auto dot = s.find('.');
-  std::string_view whole = s.substr(0, dot), frac = dot == std::string_view::npos ? "" : s.substr(dot + 1);
-  if (!all_digits(whole) || (dot != std::string_view::npos && !all_digits(frac)) || whole.size() > 11)
-    return std::nullopt;
-  uint64_t secs = 0;
-  std::from_chars(whole.data(), whole.data() + whole.size(), secs);
-  uint64_t ns = 0, scale = kNs / 10;
-  for (char c : frac.substr(0, 9)) {
-    ns += static_cast<uint64_t>(c - '0') * scale;
-    scale /= 10;
-  }
-  return secs * kNs + ns;
-}
-
-int num(std::string_view s, size_t pos, size_t len) {
-  int v = 0;
-  for (size_t i = pos; i < pos + len; i++) {
-    if (i >= s.size() || s[i] < '0' || s[i] > '9') return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  return v;
-}
-
 }  // namespace
 
-std::optional<uint64_t> parse_time(const std::string& text, uint64_t now_ns) {
-  std::string_view s = text;
-  if (s.empty()) return std::nullopt;
-  // relative: -5m
-  if (s[0] == '-' && s.size() >= 3) {
-    char unit = s.back();
-    uint64_t mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
-    auto v = seconds_to_ns(s.substr(1, s.size() - 2));
-    if (!mult || !v || *v / kNs > 100ULL * 365 * 86400) return std::nullopt;
-    uint64_t back = *v * mult;
-    return back > now_ns ? std::nullopt : std::optional<uint64_t>(now_ns - back);
-  }
-  // unix seconds
-  if (s.find(':') == std::string_view::npos && s.find('-') == std::string_view::npos) return seconds_to_ns(s);
-  // local clock time today: HH:MM[:SS[.frac]]
-  if (s.size() >= 4 && s.size() <= 18 && (s[1] == ':' || s[2] == ':') && s.find('-') == std::string_view::npos) {
-    size_t c1 = s.find(':');
-    int hh = num(s, 0, c1), mm = num(s, c1 + 1, 2), ss = 0;
-    uint64_t frac = 0;
-    size_t rest = c1 + 3;
-    if (rest < s.size()) {
-      if (s[rest] != ':') return std::nullopt;
-      auto sec = seconds_to_ns(s.substr(rest + 1));
-      if (!sec) return std::nullopt;
-      ss = static_cast<int>(*sec / kNs);
-      frac = *sec % kNs;
-    } else if (rest != s.size()) {
-      return std::nullopt;
-    }
-    if (hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss > 60) return std::nullopt;
-    time_t now = static_cast<time_t>(now_ns / kNs);
-    tm t{};
-    localtime_r(&now, &t);
-    t.tm_hour = hh;
-    t.tm_min = mm;
-    t.tm_sec = ss;
-    t.tm_isdst = -1;
-    time_t at = mktime(&t);
-    if (at < 0) return std::nullopt;
-    return static_cast<uint64_t>(at) * kNs + frac;
-  }
-  // RFC 3339: YYYY-MM-DD[T ]HH:MM:SS[.frac](Z|±HH:MM)
-  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      s[13] != ':' || s[16] != ':')
-    return std::nullopt;
-  int y = num(s, 0, 4), mo = num(s, 5, 2), d = num(s, 8, 2), h = num(s, 11, 2), mi = num(s, 14, 2),
-      se = num(s, 17, 2);
-  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60)
-    return std::nullopt;
-  size_t i = 19;
-  uint64_t frac = 0;
-  if (i < s.size() && s[i] == '.') {
-    size_t j = i + 1;
-    while (j < s.size() && s[j] >= '0' && s[j] <= '9') j++;
-    auto f = seconds_to_ns("0" + std::string(s.substr(i, j - i)));
-    if (!f || j == i + 1) return std::nullopt;
-    frac = *f;
-    i = j;
-  }
-  int64_t offset = 0;
-  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z') && i + 1 == s.size()) {
-  } else if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
-    int oh = num(s, i + 1, 2), om = num(s, i + 4, 2);
-    if (oh < 0 || oh > 23 || om < 0 || om > 59) return std::nullopt;
-    offset = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
-  } else {
-    return std::nullopt;
-  }
-  tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  t.tm_sec = se;
-  int64_t secs = static_cast<int64_t>(timegm(&t)) - offset;
-  if (secs < 0) return std::nullopt;
-  return static_cast<uint64_t>(secs) * kNs + frac;
-}
 
 namespace {
 

@@ -12,10 +12,6 @@
 
 namespace portghost {
 
-// "2026-11-22T10:03:12Z", "2026-11-22T10:03:12.5+02:00", "10:03:12" (today,
-// local time), "1795307725" (unix seconds), "-5m" / "-30s" / "-2h" / "-1d".
-// now_ns is the current unix time. nullopt if malformed.
-std::optional<uint64_t> parse_time(const std::string& text, uint64_t now_ns);
 
 struct WhoQuery {
   uint16_t port = 0;

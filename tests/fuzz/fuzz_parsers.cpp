@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "clock.hpp"
 #include "options.hpp"
 #include "who.hpp"
 

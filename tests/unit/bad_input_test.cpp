@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "text.hpp"
 #include "cli.hpp"
 #include "errors.hpp"
 #include "sink.hpp"

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "options.hpp"
+#include "record_filter.hpp"
 
 using namespace portghost;
 
@@ -49,9 +50,9 @@ TEST(ParsePortRange, InvalidRanges) {
 TEST(Filters, DefaultMatchesEverything) {
   Filters f;
   EXPECT_FALSE(f.any());
-  EXPECT_TRUE(f.matches(record()));
+  EXPECT_TRUE(matches(f, record()));
   PortRecord bare;  // no owner at all
-  EXPECT_TRUE(f.matches(bare));
+  EXPECT_TRUE(matches(f, bare));
 }
 
 TEST(Filters, AnyNoticesEachFilter) {
@@ -74,27 +75,27 @@ TEST(Filters, AnyNoticesEachFilter) {
 TEST(Filters, Pid) {
   Filters f;
   f.pid = 42;
-  EXPECT_TRUE(f.matches(record()));
+  EXPECT_TRUE(matches(f, record()));
   f.pid = 43;
-  EXPECT_FALSE(f.matches(record()));
+  EXPECT_FALSE(matches(f, record()));
   PortRecord unowned = record();
   unowned.pid.reset();
   f.pid = 42;
-  EXPECT_FALSE(f.matches(unowned)) << "an unknown owner never matches a pid filter";
+  EXPECT_FALSE(matches(f, unowned)) << "an unknown owner never matches a pid filter";
 }
 
 TEST(Filters, Comm) {
   Filters f;
   f.comm = "nginx";
-  EXPECT_TRUE(f.matches(record()));
+  EXPECT_TRUE(matches(f, record()));
   f.comm = "ngin";
-  EXPECT_FALSE(f.matches(record())) << "exact, not a prefix";
+  EXPECT_FALSE(matches(f, record())) << "exact, not a prefix";
   f.comm = "NGINX";
-  EXPECT_FALSE(f.matches(record()));
+  EXPECT_FALSE(matches(f, record()));
   PortRecord unnamed = record();
   unnamed.comm.reset();
   f.comm = "nginx";
-  EXPECT_FALSE(f.matches(unnamed));
+  EXPECT_FALSE(matches(f, unnamed));
 }
 
 TEST(Filters, PortRangeIsInclusive) {
@@ -105,7 +106,7 @@ TEST(Filters, PortRangeIsInclusive) {
   const std::pair<int, bool> cases[] = {{8079, false}, {8080, true}, {8085, true}, {8090, true}, {8091, false}};
   for (auto [port, ok] : cases) {
     r.lport = static_cast<uint16_t>(port);
-    EXPECT_EQ(f.matches(r), ok) << port;
+    EXPECT_EQ(matches(f, r), ok) << port;
   }
 }
 
@@ -113,24 +114,24 @@ TEST(Filters, ProtoFamilyNetns) {
   PortRecord r = record();
   Filters f;
   f.proto = Proto::Tcp;
-  EXPECT_TRUE(f.matches(r));
+  EXPECT_TRUE(matches(f, r));
   f.proto = Proto::Udp;
-  EXPECT_FALSE(f.matches(r));
+  EXPECT_FALSE(matches(f, r));
 
   Filters g;
   g.family = Family::Ipv4;
-  EXPECT_TRUE(g.matches(r));
+  EXPECT_TRUE(matches(g, r));
   g.family = Family::Ipv6;
-  EXPECT_FALSE(g.matches(r));
+  EXPECT_FALSE(matches(g, r));
 
   Filters n;
   n.netns = 4026531840u;
-  EXPECT_TRUE(n.matches(r));
+  EXPECT_TRUE(matches(n, r));
   n.netns = 4026532000u;
-  EXPECT_FALSE(n.matches(r));
+  EXPECT_FALSE(matches(n, r));
   r.netns.reset();
   n.netns = 4026531840u;
-  EXPECT_FALSE(n.matches(r));
+  EXPECT_FALSE(matches(n, r));
 }
 
 TEST(Filters, EphemeralOnly) {
@@ -138,18 +139,18 @@ TEST(Filters, EphemeralOnly) {
   f.ephemeral_only = true;
   PortRecord r = record();
   r.ephemeral = true;
-  EXPECT_TRUE(f.matches(r));
+  EXPECT_TRUE(matches(f, r));
   r.ephemeral = false;
-  EXPECT_FALSE(f.matches(r));
+  EXPECT_FALSE(matches(f, r));
   r.ephemeral.reset();
-  EXPECT_FALSE(f.matches(r)) << "unknown is not ephemeral";
+  EXPECT_FALSE(matches(f, r)) << "unknown is not ephemeral";
 }
 
 TEST(Filters, CgroupIsLeftToTheCaller) {
   Filters f;
   f.cgroup = "/system.slice/nginx.service";
   EXPECT_TRUE(f.any());
-  EXPECT_TRUE(f.matches(record())) << "matches() cannot see cgroups";
+  EXPECT_TRUE(matches(f, record())) << "matches() cannot see cgroups";
 }
 
 TEST(Filters, AllFiltersTogether) {
@@ -162,7 +163,7 @@ TEST(Filters, AllFiltersTogether) {
   f.family = Family::Ipv4;
   f.netns = 4026531840u;
   PortRecord r = record();
-  EXPECT_TRUE(f.matches(r));
+  EXPECT_TRUE(matches(f, r));
   r.proto = Proto::Udp;
-  EXPECT_FALSE(f.matches(r)) << "one mismatch is enough";
+  EXPECT_FALSE(matches(f, r)) << "one mismatch is enough";
 }

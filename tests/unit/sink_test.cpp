@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "text.hpp"
 #include "clock.hpp"
 #include "sink.hpp"
 #include "test_util.hpp"

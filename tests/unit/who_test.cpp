@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "clock.hpp"
 #include "log_reader.hpp"
 #include "test_util.hpp"
 #include "who.hpp"

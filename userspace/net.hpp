@@ -1,0 +1,33 @@
+// The vocabulary of a port: its protocol (port space), address family and
+// how it was taken, with their names in the log.
+#pragma once
+
+#include <linux/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+extern "C" {
+#include "portghost.h"
+}
+
+namespace portghost {
+
+// The port space: TCP (MPTCP subflows included), UDP, UDP-Lite, SCTP.
+enum class Proto : uint8_t {
+  Tcp = PG_IPPROTO_TCP,
+  Udp = PG_IPPROTO_UDP,
+  UdpLite = PG_IPPROTO_UDPLITE,
+  Sctp = PG_IPPROTO_SCTP
+};
+enum class Family : uint8_t { Ipv4 = PG_AF_INET, Ipv6 = PG_AF_INET6 };
+enum class How : uint8_t { None = 0, Bind = 1, Connect = 2, Listen = 3, Sendmsg = 4, Fastopen = 5 };
+
+std::string_view to_string(Proto p);
+// "tcp", "udp", "udplite", "sctp" -> Proto; nullopt for anything else.
+std::optional<Proto> proto_from_string(std::string_view s);
+std::string_view to_string(Family f);
+std::string_view to_string(How h);
+
+}  // namespace portghost
