@@ -49,6 +49,17 @@ struct PortRecord {
   bool reconciled = false;  // the socket was found gone: its release was never seen
 };
 
+// The record's "type" in the log.
+inline std::string_view type_name(PortRecord::Type t) {
+  switch (t) {
+    case PortRecord::Type::Assign: return "assign";
+    case PortRecord::Type::Existing: return "existing";
+    case PortRecord::Type::Release: return "release";
+    case PortRecord::Type::Exhausted: return "exhausted";
+  }
+  return "?";
+}
+
 struct StartRecord {
   uint64_t ts_ns = 0;
   std::string version;

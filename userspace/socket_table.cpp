@@ -14,7 +14,7 @@ void SocketTable::port_ref(uint32_t netns, Proto p, uint16_t port) {
   if (u.refs++ > 0) return;
   uint64_t key = count_key(netns, p);
   counts_[key]++;
-  u.in_range = in_range_ && in_range_(netns, port);
+  u.in_range = ranges_ && ranges_->contains(netns, port);
   if (u.in_range) in_range_counts_[key]++;
 }
 

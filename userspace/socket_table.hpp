@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "events.hpp"
+#include "occupancy.hpp"
 
 namespace portghost {
 
@@ -74,8 +75,8 @@ class SocketTable {
   void advance(uint64_t boot_ns);
   // TCP_TIMEWAIT_LEN: how long the kernel keeps a closed port in TIME_WAIT.
   static constexpr uint64_t kTimeWaitNs = 60'000'000'000ULL;
-  // Tells whether a port is in a namespace's ephemeral range (default: never).
-  void set_range_check(std::function<bool(uint32_t netns, uint16_t port)> f) { in_range_ = std::move(f); }
+  // Counts held_in_range() against these ranges (default: none, so 0).
+  void count_in_range_of(PortRanges* ranges) { ranges_ = ranges; }
   size_t size() const { return held_.size(); }
   uint64_t evicted() const { return evicted_; }
 
@@ -104,7 +105,7 @@ class SocketTable {
     uint16_t port;
   };
   std::deque<TimeWait> timewait_;  // in order of expiry
-  std::function<bool(uint32_t, uint16_t)> in_range_;
+  PortRanges* ranges_ = nullptr;
 };
 
 }  // namespace portghost

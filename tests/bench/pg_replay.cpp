@@ -21,8 +21,9 @@
 #include "output.hpp"
 #include "process_cache.hpp"
 #include "raw_dump.hpp"
+#include "json_sink.hpp"
 #include "sink.hpp"
-#include "tracer.hpp"
+#include "record_builder.hpp"
 
 using namespace portghost;
 

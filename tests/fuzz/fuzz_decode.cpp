@@ -9,8 +9,9 @@
 #include "clock.hpp"
 #include "output.hpp"
 #include "process_cache.hpp"
+#include "json_sink.hpp"
 #include "sink.hpp"
-#include "tracer.hpp"
+#include "record_builder.hpp"
 
 using namespace portghost;
 

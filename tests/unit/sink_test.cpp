@@ -8,7 +8,9 @@
 
 #include "text.hpp"
 #include "clock.hpp"
+#include "json_sink.hpp"
 #include "sink.hpp"
+#include "table_sink.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

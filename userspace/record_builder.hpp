@@ -1,4 +1,5 @@
-// The trace loop: kernel records in, log records out.
+// Kernel records in, log records out: attribution, matching a release to
+// its assign (in the socket table), filters, occupancy warnings.
 #pragma once
 
 #include <atomic>
@@ -13,8 +14,9 @@
 
 #include "clock.hpp"
 #include "container.hpp"
+#include "occupancy.hpp"
 #include "options.hpp"
-#include "privileges.hpp"
+#include "records.hpp"
 #include "process_cache.hpp"
 #include "sink.hpp"
 #include "socket_table.hpp"
@@ -50,12 +52,12 @@ class RecordBuilder {
   // Warn (once per crossing; re-armed below 90% of the mark) when a
   // namespace's ephemeral range is this many percent held; range_of gives a
   // namespace's range ({0,0}: unknown).
-  void warn_occupancy(unsigned percent, std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of);
+  void warn_occupancy(unsigned percent, PortRanges::Reader range_of);
   // Reads the ephemeral range of these namespaces now, while it still can
   // (before a drop of privileges: another namespace's range needs setns).
   void learn_ranges(const std::vector<uint32_t>& netns) {
-    if (warn_percent_)
-      for (uint32_t ns : netns) range(ns);
+    if (occupancy_)
+      for (uint32_t ns : netns) ranges_.of(ns);
   }
   BootClock& clock() { return clock_; }
 
@@ -66,9 +68,6 @@ class RecordBuilder {
   void attribute_task(PortRecord& r, const SockEvent& e);
   enum Written { kAssign, kRelease, kExisting, kExhausted, kWarning, kWrittenTypes };
   void emit(const PortRecord& r, Written type);
-  void check_occupancy(const SockEvent& e);
-  void rearm_occupancy();
-  std::pair<uint16_t, uint16_t> range(uint32_t netns);
 
   Sink& sink_;
   Filters filters_;
@@ -80,24 +79,9 @@ class RecordBuilder {
   SocketTable table_;
   uint64_t written_[kWrittenTypes] = {};
   uint64_t malformed_ = 0;
-  unsigned warn_percent_ = 0;
-  std::function<std::pair<uint16_t, uint16_t>(uint32_t)> range_of_;
-  std::unordered_map<uint32_t, std::pair<uint16_t, uint16_t>> ranges_;
-  std::unordered_map<uint64_t, bool> warned_;  // (netns, proto) warned, not yet re-armed
+  PortRanges ranges_;
+  std::optional<Occupancy> occupancy_;  // with --warn-occupancy
 };
-
-struct TraceContext {
-  TraceOptions options;
-  uint64_t cgroup_id = 0;
-  uint32_t cgroup_level = 0;
-  std::string cgroup_root;
-  std::optional<RunAs> run_as;  // once attached and the start written, become this user
-};
-
-// Runs until `stop` becomes true or the duration passes; reopens the output
-// whenever `reopen` is set (and clears it). Returns the exit code.
-int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop,
-              std::atomic<bool>* reopen = nullptr);
 
 std::string_view tcp_state_name(uint8_t state);
 
