@@ -15,15 +15,15 @@
 #include <cstring>
 #include <string>
 
-#include "clock.hpp"
-#include "container.hpp"
-#include "errors.hpp"
-#include "output.hpp"
-#include "process_cache.hpp"
-#include "raw_dump.hpp"
-#include "json_sink.hpp"
-#include "sink.hpp"
-#include "record_builder.hpp"
+#include "common/clock.hpp"
+#include "trace/container.hpp"
+#include "common/errors.hpp"
+#include "sinks/output.hpp"
+#include "trace/process_cache.hpp"
+#include "kernel/raw_dump.hpp"
+#include "sinks/json_sink.hpp"
+#include "trace/sink.hpp"
+#include "trace/record_builder.hpp"
 
 using namespace portghost;
 

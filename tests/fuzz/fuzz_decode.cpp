@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <string>
 
-#include "clock.hpp"
-#include "output.hpp"
-#include "process_cache.hpp"
-#include "json_sink.hpp"
-#include "sink.hpp"
-#include "record_builder.hpp"
+#include "common/clock.hpp"
+#include "sinks/output.hpp"
+#include "trace/process_cache.hpp"
+#include "sinks/json_sink.hpp"
+#include "trace/sink.hpp"
+#include "trace/record_builder.hpp"
 
 using namespace portghost;
 

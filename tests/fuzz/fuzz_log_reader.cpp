@@ -5,7 +5,7 @@
 #include <sstream>
 #include <string_view>
 
-#include "log_reader.hpp"
+#include "logs/log_reader.hpp"
 
 using namespace portghost;
 

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <string>
 
-#include "clock.hpp"
-#include "options.hpp"
-#include "who.hpp"
+#include "common/clock.hpp"
+#include "common/options.hpp"
+#include "logs/who.hpp"
 
 using namespace portghost;
 

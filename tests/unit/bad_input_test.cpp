@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "text.hpp"
-#include "cli.hpp"
-#include "errors.hpp"
-#include "sink.hpp"
-#include "stats.hpp"
+#include "common/text.hpp"
+#include "app/cli.hpp"
+#include "common/errors.hpp"
+#include "trace/sink.hpp"
+#include "logs/stats.hpp"
 #include "test_util.hpp"
-#include "who.hpp"
+#include "logs/who.hpp"
 
 using namespace portghost;
 using pgtest::TempDir;

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "cli.hpp"
-#include "version.hpp"
+#include "app/cli.hpp"
+#include "common/version.hpp"
 
 using namespace portghost;
 

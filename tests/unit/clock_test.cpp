@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "clock.hpp"
+#include "common/clock.hpp"
 
 using namespace portghost;
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <string>
 
-#include "container.hpp"
+#include "trace/container.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

@@ -3,7 +3,7 @@
 #include <memory>
 #include <vector>
 
-#include "events.hpp"
+#include "kernel/events.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

@@ -5,7 +5,7 @@
 #include <set>
 #include <string>
 
-#include "hook_plan.hpp"
+#include "kernel/hook_plan.hpp"
 #include "portghost.skel.h"
 
 using namespace portghost;

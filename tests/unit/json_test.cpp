@@ -3,7 +3,7 @@
 #include <random>
 #include <string>
 
-#include "json.hpp"
+#include "common/json.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

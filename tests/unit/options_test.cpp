@@ -2,8 +2,8 @@
 
 #include <utility>
 
-#include "options.hpp"
-#include "record_filter.hpp"
+#include "common/options.hpp"
+#include "trace/record_filter.hpp"
 
 using namespace portghost;
 

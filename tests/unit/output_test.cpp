@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "errors.hpp"
-#include "output.hpp"
+#include "common/errors.hpp"
+#include "sinks/output.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

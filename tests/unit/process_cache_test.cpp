@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "process_cache.hpp"
+#include "trace/process_cache.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "test_util.hpp"
-#include "json_sink.hpp"
-#include "record_builder.hpp"
+#include "sinks/json_sink.hpp"
+#include "trace/record_builder.hpp"
 
 using namespace portghost;
 using namespace std::string_literals;

@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "text.hpp"
-#include "clock.hpp"
-#include "json_sink.hpp"
-#include "sink.hpp"
-#include "table_sink.hpp"
+#include "common/text.hpp"
+#include "common/clock.hpp"
+#include "sinks/json_sink.hpp"
+#include "trace/sink.hpp"
+#include "sinks/table_sink.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "socket_table.hpp"
+#include "trace/socket_table.hpp"
 #include "test_util.hpp"
 
 using namespace portghost;

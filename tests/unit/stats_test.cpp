@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "stats.hpp"
+#include "logs/stats.hpp"
 
 using namespace portghost;
 

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "events.hpp"
+#include "kernel/events.hpp"
 
 namespace pgtest {
 

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "output.hpp"
-#include "top.hpp"
+#include "sinks/output.hpp"
+#include "sinks/top.hpp"
 
 using namespace portghost;
 

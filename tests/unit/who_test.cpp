@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
-#include "log_reader.hpp"
+#include "common/clock.hpp"
+#include "logs/log_reader.hpp"
 #include "test_util.hpp"
-#include "who.hpp"
+#include "logs/who.hpp"
 
 using namespace portghost;
 using pgtest::TempDir;

@@ -1,0 +1,240 @@
+#include "common/text.hpp"
+#include "app/cli.hpp"
+
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/errors.hpp"
+#include "common/version.hpp"
+
+namespace portghost {
+}
+
+namespace portghost {
+
+namespace {
+
+// An option given with an empty value is a mistake, not "unset".
+const CLI::Validator kNonEmpty([](std::string& v) { return v.empty() ? std::string("an empty value") : std::string(); },
+                               "", "NONEMPTY");
+
+const char* kTopFooter = R"(
+Examples:
+  sudo portghost                                   trace everything (table on a terminal)
+  sudo portghost trace -o /var/log/ports.jsonl     append JSON Lines to a file
+  sudo portghost trace --port-range 49152-65535 --proto udp
+  sudo portghost trace --comm curl --duration 30
+  portghost who 60302 --at 10:03:12                who held local port 60302 then
+  sudo portghost top                               ports held now, live
+  portghost stats /var/log/portghost               a log in summary
+
+Run 'portghost COMMAND --help' for every option of a command.)";
+
+const char* kTraceFooter = R"(
+Records (JSON Lines, docs/event-schema.md): start, existing, assign, release, lost, stop.
+Filters run in the kernel; sockets that held ports before the start are filtered here.
+
+Examples:
+  sudo portghost trace --format json -o - | jq 'select(.type=="assign")'
+  sudo portghost trace -o /var/log/portghost/events.jsonl --rotate-size 100 --rotate-keep 10
+  sudo portghost trace --pid 1234 --family 6
+  sudo portghost trace --cgroup /system.slice/nginx.service --ephemeral-only
+
+Exit status: 0 on a clean stop (SIGINT, SIGTERM, --duration), 1 on a runtime error
+(privileges, kernel support, output), 2 on bad options.)";
+
+const char* kWhoFooter = R"(
+Reads portghost's JSON logs (plain, rotated, .gz) and prints every socket that held
+the port in the window, with its process, and says where the logs cannot tell:
+when portghost was not running, when records were lost, or when a holder predates
+its trace.
+
+Examples:
+  portghost who 60302 --at 10:03:12
+  portghost who 60302 --since -1h /var/log/portghost
+  portghost who 53 --proto udp --at 2026-11-22T10:03:12Z --format json events.jsonl events.jsonl.1.gz)";
+
+}  // namespace
+
+CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  CliResult res;
+  CLI::App app{"portghost: every local port assignment and release on this host, attributed to its process.",
+               "portghost"};
+  app.set_version_flag("--version", kVersion);
+  app.footer(kTopFooter);
+  app.require_subcommand(0, 1);
+
+  TraceOptions& o = res.trace;
+  std::string format, proto, port_range, family;
+  std::optional<uint32_t> port;
+  CLI::App* trace = app.add_subcommand("trace", "Trace port assignments and releases (the default command)");
+  trace->footer(kTraceFooter);
+  trace->add_option("--format", format, "Output format: json or table (default: table on a terminal, else json)")
+      ->check(CLI::IsMember({"json", "table"}));
+  trace->add_option("-o,--output", o.output, "Append records to FILE ('-' for stdout)")->capture_default_str();
+  trace->add_option("--rotate-size", o.rotate_size_mb, "Rotate FILE when it would pass MB megabytes")
+      ->check(CLI::Range(1, 1 << 20));
+  trace->add_option("--rotate-keep", o.rotate_keep, "Rotated files kept (FILE.1 ...)")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  trace->add_option("--pid", o.filters.pid, "Only ports assigned by this process (tgid)")->check(CLI::Range(1, 1 << 30));
+  trace->add_option("--comm", o.filters.comm, "Only processes with this name (exact, as in /proc/PID/comm)");
+  trace->add_option("--port", port, "Only this local port")->check(CLI::Range(0, 65535));
+  trace->add_option("--port-range", port_range, "Only local ports in A-B")->check(kNonEmpty);
+  trace->add_option("--proto", proto, "tcp, udp, udplite or sctp")->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
+  trace->add_option("--family", family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
+  trace->add_option("--netns", o.filters.netns, "Only this network namespace (inode, as in ls -l /proc/PID/ns/net)");
+  trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it")->check(kNonEmpty);
+  trace->add_flag("--ephemeral-only", o.filters.ephemeral_only, "Only ports the kernel chose");
+  trace->add_option("--duration", o.duration_s, "Stop after SEC seconds")
+      ->check(CLI::Range(0.001, 1e9).description("SEC > 0"));
+  trace->add_option("--ring-buffer-mb", o.ring_buffer_mb, "Kernel ring buffer size in MiB (power of two)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  trace->add_flag("--no-existing", [&](int64_t) { o.existing = false; },
+                  "Do not report sockets that held ports before the start");
+  trace->add_option("--warn-occupancy", o.warn_occupancy,
+                    "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  trace->add_option("--reconcile", o.reconcile_s,
+                    "Every SEC seconds, release the recorded sockets that are gone without a release (0: never)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
+  trace->add_option("--nice", o.nice,
+                    "Run the consumer at this nice value, above the workload's, so that busy CPUs do not starve it "
+                    "into losing records")
+      ->check(CLI::Range(-20, 19))
+      ->default_str(std::to_string(kDefaultNice));
+  trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")->check(kNonEmpty);
+  trace->add_option("--user", o.user,
+                    "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")
+      ->check(kNonEmpty);
+  trace->add_flag("--no-fentry", [&](int64_t) { o.fentry = false; },
+                  "Use the tracepoint hooks even where the kernel has fentry/fexit");
+  trace->add_flag("--syscall-exits", o.syscall_exits,
+                  "Without fexit, use the syscall-exit tracepoints even where socket tracepoints serve: a bind(0) "
+                  "finding no free port is then seen at once, at a cost to every syscall of every process");
+  trace->add_flag("--probe-report", o.probe_report,
+                  "Load and attach, print which hook serves which path on this kernel, and exit");
+  trace->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr (repeat for libbpf debug)");
+
+  WhoOptions& w = res.who;
+  std::string who_format = "table";
+  uint32_t who_port = 0;
+  CLI::App* who = app.add_subcommand("who", "Who held local port PORT at a time, from the logs");
+  who->footer(kWhoFooter);
+  who->add_option("PORT", who_port, "The local port")->required()->check(CLI::Range(0, 65535));
+  who->add_option("LOG", w.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
+  who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m")->check(kNonEmpty);
+  who->add_option("--since", w.since, "Window start (same forms as --at)")->check(kNonEmpty);
+  who->add_option("--until", w.until, "Window end (same forms as --at)")->check(kNonEmpty);
+  who->add_option("--proto", w.proto, "tcp, udp, udplite or sctp")->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
+  std::string who_family;
+  who->add_option("--family", who_family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
+  who->add_option("--netns", w.netns, "Only this network namespace (inode)");
+  who->add_option("--laddr", w.laddr, "Only this local address")->check(kNonEmpty);
+  who->add_option("--host", w.host, "Only records from this host")->check(kNonEmpty);
+  who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
+
+  CLI::App* top = app.add_subcommand("top", "Live view of the ports held now (refreshed every second)");
+  top->add_option("--rows", res.top_rows, "Rows per table")->check(CLI::Range(1, 1000))->capture_default_str();
+  top->add_option("--duration", o.duration_s, "Stop after SEC seconds")->check(CLI::Range(0.001, 1e9));
+  top->add_flag("-v,--verbose", o.verbose, "Diagnostics on stderr");
+
+  StatsOptions& so = res.stats;
+  std::string stats_format = "table";
+  CLI::App* stats = app.add_subcommand("stats", "Summary of a log: busiest processes, port-time, lifetimes");
+  stats->add_option("LOG", so.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
+  stats->add_option("--top", so.top, "Rows per ranking")->check(CLI::Range(1, 1000))->capture_default_str();
+  stats->add_option("--format", stats_format, "table or json")->check(CLI::IsMember({"json", "table"}));
+
+  // `portghost [trace options]` is `portghost trace [trace options]`
+  std::vector<const char*> args(argv, argv + argc);
+  bool top_level = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
+                                std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0 ||
+                                std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
+                                std::strcmp(argv[1], "top") == 0);
+  if (!top_level) args.insert(args.begin() + 1, "trace");
+
+  std::string sub = argc > 1 && (std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
+                                  std::strcmp(argv[1], "top") == 0)
+                        ? argv[1]
+                        : "trace";
+  auto fail = [&](const std::string& msg) {
+    // the message may quote the argument: never raw bytes to a terminal
+    err << "portghost: " << printable(msg) << " (see 'portghost " << sub << " --help')\n";
+    res.exit_code = kExitUsage;
+    return res;
+  };
+  try {
+    app.parse(static_cast<int>(args.size()), args.data());
+  } catch (const CLI::CallForHelp& e) {
+    bool sub_trace = argc > 1 && std::strcmp(argv[1], "trace") == 0;
+    bool sub_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
+    bool sub_stats = argc > 1 && std::strcmp(argv[1], "stats") == 0;
+    bool sub_top = argc > 1 && std::strcmp(argv[1], "top") == 0;
+    out << (sub_trace ? trace->help()
+            : sub_who ? who->help()
+            : sub_stats ? stats->help()
+            : sub_top ? top->help()
+                      : app.help());
+    res.exit_code = kExitOk;
+    return res;
+  } catch (const CLI::CallForVersion& e) {
+    out << "portghost " << kVersion << "\n";
+    res.exit_code = kExitOk;
+    return res;
+  } catch (const CLI::ParseError& e) {
+    std::string msg = e.what();
+    return fail(msg.empty() ? e.get_name() : msg);
+  }
+
+  if (top->parsed()) {
+    res.command = "top";
+    res.run = true;
+    return res;
+  }
+  if (stats->parsed()) {
+    so.json = stats_format == "json";
+    if (so.logs.empty()) so.logs.push_back(kDefaultLogDir);
+    res.command = "stats";
+    res.run = true;
+    return res;
+  }
+  if (who->parsed()) {
+    if (!w.at.empty() && (!w.since.empty() || !w.until.empty()))
+      return fail("who: --at excludes --since and --until");
+    if (!who_family.empty()) w.family = who_family == "4" ? "ipv4" : "ipv6";
+    w.port = static_cast<uint16_t>(who_port);
+    w.json = who_format == "json";
+    if (w.logs.empty()) w.logs.push_back(kDefaultLogDir);
+    res.command = "who";
+    res.run = true;
+    return res;
+  }
+  if (!format.empty()) o.format = format == "json" ? Format::Json : Format::Table;
+  if (!proto.empty()) o.filters.proto = proto_from_string(proto);
+  if (!family.empty()) o.filters.family = family == "4" ? Family::Ipv4 : Family::Ipv6;
+  if (port && !port_range.empty()) return fail("--port and --port-range exclude each other");
+  if (port) o.filters.port_lo = o.filters.port_hi = static_cast<uint16_t>(*port);
+  if (!port_range.empty()) {
+    auto r = parse_port_range(port_range);
+    if (!r) return fail("--port-range: expected A-B with 0 <= A <= B <= 65535, got '" + port_range + "'");
+    std::tie(o.filters.port_lo, o.filters.port_hi) = *r;
+  }
+  if (o.filters.comm && (o.filters.comm->empty() || o.filters.comm->size() > 15))
+    return fail("--comm: a process name has 1 to 15 characters");
+  if (o.ring_buffer_mb & (o.ring_buffer_mb - 1)) return fail("--ring-buffer-mb: must be a power of two");
+  if (o.output.empty()) return fail("--output: empty path");
+  if (o.duration_s && !std::isfinite(*o.duration_s)) return fail("--duration: SEC must be a finite number");
+  res.command = "trace";
+  res.run = true;
+  return res;
+}
+
+}  // namespace portghost

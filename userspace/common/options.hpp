@@ -1,0 +1,78 @@
+// What the user asked for, parsed and validated.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net.hpp"
+
+namespace portghost {
+
+struct Filters {
+  std::optional<uint32_t> pid;
+  std::optional<std::string> comm;
+  uint16_t port_lo = 0, port_hi = 65535;
+  std::optional<Proto> proto;
+  std::optional<Family> family;
+  std::optional<uint32_t> netns;
+  std::optional<std::string> cgroup;  // path as given
+  bool ephemeral_only = false;
+
+  bool any() const {
+    return pid || comm || port_lo != 0 || port_hi != 65535 || proto || family || netns || cgroup || ephemeral_only;
+  }
+};
+
+enum class Format { Json, Table };
+
+inline constexpr int kDefaultNice = -4;
+
+struct TraceOptions {
+  std::optional<Format> format;  // default: table on a terminal, else json
+  std::string output = "-";
+  uint64_t rotate_size_mb = 0;
+  unsigned rotate_keep = 5;
+  Filters filters;
+  std::optional<double> duration_s;
+  int verbose = 0;
+  uint32_t ring_buffer_mb = 8;
+  unsigned warn_occupancy = 80;  // percent of a namespace's ephemeral range; 0: never
+  bool existing = true;
+  std::string raw_dump;  // also keep every raw kernel record here (replay)
+  std::optional<std::string> user;  // --user: drop to this user once attached
+  bool fentry = true;                // false: tracepoint hooks even where fentry works
+  bool syscall_exits = false;        // without fexit: the syscall-exit world even where socket tracepoints serve
+  bool probe_report = false;         // print which hook serves which path, then exit
+  unsigned reconcile_s = 60;         // release recorded sockets gone unseen, this often; 0: never
+  // the consumer's nice value: above the workload's, so that a flood that
+  // keeps every CPU busy cannot starve it into losing records (auditd's
+  // priority_boost does the same)
+  int nice = kDefaultNice;
+};
+
+// `portghost who`, as given (times are parsed when it runs).
+struct WhoOptions {
+  uint16_t port = 0;
+  std::string at, since, until;
+  std::optional<std::string> proto, family, laddr, host;
+  std::optional<uint64_t> netns;
+  bool json = false;
+  std::vector<std::string> logs;  // default: the service's log directory
+};
+
+// `portghost stats`.
+struct StatsOptions {
+  std::vector<std::string> logs;
+  size_t top = 10;
+  bool json = false;
+};
+
+// Where the service writes its log: who and stats read it by default.
+extern const char* const kDefaultLogDir;
+
+// Parses "A-B" (or "N") into a port range; nullopt if malformed.
+std::optional<std::pair<uint16_t, uint16_t>> parse_port_range(const std::string& s);
+
+}  // namespace portghost

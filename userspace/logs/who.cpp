@@ -1,0 +1,318 @@
+#include "common/text.hpp"
+#include "logs/who.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "common/options.hpp"
+#include "common/clock.hpp"
+#include "common/errors.hpp"
+#include "common/json.hpp"
+
+namespace portghost {
+
+namespace {
+
+constexpr uint64_t kNs = 1'000'000'000ULL;
+
+}  // namespace
+
+
+namespace {
+
+bool matches(const LogEvent& e, const WhoQuery& q) {
+  if (e.lport != q.port) return false;
+  if (q.proto && e.proto != *q.proto) return false;
+  if (q.family && e.family != *q.family) return false;
+  if (q.laddr && e.laddr != *q.laddr) return false;
+  if (q.netns && e.netns != q.netns) return false;
+  if (q.host && e.host != *q.host) return false;
+  return true;
+}
+
+}  // namespace
+
+WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
+  WhoAnswer a;
+  // Sessions: from a start to its stop, or to the last record before the
+  // next start (a crash), or to the end of the log. Holdings live in one.
+  struct Session {
+    uint64_t start_ns = 0, end_ns = 0;
+    std::map<uint64_t, Holding> open;  // by sock
+  };
+  std::vector<std::pair<uint64_t, uint64_t>> covered;
+  std::set<std::string> hosts;
+  std::optional<Session> cur;
+  std::vector<Holding> done;
+  auto close_session = [&](Holding::End how) {
+    if (!cur) return;
+    covered.emplace_back(cur->start_ns, cur->end_ns);
+    for (auto& [sock, h] : cur->open) {
+      h.end = how;
+      h.end_ns = cur->end_ns;
+      done.push_back(std::move(h));
+    }
+    cur.reset();
+  };
+  for (const auto& e : events) {
+    if (!e.host.empty()) hosts.insert(e.host);
+    if (q.host && !e.host.empty() && e.host != *q.host) continue;
+    switch (e.type) {
+      case LogEvent::Type::Start:
+        close_session(Holding::End::UnknownAfterCrash);
+        cur = Session{e.ts_ns, e.ts_ns, {}};
+        continue;
+      case LogEvent::Type::Stop:
+        if (cur) {
+          cur->end_ns = std::max(cur->end_ns, e.ts_ns);
+          close_session(Holding::End::StillHeldAtStop);
+        }
+        continue;
+      case LogEvent::Type::Lost:
+        if (e.ts_ns >= q.since_ns && e.ts_ns <= q.until_ns + kNs) a.lost_in_window += e.lost_count;
+        break;
+      default:
+        break;
+    }
+    if (!cur) cur = Session{e.ts_ns, e.ts_ns, {}};  // records without a start: a cut log
+    cur->end_ns = std::max(cur->end_ns, e.ts_ns);
+    if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
+        e.type == LogEvent::Type::Warning || !matches(e, q))
+      continue;
+    if (e.type == LogEvent::Type::Release) {
+      auto it = cur->open.find(e.sock);
+      if (it == cur->open.end()) {  // its assign is in no log we have
+        Holding h;
+        h.first = e;
+        h.from_existing = true;
+        h.release = e;
+        h.end_ns = e.ts_ns;
+        if (e.duration_ns && *e.duration_ns <= e.ts_ns) {
+          h.first.ts_ns = e.ts_ns - *e.duration_ns;
+          h.from_existing = false;
+        }
+        done.push_back(std::move(h));
+      } else {
+        it->second.release = e;
+        it->second.end_ns = e.ts_ns;
+        done.push_back(std::move(it->second));
+        cur->open.erase(it);
+      }
+      continue;
+    }
+    Holding h;
+    h.first = e;
+    h.from_existing = e.type == LogEvent::Type::Existing;
+    cur->open[e.sock] = std::move(h);  // a second assign of a sock replaces the first
+  }
+  close_session(Holding::End::OpenAtEndOfLog);
+  a.hosts_mixed = hosts.size() > 1;
+
+  for (auto& h : done) {
+    uint64_t from = h.first.ts_ns;
+    if (from <= q.until_ns && (h.end_ns >= q.since_ns || h.from_existing)) a.holdings.push_back(std::move(h));
+  }
+  std::stable_sort(a.holdings.begin(), a.holdings.end(),
+                   [](const Holding& x, const Holding& y) { return x.first.ts_ns < y.first.ts_ns; });
+
+  // the window minus what the sessions covered, each gap with its reason
+  std::sort(covered.begin(), covered.end());
+  std::vector<std::pair<uint64_t, uint64_t>> holes;
+  uint64_t at = q.since_ns;
+  for (const auto& [from, to] : covered) {
+    if (to < at) continue;
+    if (from > q.until_ns) break;
+    if (from > at) holes.emplace_back(at, from - 1);
+    at = to == UINT64_MAX ? to : to + 1;
+    if (at > q.until_ns) break;
+  }
+  if (at <= q.until_ns && at != UINT64_MAX) holes.emplace_back(at, q.until_ns);
+  for (const auto& [from, to] : holes) {
+    std::string why;
+    if (covered.empty())
+      why = "no portghost log covers this time";
+    else if (to < covered.front().first)
+      why = "before the first record of these logs: portghost was not running, or that log is missing";
+    else if (from > covered.back().second)
+      why = "after the last record of these logs: portghost stopped or crashed, or a later log is missing";
+    else
+      why = "between two portghost runs: it was stopped or had crashed, and not yet restarted";
+    a.gaps.push_back({from, to, why});
+  }
+  return a;
+}
+
+namespace {
+
+std::string when(uint64_t ns) { return format_rfc3339(ns); }
+
+std::string endpoint(const std::string& family, const std::string& addr, std::optional<uint16_t> port) {
+  std::string a = family == "ipv6" ? "[" + addr + "]" : addr;
+  return a + ":" + (port ? std::to_string(*port) : std::string("-"));
+}
+
+const char* end_text(const Holding& h) {
+  switch (h.end) {
+    case Holding::End::Released: return "released";
+    case Holding::End::StillHeldAtStop: return "still held when portghost stopped";
+    case Holding::End::OpenAtEndOfLog: return "open at end of log";
+    case Holding::End::UnknownAfterCrash: return "unknown: the log ends (portghost crashed or was killed)";
+  }
+  return "?";
+}
+
+}  // namespace
+
+void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
+  if (q.json) {
+    for (const auto& h : a.holdings) {
+      std::string s;
+      JsonObject o(s);
+      const LogEvent& f = h.first;
+      o.str("type", "holding").num("port", q.port).str("proto", f.proto).str("family", f.family);
+      o.str("laddr", f.laddr).opt_str("raddr", f.raddr);
+      if (f.rport) o.num("rport", *f.rport); else o.null("rport");
+      if (h.from_existing) o.null("assigned_ns"); else o.num("assigned_ns", f.ts_ns);
+      o.num("seen_ns", f.ts_ns).str("end", end_text(h)).num("end_ns", h.end_ns);
+      if (h.release && !h.from_existing) o.num("duration_ns", h.end_ns - f.ts_ns); else o.null("duration_ns");
+      auto text = [&](const char* k, const std::string& v) {
+        if (v.empty()) o.null(k); else o.str(k, v);
+      };
+      text("how", f.how);
+      o.boolean("from_existing", h.from_existing);
+      if (f.pid) o.num("pid", *f.pid); else o.null("pid");
+      text("comm", f.comm);
+      text("thread", f.thread);
+      text("exe", f.exe);
+      text("cmdline", f.cmdline);
+      if (f.uid) o.num("uid", *f.uid); else o.null("uid");
+      text("container", f.container);
+      if (f.netns) o.num("netns", *f.netns); else o.null("netns");
+      text("host", f.host);
+      o.num("sock", f.sock);
+      o.close();
+      out << s;
+    }
+    for (const auto& g : a.gaps) {
+      std::string s;
+      JsonObject o(s);
+      o.str("type", "not_covered").num("from_ns", g.from_ns).num("to_ns", g.to_ns).str("why", g.why);
+      o.close();
+      out << s;
+    }
+    if (a.lost_in_window) {
+      std::string s;
+      JsonObject o(s);
+      o.str("type", "lost").num("count", a.lost_in_window);
+      o.close();
+      out << s;
+    }
+    return;
+  }
+  if (a.holdings.empty()) out << "No socket held local port " << q.port << " in that window, as far as the logs show.\n";
+  for (const auto& h : a.holdings) {
+    const LogEvent& f = h.first;
+    out << printable(f.proto) << " " << printable(endpoint(f.family, f.laddr, f.lport));
+    if (f.raddr) out << " -> " << printable(endpoint(f.family, *f.raddr, f.rport));
+    if (a.hosts_mixed) out << "  on " << printable(f.host);
+    out << "\n  assigned  ";
+    if (h.from_existing)
+      out << "before " << when(f.ts_ns) << " (held when portghost started: the true start is unknown)";
+    else
+      out << when(f.ts_ns) << (f.how.empty() ? "" : " by " + printable(f.how));
+    out << "\n  " << (h.end == Holding::End::Released ? "released  " : "until     ") << when(h.end_ns);
+    if (h.end != Holding::End::Released) out << " (" << end_text(h) << ")";
+    else if (!h.from_existing) out << " after " << format_duration(h.end_ns - f.ts_ns);
+    if (h.release && h.release->timewait) out << ", then TIME_WAIT";
+    out << "\n  process   ";
+    if (f.pid) out << "pid " << *f.pid; else out << "pid unknown";
+    if (!f.comm.empty()) out << " " << printable(f.comm);
+    if (!f.thread.empty() && f.thread != f.comm) out << " (thread " << printable(f.thread) << ")";
+    if (f.uid) out << " uid " << *f.uid;
+    out << "\n";
+    if (!f.exe.empty()) out << "  exe       " << printable(f.exe) << "\n";
+    if (!f.cmdline.empty()) out << "  cmdline   " << printable(f.cmdline) << "\n";
+    if (f.netns) out << "  netns     " << *f.netns << "\n";
+    if (!f.container.empty()) out << "  container " << printable(f.container) << "\n";
+  }
+  for (const auto& g : a.gaps)
+    out << "NOT COVERED: " << when(g.from_ns) << " .. " << when(g.to_ns) << ": " << g.why << "\n";
+  if (a.lost_in_window)
+    out << "INCOMPLETE: " << a.lost_in_window << " records were lost around this window: a holder may be missing\n";
+}
+
+}  // namespace portghost
+
+namespace portghost {
+
+int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
+  uint64_t now = BootClock::now_unix_ns();
+  WhoQuery q;
+  q.port = o.port;
+  q.proto = o.proto;
+  q.family = o.family;
+  q.laddr = o.laddr;
+  q.host = o.host;
+  q.netns = o.netns;
+  q.json = o.json;
+  auto parse = [&](const std::string& name, const std::string& text) -> std::optional<uint64_t> {
+    auto t = parse_time(text, now);
+    if (!t) err << "portghost: " << name << ": cannot read the time '" << printable(text)
+                << "' (RFC 3339, HH:MM:SS, unix seconds or -5m) (see 'portghost who --help')\n";
+    return t;
+  };
+  if (!o.at.empty()) {
+    auto t = parse("--at", o.at);
+    if (!t) return kExitUsage;
+    q.since_ns = q.until_ns = *t;
+  } else {
+    if (!o.since.empty()) {
+      auto t = parse("--since", o.since);
+      if (!t) return kExitUsage;
+      q.since_ns = *t;
+    }
+    q.until_ns = now;
+    if (!o.until.empty()) {
+      auto t = parse("--until", o.until);
+      if (!t) return kExitUsage;
+      q.until_ns = *t;
+    }
+    if (q.since_ns > q.until_ns) {
+      err << "portghost: --since is after --until (see 'portghost who --help')\n";
+      return kExitUsage;
+    }
+  }
+  std::vector<LogEvent> events;
+  auto paths = expand_log_paths(o.logs);
+  if (paths.empty()) {
+    err << "portghost: no portghost log found in " << o.logs.front() << "\n";
+    return kExitRuntime;
+  }
+  // files in the order they were written: by their first record's time
+  std::vector<std::pair<uint64_t, std::vector<LogEvent>>> per_file;
+  ReadStats totals;
+  uint64_t kept = 0;
+  for (const auto& p : paths) {
+    std::vector<LogEvent> evs;
+    ReadStats st = read_log(p, q.port, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
+    totals.bad_lines += st.bad_lines;
+    totals.unknown_types += st.unknown_types;
+    kept += evs.size();
+    uint64_t first = evs.empty() ? UINT64_MAX : evs.front().ts_ns;
+    per_file.emplace_back(first, std::move(evs));
+  }
+  if (no_records(paths, kept, totals, err)) return kExitRuntime;
+  std::stable_sort(per_file.begin(), per_file.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [first, evs] : per_file)
+    for (auto& e : evs) events.push_back(std::move(e));
+  print_who(answer_who(events, q), q, out);
+  return kExitOk;
+}
+
+}  // namespace portghost

@@ -1,0 +1,129 @@
+#include "trace/process_cache.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace portghost {
+
+namespace {
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::nullopt;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+void ProcessCache::put(uint32_t pid, ProcInfo info) {
+  if (procs_.size() >= max_entries_ && procs_.find(pid) == procs_.end()) procs_.erase(procs_.begin());
+  procs_[pid] = std::move(info);
+}
+
+void ProcessCache::on_event(const TaskEvent& t) {
+  switch (t.kind) {
+    case TaskEvent::Kind::Exec: {
+      ProcInfo info{t.exe, t.cmdline, t.comm, t.ppid};
+      if (t.args_unreadable) {
+        // the argv pages were not resident: /proc still has them if alive
+        if (auto p = read_proc(t.pid)) info.cmdline = p->cmdline;
+      }
+      put(t.pid, std::move(info));
+      break;
+    }
+    case TaskEvent::Kind::Fork: {
+      const ProcInfo* parent = lookup(t.ppid);
+      ProcInfo info = parent ? *parent : ProcInfo{};
+      info.comm = t.comm;
+      info.ppid = t.ppid;
+      info.exited_boot_ns = 0;
+      put(t.pid, std::move(info));
+      break;
+    }
+    case TaskEvent::Kind::Exit: {
+      auto it = procs_.find(t.pid);
+      if (it == procs_.end()) break;
+      if (!it->second) {
+        procs_.erase(it);
+        break;
+      }
+      it->second->exited_boot_ns = t.ts_boot_ns ? t.ts_boot_ns : 1;
+      exits_.emplace_back(it->second->exited_boot_ns, t.pid);
+      break;
+    }
+  }
+}
+
+void ProcessCache::expire(uint64_t boot_ns) {
+  while (!exits_.empty() && exits_.front().first < boot_ns) {
+    auto [ts, pid] = exits_.front();
+    exits_.pop_front();
+    auto it = procs_.find(pid);
+    // only the process that exited then: the pid may have been reused since
+    if (it != procs_.end() && it->second && it->second->exited_boot_ns == ts) procs_.erase(it);
+  }
+}
+
+std::optional<ProcInfo> ProcessCache::read_proc(uint32_t pid) const {
+  std::string dir = proc_root_ + "/" + std::to_string(pid);
+  auto cmd = read_file(dir + "/cmdline");
+  if (!cmd) return std::nullopt;
+  ProcInfo info;
+  info.cmdline = cmdline_from_args(cmd->data(), cmd->size());
+  char buf[4096];
+  ssize_t n = readlink((dir + "/exe").c_str(), buf, sizeof buf);
+  if (n > 0) {
+    info.exe.assign(buf, static_cast<size_t>(n));
+    const std::string deleted = " (deleted)";
+    if (info.exe.size() > deleted.size() &&
+        info.exe.compare(info.exe.size() - deleted.size(), deleted.size(), deleted) == 0)
+      info.exe.resize(info.exe.size() - deleted.size());
+  }
+  if (auto comm = read_file(dir + "/comm")) {
+    info.comm = *comm;
+    while (!info.comm.empty() && info.comm.back() == '\n') info.comm.pop_back();
+  }
+  if (auto stat = read_file(dir + "/stat")) {
+    // pid (comm) state ppid ... ; comm may hold spaces and parentheses
+    auto close = stat->rfind(')');
+    if (close != std::string::npos && close + 4 < stat->size())
+      info.ppid = static_cast<uint32_t>(std::strtoul(stat->c_str() + close + 4, nullptr, 10));
+  }
+  return info;
+}
+
+size_t ProcessCache::seed() {
+  DIR* d = opendir(proc_root_.c_str());
+  if (!d) return 0;
+  size_t n = 0;
+  while (dirent* de = readdir(d)) {
+    char* end = nullptr;
+    unsigned long pid = std::strtoul(de->d_name, &end, 10);
+    if (!end || *end || pid == 0) continue;
+    if (auto info = read_proc(static_cast<uint32_t>(pid))) {
+      // a record already received from the kernel is newer than /proc
+      if (procs_.find(static_cast<uint32_t>(pid)) == procs_.end()) put(static_cast<uint32_t>(pid), *info);
+      n++;
+    }
+  }
+  closedir(d);
+  return n;
+}
+
+const ProcInfo* ProcessCache::lookup(uint32_t pid) {
+  auto it = procs_.find(pid);
+  if (it == procs_.end()) {
+    auto info = read_proc(pid);
+    if (procs_.size() >= max_entries_) procs_.erase(procs_.begin());
+    it = procs_.emplace(pid, std::move(info)).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
+}  // namespace portghost

@@ -1,0 +1,53 @@
+// exe and cmdline of every process, fed by the kernel's exec/fork/exit records
+// and seeded from /proc at start, so even a process that lived 1 ms and is
+// gone before its records are read is named. No /proc read on the hot path:
+// only a pid never seen falls back to /proc, once.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "kernel/events.hpp"
+
+namespace portghost {
+
+struct ProcInfo {
+  std::string exe;
+  std::string cmdline;
+  std::string comm;
+  uint32_t ppid = 0;
+  uint64_t exited_boot_ns = 0;  // its last thread exited then (0: alive)
+};
+
+class ProcessCache {
+ public:
+  explicit ProcessCache(std::string proc_root = "/proc", size_t max_entries = 1 << 18)
+      : proc_root_(std::move(proc_root)), max_entries_(max_entries) {}
+
+  void on_event(const TaskEvent& t);
+  // Forgets the processes that exited before `boot_ns`. An exit is not
+  // forgotten when it is read: process records have their own ring, so port
+  // records the process made before it exited may still be on their way.
+  void expire(uint64_t boot_ns);
+  // Reads every /proc/PID (exe, cmdline, comm, ppid). Returns processes read.
+  size_t seed();
+  // Cached entry; for an unknown pid one /proc read (negative results kept).
+  const ProcInfo* lookup(uint32_t pid);
+  size_t size() const { return procs_.size(); }
+
+  // One process from /proc (nullopt when gone).
+  std::optional<ProcInfo> read_proc(uint32_t pid) const;
+
+ private:
+  void put(uint32_t pid, ProcInfo info);
+
+  std::string proc_root_;
+  size_t max_entries_;
+  std::unordered_map<uint32_t, std::optional<ProcInfo>> procs_;
+  std::deque<std::pair<uint64_t, uint32_t>> exits_;  // (exit time, pid), in reading order
+};
+
+}  // namespace portghost

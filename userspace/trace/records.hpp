@@ -1,0 +1,104 @@
+// The records of the event log, as the sinks receive them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernel/events.hpp"
+
+namespace portghost {
+
+// assign, existing, release. The text fields are views: they point into the
+// decoded event, the process cache or the socket table, and live as long as
+// the call that hands the record to a sink. A sink that keeps one copies it.
+struct PortRecord {
+  enum class Type { Assign, Existing, Release, Exhausted } type = Type::Assign;
+  uint64_t ts_ns = 0;  // unix ns
+  uint64_t sock = 0;
+  Proto proto = Proto::Tcp;
+  Family family = Family::Ipv4;
+  std::string_view laddr;
+  uint16_t lport = 0;
+  std::optional<std::string_view> raddr;
+  std::optional<uint16_t> rport;
+  // assign / existing
+  std::optional<How> how;
+  std::optional<bool> ephemeral;
+  std::optional<uint32_t> pid, tid, ppid, uid;
+  std::optional<std::string_view> comm, thread, exe, cmdline;
+  std::optional<uint32_t> netns;
+  std::optional<uint64_t> cgroup_id;
+  std::optional<std::string_view> container;
+  bool kernel = false;
+  bool late = false;   // assign: first sight of a port taken earlier, unseen
+  bool mptcp = false;  // an MPTCP subflow's port (proto tcp)
+  std::optional<std::string_view> state;  // existing: tcp state
+  // exhausted: ports this (netns, proto) held at that moment, as far as seen
+  std::optional<uint64_t> held;
+  // release
+  std::optional<uint64_t> duration_ns;
+  bool timewait = false;
+  // release: the task whose close() let the port go (not always the holder:
+  // a socket passed over SCM_RIGHTS or inherited across fork)
+  std::optional<uint32_t> closer_pid, closer_tid;
+  std::optional<std::string_view> closer_comm;
+  bool reconciled = false;  // the socket was found gone: its release was never seen
+};
+
+// The record's "type" in the log.
+inline std::string_view type_name(PortRecord::Type t) {
+  switch (t) {
+    case PortRecord::Type::Assign: return "assign";
+    case PortRecord::Type::Existing: return "existing";
+    case PortRecord::Type::Release: return "release";
+    case PortRecord::Type::Exhausted: return "exhausted";
+  }
+  return "?";
+}
+
+struct StartRecord {
+  uint64_t ts_ns = 0;
+  std::string version;
+  std::string kernel;
+  std::string hostname;
+  std::string machine_id;  // /etc/machine-id
+  std::string boot_id;     // /proc/sys/kernel/random/boot_id
+  std::string world;                  // "fexit", "socket" or "syscall": which hooks see a port's end
+  std::vector<std::string> hooks;     // in use
+  std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
+  std::vector<std::pair<std::string, std::string>> paths;  // path -> hook serving it ("" none)
+  uint16_t port_lo = 0, port_hi = 0;
+  uint64_t ring_buffer_bytes = 0;
+  std::map<std::string, std::string> filters;
+};
+
+struct LostRecord {
+  uint64_t ts_ns = 0;
+  uint64_t count = 0;  // newly lost since the previous lost record
+  uint64_t total = 0;
+  std::map<std::string, uint64_t> by_reason;  // this interval
+};
+
+// The ephemeral range of a namespace filled past the --warn-occupancy mark.
+struct WarningRecord {
+  uint64_t ts_ns = 0;
+  uint32_t netns = 0;
+  Proto proto = Proto::Tcp;
+  uint64_t held = 0;  // ports of the range held
+  uint16_t range_lo = 0, range_hi = 0;
+  unsigned threshold = 0;  // percent
+};
+
+struct StopRecord {
+  uint64_t ts_ns = 0;
+  std::string reason;
+  std::map<std::string, uint64_t> records;  // written, by type
+  uint64_t lost = 0;
+  uint64_t table_evicted = 0;
+};
+
+}  // namespace portghost

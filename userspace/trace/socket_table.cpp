@@ -1,0 +1,157 @@
+#include "trace/socket_table.hpp"
+
+namespace portghost {
+
+namespace {
+void count_down(std::unordered_map<uint64_t, uint64_t>& m, uint64_t key) {
+  auto c = m.find(key);
+  if (c != m.end() && --c->second == 0) m.erase(c);
+}
+}  // namespace
+
+void SocketTable::port_ref(uint32_t netns, Proto p, uint16_t port) {
+  PortUse& u = ports_[port_key(netns, p, port)];
+  if (u.refs++ > 0) return;
+  uint64_t key = count_key(netns, p);
+  counts_[key]++;
+  u.in_range = ranges_ && ranges_->contains(netns, port);
+  if (u.in_range) in_range_counts_[key]++;
+}
+
+void SocketTable::port_unref(uint32_t netns, Proto p, uint16_t port) {
+  auto it = ports_.find(port_key(netns, p, port));
+  if (it == ports_.end() || --it->second.refs > 0) return;
+  uint64_t key = count_key(netns, p);
+  count_down(counts_, key);
+  if (it->second.in_range) count_down(in_range_counts_, key);
+  ports_.erase(it);
+}
+
+void SocketTable::advance(uint64_t boot_ns) {
+  while (!timewait_.empty() && timewait_.front().until_boot_ns <= boot_ns) {
+    port_unref(timewait_.front().netns, Proto::Tcp, timewait_.front().port);
+    timewait_.pop_front();
+  }
+}
+
+void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
+  port_unref(it->second.netns, it->second.proto, it->second.lport);
+  held_.erase(it);
+}
+
+void SocketTable::insert(uint64_t cookie, Holder h) {
+  auto it = held_.find(cookie);
+  if (it != held_.end()) {
+    erase(it);
+  } else if (held_.size() >= max_entries_) {
+    // Bounded: the oldest holder cannot be found cheaply, any one goes. Its
+    // release will then be reported without a duration. Counted, never silent.
+    erase(held_.begin());
+    evicted_++;
+  }
+  port_ref(h.netns, h.proto, h.lport);
+  held_.emplace(cookie, std::move(h));
+}
+
+uint64_t SocketTable::held_in_range(uint32_t netns, Proto proto) const {
+  auto c = in_range_counts_.find(count_key(netns, proto));
+  return c == in_range_counts_.end() ? 0 : c->second;
+}
+
+uint64_t SocketTable::held_in(uint32_t netns, Proto proto) const {
+  auto c = counts_.find(count_key(netns, proto));
+  return c == counts_.end() ? 0 : c->second;
+}
+
+namespace {
+// The socket half of a holder; who holds it is the caller's to say.
+SocketTable::Holder holder_of(const SockEvent& e, bool existing, bool hidden) {
+  SocketTable::Holder h;
+  h.since_boot_ns = e.ts_boot_ns;
+  h.existing = existing;
+  h.hidden = hidden;
+  h.family = e.family;
+  h.laddr = e.laddr;
+  h.lport = e.lport;
+  h.raddr = e.raddr;
+  h.rport = e.rport;
+  h.proto = e.proto;
+  h.netns = e.netns;
+  h.how = e.how;
+  return h;
+}
+}  // namespace
+
+bool SocketTable::assign(const SockEvent& e, bool hidden) {
+  auto it = held_.find(e.cookie);
+  if (it != held_.end() && it->second.lport == e.lport) return false;
+  Holder h = holder_of(e, false, hidden);
+  if (!e.has(PG_F_KERNEL)) {
+    h.pid = e.pid;
+    h.comm = e.comm;
+  }
+  insert(e.cookie, std::move(h));
+  return true;
+}
+
+void SocketTable::existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
+                           bool hidden) {
+  Holder h = holder_of(e, true, hidden);
+  h.pid = pid;
+  h.comm = std::move(comm);
+  insert(e.cookie, std::move(h));
+}
+
+std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
+  Release r;
+  auto it = held_.find(e.cookie);
+  if (it == held_.end()) {
+    // Held since before we could see it (lost record, table eviction): report
+    // what the kernel knows, without a lifetime.
+    if (e.lport == 0) return std::nullopt;
+    r.laddr = e.laddr;
+    r.lport = e.lport;
+    r.raddr = e.raddr;
+    r.rport = e.rport;
+    return r;
+  }
+  Holder h = std::move(it->second);
+  r.matched = true;
+  erase(it);
+  // the active closer's port stays taken in TIME_WAIT (releases come in
+  // time order closely enough: the ones out of order expire a little late)
+  if (e.has(PG_F_TIMEWAIT) && h.proto == Proto::Tcp) {
+    port_ref(h.netns, h.proto, h.lport);
+    uint64_t until = e.ts_boot_ns + kTimeWaitNs;
+    if (!timewait_.empty() && until < timewait_.back().until_boot_ns) until = timewait_.back().until_boot_ns;
+    timewait_.push_back({until, h.netns, h.lport});
+  }
+  if (h.hidden) return std::nullopt;
+  if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
+  r.pid = h.pid;
+  r.comm = std::move(h.comm);
+  // The sock_release hook cannot read the local address: the assign knows it.
+  bool has_local = e.lport != 0;
+  r.lport = has_local ? e.lport : h.lport;
+  r.laddr = has_local && !addr_text_unspecified(e.laddr) ? e.laddr : h.laddr;
+  // a failed connect has forgotten its peer by the time the file is released
+  bool has_peer = !e.raddr.empty() && e.rport != 0;
+  r.raddr = has_peer ? e.raddr : h.raddr;
+  r.rport = has_peer ? e.rport : h.rport;
+  return r;
+}
+
+std::vector<uint64_t> SocketTable::gone(const std::unordered_set<uint64_t>& live, uint64_t before_boot_ns,
+                                        const std::function<bool(const Holder&)>& covered) const {
+  std::vector<uint64_t> out;
+  for (const auto& [cookie, h] : held_)
+    if (h.since_boot_ns < before_boot_ns && !live.count(cookie) && covered(h)) out.push_back(cookie);
+  return out;
+}
+
+const SocketTable::Holder* SocketTable::find(uint64_t cookie) const {
+  auto it = held_.find(cookie);
+  return it == held_.end() ? nullptr : &it->second;
+}
+
+}  // namespace portghost

@@ -1,0 +1,111 @@
+// The socket lifetime table: which socket holds which port since when, and
+// the one place where a release is matched to its assign (by socket cookie).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "kernel/events.hpp"
+#include "trace/occupancy.hpp"
+
+namespace portghost {
+
+class SocketTable {
+ public:
+  struct Holder {
+    uint64_t since_boot_ns = 0;  // assign time (kernel clock)
+    bool existing = false;       // held before the trace: no known start
+    bool hidden = false;         // filtered out: its release is hidden too
+    std::optional<uint32_t> pid;
+    std::optional<std::string> comm;
+    Family family = Family::Ipv4;
+    std::string laddr;
+    uint16_t lport = 0;
+    std::string raddr;  // empty: not connected when assigned
+    uint16_t rport = 0;
+    Proto proto = Proto::Tcp;
+    uint32_t netns = 0;
+    How how = How::None;  // of the assign (None: existing)
+  };
+
+  // What a release is matched to.
+  struct Release {
+    bool matched = false;                 // the table held the socket
+    std::optional<uint64_t> duration_ns;  // null: the assign was not seen
+    std::optional<uint32_t> pid;          // the assigner
+    std::optional<std::string> comm;
+    std::string laddr;  // filled from the assign when the release lacks it
+    uint16_t lport = 0;
+    std::string raddr;  // empty: unknown
+    uint16_t rport = 0;
+  };
+
+  explicit SocketTable(size_t max_entries = 1 << 20) : max_entries_(max_entries) {}
+
+  // A new holder. Returns false when the cookie already holds this same port
+  // (the kernel reported it twice, e.g. existing and then assign): drop it.
+  bool assign(const SockEvent& e, bool hidden = false);
+  // A holder from before the trace (pid/comm from the /proc scan).
+  void existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
+                bool hidden = false);
+  // The release of a cookie. nullopt: nothing to report (hidden, or a
+  // socket never seen holding a port and the kernel cannot say which port).
+  std::optional<Release> release(const SockEvent& e);
+
+  const Holder* find(uint64_t cookie) const;
+  // The sockets held since before `before_boot_ns` whose cookie is not in
+  // `live`: gone without a release the trace saw.
+  // `covered` says which holders the list could have named.
+  std::vector<uint64_t> gone(const std::unordered_set<uint64_t>& live, uint64_t before_boot_ns,
+                             const std::function<bool(const Holder&)>& covered) const;
+  // Distinct ports held now in a network namespace for a protocol, as far
+  // as seen (an SO_REUSEPORT group or a listener's many children are one
+  // port; a tcp port in TIME_WAIT is held until it expires); and of those,
+  // the ones inside the namespace's ephemeral range.
+  uint64_t held_in(uint32_t netns, Proto proto) const;
+  uint64_t held_in_range(uint32_t netns, Proto proto) const;
+  // The kernel's time has reached boot_ns: TIME_WAIT ports older than
+  // kTimeWaitNs are free again.
+  void advance(uint64_t boot_ns);
+  // TCP_TIMEWAIT_LEN: how long the kernel keeps a closed port in TIME_WAIT.
+  static constexpr uint64_t kTimeWaitNs = 60'000'000'000ULL;
+  // Counts held_in_range() against these ranges (default: none, so 0).
+  void count_in_range_of(PortRanges* ranges) { ranges_ = ranges; }
+  size_t size() const { return held_.size(); }
+  uint64_t evicted() const { return evicted_; }
+
+ private:
+  void insert(uint64_t cookie, Holder h);
+  void erase(std::unordered_map<uint64_t, Holder>::iterator it);
+  static uint64_t count_key(uint32_t netns, Proto p) { return (uint64_t{netns} << 8) | static_cast<uint8_t>(p); }
+  static uint64_t port_key(uint32_t netns, Proto p, uint16_t port) { return count_key(netns, p) << 16 | port; }
+  // One more or one less reason for (netns, proto, port) to be taken.
+  void port_ref(uint32_t netns, Proto p, uint16_t port);
+  void port_unref(uint32_t netns, Proto p, uint16_t port);
+
+  struct PortUse {
+    uint32_t refs = 0;  // holders and TIME_WAIT entries
+    bool in_range = false;
+  };
+  size_t max_entries_;
+  uint64_t evicted_ = 0;
+  std::unordered_map<uint64_t, Holder> held_;
+  std::unordered_map<uint64_t, PortUse> ports_;             // by port_key
+  std::unordered_map<uint64_t, uint64_t> counts_;           // distinct ports, by count_key
+  std::unordered_map<uint64_t, uint64_t> in_range_counts_;  // by count_key
+  struct TimeWait {
+    uint64_t until_boot_ns;
+    uint32_t netns;
+    uint16_t port;
+  };
+  std::deque<TimeWait> timewait_;  // in order of expiry
+  PortRanges* ranges_ = nullptr;
+};
+
+}  // namespace portghost
