@@ -1,19 +1,14 @@
+// Root integration harness: the tracer as a child process, its records, and
+// the fixtures of the test suites.
 #include "harness.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <net/if.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -83,9 +78,9 @@ int Tracer::stop() {
   return -1;
 }
 
-std::vector<Json> Tracer::records() const {
+std::vector<Json> read_jsonl(const std::string& path) {
   std::vector<Json> out;
-  std::ifstream f(path_);
+  std::ifstream f(path);
   std::string line;
   while (std::getline(f, line)) {
     if (f.eof()) break;  // a line without its newline is still being written
@@ -93,6 +88,8 @@ std::vector<Json> Tracer::records() const {
   }
   return out;
 }
+
+std::vector<Json> Tracer::records() const { return read_jsonl(path_); }
 
 std::optional<Json> Tracer::wait_for(const std::function<bool(const Json&)>& pred,
                                      std::chrono::milliseconds timeout) const {
@@ -119,123 +116,6 @@ std::string Tracer::stderr_text() const {
   return ss.str();
 }
 
-uint64_t sock_cookie(int fd) {
-  uint64_t c = 0;
-  socklen_t len = sizeof c;
-  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len) != 0) throw std::runtime_error("SO_COOKIE");
-  return c;
-}
-
-uint16_t local_port(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-}
-
-uint32_t netns_inode(pid_t pid) {
-  std::string p = pid ? "/proc/" + std::to_string(pid) + "/ns/net" : "/proc/self/ns/net";
-  struct stat st {};
-  stat(p.c_str(), &st);
-  return static_cast<uint32_t>(st.st_ino);
-}
-
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf);
-  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-}
-
-std::string thread_comm() {
-  char name[17] = {};
-  prctl(PR_GET_NAME, name);
-  return name;
-}
-
-std::string process_comm() {
-  std::ifstream f("/proc/self/comm");
-  std::string s;
-  std::getline(f, s);
-  return s;
-}
-
-std::string cgroup2_root() {
-  std::ifstream m("/proc/mounts");
-  std::string dev, dir, type, rest;
-  while (m >> dev >> dir >> type && std::getline(m, rest))
-    if (type == "cgroup2") return dir;
-  return "";
-}
-
-int udp_sendto_socket() {
-  int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(9);
-  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 1)
-    throw std::runtime_error("udp sendto");
-  return fd;
-}
-
-uint64_t udp_send_from_cgroup(const std::string& cg) {
-  int go[2], res[2];
-  if (pipe(go) != 0 || pipe(res) != 0) throw std::runtime_error("pipe");
-  pid_t child = fork();
-  if (child == 0) {
-    char x;
-    if (read(go[0], &x, 1) != 1) _exit(4);  // the parent has moved us
-    int fd = udp_sendto_socket();
-    uint64_t c = sock_cookie(fd);
-    if (write(res[1], &c, sizeof c) != sizeof c) _exit(5);
-    close(fd);
-    _exit(0);
-  }
-  {
-    std::ofstream procs(cg + "/cgroup.procs");
-    procs << child << std::endl;
-  }
-  uint64_t c = 0;
-  if (write(go[1], "g", 1) != 1 || read(res[0], &c, sizeof c) != static_cast<ssize_t>(sizeof c)) c = 0;
-  waitpid(child, nullptr, 0);
-  for (int fd : {go[0], go[1], res[0], res[1]}) close(fd);
-  return c;
-}
-
-uint64_t own_cgroup_id() {
-  std::string root = cgroup2_root();
-  std::ifstream f("/proc/self/cgroup");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("0::", 0) != 0) continue;
-    struct stat st {};
-    if (!root.empty() && stat((root + line.substr(3)).c_str(), &st) == 0) return st.st_ino;
-  }
-  return 0;
-}
-
-Listener::Listener(int family) {
-  fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (family == AF_INET) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  } else {
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  }
-  listen(fd, 64);
-  port = local_port(fd);
-}
-
-Listener::~Listener() {
-  if (fd >= 0) close(fd);
-}
-
 std::function<bool(const Json&)> is(const std::string& type, uint64_t cookie) {
   return [=](const Json& j) { return j["type"] == type && j.contains("sock") && j["sock"] == cookie; };
 }
@@ -244,23 +124,6 @@ std::function<bool(const Json&)> type_port(const std::string& type, uint16_t por
   return [=](const Json& j) {
     return j["type"] == type && j.contains("lport") && j["lport"] == port && j["proto"] == proto;
   };
-}
-
-void enter_fresh_netns() {
-  if (unshare(CLONE_NEWNET) != 0) _exit(3);
-  int s = socket(AF_INET, SOCK_DGRAM, 0);
-  ifreq ifr{};
-  std::strcpy(ifr.ifr_name, "lo");
-  ioctl(s, SIOCGIFFLAGS, &ifr);
-  ifr.ifr_flags |= IFF_UP;
-  ioctl(s, SIOCSIFFLAGS, &ifr);
-  close(s);
-}
-
-void enter_netns_with_four_ports() {
-  enter_fresh_netns();
-  std::ofstream r("/proc/sys/net/ipv4/ip_local_port_range");
-  r << "40000 40003" << std::endl;
 }
 
 Tracer* SharedTracerTest::tracer_ = nullptr;
@@ -280,6 +143,61 @@ void SharedTracerTest::TearDownTestSuite() {
 void SharedTracerTest::SetUp() {
   if (auto r = skip_reason()) GTEST_SKIP() << *r;
   ASSERT_TRUE(started_) << "tracer did not start: " << tracer_->stderr_text();
+}
+
+void RootTest::SetUp() {
+  if (auto r = skip_reason()) GTEST_SKIP() << *r;
+}
+
+Json Trace::assign_of(uint64_t cookie) {
+  auto r = t().wait_for(is("assign", cookie));
+  EXPECT_TRUE(r) << "no assign for sock " << cookie;
+  return r.value_or(Json::object());
+}
+
+Json Trace::release_of(uint64_t cookie) {
+  auto r = t().wait_for(is("release", cookie));
+  EXPECT_TRUE(r) << "no release for sock " << cookie;
+  return r.value_or(Json::object());
+}
+
+void Trace::expect_mine(const Json& a) {
+  EXPECT_EQ(a["pid"], getpid());
+  EXPECT_EQ(a["tid"], gettid_());
+  EXPECT_EQ(a["ppid"], getppid());
+  EXPECT_EQ(a["uid"], getuid());
+  EXPECT_EQ(a["comm"], process_comm());
+  EXPECT_EQ(a["thread"], thread_comm());
+  EXPECT_EQ(a["exe"], self_exe());
+  EXPECT_EQ(a["netns"], netns_inode());
+  EXPECT_TRUE(a["cgroup_id"].is_number());
+  EXPECT_EQ(a["kernel"], false);
+}
+
+void Trace::expect_lifetime(const Json& rel, const Window& w) {
+  ASSERT_TRUE(rel["duration_ns"].is_number()) << rel.dump();
+  uint64_t d = rel["duration_ns"];
+  EXPECT_GT(d, 0u);
+  EXPECT_LE(d, w.t1 - w.t0) << rel.dump();
+}
+
+Json Holes::wait(const std::string& type, uint64_t cookie) {
+  auto r = t().wait_for(is(type, cookie));
+  EXPECT_TRUE(r) << "no " << type << " for sock " << cookie;
+  return r.value_or(Json::object());
+}
+
+std::vector<Json> Holes::of_sock(const std::string& type, uint64_t cookie) {
+  std::this_thread::sleep_for(300ms);  // stragglers
+  return t().all(is(type, cookie));
+}
+
+bool syscall_world(const Json& start) { return start["world"] == "syscall"; }
+
+bool uncaught_mentions(const Json& start, const std::string& what) {
+  for (const auto& u : start["uncaught"])
+    if (u.get<std::string>().find(what) != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace pgtest
