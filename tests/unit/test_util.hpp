@@ -1,5 +1,5 @@
 // Helpers shared by the unit tests: a temporary directory, kernel record
-// builders and a small strict JSON parser (keys kept in document order).
+// builders and a strict JSON reader (keys kept in document order).
 #pragma once
 
 #include <stdlib.h>
@@ -18,6 +18,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "kernel/events.hpp"
 
@@ -157,264 +159,49 @@ struct JValue {
   }
 };
 
-class JsonParser {
- public:
-  explicit JsonParser(std::string_view s) : s_(s) {}
-
-  // The whole text must be one value (surrounding whitespace allowed).
-  std::optional<JValue> parse_document() {
-    JValue v;
-    ws();
-    if (!value(v, 0)) return std::nullopt;
-    ws();
-    if (i_ != s_.size()) return std::nullopt;
-    return v;
-  }
-
- private:
-  bool eof() const { return i_ >= s_.size(); }
-  unsigned char peek() const { return static_cast<unsigned char>(s_[i_]); }
-  void ws() {
-    while (!eof() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) i_++;
-  }
-  bool lit(std::string_view w) {
-    if (s_.substr(i_, w.size()) != w) return false;
-    i_ += w.size();
-    return true;
-  }
-
-  bool value(JValue& v, int depth) {
-    if (depth > 64 || eof()) return false;
-    char c = s_[i_];
-    if (c == '{') return object(v, depth);
-    if (c == '[') return array(v, depth);
-    if (c == '"') {
+// The tree of a parsed document, members in document order.
+inline JValue to_jvalue(const nlohmann::ordered_json& j) {
+  JValue v;
+  switch (j.type()) {
+    case nlohmann::ordered_json::value_t::null: break;
+    case nlohmann::ordered_json::value_t::boolean:
+      v.type = JValue::Type::Bool;
+      v.b = j.get<bool>();
+      break;
+    case nlohmann::ordered_json::value_t::number_integer:
+    case nlohmann::ordered_json::value_t::number_unsigned:
+    case nlohmann::ordered_json::value_t::number_float:
+      v.type = JValue::Type::Num;
+      v.text = j.dump();
+      break;
+    case nlohmann::ordered_json::value_t::string:
       v.type = JValue::Type::Str;
-      return string(v.text);
-    }
-    if (c == 't') {
-      v.type = JValue::Type::Bool;
-      v.b = true;
-      return lit("true");
-    }
-    if (c == 'f') {
-      v.type = JValue::Type::Bool;
-      v.b = false;
-      return lit("false");
-    }
-    if (c == 'n') {
-      v.type = JValue::Type::Null;
-      return lit("null");
-    }
-    return number(v);
-  }
-
-  bool object(JValue& v, int depth) {
-    v.type = JValue::Type::Obj;
-    i_++;  // {
-    ws();
-    if (!eof() && s_[i_] == '}') {
-      i_++;
-      return true;
-    }
-    for (;;) {
-      ws();
-      std::string key;
-      if (eof() || s_[i_] != '"' || !string(key)) return false;
-      ws();
-      if (eof() || s_[i_] != ':') return false;
-      i_++;
-      ws();
-      JValue child;
-      if (!value(child, depth + 1)) return false;
-      v.obj_keys.push_back(std::move(key));
-      v.obj_vals.push_back(std::move(child));
-      ws();
-      if (eof()) return false;
-      if (s_[i_] == ',') {
-        i_++;
-        continue;
+      v.text = j.get<std::string>();
+      break;
+    case nlohmann::ordered_json::value_t::array:
+      v.type = JValue::Type::Arr;
+      for (const auto& e : j) v.arr.push_back(to_jvalue(e));
+      break;
+    case nlohmann::ordered_json::value_t::object:
+      v.type = JValue::Type::Obj;
+      for (const auto& [k, e] : j.items()) {
+        v.obj_keys.push_back(k);
+        v.obj_vals.push_back(to_jvalue(e));
       }
-      if (s_[i_] == '}') {
-        i_++;
-        return true;
-      }
-      return false;
-    }
+      break;
+    default: break;
   }
+  return v;
+}
 
-  bool array(JValue& v, int depth) {
-    v.type = JValue::Type::Arr;
-    i_++;  // [
-    ws();
-    if (!eof() && s_[i_] == ']') {
-      i_++;
-      return true;
-    }
-    for (;;) {
-      ws();
-      JValue child;
-      if (!value(child, depth + 1)) return false;
-      v.arr.push_back(std::move(child));
-      ws();
-      if (eof()) return false;
-      if (s_[i_] == ',') {
-        i_++;
-        continue;
-      }
-      if (s_[i_] == ']') {
-        i_++;
-        return true;
-      }
-      return false;
-    }
+// Strict (RFC 8259, valid UTF-8, one value with surrounding whitespace only):
+// nlohmann/json, the integration tests' reader too.
+inline std::optional<JValue> parse_json(std::string_view s) {
+  try {
+    return to_jvalue(nlohmann::ordered_json::parse(s));
+  } catch (const nlohmann::ordered_json::exception&) {
+    return std::nullopt;
   }
-
-  bool number(JValue& v) {
-    size_t start = i_;
-    auto digit = [&] { return !eof() && s_[i_] >= '0' && s_[i_] <= '9'; };
-    if (!eof() && s_[i_] == '-') i_++;
-    if (!digit()) return false;
-    if (s_[i_] == '0') {
-      i_++;
-    } else {
-      while (digit()) i_++;
-    }
-    if (!eof() && s_[i_] == '.') {
-      i_++;
-      if (!digit()) return false;
-      while (digit()) i_++;
-    }
-    if (!eof() && (s_[i_] == 'e' || s_[i_] == 'E')) {
-      i_++;
-      if (!eof() && (s_[i_] == '+' || s_[i_] == '-')) i_++;
-      if (!digit()) return false;
-      while (digit()) i_++;
-    }
-    v.type = JValue::Type::Num;
-    v.text = std::string(s_.substr(start, i_ - start));
-    return true;
-  }
-
-  static void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xc0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xe0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
-  }
-
-  bool hex4(uint32_t& cp) {
-    if (i_ + 4 > s_.size()) return false;
-    cp = 0;
-    for (int k = 0; k < 4; k++) {
-      char c = s_[i_++];
-      cp <<= 4;
-      if (c >= '0' && c <= '9')
-        cp |= static_cast<uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        cp |= static_cast<uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        cp |= static_cast<uint32_t>(c - 'A' + 10);
-      else
-        return false;
-    }
-    return true;
-  }
-
-  // Strict: raw control characters rejected, raw bytes must be valid UTF-8
-  // (no overlong forms, no surrogates, nothing above U+10FFFF).
-  bool raw_utf8(std::string& out) {
-    unsigned char c = peek();
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-      i_++;
-      return true;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i_ + n > s_.size()) return false;
-    for (size_t k = 1; k < n; k++) {
-      auto b = static_cast<unsigned char>(s_[i_ + k]);
-      if ((b & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (b & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) return false;
-    if (cp >= 0xd800 && cp <= 0xdfff) return false;
-    out.append(s_.substr(i_, n));
-    i_ += n;
-    return true;
-  }
-
-  bool string(std::string& out) {
-    i_++;  // opening quote
-    for (;;) {
-      if (eof()) return false;
-      unsigned char c = peek();
-      if (c == '"') {
-        i_++;
-        return true;
-      }
-      if (c < 0x20) return false;
-      if (c != '\\') {
-        if (!raw_utf8(out)) return false;
-        continue;
-      }
-      i_++;
-      if (eof()) return false;
-      char e = s_[i_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          uint32_t cp;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            uint32_t lo;
-            if (!lit("\\u") || !hex4(lo) || lo < 0xdc00 || lo > 0xdfff) return false;
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-          } else if (cp >= 0xdc00 && cp <= 0xdfff) {
-            return false;
-          }
-          put_utf8(out, cp);
-          break;
-        }
-        default: return false;
-      }
-    }
-  }
-
-  std::string_view s_;
-  size_t i_ = 0;
-};
-
-inline std::optional<JValue> parse_json(std::string_view s) { return JsonParser(s).parse_document(); }
+}
 
 }  // namespace pgtest
