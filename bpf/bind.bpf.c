@@ -94,8 +94,10 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 	} else {
 		__u32 l[4];
 
-		l[0] = sk->src_ip6[0]; l[1] = sk->src_ip6[1];
-		l[2] = sk->src_ip6[2]; l[3] = sk->src_ip6[3];
+		l[0] = sk->src_ip6[0];
+		l[1] = sk->src_ip6[1];
+		l[2] = sk->src_ip6[2];
+		l[3] = sk->src_ip6[3];
 		__builtin_memcpy(e->laddr, l, 16);
 	}
 	e->how = PG_HOW_BIND;

@@ -14,8 +14,7 @@
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
 
-static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk, __u8 proto,
-					  __u8 state, __u32 uid)
+static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk, __u8 proto, __u8 state, __u32 uid)
 {
 	struct pg_sock_event e = {};
 	struct pg_sk_state *st;

@@ -62,12 +62,12 @@ enum pg_how {
 /* pg_sock_event.flags */
 enum pg_sock_flags {
 	PG_F_EPHEMERAL = 1 << 0, /* the kernel chose the port */
-	PG_F_KERNEL = 1 << 1,    /* assigned in kernel context, no user process */
-	PG_F_TIMEWAIT = 1 << 2,  /* release: the port lives on in TIME_WAIT */
-	PG_F_LATE = 1 << 3,      /* assign: the port was taken earlier, unseen; this is
+	PG_F_KERNEL = 1 << 1,	 /* assigned in kernel context, no user process */
+	PG_F_TIMEWAIT = 1 << 2,	 /* release: the port lives on in TIME_WAIT */
+	PG_F_LATE = 1 << 3,	 /* assign: the port was taken earlier, unseen; this is
 				  * its first sight (ts and task are the sighting's) */
-	PG_F_MPTCP = 1 << 4,     /* the socket is an MPTCP subflow */
-	PG_F_CLOSER = 1 << 5,    /* release: pid, tid, comm, thread name the task whose
+	PG_F_MPTCP = 1 << 4,	 /* the socket is an MPTCP subflow */
+	PG_F_CLOSER = 1 << 5,	 /* release: pid, tid, comm, thread name the task whose
 				  * close() let the port go */
 };
 
@@ -80,51 +80,51 @@ enum pg_exec_flags {
 
 /* Per-CPU counters (index into the "counters" map). */
 enum pg_counter {
-	PG_CNT_ASSIGN = 0,     /* assign records produced */
-	PG_CNT_RELEASE,        /* release records produced */
-	PG_CNT_PROC,           /* exec/fork/exit records produced */
-	PG_CNT_DROP_RINGBUF,   /* records lost: ring buffer full */
-	PG_CNT_DROP_STORAGE,   /* socket storage could not be allocated */
-	PG_CNT_DROP_PENDING,   /* udp connect could not be remembered until syscall exit */
-	PG_CNT_FILTERED,       /* assignments hidden by the kernel-side filters */
-	PG_CNT_DROP_PROC,      /* exec/fork/exit records lost: their ring was full */
+	PG_CNT_ASSIGN = 0,   /* assign records produced */
+	PG_CNT_RELEASE,	     /* release records produced */
+	PG_CNT_PROC,	     /* exec/fork/exit records produced */
+	PG_CNT_DROP_RINGBUF, /* records lost: ring buffer full */
+	PG_CNT_DROP_STORAGE, /* socket storage could not be allocated */
+	PG_CNT_DROP_PENDING, /* udp connect could not be remembered until syscall exit */
+	PG_CNT_FILTERED,     /* assignments hidden by the kernel-side filters */
+	PG_CNT_DROP_PROC,    /* exec/fork/exit records lost: their ring was full */
 	PG_CNT_MAX,
 };
 
 /* assign / release / existing: 128 bytes. Ports in host order. */
 struct pg_sock_event {
-	__u8 kind;       /* pg_kind */
-	__u8 how;        /* pg_how */
-	__u8 proto;      /* PG_IPPROTO_TCP, _UDP, _UDPLITE or _SCTP: the port space */
-	__u8 family;     /* AF_INET or AF_INET6 */
-	__u16 flags;     /* pg_sock_flags */
-	__u8 state;      /* TCP state: current (existing) or previous (release) */
+	__u8 kind;   /* pg_kind */
+	__u8 how;    /* pg_how */
+	__u8 proto;  /* PG_IPPROTO_TCP, _UDP, _UDPLITE or _SCTP: the port space */
+	__u8 family; /* AF_INET or AF_INET6 */
+	__u16 flags; /* pg_sock_flags */
+	__u8 state;  /* TCP state: current (existing) or previous (release) */
 	__u8 _pad0;
-	__u64 ts_ns;     /* CLOCK_BOOTTIME */
-	__u64 cookie;    /* socket cookie */
+	__u64 ts_ns;	 /* CLOCK_BOOTTIME */
+	__u64 cookie;	 /* socket cookie */
 	__u64 cgroup_id; /* cgroup v2 id of the task */
-	__u32 pid;       /* tgid; release: the closer's, with PG_F_CLOSER */
+	__u32 pid;	 /* tgid; release: the closer's, with PG_F_CLOSER */
 	__u32 tid;
 	__u32 ppid;
 	__u32 uid;
-	__u32 netns;     /* the socket's network namespace inode */
+	__u32 netns; /* the socket's network namespace inode */
 	__u16 lport;
 	__u16 rport;
-	__u64 ino;       /* existing: socket inode; release: its assign's ts_ns (0: unknown) */
-	__u8 laddr[16];  /* IPv4 in the first 4 bytes */
+	__u64 ino;	/* existing: socket inode; release: its assign's ts_ns (0: unknown) */
+	__u8 laddr[16]; /* IPv4 in the first 4 bytes */
 	__u8 raddr[16];
-	char comm[PG_COMM_LEN];   /* thread-group leader */
+	char comm[PG_COMM_LEN];	  /* thread-group leader */
 	char thread[PG_COMM_LEN]; /* the task itself */
-	__u16 range_lo;  /* the namespace's ephemeral range (ip_local_port_range) */
-	__u16 range_hi;  /* at the event; 0 when not read */
-	__u32 holder;    /* release: the pid its assign named (0: unknown, or a kernel thread) */
+	__u16 range_lo;		  /* the namespace's ephemeral range (ip_local_port_range) */
+	__u16 range_hi;		  /* at the event; 0 when not read */
+	__u32 holder;		  /* release: the pid its assign named (0: unknown, or a kernel thread) */
 };
 
 /* fork / exit, and the head of exec. */
 struct pg_task_event {
 	__u8 kind;
 	__u8 _pad0[3];
-	__u32 pid;  /* tgid */
+	__u32 pid; /* tgid */
 	__u64 ts_ns;
 	__u32 ppid;
 	__u32 uid;
@@ -134,9 +134,9 @@ struct pg_task_event {
 /* Sent only up to args + args_len: no byte of an earlier exec goes out. */
 struct pg_exec_event {
 	struct pg_task_event task;
-	__u16 exe_len;  /* bytes used in exe */
+	__u16 exe_len;	/* bytes used in exe */
 	__u16 args_len; /* bytes used in args */
-	__u16 flags;    /* pg_exec_flags */
+	__u16 flags;	/* pg_exec_flags */
 	__u16 _pad0;
 	char exe[PG_EXE_BUF];
 	char args[PG_ARGS_LIMIT];

@@ -58,8 +58,7 @@ static long exe_walk_step(__u32 i, struct exe_walk *w)
 	e = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!e || w->off >= PG_EXE_LIMIT)
 		return 1;
-	n = bpf_probe_read_kernel_str(&e->exe[w->off & (PG_EXE_LIMIT - 1)], 256,
-				      BPF_CORE_READ(d, d_name.name));
+	n = bpf_probe_read_kernel_str(&e->exe[w->off & (PG_EXE_LIMIT - 1)], 256, BPF_CORE_READ(d, d_name.name));
 	if (n <= 0) {
 		w->done = true;
 		return 1;

@@ -199,7 +199,7 @@ int pg_sock_release(struct bpf_sock *sk)
 		if (!st)
 			st = sk_state_of(sk);
 		assign_late(ksk, bpf_get_socket_cookie(sk), proto, port,
-			    !is_datagram(proto) ? PG_HOW_NONE
+			    !is_datagram(proto)			   ? PG_HOW_NONE
 			    : st && (st->flags & PG_SK_CONNECTING) ? PG_HOW_CONNECT
 								   : PG_HOW_SENDMSG,
 			    st);
@@ -221,8 +221,10 @@ int pg_sock_release(struct bpf_sock *sk)
 	} else {
 		__u32 r[4];
 
-		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
-		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		r[0] = sk->dst_ip6[0];
+		r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2];
+		r[3] = sk->dst_ip6[3];
 		__builtin_memcpy(e->raddr, r, 16);
 	}
 	e->lport = st && st->port ? st->port : port;

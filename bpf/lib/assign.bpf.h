@@ -30,7 +30,8 @@ static __always_inline bool assign_commit(struct pg_sock_event *e, struct pg_sk_
 	if (!assign_passes_filters(e)) {
 		counter_inc(PG_CNT_FILTERED);
 		if (st) {
-			st->flags = (st->flags | PG_SK_ASSIGNED | PG_SK_FILTERED) & ~(PG_SK_RELEASED | PG_SK_CONNECTING);
+			st->flags =
+				(st->flags | PG_SK_ASSIGNED | PG_SK_FILTERED) & ~(PG_SK_RELEASED | PG_SK_CONNECTING);
 			st->port = e->lport;
 		}
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
@@ -53,7 +54,8 @@ static __always_inline void assign_lost(struct pg_sk_state *st, __u16 port)
 {
 	if (!st)
 		return;
-	st->flags = (st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING | PG_SK_DEFERRED);
+	st->flags =
+		(st->flags | PG_SK_ASSIGNED) & ~(PG_SK_RELEASED | PG_SK_FILTERED | PG_SK_CONNECTING | PG_SK_DEFERRED);
 	st->port = port;
 }
 
@@ -171,8 +173,8 @@ static __always_inline void pending_resolve(struct sock *sk, struct pg_sk_state 
 /* A tcp socket's port, seen where it is known: TCP_CONNECT_CB, TCP_LISTEN_CB
  * (ops: its fields are direct loads) or the end of inet_hash_connect(). In
  * both, sk is a BTF pointer the program may load from directly. */
-static __always_inline void tcp_assign(struct sock *sk, struct bpf_sock_ops *ops, __u64 cookie,
-				       struct pg_sk_state *st, __u8 how)
+static __always_inline void tcp_assign(struct sock *sk, struct bpf_sock_ops *ops, __u64 cookie, struct pg_sk_state *st,
+				       __u8 how)
 {
 	struct tcp_sock *tp = (void *)sk;
 	struct pg_sock_event *e;

@@ -13,7 +13,7 @@
 #define PG_ANY 0 /* sentinel for "no filter" on numeric knobs */
 
 __weak const volatile __u32 targ_tgid = PG_ANY;
-__weak const volatile __u8 targ_proto = PG_ANY;  /* PG_IPPROTO_TCP / _UDP / _UDPLITE */
+__weak const volatile __u8 targ_proto = PG_ANY;	 /* PG_IPPROTO_TCP / _UDP / _UDPLITE */
 __weak const volatile __u8 targ_family = PG_ANY; /* AF_INET / AF_INET6 */
 __weak const volatile __u16 targ_port_lo = 0;
 __weak const volatile __u16 targ_port_hi = 65535;
@@ -62,15 +62,15 @@ __weak __u64 pg_last_wakeup_ns = 0;
 
 /* ---- per-socket state: lives and dies with the socket ------------------- */
 enum pg_sk_flags {
-	PG_SK_ASSIGNED = 1 << 0,    /* an assign was produced for .port */
-	PG_SK_EXISTING = 1 << 1,    /* held its port before the trace started */
-	PG_SK_RELEASED = 1 << 2,    /* the release was produced */
-	PG_SK_BIND_PENDING = 1 << 3,/* bind() in progress, .req_port is the asked port */
-	PG_SK_FILTERED = 1 << 4,    /* hidden by the filters: its release is hidden too */
-	PG_SK_CONNECTING = 1 << 5,  /* connect() noted; its end may be in connect_done */
-	PG_SK_CLOSED = 1 << 6,      /* the file was released: closer_* name who did it */
-	PG_SK_DEFERRED = 1 << 7,    /* a connect() whose port is not seen yet: .conn is its task */
-	PG_SK_BIND_ANY = 1 << 8,    /* bind() to port 0 on a wildcard or loopback address: if
+	PG_SK_ASSIGNED = 1 << 0,     /* an assign was produced for .port */
+	PG_SK_EXISTING = 1 << 1,     /* held its port before the trace started */
+	PG_SK_RELEASED = 1 << 2,     /* the release was produced */
+	PG_SK_BIND_PENDING = 1 << 3, /* bind() in progress, .req_port is the asked port */
+	PG_SK_FILTERED = 1 << 4,     /* hidden by the filters: its release is hidden too */
+	PG_SK_CONNECTING = 1 << 5,   /* connect() noted; its end may be in connect_done */
+	PG_SK_CLOSED = 1 << 6,	     /* the file was released: closer_* name who did it */
+	PG_SK_DEFERRED = 1 << 7,     /* a connect() whose port is not seen yet: .conn is its task */
+	PG_SK_BIND_ANY = 1 << 8,     /* bind() to port 0 on a wildcard or loopback address: if
 				     * no port follows, none was free (.conn.ts_ns: when) */
 };
 
@@ -89,9 +89,9 @@ struct pg_task_snap {
 };
 
 struct pg_sk_state {
-	__u16 port;     /* the port the last assign reported */
+	__u16 port;	/* the port the last assign reported */
 	__u16 req_port; /* the port the last bind() asked for */
-	__u16 flags;    /* pg_sk_flags */
+	__u16 flags;	/* pg_sk_flags */
 	__u16 _pad;
 	/* what the assign said, so that a release still names it when the
 	 * consumer's table no longer holds the socket */
@@ -164,7 +164,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u32);  /* tid */
+	__type(key, __u32); /* tid */
 	__type(value, __u8);
 } in_autobind __weak SEC(".maps");
 

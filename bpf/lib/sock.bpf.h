@@ -14,7 +14,7 @@
 
 #define PG_SOCK_BINDPORT_LOCK 8
 #define PG_SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
-#define PG_ALLOW 1 /* cgroup hooks: never change what the socket call does */
+#define PG_ALLOW 1	   /* cgroup hooks: never change what the socket call does */
 #define PG_EADDRINUSE 98
 #define PG_EAGAIN 11
 
@@ -29,10 +29,7 @@ static __always_inline __u8 port_space(__u32 family, __u32 proto)
 	return 0;
 }
 
-static __always_inline bool is_datagram(__u32 proto)
-{
-	return proto == PG_IPPROTO_UDP || proto == PG_IPPROTO_UDPLITE;
-}
+static __always_inline bool is_datagram(__u32 proto) { return proto == PG_IPPROTO_UDP || proto == PG_IPPROTO_UDPLITE; }
 
 /* The struct sock behind a bpf_sock (cgroup and sockops contexts), as a plain
  * pointer for CO-RE reads: the verifier forbids arithmetic on socket and
@@ -45,10 +42,7 @@ static __always_inline struct sock *kernel_sk(const void *sk)
 	return (struct sock *)addr;
 }
 
-static __always_inline __u8 sk_proto(struct sock *sk)
-{
-	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol);
-}
+static __always_inline __u8 sk_proto(struct sock *sk) { return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol); }
 
 /* port_space() of a kernel socket */
 static __always_inline __u8 sk_port_space(struct sock *sk)
@@ -141,10 +135,14 @@ static __always_inline void fill_from_bpf_sock(struct pg_sock_event *e, struct b
 	} else {
 		__u32 l[4], r[4];
 
-		l[0] = sk->src_ip6[0]; l[1] = sk->src_ip6[1];
-		l[2] = sk->src_ip6[2]; l[3] = sk->src_ip6[3];
-		r[0] = sk->dst_ip6[0]; r[1] = sk->dst_ip6[1];
-		r[2] = sk->dst_ip6[2]; r[3] = sk->dst_ip6[3];
+		l[0] = sk->src_ip6[0];
+		l[1] = sk->src_ip6[1];
+		l[2] = sk->src_ip6[2];
+		l[3] = sk->src_ip6[3];
+		r[0] = sk->dst_ip6[0];
+		r[1] = sk->dst_ip6[1];
+		r[2] = sk->dst_ip6[2];
+		r[3] = sk->dst_ip6[3];
 		__builtin_memcpy(e->laddr, l, 16);
 		__builtin_memcpy(e->raddr, r, 16);
 	}
@@ -169,10 +167,14 @@ static __always_inline void fill_from_sock_ops(struct pg_sock_event *e, struct b
 	} else {
 		__u32 l[4], r[4];
 
-		l[0] = ops->local_ip6[0]; l[1] = ops->local_ip6[1];
-		l[2] = ops->local_ip6[2]; l[3] = ops->local_ip6[3];
-		r[0] = ops->remote_ip6[0]; r[1] = ops->remote_ip6[1];
-		r[2] = ops->remote_ip6[2]; r[3] = ops->remote_ip6[3];
+		l[0] = ops->local_ip6[0];
+		l[1] = ops->local_ip6[1];
+		l[2] = ops->local_ip6[2];
+		l[3] = ops->local_ip6[3];
+		r[0] = ops->remote_ip6[0];
+		r[1] = ops->remote_ip6[1];
+		r[2] = ops->remote_ip6[2];
+		r[3] = ops->remote_ip6[3];
 		__builtin_memcpy(e->laddr, l, 16);
 		__builtin_memcpy(e->raddr, r, 16);
 	}

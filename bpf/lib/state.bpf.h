@@ -30,10 +30,10 @@ static __always_inline struct pg_sk_state *sk_state_of(void *sk)
  * connect_done (that program cannot reach socket storage): take it in.
  * A macro, so that the cookie (whose helper differs by context, and which
  * generating costs a global atomic) is computed only for noted sockets. */
-#define sk_state_fold(st, cookie_expr)                                         \
-	do {                                                                    \
-		if ((st) && ((st)->flags & PG_SK_CONNECTING))                    \
-			sk_state_fold_cookie((st), (cookie_expr));                \
+#define sk_state_fold(st, cookie_expr)                             \
+	do {                                                       \
+		if ((st) && ((st)->flags & PG_SK_CONNECTING))      \
+			sk_state_fold_cookie((st), (cookie_expr)); \
 	} while (0)
 
 static __always_inline void sk_state_fold_cookie(struct pg_sk_state *st, __u64 cookie)
@@ -51,8 +51,7 @@ static __always_inline void sk_state_fold_cookie(struct pg_sk_state *st, __u64 c
 /* Has the port of this socket already been reported (and not released)? */
 static __always_inline bool already_reported(const struct pg_sk_state *st, __u16 port)
 {
-	return (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) &&
-	       !(st->flags & PG_SK_RELEASED) && st->port == port;
+	return (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) && !(st->flags & PG_SK_RELEASED) && st->port == port;
 }
 
 /* Was any port of this socket reported (an assign, or held at start)? */

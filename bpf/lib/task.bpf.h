@@ -8,10 +8,7 @@
 
 #define PG_PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 
-static __always_inline struct task_struct *current_task(void)
-{
-	return (struct task_struct *)bpf_get_current_task();
-}
+static __always_inline struct task_struct *current_task(void) { return (struct task_struct *)bpf_get_current_task(); }
 
 static __always_inline __u64 task_cgroup_id(struct task_struct *t)
 {
@@ -25,10 +22,7 @@ static __always_inline void set_netns(struct pg_sock_event *e, struct net *net)
 	net_port_range(net, &e->range_lo, &e->range_hi);
 }
 
-static __always_inline bool task_is_kthread(struct task_struct *t)
-{
-	return BPF_CORE_READ(t, flags) & PG_PF_KTHREAD;
-}
+static __always_inline bool task_is_kthread(struct task_struct *t) { return BPF_CORE_READ(t, flags) & PG_PF_KTHREAD; }
 
 /* Fill the attribution fields of x (a pg_sock_event or a pg_task_snap) from
  * the current task. A kernel thread is marked PG_F_KERNEL and left
@@ -37,46 +31,43 @@ static __always_inline bool task_is_kthread(struct task_struct *t)
  * task as a BTF pointer, plain loads (no helper call per field); else CO-RE
  * reads. A task's comm is NUL-padded (set_task_comm), so copying all of it
  * copies the name and nothing else. */
-#define fill_task_fields(x)                                                   \
-	do {                                                                   \
-		struct task_struct *t_;                                         \
-		struct task_struct *leader_;                                    \
-									       \
-		if (targ_task_btf) {                                            \
-			t_ = bpf_get_current_task_btf();                        \
-			if (t_->flags & PG_PF_KTHREAD) {                        \
-				(x)->flags |= PG_F_KERNEL;                      \
-				break;                                          \
-			}                                                       \
-			leader_ = t_->group_leader;                             \
-			(x)->pid = t_->tgid;                                    \
-			(x)->tid = t_->pid;                                     \
-			(x)->ppid = t_->real_parent->tgid;                      \
-			(x)->uid = t_->cred->uid.val;                           \
-			(x)->cgroup_id = t_->cgroups->dfl_cgrp->kn->id;         \
-			__builtin_memcpy((x)->thread, t_->comm, PG_COMM_LEN);   \
+#define fill_task_fields(x)                                                      \
+	do {                                                                     \
+		struct task_struct *t_;                                          \
+		struct task_struct *leader_;                                     \
+                                                                                 \
+		if (targ_task_btf) {                                             \
+			t_ = bpf_get_current_task_btf();                         \
+			if (t_->flags & PG_PF_KTHREAD) {                         \
+				(x)->flags |= PG_F_KERNEL;                       \
+				break;                                           \
+			}                                                        \
+			leader_ = t_->group_leader;                              \
+			(x)->pid = t_->tgid;                                     \
+			(x)->tid = t_->pid;                                      \
+			(x)->ppid = t_->real_parent->tgid;                       \
+			(x)->uid = t_->cred->uid.val;                            \
+			(x)->cgroup_id = t_->cgroups->dfl_cgrp->kn->id;          \
+			__builtin_memcpy((x)->thread, t_->comm, PG_COMM_LEN);    \
 			__builtin_memcpy((x)->comm, leader_->comm, PG_COMM_LEN); \
-			break;                                                  \
-		}                                                               \
-		t_ = current_task();                                            \
-		if (task_is_kthread(t_)) {                                      \
-			(x)->flags |= PG_F_KERNEL;                              \
-			break;                                                  \
-		}                                                               \
-		leader_ = BPF_CORE_READ(t_, group_leader);                      \
-		(x)->pid = BPF_CORE_READ(t_, tgid);                             \
-		(x)->tid = BPF_CORE_READ(t_, pid);                              \
-		(x)->ppid = BPF_CORE_READ(t_, real_parent, tgid);               \
-		(x)->uid = BPF_CORE_READ(t_, cred, uid.val);                    \
-		(x)->cgroup_id = task_cgroup_id(t_);                            \
-		BPF_CORE_READ_STR_INTO(&(x)->thread, t_, comm);                 \
-		BPF_CORE_READ_STR_INTO(&(x)->comm, leader_, comm);              \
+			break;                                                   \
+		}                                                                \
+		t_ = current_task();                                             \
+		if (task_is_kthread(t_)) {                                       \
+			(x)->flags |= PG_F_KERNEL;                               \
+			break;                                                   \
+		}                                                                \
+		leader_ = BPF_CORE_READ(t_, group_leader);                       \
+		(x)->pid = BPF_CORE_READ(t_, tgid);                              \
+		(x)->tid = BPF_CORE_READ(t_, pid);                               \
+		(x)->ppid = BPF_CORE_READ(t_, real_parent, tgid);                \
+		(x)->uid = BPF_CORE_READ(t_, cred, uid.val);                     \
+		(x)->cgroup_id = task_cgroup_id(t_);                             \
+		BPF_CORE_READ_STR_INTO(&(x)->thread, t_, comm);                  \
+		BPF_CORE_READ_STR_INTO(&(x)->comm, leader_, comm);               \
 	} while (0)
 
-static __always_inline void fill_current_task(struct pg_sock_event *e)
-{
-	fill_task_fields(e);
-}
+static __always_inline void fill_current_task(struct pg_sock_event *e) { fill_task_fields(e); }
 
 /* The current task, kept for a record that goes out later. */
 static __always_inline void snap_current_task(struct pg_task_snap *s)
@@ -128,8 +119,7 @@ static __always_inline bool assign_passes_filters(const struct pg_sock_event *e)
 		return false;
 	if (targ_comm_set && !comm_matches(e->comm))
 		return false;
-	if (targ_cgroup_id != PG_ANY &&
-	    task_cgroup_ancestor_id(current_task(), targ_cgroup_level) != targ_cgroup_id)
+	if (targ_cgroup_id != PG_ANY && task_cgroup_ancestor_id(current_task(), targ_cgroup_level) != targ_cgroup_id)
 		return false;
 	return true;
 }

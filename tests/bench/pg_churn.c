@@ -171,8 +171,7 @@ static int one_op(struct worker* w, int server, const struct sockaddr_in* addr) 
       if (waitpid(pid, &status, 0) != pid) return -1;
       return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
     }
-    case LOOP_HOLD:
-      break;  // not a per-operation loop
+    case LOOP_HOLD: break;  // not a per-operation loop
   }
   return -1;
 }
@@ -271,17 +270,26 @@ static double number(const char* flag, const char* v, double lo, double hi) {
 }
 
 int main(int argc, char** argv) {
-  if (argc < 2) die("usage: pg_churn tcp|tcp-rst|udp|bind|rw|exec|hold [--threads N] [--seconds S] [--rate OPS] [--ports FILE] "
+  if (argc < 2)
+    die("usage: pg_churn tcp|tcp-rst|udp|bind|rw|exec|hold [--threads N] [--seconds S] [--rate OPS] [--ports FILE] "
         "[--count N]");
   enum loop loop;
-  if (!strcmp(argv[1], "tcp")) loop = LOOP_TCP;
-  else if (!strcmp(argv[1], "tcp-rst")) loop = LOOP_TCP_RST;
-  else if (!strcmp(argv[1], "udp")) loop = LOOP_UDP;
-  else if (!strcmp(argv[1], "bind")) loop = LOOP_BIND;
-  else if (!strcmp(argv[1], "rw")) loop = LOOP_RW;
-  else if (!strcmp(argv[1], "exec")) loop = LOOP_EXEC;
-  else if (!strcmp(argv[1], "hold")) loop = LOOP_HOLD;
-  else die("unknown loop (tcp, tcp-rst, udp, bind, rw, exec, hold)");
+  if (!strcmp(argv[1], "tcp"))
+    loop = LOOP_TCP;
+  else if (!strcmp(argv[1], "tcp-rst"))
+    loop = LOOP_TCP_RST;
+  else if (!strcmp(argv[1], "udp"))
+    loop = LOOP_UDP;
+  else if (!strcmp(argv[1], "bind"))
+    loop = LOOP_BIND;
+  else if (!strcmp(argv[1], "rw"))
+    loop = LOOP_RW;
+  else if (!strcmp(argv[1], "exec"))
+    loop = LOOP_EXEC;
+  else if (!strcmp(argv[1], "hold"))
+    loop = LOOP_HOLD;
+  else
+    die("unknown loop (tcp, tcp-rst, udp, bind, rw, exec, hold)");
   long threads = sysconf(_SC_NPROCESSORS_ONLN);
   double seconds = 5, rate = 0, count = 100000;
   const char* ports = NULL;
@@ -289,12 +297,18 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) die("every option takes a value");
     const char* f = argv[i];
     const char* v = argv[++i];
-    if (!strcmp(f, "--threads")) threads = (long)number(f, v, 1, 256);
-    else if (!strcmp(f, "--seconds")) seconds = number(f, v, 0.01, 3600);
-    else if (!strcmp(f, "--rate")) rate = number(f, v, 1, 1e9);
-    else if (!strcmp(f, "--ports")) ports = v;
-    else if (!strcmp(f, "--count")) count = number(f, v, 1, 1e7);
-    else die("unknown option");
+    if (!strcmp(f, "--threads"))
+      threads = (long)number(f, v, 1, 256);
+    else if (!strcmp(f, "--seconds"))
+      seconds = number(f, v, 0.01, 3600);
+    else if (!strcmp(f, "--rate"))
+      rate = number(f, v, 1, 1e9);
+    else if (!strcmp(f, "--ports"))
+      ports = v;
+    else if (!strcmp(f, "--count"))
+      count = number(f, v, 1, 1e7);
+    else
+      die("unknown option");
   }
   g_record = ports != NULL;
   if (loop == LOOP_HOLD) {
@@ -337,7 +351,7 @@ int main(int argc, char** argv) {
     if (fclose(f) != 0) die("cannot write the --ports file");
   }
   printf("loop=%s threads=%ld pid=%d ops=%llu failed=%llu seconds=%.3f ops_per_s=%.0f cpu_s=%.3f cpu_ns_per_op=%.0f\n",
-         argv[1], threads, (int)getpid(), (unsigned long long)ops, (unsigned long long)failed, wall,
-         (double)ops / wall, cpu, ops ? cpu * 1e9 / (double)ops : 0.0);
+         argv[1], threads, (int)getpid(), (unsigned long long)ops, (unsigned long long)failed, wall, (double)ops / wall,
+         cpu, ops ? cpu * 1e9 / (double)ops : 0.0);
   return ops > 0 ? 0 : 1;
 }

@@ -16,14 +16,14 @@
 #include <string>
 
 #include "common/clock.hpp"
-#include "trace/container.hpp"
 #include "common/errors.hpp"
-#include "sinks/output.hpp"
-#include "trace/process_cache.hpp"
 #include "kernel/raw_dump.hpp"
 #include "sinks/json_sink.hpp"
-#include "trace/sink.hpp"
+#include "sinks/output.hpp"
+#include "trace/container.hpp"
+#include "trace/process_cache.hpp"
 #include "trace/record_builder.hpp"
+#include "trace/sink.hpp"
 
 using namespace portghost;
 

@@ -7,11 +7,11 @@
 #include <string>
 
 #include "common/clock.hpp"
+#include "sinks/json_sink.hpp"
 #include "sinks/output.hpp"
 #include "trace/process_cache.hpp"
-#include "sinks/json_sink.hpp"
-#include "trace/sink.hpp"
 #include "trace/record_builder.hpp"
+#include "trace/sink.hpp"
 
 using namespace portghost;
 

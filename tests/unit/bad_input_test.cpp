@@ -8,13 +8,13 @@
 #include <string>
 #include <vector>
 
-#include "common/text.hpp"
 #include "app/cli.hpp"
 #include "common/errors.hpp"
-#include "trace/sink.hpp"
+#include "common/text.hpp"
 #include "logs/stats.hpp"
-#include "test_util.hpp"
 #include "logs/who.hpp"
+#include "test_util.hpp"
+#include "trace/sink.hpp"
 
 using namespace portghost;
 using pgtest::TempDir;
@@ -43,7 +43,7 @@ Outcome run(std::vector<std::string> args) {
     else if (cli.command == "stats")
       o.code = run_stats(cli.stats, out, err);
     else
-      o.code = -1;  // trace/top would start tracing: not a bad-input case
+      o.code = -1;                 // trace/top would start tracing: not a bad-input case
   } catch (const FatalError& e) {  // as main() reports it
     err << "portghost: " << e.what() << "\n";
     o.code = e.code();
@@ -65,13 +65,13 @@ void check(const Case& c) {
   EXPECT_EQ(o.code, c.code) << what << "\n" << o.err;
   ASSERT_FALSE(o.err.empty()) << what;
   // the last line is the error; earlier ones may warn about single bad lines
-  std::string last = o.err.substr(o.err.rfind('\n', o.err.size() - 2) == std::string::npos
-                                      ? 0
-                                      : o.err.rfind('\n', o.err.size() - 2) + 1);
+  std::string last = o.err.substr(
+      o.err.rfind('\n', o.err.size() - 2) == std::string::npos ? 0 : o.err.rfind('\n', o.err.size() - 2) + 1);
   EXPECT_EQ(last.rfind("portghost:", 0), 0u) << what << "\n" << o.err;
   EXPECT_EQ(std::count(last.begin(), last.end(), '\n'), 1) << what << "\n" << o.err;
   EXPECT_NE(last.find(c.mentions), std::string::npos) << what << "\n" << o.err;
-  for (unsigned char ch : o.err) EXPECT_TRUE(ch == '\n' || (ch >= 0x20 && ch < 0x7f)) << what << ": raw byte " << int(ch);
+  for (unsigned char ch : o.err)
+    EXPECT_TRUE(ch == '\n' || (ch >= 0x20 && ch < 0x7f)) << what << ": raw byte " << int(ch);
 }
 
 }  // namespace

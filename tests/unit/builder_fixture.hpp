@@ -8,8 +8,8 @@
 #include <memory>
 #include <string>
 #include <vector>
-#include "test_util.hpp"
 #include "sinks/json_sink.hpp"
+#include "test_util.hpp"
 #include "trace/record_builder.hpp"
 
 using namespace portghost;

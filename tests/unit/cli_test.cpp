@@ -80,10 +80,38 @@ TEST(Cli, TraceIsTheDefaultCommand) {
 }
 
 TEST(Cli, EveryTraceOption) {
-  Parsed p = parse({"trace", "--format", "json", "-o", "/var/log/ports.jsonl", "--rotate-size", "100",
-                    "--rotate-keep", "10", "--pid", "1234", "--comm", "curl", "--port-range", "49152-65535",
-                    "--proto", "udp", "--family", "6", "--netns", "4026531840", "--cgroup", "/system.slice",
-                    "--ephemeral-only", "--duration", "1.5", "--ring-buffer-mb", "16", "--no-existing", "--nice", "-10", "-vv"});
+  Parsed p = parse({"trace",
+                    "--format",
+                    "json",
+                    "-o",
+                    "/var/log/ports.jsonl",
+                    "--rotate-size",
+                    "100",
+                    "--rotate-keep",
+                    "10",
+                    "--pid",
+                    "1234",
+                    "--comm",
+                    "curl",
+                    "--port-range",
+                    "49152-65535",
+                    "--proto",
+                    "udp",
+                    "--family",
+                    "6",
+                    "--netns",
+                    "4026531840",
+                    "--cgroup",
+                    "/system.slice",
+                    "--ephemeral-only",
+                    "--duration",
+                    "1.5",
+                    "--ring-buffer-mb",
+                    "16",
+                    "--no-existing",
+                    "--nice",
+                    "-10",
+                    "-vv"});
   ASSERT_TRUE(p.res.run) << p.err;
   const TraceOptions& o = p.res.trace;
   EXPECT_EQ(o.format, Format::Json);
@@ -189,9 +217,9 @@ TEST(Cli, TraceHelpListsEveryOption) {
   EXPECT_FALSE(p.res.run);
   EXPECT_EQ(p.res.exit_code, 0);
   EXPECT_EQ(p.err, "");
-  for (const char* opt : {"--port-range", "--format", "--output", "--rotate-size", "--rotate-keep", "--pid",
-                          "--comm", "--port", "--proto", "--family", "--netns", "--cgroup", "--ephemeral-only",
-                          "--duration", "--ring-buffer-mb", "--no-existing", "--nice", "--verbose", "Exit status"}) {
+  for (const char* opt : {"--port-range", "--format", "--output", "--rotate-size", "--rotate-keep", "--pid", "--comm",
+                          "--port", "--proto", "--family", "--netns", "--cgroup", "--ephemeral-only", "--duration",
+                          "--ring-buffer-mb", "--no-existing", "--nice", "--verbose", "Exit status"}) {
     EXPECT_NE(p.out.find(opt), std::string::npos) << opt << " missing from\n" << p.out;
   }
 }

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <string>
 
-#include "trace/container.hpp"
 #include "test_util.hpp"
+#include "trace/container.hpp"
 
 using namespace portghost;
 using pgtest::TempDir;
@@ -51,18 +51,18 @@ TEST(ContainerFromCgroup, Podman) {
   EXPECT_EQ(container_from_cgroup_path("/machine.slice/libpod-" + kId + ".scope"), "podman://" + kId);
   // podman puts the payload one level further down
   EXPECT_EQ(container_from_cgroup_path("/machine.slice/libpod-" + kId + ".scope/container"), "podman://" + kId);
-  EXPECT_EQ(container_from_cgroup_path("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + kId +
-                                       ".scope"),
-            "user-1000/podman://" + kId)
+  EXPECT_EQ(
+      container_from_cgroup_path("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + kId + ".scope"),
+      "user-1000/podman://" + kId)
       << "rootless: the user's own";
 }
 
 TEST(ContainerFromCgroup, ANameInAUsersDelegatedSubtreeSaysWhoseItIs) {
   // a user may create any directory below user@UID.service: such a name can
   // never read as the system container it imitates
-  EXPECT_EQ(container_from_cgroup_path("/user.slice/user-1000.slice/user@1000.service/app.slice/docker-" + kId +
-                                       ".scope"),
-            "user-1000/docker://" + kId);
+  EXPECT_EQ(
+      container_from_cgroup_path("/user.slice/user-1000.slice/user@1000.service/app.slice/docker-" + kId + ".scope"),
+      "user-1000/docker://" + kId);
   EXPECT_EQ(container_from_cgroup_path("/user.slice/user-7.slice/user@7.service/" + kId), "user-7/container://" + kId);
   // not a delegation: a service merely named like one
   EXPECT_EQ(container_from_cgroup_path("/system.slice/user@x.service/docker-" + kId + ".scope"), "docker://" + kId);

@@ -87,7 +87,8 @@ TEST(HookPlan, SctpNeedsItsModuleLoadedAtStart) {
 }
 
 TEST(HookPlan, SocketWorldPutsNothingOnTheSyscallLayer) {
-  for (const auto& [k, o] : {std::pair{without_fexit(), HookOptions{}}, std::pair{everything(), HookOptions{false, true}}}) {
+  for (const auto& [k, o] :
+       {std::pair{without_fexit(), HookOptions{}}, std::pair{everything(), HookOptions{false, true}}}) {
     HookPlan p = plan_hooks(k, o);
     EXPECT_EQ(p.world, "socket");
     EXPECT_TRUE(p.sock_tp);
@@ -105,7 +106,8 @@ TEST(HookPlan, SocketWorldPutsNothingOnTheSyscallLayer) {
 }
 
 TEST(HookPlan, SyscallWorldWhereNothingElseServesOrWhenAsked) {
-  for (const auto& [k, o] : {std::pair{old_kernel(), HookOptions{}}, std::pair{without_fexit(), HookOptions{true, false}}}) {
+  for (const auto& [k, o] :
+       {std::pair{old_kernel(), HookOptions{}}, std::pair{without_fexit(), HookOptions{true, false}}}) {
     HookPlan p = plan_hooks(k, o);
     EXPECT_EQ(p.world, "syscall");
     EXPECT_TRUE(p.connect_exit && p.bind_exit);
@@ -138,7 +140,8 @@ TEST(HookPlan, OptionalProgramsFollowTheirFeatures) {
   KernelFeatures k = everything();
   k.bpf_loop = k.iter_tcp = k.iter_udp = k.iter_sk_storage = false;
   HookPlan p = plan_hooks(k, {});
-  for (const char* prog : {"pg_exec", "pg_iter_tcp", "pg_iter_udp", "pg_iter_live"}) EXPECT_FALSE(p.loads(prog)) << prog;
+  for (const char* prog : {"pg_exec", "pg_iter_tcp", "pg_iter_udp", "pg_iter_live"})
+    EXPECT_FALSE(p.loads(prog)) << prog;
   EXPECT_TRUE(mentions(p, "no bpf_loop"));
   EXPECT_TRUE(mentions(p, "no tcp socket iterator"));
   EXPECT_TRUE(mentions(p, "no socket storage iterator"));

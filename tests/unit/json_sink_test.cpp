@@ -30,8 +30,7 @@ TEST(JsonSink, AssignRecordKeyOrderAndValues) {
   EXPECT_EQ(v.at("container").str(), "docker://abc");
   EXPECT_FALSE(v.at("kernel").boolean());
   // exact text of the start of the line
-  EXPECT_EQ(line.rfind(R"({"type":"assign","ts":"2026-11-22T00:35:25.658868961Z","ts_ns":1795307725658868961,)", 0),
-            0u)
+  EXPECT_EQ(line.rfind(R"({"type":"assign","ts":"2026-11-22T00:35:25.658868961Z","ts_ns":1795307725658868961,)", 0), 0u)
       << line;
 }
 
@@ -211,7 +210,8 @@ TEST(JsonSink, StartLostStopRecords) {
   EXPECT_EQ(lost.at("reasons").at("ring_buffer_full").u64(), 3u);
 
   JValue stop = parse_line(lines[2] + "\n");
-  EXPECT_EQ(stop.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "reason", "records", "lost", "table_evicted"}));
+  EXPECT_EQ(stop.keys(),
+            (std::vector<std::string>{"type", "ts", "ts_ns", "reason", "records", "lost", "table_evicted"}));
   EXPECT_EQ(stop.at("reason").str(), "signal");
   EXPECT_EQ(stop.at("records").at("assign").u64(), 2u);
   EXPECT_EQ(stop.at("lost").u64(), 10u);

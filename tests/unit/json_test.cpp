@@ -99,22 +99,23 @@ TEST(JsonEscape, OtherControlCharactersAndDelAreUnicodeEscapes) {
   EXPECT_EQ(json_quote("\x1f"), R"("\u001f")");
   EXPECT_EQ(json_quote("\b\f"), R"("\u0008\u000c")");
   EXPECT_EQ(json_quote("a\0b"s), R"("a\u0000b")") << "an embedded NUL is kept, escaped";
-  for (int c = 0; c < 0x20; c++) expect_round_trip(std::string(1, static_cast<char>(c)), std::string(1, static_cast<char>(c)));
+  for (int c = 0; c < 0x20; c++)
+    expect_round_trip(std::string(1, static_cast<char>(c)), std::string(1, static_cast<char>(c)));
   expect_round_trip("\x7f", "\x7f");
 }
 
 TEST(JsonEscape, ValidMultibyteUtf8IsKept) {
   const std::string samples[] = {
-      "caf\xc3\xa9",            // é (2 bytes)
-      "\xe2\x82\xac",           // € (3 bytes)
-      "\xf0\x9f\x98\x80",       // 😀 (4 bytes)
+      "caf\xc3\xa9",               // é (2 bytes)
+      "\xe2\x82\xac",              // € (3 bytes)
+      "\xf0\x9f\x98\x80",          // 😀 (4 bytes)
       "\xe4\xb8\xad\xe6\x96\x87",  // 中文
-      "\xc2\x80",               // U+0080, smallest 2-byte
-      "\xe0\xa0\x80",           // U+0800, smallest 3-byte
-      "\xef\xbf\xbf",           // U+FFFF
-      "\xf4\x8f\xbf\xbf",       // U+10FFFF, the largest
-      "\xed\x9f\xbf",           // U+D7FF, just below the surrogates
-      "\xee\x80\x80",           // U+E000, just above them
+      "\xc2\x80",                  // U+0080, smallest 2-byte
+      "\xe0\xa0\x80",              // U+0800, smallest 3-byte
+      "\xef\xbf\xbf",              // U+FFFF
+      "\xf4\x8f\xbf\xbf",          // U+10FFFF, the largest
+      "\xed\x9f\xbf",              // U+D7FF, just below the surrogates
+      "\xee\x80\x80",              // U+E000, just above them
   };
   for (const auto& s : samples) {
     EXPECT_EQ(json_quote(s), "\"" + s + "\"");
@@ -187,10 +188,9 @@ TEST(JsonObject, KeysInInsertionOrderAndValueKinds) {
       .opt_num("unn", std::nullopt)
       .raw("arr", "[1,2]");
   o.close();
-  EXPECT_EQ(out,
-            R"({"s":"x\"y","n":18446744073709551615,"neg":-42,"t":true,"f":false,"z":null,)"
-            R"("os":"v","on":null,"un":7,"unn":null,"arr":[1,2]})"
-            "\n");
+  EXPECT_EQ(out, R"({"s":"x\"y","n":18446744073709551615,"neg":-42,"t":true,"f":false,"z":null,)"
+                 R"("os":"v","on":null,"un":7,"unn":null,"arr":[1,2]})"
+                 "\n");
   auto v = parse_json(out);
   ASSERT_TRUE(v.has_value());
   EXPECT_EQ(v->keys(), (std::vector<std::string>{"s", "n", "neg", "t", "f", "z", "os", "on", "un", "unn", "arr"}));

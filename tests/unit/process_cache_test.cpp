@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include "trace/process_cache.hpp"
 #include "test_util.hpp"
+#include "trace/process_cache.hpp"
 
 using namespace portghost;
 using namespace std::string_literals;

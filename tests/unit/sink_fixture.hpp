@@ -7,12 +7,12 @@
 #include <sstream>
 #include <string>
 #include <vector>
-#include "common/text.hpp"
 #include "common/clock.hpp"
+#include "common/text.hpp"
 #include "sinks/json_sink.hpp"
-#include "trace/sink.hpp"
 #include "sinks/table_sink.hpp"
 #include "test_util.hpp"
+#include "trace/sink.hpp"
 
 using namespace portghost;
 using pgtest::JValue;
@@ -87,10 +87,10 @@ inline std::vector<std::string> words(const std::string& s) {
   return w;
 }
 
-const std::vector<std::string> kAssignKeys = {
-    "type", "ts",  "ts_ns", "sock", "proto", "family",  "laddr", "lport", "raddr",     "rport",     "how",   "ephemeral",
-    "pid",  "tid", "ppid",  "uid",  "comm",  "thread", "exe",   "cmdline", "netns", "cgroup_id", "container", "kernel"};
-const std::vector<std::string> kReleaseKeys = {"type",       "ts",         "ts_ns",      "sock",   "proto",
-                                               "family",     "laddr",      "lport",      "raddr",  "rport",
-                                               "duration_ns", "pid",       "comm",       "timewait", "closer_pid",
-                                               "closer_tid", "closer_comm"};
+const std::vector<std::string> kAssignKeys = {"type",  "ts",      "ts_ns", "sock",      "proto",     "family",
+                                              "laddr", "lport",   "raddr", "rport",     "how",       "ephemeral",
+                                              "pid",   "tid",     "ppid",  "uid",       "comm",      "thread",
+                                              "exe",   "cmdline", "netns", "cgroup_id", "container", "kernel"};
+const std::vector<std::string> kReleaseKeys = {"type",  "ts",       "ts_ns",      "sock",       "proto",       "family",
+                                               "laddr", "lport",    "raddr",      "rport",      "duration_ns", "pid",
+                                               "comm",  "timewait", "closer_pid", "closer_tid", "closer_comm"};

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
-#include "trace/socket_table.hpp"
 #include "test_util.hpp"
+#include "trace/socket_table.hpp"
 
 using namespace portghost;
 using Kind = SockEvent::Kind;

@@ -23,10 +23,10 @@ TEST(LogStats, CountsRanksAndHistogram) {
   s.add(ev(LogEvent::Type::Start, 1, ""));
   for (int i = 0; i < 3; i++) s.add(ev(LogEvent::Type::Assign, 10 + i, "curl"));
   s.add(ev(LogEvent::Type::Assign, 20, "dig"));
-  s.add(ev(LogEvent::Type::Release, 30, "curl", 500'000ULL));            // < 1 ms
-  s.add(ev(LogEvent::Type::Release, 31, "curl", 2'000'000ULL));          // < 10 ms
-  s.add(ev(LogEvent::Type::Release, 32, "dig", 7'200'000'000'000ULL));   // >= 1 h
-  s.add(ev(LogEvent::Type::Release, 33, "nginx"));                       // lifetime unknown
+  s.add(ev(LogEvent::Type::Release, 30, "curl", 500'000ULL));           // < 1 ms
+  s.add(ev(LogEvent::Type::Release, 31, "curl", 2'000'000ULL));         // < 10 ms
+  s.add(ev(LogEvent::Type::Release, 32, "dig", 7'200'000'000'000ULL));  // >= 1 h
+  s.add(ev(LogEvent::Type::Release, 33, "nginx"));                      // lifetime unknown
   s.add(ev(LogEvent::Type::Exhausted, 35, "loadgen"));
   s.add(ev(LogEvent::Type::Exhausted, 36, "loadgen"));
   LogEvent lost;

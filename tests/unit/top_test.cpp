@@ -31,7 +31,7 @@ TEST(TopSink, HeldPortsOccupancyRatesAndLongestHolders) {
     range_calls++;
     return netns == 111 ? std::make_pair<uint16_t, uint16_t>(40000, 40009) : std::make_pair<uint16_t, uint16_t>(0, 0);
   });
-  top.port(rec(PortRecord::Type::Existing, 1, 22, 10, "sshd", kT0 - 100 * kS));       // not ephemeral
+  top.port(rec(PortRecord::Type::Existing, 1, 22, 10, "sshd", kT0 - 100 * kS));  // not ephemeral
   top.port(rec(PortRecord::Type::Assign, 2, 40001, 20, "curl", kT0 + kS / 2));
   top.port(rec(PortRecord::Type::Assign, 3, 40002, 20, "curl", kT0 + kS / 2));
   top.port(rec(PortRecord::Type::Assign, 4, 40003, 30, "dig", kT0 + kS / 2, Proto::Udp));

@@ -8,8 +8,8 @@
 
 #include "common/clock.hpp"
 #include "logs/log_reader.hpp"
-#include "test_util.hpp"
 #include "logs/who.hpp"
+#include "test_util.hpp"
 
 using namespace portghost;
 using pgtest::TempDir;
@@ -31,17 +31,18 @@ std::string lost_line(uint64_t ts, uint64_t n) {
 }
 std::string port_line(const std::string& type, uint64_t ts, uint64_t sock, uint16_t port, uint32_t pid,
                       const std::string& comm, const std::string& extra = "") {
-  return "{\"type\":\"" + type + "\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) + ",\"sock\":" +
-         std::to_string(sock) + ",\"proto\":\"udp\",\"family\":\"ipv4\",\"laddr\":\"0.0.0.0\",\"lport\":" +
-         std::to_string(port) + ",\"raddr\":null,\"rport\":null,\"how\":\"sendmsg\",\"pid\":" + std::to_string(pid) +
-         ",\"comm\":\"" + comm + "\",\"exe\":\"/usr/bin/" + comm + "\",\"cmdline\":\"" + comm +
-         " -x\",\"netns\":4026531833" + extra + "}\n";
+  return "{\"type\":\"" + type + "\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) +
+         ",\"sock\":" + std::to_string(sock) +
+         ",\"proto\":\"udp\",\"family\":\"ipv4\",\"laddr\":\"0.0.0.0\",\"lport\":" + std::to_string(port) +
+         ",\"raddr\":null,\"rport\":null,\"how\":\"sendmsg\",\"pid\":" + std::to_string(pid) + ",\"comm\":\"" + comm +
+         "\",\"exe\":\"/usr/bin/" + comm + "\",\"cmdline\":\"" + comm + " -x\",\"netns\":4026531833" + extra + "}\n";
 }
 
 std::vector<LogEvent> read_all(const std::string& path, std::optional<uint16_t> port, std::string* warnings = nullptr) {
   std::vector<LogEvent> out;
   std::ostringstream warn;
-  read_log(path, port, [&](LogEvent&& e) { out.push_back(std::move(e)); }, warn);
+  read_log(
+      path, port, [&](LogEvent&& e) { out.push_back(std::move(e)); }, warn);
   if (warnings) *warnings = warn.str();
   return out;
 }
@@ -89,8 +90,9 @@ TEST(ParseTime, GarbageIsRejected) {
 TEST(ReadLog, CorruptLinesAreSkippedAndReportedOncePerFile) {
   TempDir dir;
   std::string path = dir / "events.jsonl";
-  write_file(path, start_line(kT0) + "garbage\n" + "\x01\x02\xff\n" + port_line("assign", kT0 + 1, 7, 5000, 42, "curl") +
-                       "{\"type\":\"future\",\"ts_ns\":5}\n" + "{\"type\":\"assign\",\"ts\":\"x\",\"ts_ns\":9,\"sock\":1");
+  write_file(path, start_line(kT0) + "garbage\n" + "\x01\x02\xff\n" +
+                       port_line("assign", kT0 + 1, 7, 5000, 42, "curl") + "{\"type\":\"future\",\"ts_ns\":5}\n" +
+                       "{\"type\":\"assign\",\"ts\":\"x\",\"ts_ns\":9,\"sock\":1");
   std::string warn;
   auto evs = read_all(path, std::nullopt, &warn);
   ASSERT_EQ(evs.size(), 2u);
@@ -180,8 +182,7 @@ TEST(Who, HolderAtAnInstantWithItsProcess) {
 }
 
 TEST(Who, TimeOutsideAnyRunIsNotCovered) {
-  auto evs = log_of(start_line(kT0) + stop_line(kT0 + 10 * kS) + start_line(kT0 + 20 * kS) +
-                    stop_line(kT0 + 30 * kS));
+  auto evs = log_of(start_line(kT0) + stop_line(kT0 + 10 * kS) + start_line(kT0 + 20 * kS) + stop_line(kT0 + 30 * kS));
   WhoAnswer between = answer_who(evs, at(5000, kT0 + 15 * kS));
   ASSERT_EQ(between.gaps.size(), 1u);
   EXPECT_NE(between.gaps[0].why.find("between two portghost runs"), std::string::npos);
@@ -249,8 +250,8 @@ TEST(Who, FiltersAndOpenAtEndOfLog) {
 }
 
 TEST(Who, JsonOutputIsOneObjectPerLine) {
-  auto evs = log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "cu\\u001bl") +
-                    stop_line(kT0 + 2 * kS));
+  auto evs =
+      log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "cu\\u001bl") + stop_line(kT0 + 2 * kS));
   WhoQuery q = at(5000, kT0 + 1 * kS);
   q.json = true;
   std::ostringstream out;

@@ -1,6 +1,5 @@
-#include "common/text.hpp"
 #include "app/cli.hpp"
-
+#include "common/text.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -11,8 +10,7 @@
 #include "common/errors.hpp"
 #include "common/version.hpp"
 
-namespace portghost {
-}
+namespace portghost {}
 
 namespace portghost {
 
@@ -81,11 +79,13 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   trace->add_option("--rotate-keep", o.rotate_keep, "Rotated files kept (FILE.1 ...)")
       ->check(CLI::Range(0, 1000))
       ->capture_default_str();
-  trace->add_option("--pid", o.filters.pid, "Only ports assigned by this process (tgid)")->check(CLI::Range(1, 1 << 30));
+  trace->add_option("--pid", o.filters.pid, "Only ports assigned by this process (tgid)")
+      ->check(CLI::Range(1, 1 << 30));
   trace->add_option("--comm", o.filters.comm, "Only processes with this name (exact, as in /proc/PID/comm)");
   trace->add_option("--port", port, "Only this local port")->check(CLI::Range(0, 65535));
   trace->add_option("--port-range", port_range, "Only local ports in A-B")->check(kNonEmpty);
-  trace->add_option("--proto", proto, "tcp, udp, udplite or sctp")->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
+  trace->add_option("--proto", proto, "tcp, udp, udplite or sctp")
+      ->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
   trace->add_option("--family", family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
   trace->add_option("--netns", o.filters.netns, "Only this network namespace (inode, as in ls -l /proc/PID/ns/net)");
   trace->add_option("--cgroup", o.filters.cgroup, "Only tasks in this cgroup v2 (path) or below it")->check(kNonEmpty);
@@ -95,27 +95,31 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   trace->add_option("--ring-buffer-mb", o.ring_buffer_mb, "Kernel ring buffer size in MiB (power of two)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
-  trace->add_flag("--no-existing", [&](int64_t) { o.existing = false; },
-                  "Do not report sockets that held ports before the start");
-  trace->add_option("--warn-occupancy", o.warn_occupancy,
-                    "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
+  trace->add_flag(
+      "--no-existing", [&](int64_t) { o.existing = false; }, "Do not report sockets that held ports before the start");
+  trace
+      ->add_option("--warn-occupancy", o.warn_occupancy,
+                   "Write a warning record when PCT% of a namespace's ephemeral range is held (0: never)")
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
-  trace->add_option("--reconcile", o.reconcile_s,
-                    "Every SEC seconds, release the recorded sockets that are gone without a release (0: never)")
+  trace
+      ->add_option("--reconcile", o.reconcile_s,
+                   "Every SEC seconds, release the recorded sockets that are gone without a release (0: never)")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
-  trace->add_option("--nice", o.nice,
-                    "Run the consumer at this nice value, above the workload's, so that busy CPUs do not starve it "
-                    "into losing records")
+  trace
+      ->add_option("--nice", o.nice,
+                   "Run the consumer at this nice value, above the workload's, so that busy CPUs do not starve it "
+                   "into losing records")
       ->check(CLI::Range(-20, 19))
       ->default_str(std::to_string(kDefaultNice));
-  trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")->check(kNonEmpty);
-  trace->add_option("--user", o.user,
-                    "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")
+  trace->add_option("--raw-dump", o.raw_dump, "Also write every raw kernel record to FILE, for replay")
       ->check(kNonEmpty);
-  trace->add_flag("--no-fentry", [&](int64_t) { o.fentry = false; },
-                  "Use the tracepoint hooks even where the kernel has fentry/fexit");
+  trace->add_option("--user", o.user, "Once attached, run as USER (name or uid) with no capabilities, like tcpdump -Z")
+      ->check(kNonEmpty);
+  trace->add_flag(
+      "--no-fentry", [&](int64_t) { o.fentry = false; },
+      "Use the tracepoint hooks even where the kernel has fentry/fexit");
   trace->add_flag("--syscall-exits", o.syscall_exits,
                   "Without fexit, use the syscall-exit tracepoints even where socket tracepoints serve: a bind(0) "
                   "finding no free port is then seen at once, at a cost to every syscall of every process");
@@ -130,10 +134,12 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   who->footer(kWhoFooter);
   who->add_option("PORT", who_port, "The local port")->required()->check(CLI::Range(0, 65535));
   who->add_option("LOG", w.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
-  who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m")->check(kNonEmpty);
+  who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m")
+      ->check(kNonEmpty);
   who->add_option("--since", w.since, "Window start (same forms as --at)")->check(kNonEmpty);
   who->add_option("--until", w.until, "Window end (same forms as --at)")->check(kNonEmpty);
-  who->add_option("--proto", w.proto, "tcp, udp, udplite or sctp")->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
+  who->add_option("--proto", w.proto, "tcp, udp, udplite or sctp")
+      ->check(CLI::IsMember({"tcp", "udp", "udplite", "sctp"}));
   std::string who_family;
   who->add_option("--family", who_family, "4 or 6")->check(CLI::IsMember({"4", "6"}));
   who->add_option("--netns", w.netns, "Only this network namespace (inode)");
@@ -162,7 +168,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   if (!top_level) args.insert(args.begin() + 1, "trace");
 
   std::string sub = argc > 1 && (std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
-                                  std::strcmp(argv[1], "top") == 0)
+                                 std::strcmp(argv[1], "top") == 0)
                         ? argv[1]
                         : "trace";
   auto fail = [&](const std::string& msg) {
@@ -178,11 +184,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     bool sub_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
     bool sub_stats = argc > 1 && std::strcmp(argv[1], "stats") == 0;
     bool sub_top = argc > 1 && std::strcmp(argv[1], "top") == 0;
-    out << (sub_trace ? trace->help()
-            : sub_who ? who->help()
+    out << (sub_trace   ? trace->help()
+            : sub_who   ? who->help()
             : sub_stats ? stats->help()
-            : sub_top ? top->help()
-                      : app.help());
+            : sub_top   ? top->help()
+                        : app.help());
     res.exit_code = kExitOk;
     return res;
   } catch (const CLI::CallForVersion& e) {
@@ -207,8 +213,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     return res;
   }
   if (who->parsed()) {
-    if (!w.at.empty() && (!w.since.empty() || !w.until.empty()))
-      return fail("who: --at excludes --since and --until");
+    if (!w.at.empty() && (!w.since.empty() || !w.until.empty())) return fail("who: --at excludes --since and --until");
     if (!who_family.empty()) w.family = who_family == "4" ? "ipv4" : "ipv6";
     w.port = static_cast<uint16_t>(who_port);
     w.json = who_format == "json";

@@ -10,7 +10,7 @@
 namespace portghost {
 
 struct CliResult {
-  bool run = false;   // false: exit now with exit_code (help, version, error)
+  bool run = false;  // false: exit now with exit_code (help, version, error)
   int exit_code = 0;
   std::string command;  // "trace", "top", "who" or "stats"
   TraceOptions trace;

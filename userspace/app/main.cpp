@@ -8,20 +8,20 @@
 #include <iostream>
 
 #include "app/cli.hpp"
-#include "trace/container.hpp"
-#include "common/errors.hpp"
-#include "sinks/output.hpp"
 #include "app/privileges.hpp"
-#include "kernel/probes.hpp"
-#include "sinks/json_sink.hpp"
-#include "trace/sink.hpp"
-#include "sinks/table_sink.hpp"
-#include "trace/record_builder.hpp"
 #include "app/trace_loop.hpp"
+#include "common/errors.hpp"
 #include "kernel/existing.hpp"
+#include "kernel/probes.hpp"
 #include "logs/stats.hpp"
-#include "sinks/top.hpp"
 #include "logs/who.hpp"
+#include "sinks/json_sink.hpp"
+#include "sinks/output.hpp"
+#include "sinks/table_sink.hpp"
+#include "sinks/top.hpp"
+#include "trace/container.hpp"
+#include "trace/record_builder.hpp"
+#include "trace/sink.hpp"
 
 using namespace portghost;
 
@@ -60,8 +60,9 @@ int run(int argc, char** argv) {
 
   auto logger = spdlog::stderr_color_mt("portghost");
   logger->set_pattern("portghost: %^%l%$: %v");
-  logger->set_level(opt.verbose >= 2 ? spdlog::level::debug : opt.verbose == 1 ? spdlog::level::info
-                                                                               : spdlog::level::warn);
+  logger->set_level(opt.verbose >= 2   ? spdlog::level::debug
+                    : opt.verbose == 1 ? spdlog::level::info
+                                       : spdlog::level::warn);
   spdlog::set_default_logger(logger);
   route_libbpf_logs(opt.verbose);
 
@@ -81,12 +82,14 @@ int run(int argc, char** argv) {
     std::string p = *opt.filters.cgroup;
     std::string dir = p.rfind(*root, 0) == 0 ? p : *root + (p.empty() || p[0] != '/' ? "/" : "") + p;
     auto id = CgroupResolver::id_of_dir(*root, dir);
-    if (!id) throw FatalError("--cgroup: no cgroup v2 directory " + dir + " (see 'portghost trace --help')", kExitUsage);
+    if (!id)
+      throw FatalError("--cgroup: no cgroup v2 directory " + dir + " (see 'portghost trace --help')", kExitUsage);
     std::tie(ctx.cgroup_id, ctx.cgroup_level) = *id;
   }
   std::unique_ptr<Sink> sink;
   if (cli.command == "top") {
-    sink = std::make_unique<TopSink>(out, [](uint32_t netns) { return port_range_of_netns(netns); }, cli.top_rows);
+    sink = std::make_unique<TopSink>(
+        out, [](uint32_t netns) { return port_range_of_netns(netns); }, cli.top_rows);
   } else {
     Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
     char host[256] = {};

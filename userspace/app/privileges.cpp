@@ -1,5 +1,5 @@
-#include "common/text.hpp"
 #include "app/privileges.hpp"
+#include "common/text.hpp"
 
 #include <grp.h>
 #include <linux/capability.h>
@@ -68,10 +68,13 @@ void check_privileges(bool will_drop) {
     return missing;
   };
   if (auto missing = missing_of(needed); !missing.empty())
-    throw FatalError("needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
-                     "CAP_SYS_PTRACE (missing: " + missing + ")");
+    throw FatalError(
+        "needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
+        "CAP_SYS_PTRACE (missing: " +
+        missing + ")");
   if (auto missing = missing_of(to_drop); will_drop && !missing.empty())
-    throw FatalError("--user needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP to drop privileges (missing: " + missing + ")");
+    throw FatalError("--user needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP to drop privileges (missing: " + missing +
+                     ")");
 }
 
 RunAs resolve_user(const std::string& name) {
@@ -89,8 +92,9 @@ RunAs resolve_user(const std::string& name) {
         buf.resize(buf.size() * 2);
   }
   if (!found)
-    throw FatalError("--user " + printable(name) + ": no such user" + (err ? " (" + errno_text("lookup", err) + ")" : ""),
-                     kExitUsage);
+    throw FatalError(
+        "--user " + printable(name) + ": no such user" + (err ? " (" + errno_text("lookup", err) + ")" : ""),
+        kExitUsage);
   // uid 0 without capabilities still owns every root file: not a drop
   if (pw.pw_uid == 0)
     throw FatalError("--user " + printable(name) + ": is root (uid 0); name an unprivileged user", kExitUsage);
@@ -102,7 +106,8 @@ void drop_privileges(const RunAs& who) {
   // the switch of user.
   int last = last_cap();
   for (int c = 0; c <= last; c++) {
-    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) fail(who.name, "cannot empty the capability bounding set", errno);
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL)
+      fail(who.name, "cannot empty the capability bounding set", errno);
   }
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
     fail(who.name, "cannot clear the ambient capabilities", errno);
@@ -129,7 +134,8 @@ void drop_privileges(const RunAs& who) {
     if (d.effective || d.permitted || d.inheritable) fail(who.name, "capabilities remain after the drop", EPERM);
   for (int c = 0; c <= last; c++) {
     if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) > 0) fail(who.name, "the bounding set is not empty", EPERM);
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) > 0) fail(who.name, "an ambient capability remains", EPERM);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, c, 0, 0) > 0)
+      fail(who.name, "an ambient capability remains", EPERM);
   }
   gid_t groups[2];
   int n = getgroups(2, groups);

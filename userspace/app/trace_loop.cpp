@@ -9,13 +9,13 @@
 #include <cstring>
 
 #include "common/errors.hpp"
-#include "kernel/existing.hpp"
 #include "common/procfs.hpp"
+#include "common/text.hpp"
+#include "common/version.hpp"
+#include "kernel/existing.hpp"
 #include "kernel/probes.hpp"
 #include "kernel/raw_dump.hpp"
 #include "trace/record_builder.hpp"
-#include "common/text.hpp"
-#include "common/version.hpp"
 
 namespace portghost {
 
@@ -121,7 +121,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
                  std::strerror(errno));
   ProcessCache procs;
   RecordBuilder builder(sink, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
-  if (opt.warn_occupancy) builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
+  if (opt.warn_occupancy)
+    builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
 
   ProbeConfig cfg;
   cfg.filters = opt.filters;
@@ -268,7 +269,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   sink.flush();
   out.flush();
   if (dump) dump->flush();
-  if (out.failing()) throw FatalError("the last records, the stop record among them, could not be written: " + out.failure());
+  if (out.failing())
+    throw FatalError("the last records, the stop record among them, could not be written: " + out.failure());
   if (builder.malformed()) spdlog::warn("{} malformed kernel records ignored", builder.malformed());
   return kExitOk;
 }

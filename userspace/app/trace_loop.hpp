@@ -7,9 +7,9 @@
 #include <optional>
 #include <string>
 
+#include "app/privileges.hpp"
 #include "common/options.hpp"
 #include "sinks/output.hpp"
-#include "app/privileges.hpp"
 #include "trace/sink.hpp"
 
 namespace portghost {
@@ -26,6 +26,5 @@ struct TraceContext {
 // whenever `reopen` is set (and clears it). Returns the exit code.
 int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomic<bool>& stop,
               std::atomic<bool>* reopen = nullptr);
-
 
 }  // namespace portghost

@@ -52,8 +52,8 @@ size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]) {
     time_t t_secs = static_cast<time_t>(secs);
     tm t{};
     gmtime_r(&t_secs, &t);
-    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1,
-                  t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
+                  t.tm_hour, t.tm_min, t.tm_sec);
     cached_sec = secs;
   }
   std::memcpy(buf, cached, kPrefix);
@@ -175,11 +175,10 @@ std::optional<uint64_t> parse_time(const std::string& text, uint64_t now_ns) {
     return static_cast<uint64_t>(at) * kNs + frac;
   }
   // RFC 3339: YYYY-MM-DD[T ]HH:MM:SS[.frac](Z|±HH:MM)
-  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-      s[13] != ':' || s[16] != ':')
+  if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' ||
+      s[16] != ':')
     return std::nullopt;
-  int y = num(s, 0, 4), mo = num(s, 5, 2), d = num(s, 8, 2), h = num(s, 11, 2), mi = num(s, 14, 2),
-      se = num(s, 17, 2);
+  int y = num(s, 0, 4), mo = num(s, 5, 2), d = num(s, 8, 2), h = num(s, 11, 2), mi = num(s, 14, 2), se = num(s, 17, 2);
   if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 || se > 60)
     return std::nullopt;
   size_t i = 19;

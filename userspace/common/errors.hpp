@@ -10,8 +10,7 @@ enum ExitCode { kExitOk = 0, kExitRuntime = 1, kExitUsage = 2 };
 
 class FatalError : public std::runtime_error {
  public:
-  explicit FatalError(const std::string& msg, int code = kExitRuntime)
-      : std::runtime_error(msg), code_(code) {}
+  explicit FatalError(const std::string& msg, int code = kExitRuntime) : std::runtime_error(msg), code_(code) {}
   int code() const { return code_; }
 
  private:

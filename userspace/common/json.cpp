@@ -95,7 +95,7 @@ char* put_quoted(char* p, std::string_view s, size_t plain) {
       continue;
     }
     if (c < 0x20 || c == 0x7f) {
-      std::memcpy(p, "\\u00", 4);
+      std::memcpy(p, "\\u00", 4);  // NOLINT(bugprone-not-null-terminated-result): 4 of 6 bytes
       p[4] = kHex[c >> 4];
       p[5] = kHex[c & 0xf];
       p += 6;
@@ -103,8 +103,8 @@ char* put_quoted(char* p, std::string_view s, size_t plain) {
       continue;
     }
     size_t n = utf8_seq_len(s, i);
-    if (n == 0) {  // not UTF-8: the visible text \xNN
-      std::memcpy(p, "\\\\x", 3);
+    if (n == 0) {                  // not UTF-8: the visible text \xNN
+      std::memcpy(p, "\\\\x", 3);  // NOLINT(bugprone-not-null-terminated-result): 3 of 5 bytes
       p[3] = kHex[c >> 4];
       p[4] = kHex[c & 0xf];
       p += 5;
@@ -132,25 +132,25 @@ struct DigitPairs {
 constexpr DigitPairs kPairs;
 
 constexpr uint64_t kPow10[20] = {1ULL,
-                                  10ULL,
-                                  100ULL,
-                                  1000ULL,
-                                  10000ULL,
-                                  100000ULL,
-                                  1000000ULL,
-                                  10000000ULL,
-                                  100000000ULL,
-                                  1000000000ULL,
-                                  10000000000ULL,
-                                  100000000000ULL,
-                                  1000000000000ULL,
-                                  10000000000000ULL,
-                                  100000000000000ULL,
-                                  1000000000000000ULL,
-                                  10000000000000000ULL,
-                                  100000000000000000ULL,
-                                  1000000000000000000ULL,
-                                  10000000000000000000ULL};
+                                 10ULL,
+                                 100ULL,
+                                 1000ULL,
+                                 10000ULL,
+                                 100000ULL,
+                                 1000000ULL,
+                                 10000000ULL,
+                                 100000000ULL,
+                                 1000000000ULL,
+                                 10000000000ULL,
+                                 100000000000ULL,
+                                 1000000000000ULL,
+                                 10000000000000ULL,
+                                 100000000000000ULL,
+                                 1000000000000000ULL,
+                                 10000000000000000ULL,
+                                 100000000000000000ULL,
+                                 1000000000000000000ULL,
+                                 10000000000000000000ULL};
 
 // From the bit length: log10(2) ~ 1233/4096, corrected by one comparison.
 unsigned decimal_digits(uint64_t v) {

@@ -78,11 +78,9 @@ class JsonObject {
   JsonObject& opt_str(std::string_view key, const std::optional<std::string_view>& v) {
     return v ? str(key, *v) : null(key);
   }
-  JsonObject& opt_num(std::string_view key, const std::optional<uint64_t>& v) {
-    return v ? num(key, *v) : null(key);
-  }
+  JsonObject& opt_num(std::string_view key, const std::optional<uint64_t>& v) { return v ? num(key, *v) : null(key); }
   void close() { finish("}\n"); }  // a whole line
-  void end() { finish("}"); }       // a value inside another
+  void end() { finish("}"); }      // a value inside another
 
  private:
   char* room(size_t n) {

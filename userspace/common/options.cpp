@@ -28,5 +28,4 @@ std::optional<std::pair<uint16_t, uint16_t>> parse_port_range(const std::string&
   return std::make_pair(*lo, *hi);
 }
 
-
 }  // namespace portghost

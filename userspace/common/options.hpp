@@ -40,12 +40,12 @@ struct TraceOptions {
   uint32_t ring_buffer_mb = 8;
   unsigned warn_occupancy = 80;  // percent of a namespace's ephemeral range; 0: never
   bool existing = true;
-  std::string raw_dump;  // also keep every raw kernel record here (replay)
+  std::string raw_dump;             // also keep every raw kernel record here (replay)
   std::optional<std::string> user;  // --user: drop to this user once attached
-  bool fentry = true;                // false: tracepoint hooks even where fentry works
-  bool syscall_exits = false;        // without fexit: the syscall-exit world even where socket tracepoints serve
-  bool probe_report = false;         // print which hook serves which path, then exit
-  unsigned reconcile_s = 60;         // release recorded sockets gone unseen, this often; 0: never
+  bool fentry = true;               // false: tracepoint hooks even where fentry works
+  bool syscall_exits = false;       // without fexit: the syscall-exit world even where socket tracepoints serve
+  bool probe_report = false;        // print which hook serves which path, then exit
+  unsigned reconcile_s = 60;        // release recorded sockets gone unseen, this often; 0: never
   // the consumer's nice value: above the workload's, so that a flood that
   // keeps every CPU busy cannot starve it into losing records (auditd's
   // priority_boost does the same)

@@ -7,7 +7,6 @@
 
 namespace portghost {
 
-
 std::string format_addr(Family family, const uint8_t addr[16]) {
   if (family == Family::Ipv4) {  // by hand: inet_ntop formats IPv4 with sprintf
     char buf[16];
@@ -44,9 +43,9 @@ std::string exe_from_components(const char* buf, size_t len) {
     i += n + 1;
   }
   std::string out;
-  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+  for (size_t k = parts.size(); k-- > 0;) {  // leaf first in the buffer
     out += '/';
-    out += *it;
+    out += parts[k];
   }
   return out;
 }
@@ -108,7 +107,7 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
 
 TaskEvent decode_task(const pg_task_event& r) {
   TaskEvent t{};
-  t.kind = r.kind == PG_KIND_EXEC ? TaskEvent::Kind::Exec
+  t.kind = r.kind == PG_KIND_EXEC   ? TaskEvent::Kind::Exec
            : r.kind == PG_KIND_FORK ? TaskEvent::Kind::Fork
                                     : TaskEvent::Kind::Exit;
   t.ts_boot_ns = r.ts_ns;
@@ -157,8 +156,7 @@ std::optional<Event> decode(const void* data, size_t size) {
       t.args_unreadable = r->flags & PG_X_ARGS_UNREADABLE;
       return t;
     }
-    default:
-      return std::nullopt;
+    default: return std::nullopt;
   }
 }
 

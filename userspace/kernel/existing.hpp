@@ -8,8 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "kernel/events.hpp"
 #include "common/procfs.hpp"
+#include "kernel/events.hpp"
 
 namespace portghost {
 

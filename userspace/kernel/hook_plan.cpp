@@ -7,8 +7,8 @@ namespace {
 // In every world: the hooks that run once a port is known, and the releases.
 const char* const kAlways[] = {"pg_bind4",     "pg_bind6",        "pg_post_bind4", "pg_post_bind6", "pg_sockops",
                                "pg_set_state", "pg_sock_release", "pg_fork",       "pg_exit"};
-const char* const kFexit[] = {"pg_autobind_enter",     "pg_autobind_exit",      "pg_csk_get_port_exit",
-                              "pg_udp_get_port_exit",  "pg_dgram_connect_exit", "pg_hash_connect_exit"};
+const char* const kFexit[] = {"pg_autobind_enter",    "pg_autobind_exit",      "pg_csk_get_port_exit",
+                              "pg_udp_get_port_exit", "pg_dgram_connect_exit", "pg_hash_connect_exit"};
 const char* const kSctp[] = {"pg_sctp_bind_exit", "pg_sctp_new_asoc"};
 const char* const kExitSends[] = {"pg_exit_sendto", "pg_exit_sendmsg", "pg_exit_sendmmsg"};
 
@@ -25,7 +25,8 @@ void common_paths(HookPlan& p, bool fexit, bool sock_tp, bool sctp) {
                          : sock_tp ? "tp_btf/sock_send_length"
                                    : "cgroup/sendmsg4, cgroup/sendmsg6";
   p.paths = {
-      {"tcp connect(): port chosen", fexit ? "fexit/inet_hash_connect, sockops TCP_CONNECT_CB" : "sockops TCP_CONNECT_CB"},
+      {"tcp connect(): port chosen",
+       fexit ? "fexit/inet_hash_connect, sockops TCP_CONNECT_CB" : "sockops TCP_CONNECT_CB"},
       {"tcp connect() with TCP_FASTOPEN_CONNECT",
        fexit            ? "fexit/inet_hash_connect"
        : sock_tp        ? "cgroup/connect4, cgroup/connect6 + sockops TCP_CONNECT_CB or tp_btf/inet_sock_set_state, "

@@ -15,8 +15,8 @@ struct KernelFeatures {
   // fentry/fexit attach to inet_autobind, inet_csk_get_port,
   // udp_lib_get_port, inet_dgram_connect and inet_hash_connect
   bool fexit = false;
-  bool sctp_module = false;     // the sctp module was loaded at start
-  bool sctp_btf = false;        // ... and its BTF has sctp_do_bind, sctp_connect_new_asoc
+  bool sctp_module = false;       // the sctp module was loaded at start
+  bool sctp_btf = false;          // ... and its BTF has sctp_do_bind, sctp_connect_new_asoc
   bool sock_send_length = false;  // tp_btf/sock_send_length (Linux >= 6.3)
   bool task_pt_regs = false;      // bpf_task_pt_regs() in tracepoint programs
   bool sys_exit_connect = false, sys_exit_bind = false;

@@ -191,8 +191,8 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   // the task as a BTF pointer, in every program type that names a task
   // (tracing programs, which libbpf cannot probe, had it first)
   bool task_btf = true;
-  for (auto type : {BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_SOCK_OPS,
-                    BPF_PROG_TYPE_TRACEPOINT})
+  for (auto type :
+       {BPF_PROG_TYPE_CGROUP_SOCK, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_SOCK_OPS, BPF_PROG_TYPE_TRACEPOINT})
     task_btf = task_btf && helper_available(type, BPF_FUNC_get_current_task_btf);
   s->rodata->targ_task_btf = task_btf;
 
@@ -225,9 +225,7 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
     switch (bpf_program__type(prog)) {
       case BPF_PROG_TYPE_CGROUP_SOCK:
       case BPF_PROG_TYPE_CGROUP_SOCK_ADDR:
-      case BPF_PROG_TYPE_SOCK_OPS:
-        link = bpf_program__attach_cgroup(prog, cgroup_fd_.get());
-        break;
+      case BPF_PROG_TYPE_SOCK_OPS: link = bpf_program__attach_cgroup(prog, cgroup_fd_.get()); break;
       default:
         if (prog == s->progs.pg_iter_live) {
           bpf_iter_attach_opts opts{};

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "kernel/hook_plan.hpp"
 #include "common/options.hpp"
 #include "common/unique_fd.hpp"
+#include "kernel/hook_plan.hpp"
 
 struct portghost_bpf;
 struct bpf_link;
@@ -22,12 +22,12 @@ namespace portghost {
 
 struct ProbeConfig {
   Filters filters;
-  uint64_t cgroup_id = 0;    // resolved --cgroup
+  uint64_t cgroup_id = 0;  // resolved --cgroup
   uint32_t cgroup_level = 0;
   uint32_t ring_buffer_bytes = 8u << 20;
-  std::string cgroup_root;   // cgroup v2 mount to attach the socket hooks to
-  bool allow_fentry = true;  // false: the tracepoint hooks even where fentry works
-  bool allow_sock_tp = true; // false: without fexit, the syscall exits even where socket tracepoints serve
+  std::string cgroup_root;    // cgroup v2 mount to attach the socket hooks to
+  bool allow_fentry = true;   // false: the tracepoint hooks even where fentry works
+  bool allow_sock_tp = true;  // false: without fexit, the syscall exits even where socket tracepoints serve
 };
 
 struct Counters {

@@ -4,11 +4,11 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <simdjson.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <simdjson.h>
 
 #include "common/errors.hpp"
 
@@ -116,7 +116,7 @@ std::vector<std::string> expand_log_paths(const std::vector<std::string>& args) 
             idx = static_cast<int>(std::strtol(rest.c_str() + 1, &end, 10));
             if (!end || *end) continue;
           }
-          found.emplace_back(idx, a + "/" + name);
+          found.emplace_back(idx, std::string(a).append("/").append(name));
         }
         closedir(d);
       }
@@ -167,7 +167,8 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
   auto bad = [&](uint64_t line, const char* why) {
     st.bad_lines++;
     if (!warned) {
-      warn << "portghost: " << path << ":" << line << ": " << why << ", skipped (further bad lines of this file are counted, not shown)\n";
+      warn << "portghost: " << path << ":" << line << ": " << why
+           << ", skipped (further bad lines of this file are counted, not shown)\n";
       warned = true;
     }
   };
@@ -206,7 +207,8 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
     }
     std::string_view t;
     uint64_t ts = 0;
-    if (doc["type"].get_string().get(t) != simdjson::SUCCESS || doc["ts_ns"].get_uint64().get(ts) != simdjson::SUCCESS) {
+    if (doc["type"].get_string().get(t) != simdjson::SUCCESS ||
+        doc["ts_ns"].get_uint64().get(ts) != simdjson::SUCCESS) {
       bad(st.lines, "no type or ts_ns");
       continue;
     }

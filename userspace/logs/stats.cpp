@@ -1,13 +1,13 @@
-#include "common/text.hpp"
 #include "logs/stats.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <cstdio>
 
-#include "common/options.hpp"
 #include "common/clock.hpp"
 #include "common/errors.hpp"
 #include "common/json.hpp"
+#include "common/options.hpp"
 
 namespace portghost {
 
@@ -34,9 +34,9 @@ std::string object_array(size_t n, F fill) {
 
 const std::vector<std::pair<uint64_t, const char*>>& LogStats::buckets() {
   static const std::vector<std::pair<uint64_t, const char*>> b = {
-      {1'000'000ULL, "< 1 ms"},          {10'000'000ULL, "< 10 ms"},   {100'000'000ULL, "< 100 ms"},
-      {1'000'000'000ULL, "< 1 s"},       {10'000'000'000ULL, "< 10 s"}, {60'000'000'000ULL, "< 1 min"},
-      {3'600'000'000'000ULL, "< 1 h"},   {UINT64_MAX, ">= 1 h"}};
+      {1'000'000ULL, "< 1 ms"},        {10'000'000ULL, "< 10 ms"},    {100'000'000ULL, "< 100 ms"},
+      {1'000'000'000ULL, "< 1 s"},     {10'000'000'000ULL, "< 10 s"}, {60'000'000'000ULL, "< 1 min"},
+      {3'600'000'000'000ULL, "< 1 h"}, {UINT64_MAX, ">= 1 h"}};
   return b;
 }
 
@@ -97,14 +97,14 @@ void LogStats::print(std::ostream& out, size_t top, bool json) const {
     o.num("exhausted", exhausted_).num("warning", warnings_);
     if (first_ns_ != UINT64_MAX) o.num("from_ns", first_ns_).num("to_ns", last_ns_);
     o.raw("top_by_assign", object_array(by_assign.size(), [&](JsonObject& p, size_t i) {
-      p.str("process", by_assign[i].first).num("assign", by_assign[i].second.assigns);
-    }));
+            p.str("process", by_assign[i].first).num("assign", by_assign[i].second.assigns);
+          }));
     o.raw("top_by_port_time", object_array(by_held.size(), [&](JsonObject& p, size_t i) {
-      p.str("comm", by_held[i].first).num("port_ns", by_held[i].second.held_ns);
-    }));
+            p.str("comm", by_held[i].first).num("port_ns", by_held[i].second.held_ns);
+          }));
     o.raw("lifetimes", object_array(hist_.size(), [&](JsonObject& p, size_t i) {
-      p.str("lifetime", buckets()[i].second).num("count", hist_[i]);
-    }));
+            p.str("lifetime", buckets()[i].second).num("count", hist_[i]);
+          }));
     o.close();
     out << s;
     return;
@@ -116,7 +116,8 @@ void LogStats::print(std::ostream& out, size_t top, bool json) const {
   if (lost_) out << "LOST     " << lost_ << " records were lost: counts below are a lower bound\n";
   if (exhausted_ || warnings_) {
     out << "PORTS    " << exhausted_ << " exhaustion event(s), " << warnings_ << " occupancy warning(s)\n";
-    for (const auto& [name, n] : exhausted_by_) out << "         " << n << " x no free port for " << printable(name) << "\n";
+    for (const auto& [name, n] : exhausted_by_)
+      out << "         " << n << " x no free port for " << printable(name) << "\n";
   }
   out << "\nTop processes by assignments\n";
   for (const auto& [name, p] : by_assign) {
@@ -150,7 +151,13 @@ int run_stats(const StatsOptions& o, std::ostream& out, std::ostream& err) {
   ReadStats totals;
   uint64_t kept = 0;
   for (const auto& p : paths) {
-    ReadStats r = read_log(p, std::nullopt, [&](LogEvent&& e) { st.add(e); kept++; }, err);
+    ReadStats r = read_log(
+        p, std::nullopt,
+        [&](LogEvent&& e) {
+          st.add(e);
+          kept++;
+        },
+        err);
     totals.bad_lines += r.bad_lines;
     totals.unknown_types += r.unknown_types;
   }

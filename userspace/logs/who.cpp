@@ -1,5 +1,5 @@
-#include "common/text.hpp"
 #include "logs/who.hpp"
+#include "common/text.hpp"
 
 #include <time.h>
 
@@ -9,10 +9,10 @@
 #include <map>
 #include <set>
 
-#include "common/options.hpp"
 #include "common/clock.hpp"
 #include "common/errors.hpp"
 #include "common/json.hpp"
+#include "common/options.hpp"
 
 namespace portghost {
 
@@ -21,7 +21,6 @@ namespace {
 constexpr uint64_t kNs = 1'000'000'000ULL;
 
 }  // namespace
-
 
 namespace {
 
@@ -76,8 +75,7 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
       case LogEvent::Type::Lost:
         if (e.ts_ns >= q.since_ns && e.ts_ns <= q.until_ns + kNs) a.lost_in_window += e.lost_count;
         break;
-      default:
-        break;
+      default: break;
     }
     if (!cur) cur = Session{e.ts_ns, e.ts_ns, {}};  // records without a start: a cut log
     cur->end_ns = std::max(cur->end_ns, e.ts_ns);
@@ -176,23 +174,44 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
       const LogEvent& f = h.first;
       o.str("type", "holding").num("port", q.port).str("proto", f.proto).str("family", f.family);
       o.str("laddr", f.laddr).opt_str("raddr", f.raddr);
-      if (f.rport) o.num("rport", *f.rport); else o.null("rport");
-      if (h.from_existing) o.null("assigned_ns"); else o.num("assigned_ns", f.ts_ns);
+      if (f.rport)
+        o.num("rport", *f.rport);
+      else
+        o.null("rport");
+      if (h.from_existing)
+        o.null("assigned_ns");
+      else
+        o.num("assigned_ns", f.ts_ns);
       o.num("seen_ns", f.ts_ns).str("end", end_text(h)).num("end_ns", h.end_ns);
-      if (h.release && !h.from_existing) o.num("duration_ns", h.end_ns - f.ts_ns); else o.null("duration_ns");
+      if (h.release && !h.from_existing)
+        o.num("duration_ns", h.end_ns - f.ts_ns);
+      else
+        o.null("duration_ns");
       auto text = [&](const char* k, const std::string& v) {
-        if (v.empty()) o.null(k); else o.str(k, v);
+        if (v.empty())
+          o.null(k);
+        else
+          o.str(k, v);
       };
       text("how", f.how);
       o.boolean("from_existing", h.from_existing);
-      if (f.pid) o.num("pid", *f.pid); else o.null("pid");
+      if (f.pid)
+        o.num("pid", *f.pid);
+      else
+        o.null("pid");
       text("comm", f.comm);
       text("thread", f.thread);
       text("exe", f.exe);
       text("cmdline", f.cmdline);
-      if (f.uid) o.num("uid", *f.uid); else o.null("uid");
+      if (f.uid)
+        o.num("uid", *f.uid);
+      else
+        o.null("uid");
       text("container", f.container);
-      if (f.netns) o.num("netns", *f.netns); else o.null("netns");
+      if (f.netns)
+        o.num("netns", *f.netns);
+      else
+        o.null("netns");
       text("host", f.host);
       o.num("sock", f.sock);
       o.close();
@@ -214,7 +233,8 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
     }
     return;
   }
-  if (a.holdings.empty()) out << "No socket held local port " << q.port << " in that window, as far as the logs show.\n";
+  if (a.holdings.empty())
+    out << "No socket held local port " << q.port << " in that window, as far as the logs show.\n";
   for (const auto& h : a.holdings) {
     const LogEvent& f = h.first;
     out << printable(f.proto) << " " << printable(endpoint(f.family, f.laddr, f.lport));
@@ -226,11 +246,16 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
     else
       out << when(f.ts_ns) << (f.how.empty() ? "" : " by " + printable(f.how));
     out << "\n  " << (h.end == Holding::End::Released ? "released  " : "until     ") << when(h.end_ns);
-    if (h.end != Holding::End::Released) out << " (" << end_text(h) << ")";
-    else if (!h.from_existing) out << " after " << format_duration(h.end_ns - f.ts_ns);
+    if (h.end != Holding::End::Released)
+      out << " (" << end_text(h) << ")";
+    else if (!h.from_existing)
+      out << " after " << format_duration(h.end_ns - f.ts_ns);
     if (h.release && h.release->timewait) out << ", then TIME_WAIT";
     out << "\n  process   ";
-    if (f.pid) out << "pid " << *f.pid; else out << "pid unknown";
+    if (f.pid)
+      out << "pid " << *f.pid;
+    else
+      out << "pid unknown";
     if (!f.comm.empty()) out << " " << printable(f.comm);
     if (!f.thread.empty() && f.thread != f.comm) out << " (thread " << printable(f.thread) << ")";
     if (f.uid) out << " uid " << *f.uid;
@@ -262,8 +287,9 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   q.json = o.json;
   auto parse = [&](const std::string& name, const std::string& text) -> std::optional<uint64_t> {
     auto t = parse_time(text, now);
-    if (!t) err << "portghost: " << name << ": cannot read the time '" << printable(text)
-                << "' (RFC 3339, HH:MM:SS, unix seconds or -5m) (see 'portghost who --help')\n";
+    if (!t)
+      err << "portghost: " << name << ": cannot read the time '" << printable(text)
+          << "' (RFC 3339, HH:MM:SS, unix seconds or -5m) (see 'portghost who --help')\n";
     return t;
   };
   if (!o.at.empty()) {
@@ -299,7 +325,8 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   uint64_t kept = 0;
   for (const auto& p : paths) {
     std::vector<LogEvent> evs;
-    ReadStats st = read_log(p, q.port, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
+    ReadStats st = read_log(
+        p, q.port, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
     totals.bad_lines += st.bad_lines;
     totals.unknown_types += st.unknown_types;
     kept += evs.size();
@@ -307,8 +334,7 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
     per_file.emplace_back(first, std::move(evs));
   }
   if (no_records(paths, kept, totals, err)) return kExitRuntime;
-  std::stable_sort(per_file.begin(), per_file.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(per_file.begin(), per_file.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [first, evs] : per_file)
     for (auto& e : evs) events.push_back(std::move(e));
   print_who(answer_who(events, q), q, out);

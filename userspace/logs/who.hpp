@@ -12,7 +12,6 @@
 
 namespace portghost {
 
-
 struct WhoQuery {
   uint16_t port = 0;
   uint64_t since_ns = 0, until_ns = UINT64_MAX;  // inclusive window
@@ -23,11 +22,11 @@ struct WhoQuery {
 
 // A socket holding the port for a while.
 struct Holding {
-  LogEvent first;                       // the assign or existing record
+  LogEvent first;  // the assign or existing record
   std::optional<LogEvent> release;
-  bool from_existing = false;           // held since before its trace started
+  bool from_existing = false;  // held since before its trace started
   enum class End { Released, StillHeldAtStop, OpenAtEndOfLog, UnknownAfterCrash } end = End::Released;
-  uint64_t end_ns = 0;                  // release, stop or last record time
+  uint64_t end_ns = 0;  // release, stop or last record time
 };
 
 struct Gap {
@@ -36,8 +35,8 @@ struct Gap {
 };
 
 struct WhoAnswer {
-  std::vector<Holding> holdings;        // overlapping the window, in time order
-  std::vector<Gap> gaps;                // parts of the window not covered
+  std::vector<Holding> holdings;  // overlapping the window, in time order
+  std::vector<Gap> gaps;          // parts of the window not covered
   uint64_t lost_in_window = 0;
   bool hosts_mixed = false;
 };

@@ -144,9 +144,7 @@ void JsonSink::start(const StartRecord& r) {
     }
     p.end();
   }
-  o.raw("paths", paths)
-      .raw("port_range", range)
-      .num("ring_buffer_bytes", r.ring_buffer_bytes);
+  o.raw("paths", paths).raw("port_range", range).num("ring_buffer_bytes", r.ring_buffer_bytes);
   std::string filters;
   {
     JsonObject f(filters);

@@ -218,8 +218,7 @@ void FileOutput::rotate() {
     std::string from = path_ + "." + std::to_string(i - 1), to = path_ + "." + std::to_string(i);
     rename(from.c_str(), to.c_str());
   }
-  if (rename(path_.c_str(), (path_ + ".1").c_str()) != 0)
-    throw FatalError(errno_text("rotate " + path_, errno));
+  if (rename(path_.c_str(), (path_ + ".1").c_str()) != 0) throw FatalError(errno_text("rotate " + path_, errno));
   close(fd_);
   fd_ = -1;
   size_ = 0;

@@ -1,8 +1,8 @@
 #include "sinks/table_sink.hpp"
 
 #include "common/clock.hpp"
-#include "sinks/json_sink.hpp"
 #include "common/text.hpp"
+#include "sinks/json_sink.hpp"
 
 namespace portghost {
 
@@ -40,10 +40,9 @@ std::string TableSink::render(const PortRecord& r) {
   std::string pid = r.kernel ? "kernel" : r.pid ? std::to_string(*r.pid) : "-";
   std::string comm = printable(r.comm.value_or("-"));
   char buf[512];
-  std::snprintf(buf, sizeof buf, kRowFmt, format_clock_local(r.ts_ns).c_str(),
-                std::string(type_name(r.type)).c_str(), pid.c_str(), comm.c_str(),
-                std::string(to_string(r.proto)).c_str(), endpoint(r.family, r.laddr, r.lport).c_str(),
-                remote.c_str(), how.c_str(), lifetime.c_str());
+  std::snprintf(buf, sizeof buf, kRowFmt, format_clock_local(r.ts_ns).c_str(), std::string(type_name(r.type)).c_str(),
+                pid.c_str(), comm.c_str(), std::string(to_string(r.proto)).c_str(),
+                endpoint(r.family, r.laddr, r.lport).c_str(), remote.c_str(), how.c_str(), lifetime.c_str());
   return buf;
 }
 

@@ -1,5 +1,5 @@
-#include "common/text.hpp"
 #include "sinks/top.hpp"
+#include "common/text.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -17,18 +17,16 @@ void TopSink::port(const PortRecord& r) {
   switch (r.type) {
     case PortRecord::Type::Assign:
     case PortRecord::Type::Existing:
-      held_[r.sock] = Held{r.pid.value_or(0), std::string(r.comm.value_or("?")), r.netns.value_or(0), r.proto, r.lport, r.ts_ns,
-                           r.type == PortRecord::Type::Existing};
+      held_[r.sock] =
+          Held{r.pid.value_or(0), std::string(r.comm.value_or("?")),   r.netns.value_or(0), r.proto, r.lport,
+               r.ts_ns,           r.type == PortRecord::Type::Existing};
       if (r.type == PortRecord::Type::Assign) {
         assigns_++;
         recent_.push_back(r.ts_ns);
       }
       break;
-    case PortRecord::Type::Release:
-      held_.erase(r.sock);
-      break;
-    case PortRecord::Type::Exhausted:
-      break;
+    case PortRecord::Type::Release: held_.erase(r.sock); break;
+    case PortRecord::Type::Exhausted: break;
   }
 }
 
@@ -67,8 +65,8 @@ std::string TopSink::render(uint64_t now_ns) {
       std::snprintf(rng, sizeof rng, "%u-%u", range.first, range.second);
     }
     std::snprintf(line, sizeof line, "%-12u %-5s %6llu  %-15s %s\n", key.first,
-                  std::string(to_string(static_cast<Proto>(key.second))).c_str(), static_cast<unsigned long long>(n.held),
-                  rng, occ);
+                  std::string(to_string(static_cast<Proto>(key.second))).c_str(),
+                  static_cast<unsigned long long>(n.held), rng, occ);
     s += line;
   }
   std::vector<std::pair<std::pair<uint32_t, std::string>, uint64_t>> procs(per_proc.begin(), per_proc.end());

@@ -2,12 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
 #include <unordered_map>
 #include <utility>
-#include <deque>
 
 #include "trace/sink.hpp"
 
@@ -17,8 +17,7 @@ class TopSink : public Sink {
  public:
   // range_of(netns): the ephemeral range of that namespace ({0,0} unknown).
   using RangeFn = std::function<std::pair<uint16_t, uint16_t>(uint32_t netns)>;
-  TopSink(Output& out, RangeFn range_of, size_t rows = 10)
-      : out_(out), range_of_(std::move(range_of)), rows_(rows) {}
+  TopSink(Output& out, RangeFn range_of, size_t rows = 10) : out_(out), range_of_(std::move(range_of)), rows_(rows) {}
 
   void start(const StartRecord&) override {}
   void port(const PortRecord& r) override;

@@ -25,8 +25,7 @@ bool is_hex_id(std::string_view s) {
 }
 
 // "<prefix><id><suffix>" as a whole path component
-std::optional<std::string_view> component_id(std::string_view comp, std::string_view prefix,
-                                             std::string_view suffix) {
+std::optional<std::string_view> component_id(std::string_view comp, std::string_view prefix, std::string_view suffix) {
   if (comp.size() <= prefix.size() + suffix.size()) return std::nullopt;
   if (comp.substr(0, prefix.size()) != prefix) return std::nullopt;
   if (comp.substr(comp.size() - suffix.size()) != suffix) return std::nullopt;
@@ -56,9 +55,12 @@ std::optional<std::string> container_from_cgroup_path(std::string_view path) {
     bool hex;
   };
   static const Pattern patterns[] = {
-      {"docker-", ".scope", "docker", true},         {"cri-containerd-", ".scope", "containerd", true},
-      {"crio-", ".scope", "cri-o", true},            {"libpod-", ".scope", "podman", true},
-      {"systemd-nspawn@", ".service", "nspawn", false}, {"machine-", ".scope", "nspawn", false},
+      {"docker-", ".scope", "docker", true},
+      {"cri-containerd-", ".scope", "containerd", true},
+      {"crio-", ".scope", "cri-o", true},
+      {"libpod-", ".scope", "podman", true},
+      {"systemd-nspawn@", ".service", "nspawn", false},
+      {"machine-", ".scope", "nspawn", false},
   };
   std::optional<std::string> found;
   std::string_view parent, user;  // user: uid of the user@UID.service the path is in
@@ -93,8 +95,8 @@ namespace {
 std::string unescape_mount_path(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
-        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' &&
+        s[i + 3] >= '0' && s[i + 3] <= '7') {
       out += static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
       i += 3;
     } else {
@@ -121,8 +123,8 @@ std::optional<std::pair<uint64_t, uint32_t>> CgroupResolver::id_of_dir(const std
                                                                        const std::string& dir) {
   struct stat st {};
   if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return std::nullopt;
-  auto rel = std::filesystem::path(dir).lexically_normal().lexically_relative(
-      std::filesystem::path(root).lexically_normal());
+  auto rel =
+      std::filesystem::path(dir).lexically_normal().lexically_relative(std::filesystem::path(root).lexically_normal());
   if (rel.empty() || *rel.begin() == "..") return std::nullopt;
   uint32_t level = 0;
   for (const auto& c : rel)

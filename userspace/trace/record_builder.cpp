@@ -5,9 +5,8 @@
 namespace portghost {
 
 std::string_view tcp_state_name(uint8_t state) {
-  static const char* names[] = {"?",         "ESTABLISHED", "SYN_SENT",   "SYN_RECV", "FIN_WAIT1",
-                                "FIN_WAIT2", "TIME_WAIT",   "CLOSE",      "CLOSE_WAIT", "LAST_ACK",
-                                "LISTEN",    "CLOSING",     "NEW_SYN_RECV"};
+  static const char* names[] = {"?",     "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",
+                                "CLOSE", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV"};
   return state < sizeof names / sizeof names[0] ? names[state] : "?";
 }
 
@@ -157,16 +156,14 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       }
       // an unknown holder cannot be checked against owner filters
       if (!m->pid && (filters_.pid || filters_.comm || filters_.cgroup || filters_.netns)) return;
-      if (!m->pid && (r.lport < filters_.port_lo || r.lport > filters_.port_hi ||
-                      (filters_.proto && *filters_.proto != r.proto) ||
-                      (filters_.family && *filters_.family != r.family)))
+      if (!m->pid &&
+          (r.lport < filters_.port_lo || r.lport > filters_.port_hi || (filters_.proto && *filters_.proto != r.proto) ||
+           (filters_.family && *filters_.family != r.family)))
         return;
       emit(r, kRelease);
       return;
     }
-    case SockEvent::Kind::Existing:
-      on_existing(e, {});
-      return;
+    case SockEvent::Kind::Existing: on_existing(e, {}); return;
     case SockEvent::Kind::Exhausted: {
       PortRecord r = base_record(e, PortRecord::Type::Exhausted);
       r.how = e.how;
@@ -178,8 +175,8 @@ void RecordBuilder::on_sock(const SockEvent& e) {
   }
 }
 
-size_t RecordBuilder::reconcile(const std::unordered_set<uint64_t>& live, uint64_t listed_boot_ns,
-                                uint64_t now_boot_ns, const std::function<bool(const SocketTable::Holder&)>& covered) {
+size_t RecordBuilder::reconcile(const std::unordered_set<uint64_t>& live, uint64_t listed_boot_ns, uint64_t now_boot_ns,
+                                const std::function<bool(const SocketTable::Holder&)>& covered) {
   size_t n = 0;
   for (uint64_t cookie : table_.gone(live, listed_boot_ns, covered)) {
     const SocketTable::Holder* h = table_.find(cookie);

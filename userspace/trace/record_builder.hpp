@@ -3,21 +3,21 @@
 #pragma once
 
 #include <atomic>
-#include <functional>
-#include <unordered_map>
-#include <unordered_set>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "common/clock.hpp"
+#include "common/options.hpp"
 #include "trace/container.hpp"
 #include "trace/occupancy.hpp"
-#include "common/options.hpp"
-#include "trace/records.hpp"
 #include "trace/process_cache.hpp"
+#include "trace/records.hpp"
 #include "trace/sink.hpp"
 #include "trace/socket_table.hpp"
 

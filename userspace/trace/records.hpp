@@ -34,8 +34,8 @@ struct PortRecord {
   std::optional<uint64_t> cgroup_id;
   std::optional<std::string_view> container;
   bool kernel = false;
-  bool late = false;   // assign: first sight of a port taken earlier, unseen
-  bool mptcp = false;  // an MPTCP subflow's port (proto tcp)
+  bool late = false;                      // assign: first sight of a port taken earlier, unseen
+  bool mptcp = false;                     // an MPTCP subflow's port (proto tcp)
   std::optional<std::string_view> state;  // existing: tcp state
   // exhausted: ports this (netns, proto) held at that moment, as far as seen
   std::optional<uint64_t> held;
@@ -65,8 +65,8 @@ struct StartRecord {
   std::string version;
   std::string kernel;
   std::string hostname;
-  std::string machine_id;  // /etc/machine-id
-  std::string boot_id;     // /proc/sys/kernel/random/boot_id
+  std::string machine_id;             // /etc/machine-id
+  std::string boot_id;                // /proc/sys/kernel/random/boot_id
   std::string world;                  // "fexit", "socket" or "syscall": which hooks see a port's end
   std::vector<std::string> hooks;     // in use
   std::vector<std::string> uncaught;  // paths this kernel cannot show, and why

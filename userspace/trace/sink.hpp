@@ -6,8 +6,8 @@
 #include <string>
 
 #include "common/json.hpp"
-#include "sinks/output.hpp"
 #include "common/options.hpp"
+#include "sinks/output.hpp"
 #include "trace/records.hpp"
 
 namespace portghost {

@@ -52,8 +52,7 @@ class SocketTable {
   // (the kernel reported it twice, e.g. existing and then assign): drop it.
   bool assign(const SockEvent& e, bool hidden = false);
   // A holder from before the trace (pid/comm from the /proc scan).
-  void existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
-                bool hidden = false);
+  void existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm, bool hidden = false);
   // The release of a cookie. nullopt: nothing to report (hidden, or a
   // socket never seen holding a port and the kernel cannot say which port).
   std::optional<Release> release(const SockEvent& e);
