@@ -29,14 +29,23 @@
 #define PG_IPPROTO_UDPLITE 136
 #define PG_IPPROTO_MPTCP 262 /* sk_protocol of an MPTCP socket (not a port space) */
 /* TCP states (include/net/tcp_states.h) */
+#define PG_TCP_ESTABLISHED 1
 #define PG_TCP_SYN_SENT 2
+#define PG_TCP_SYN_RECV 3
 #define PG_TCP_FIN_WAIT1 4
 #define PG_TCP_FIN_WAIT2 5
 #define PG_TCP_TIME_WAIT 6
 #define PG_TCP_CLOSE 7
+#define PG_TCP_CLOSE_WAIT 8
+#define PG_TCP_LAST_ACK 9
 #define PG_TCP_LISTEN 10
 #define PG_TCP_CLOSING 11
 #define PG_TCP_NEW_SYN_RECV 12
+/* What the hooks return: a cgroup socket hook lets the call go on, a sockops
+ * program leaves the socket's callbacks as they are. portghost observes and
+ * never changes what a socket call does. */
+#define PG_ALLOW 1
+#define PG_SOCKOPS_DONE 1
 
 /* Record kinds: first byte of every record. */
 enum pg_kind {

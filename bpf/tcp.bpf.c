@@ -23,17 +23,17 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	struct tcp_sock *tp;
 
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB)
-		return 1;
+		return PG_SOCKOPS_DONE;
 	if (ops->family != PG_AF_INET && ops->family != PG_AF_INET6)
-		return 1;
+		return PG_SOCKOPS_DONE;
 	sk = ops->sk;
 	if (!sk)
-		return 1;
+		return PG_SOCKOPS_DONE;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
-		return 1;
+		return PG_SOCKOPS_DONE;
 	st = sk_state_of(sk);
 	tcp_assign((struct sock *)tp, ops, bpf_get_socket_cookie(ops), st,
 		   op == BPF_SOCK_OPS_TCP_LISTEN_CB ? PG_HOW_LISTEN : PG_HOW_CONNECT);
-	return 1;
+	return PG_SOCKOPS_DONE;
 }

@@ -14,7 +14,6 @@
 
 #define PG_SOCK_BINDPORT_LOCK 8
 #define PG_SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
-#define PG_ALLOW 1	   /* cgroup hooks: never change what the socket call does */
 #define PG_EADDRINUSE 98
 #define PG_EAGAIN 11
 

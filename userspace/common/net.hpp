@@ -22,7 +22,14 @@ enum class Proto : uint8_t {
   Sctp = PG_IPPROTO_SCTP
 };
 enum class Family : uint8_t { Ipv4 = PG_AF_INET, Ipv6 = PG_AF_INET6 };
-enum class How : uint8_t { None = 0, Bind = 1, Connect = 2, Listen = 3, Sendmsg = 4, Fastopen = 5 };
+enum class How : uint8_t {
+  None = PG_HOW_NONE,
+  Bind = PG_HOW_BIND,
+  Connect = PG_HOW_CONNECT,
+  Listen = PG_HOW_LISTEN,
+  Sendmsg = PG_HOW_SENDMSG,
+  Fastopen = PG_HOW_FASTOPEN
+};
 
 std::string_view to_string(Proto p);
 // "tcp", "udp", "udplite", "sctp" -> Proto; nullopt for anything else.

@@ -5,9 +5,21 @@
 namespace portghost {
 
 std::string_view tcp_state_name(uint8_t state) {
-  static const char* names[] = {"?",     "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",
-                                "CLOSE", "CLOSE_WAIT",  "LAST_ACK", "LISTEN",   "CLOSING",   "NEW_SYN_RECV"};
-  return state < sizeof names / sizeof names[0] ? names[state] : "?";
+  switch (state) {
+    case PG_TCP_ESTABLISHED: return "ESTABLISHED";
+    case PG_TCP_SYN_SENT: return "SYN_SENT";
+    case PG_TCP_SYN_RECV: return "SYN_RECV";
+    case PG_TCP_FIN_WAIT1: return "FIN_WAIT1";
+    case PG_TCP_FIN_WAIT2: return "FIN_WAIT2";
+    case PG_TCP_TIME_WAIT: return "TIME_WAIT";
+    case PG_TCP_CLOSE: return "CLOSE";
+    case PG_TCP_CLOSE_WAIT: return "CLOSE_WAIT";
+    case PG_TCP_LAST_ACK: return "LAST_ACK";
+    case PG_TCP_LISTEN: return "LISTEN";
+    case PG_TCP_CLOSING: return "CLOSING";
+    case PG_TCP_NEW_SYN_RECV: return "NEW_SYN_RECV";
+    default: return "?";
+  }
 }
 
 // ---- RecordBuilder --------------------------------------------------------------
