@@ -22,6 +22,20 @@ else
   clang-format --dry-run --Werror "${sources[@]}"
 fi
 echo "lint: clang-format clean (${#sources[@]} files)"
+# the userspace stages include only the ones below them (docs/architecture.md)
+stages=(common kernel trace sinks logs app)
+upward=0
+for i in "${!stages[@]}"; do
+  for j in "${!stages[@]}"; do
+    [ "$j" -gt "$i" ] || continue
+    if grep -n "#include \"${stages[$j]}/" userspace/"${stages[$i]}"/* >&2; then
+      echo "lint: userspace/${stages[$i]} includes userspace/${stages[$j]}, a later stage" >&2
+      upward=1
+    fi
+  done
+done
+[ $upward -eq 0 ] || exit 1
+echo "lint: no stage includes a later one"
 if [ $tidy -eq 1 ]; then
   [ -f build/compile_commands.json ] || { echo "lint: no build/compile_commands.json (run scripts/build.sh)" >&2; exit 1; }
   mapfile -t units < <(find userspace -name '*.cpp' | sort)

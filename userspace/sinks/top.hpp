@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "sinks/output.hpp"
 #include "trace/sink.hpp"
 
 namespace portghost {

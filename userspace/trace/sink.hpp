@@ -2,12 +2,6 @@
 // (the log contract, docs/event-schema.md), the table and the live view.
 #pragma once
 
-#include <memory>
-#include <string>
-
-#include "common/json.hpp"
-#include "common/options.hpp"
-#include "sinks/output.hpp"
 #include "trace/records.hpp"
 
 namespace portghost {
