@@ -142,3 +142,24 @@ TEST(BootClock, AGarbageBootTimeWrapsInsteadOfOverflowing) {
   BootClock back(-5);
   EXPECT_EQ(back.to_unix_ns(3), UINT64_MAX - 1);
 }
+
+// Both texts of an instant agree with each other and with plain formatting,
+// across a change of second (the cached part) and at the epoch.
+TEST(FormatInstant, DecimalAndRfc3339AgreeAcrossSeconds) {
+  const uint64_t instants[] = {0,
+                               1,
+                               999'999'999,
+                               1'000'000'000,
+                               1'000'000'001,
+                               1795307725658868961ULL,
+                               1795307725999999999ULL,
+                               1795307726000000000ULL,
+                               1795307725000000007ULL,
+                               UINT64_MAX};
+  for (uint64_t ns : instants) {
+    InstantText t;
+    format_instant(ns, t);
+    EXPECT_EQ(std::string(t.decimal, t.decimal_len), std::to_string(ns));
+    EXPECT_EQ(std::string(t.rfc3339, t.rfc3339_len), format_rfc3339(ns));
+  }
+}

@@ -152,6 +152,49 @@ TEST(JsonSink, PortWritesTheRenderedLine) {
   EXPECT_EQ(pgtest::split_lines(out.text()).size(), 2u);
 }
 
+// The attribution is rendered once per task and reused: the lines must be
+// exactly the uncached ones, whatever changes between records.
+TEST(JsonSink, ReusedAttributionIsExactlyTheRenderedOne) {
+  StringOutput out;
+  JsonSink sink(out, "h1");
+  std::string expected;
+  auto put = [&](const PortRecord& r) {
+    sink.port(r);
+    expected += JsonSink::render(r, "h1");
+  };
+  PortRecord a = assign_record();
+  put(a);
+  put(a);  // the same task: reused
+  std::string long_cmd(5000, 'c');
+  PortRecord b = a;
+  b.cmdline = long_cmd;  // one field differs: rendered anew
+  put(b);
+  put(a);
+  PortRecord c = a;
+  c.tid = 4244;  // another thread, another slot
+  c.thread = "worker";
+  put(c);
+  put(a);
+  PortRecord d = a;
+  d.container.reset();  // null now
+  put(d);
+  PortRecord e = a;
+  e.kernel = true;
+  e.pid.reset();
+  e.tid.reset();
+  put(e);
+  put(release_record());
+  put(a);
+  PortRecord f = a;
+  f.pid = a.pid.value() + 64;  // the same slot, another process
+  f.tid = a.tid.value() + 64;
+  put(f);
+  put(a);
+  sink.flush();
+  EXPECT_EQ(out.text(), expected);
+  EXPECT_EQ(pgtest::split_lines(out.text()).size(), 12u);
+}
+
 TEST(JsonSink, StartLostStopRecords) {
   StringOutput out;
   JsonSink sink(out);

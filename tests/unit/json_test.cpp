@@ -256,3 +256,49 @@ TEST(JsonObject, NumbersMatchToStringAtEveryDigitCount) {
     EXPECT_EQ(out, "{\"v\":" + std::to_string(v) + "}") << v;
   }
 }
+
+TEST(JsonPutU64, EveryDigitCountAndBoundary) {
+  std::vector<uint64_t> values = {0, UINT32_MAX, uint64_t{UINT32_MAX} + 1, UINT64_MAX, 100'000'000, 99'999'999};
+  uint64_t p = 1;
+  for (int i = 0; i < 20; i++) {
+    values.push_back(p - 1);
+    values.push_back(p);
+    values.push_back(p + 1);
+    if (i < 19) p *= 10;
+  }
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 10000; i++) values.push_back(rng() >> (rng() % 64));
+  for (uint64_t v : values) {
+    char buf[24];
+    char* end = json_detail::put_u64(buf, v);
+    EXPECT_EQ(std::string(buf, end), std::to_string(v));
+  }
+}
+
+TEST(JsonObject, OverwriteReusesTheBufferAndReportsTheLength) {
+  std::string buf;
+  {
+    JsonObject o(buf, JsonObject::Overwrite{});
+    o.str("long", std::string(600, 'x')).num("n", 1);
+    o.close();
+    EXPECT_EQ(buf.substr(0, o.length()), "{\"long\":\"" + std::string(600, 'x') + "\",\"n\":1}\n");
+  }
+  size_t room = buf.size();
+  {
+    JsonObject o(buf, JsonObject::Overwrite{});
+    o.num("n", 2).members(",\"m\":3");
+    o.close();
+    EXPECT_EQ(buf.substr(0, o.length()), "{\"n\":2,\"m\":3}\n");
+  }
+  EXPECT_EQ(buf.size(), room) << "the room stays for the next object";
+}
+
+TEST(JsonCopySmall, EveryLengthUpToAndPastSixteen) {
+  const std::string src = "0123456789abcdefghijklmnopqrstuvwxyz";
+  for (size_t n = 0; n <= src.size(); n++) {
+    std::string dst(40, '.');
+    json_detail::copy_small(dst.data(), src.data(), n);
+    EXPECT_EQ(dst.substr(0, n), src.substr(0, n));
+    EXPECT_EQ(dst.substr(n), std::string(40 - n, '.'));
+  }
+}

@@ -40,29 +40,64 @@ int64_t BootClock::measure_offset_ns() {
   return best;
 }
 
-size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]) {
-  // Records come in bursts within one second: the date and time text is
-  // formatted once per second, the nanoseconds by hand.
-  constexpr size_t kPrefix = 20;  // "2026-11-22T10:03:12." (u64 nanoseconds end in the year 2554)
-  thread_local uint64_t cached_sec = UINT64_MAX;
-  thread_local char cached[64];
-  uint64_t secs = unix_ns / 1'000'000'000;
-  auto nanos = static_cast<unsigned>(unix_ns % 1'000'000'000);
-  if (secs != cached_sec) {
+namespace {
+// The text of one second, formatted once: records come in bursts within it.
+struct SecondText {
+  uint64_t secs = UINT64_MAX;
+  char prefix[64];  // "2026-11-22T10:03:12."
+  char decimal[24];
+  size_t decimal_len = 0;
+};
+constexpr size_t kPrefix = 20;  // u64 nanoseconds end in the year 2554: always 4-digit years
+
+const SecondText& second_text(uint64_t secs) {
+  thread_local SecondText c;
+  if (secs != c.secs) {
     time_t t_secs = static_cast<time_t>(secs);
     tm t{};
     gmtime_r(&t_secs, &t);
-    std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
-                  t.tm_hour, t.tm_min, t.tm_sec);
-    cached_sec = secs;
+    std::snprintf(c.prefix, sizeof c.prefix, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1,
+                  t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    c.decimal_len = static_cast<size_t>(std::to_chars(c.decimal, c.decimal + sizeof c.decimal, secs).ptr - c.decimal);
+    c.secs = secs;
   }
-  std::memcpy(buf, cached, kPrefix);
-  for (int i = 8; i >= 0; i--) {
-    buf[kPrefix + static_cast<size_t>(i)] = static_cast<char>('0' + nanos % 10);
-    nanos /= 10;
+  return c;
+}
+
+// The nine digits of the nanoseconds, two at a time.
+void put_nanos(char* p, unsigned nanos) {
+  static constexpr char kPairs[] =
+      "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+      "8081828384858687888990919293949596979899";
+  for (int i = 7; i >= 1; i -= 2) {
+    std::memcpy(p + i, kPairs + 2 * (nanos % 100), 2);
+    nanos /= 100;
   }
+  p[0] = static_cast<char>('0' + nanos);
+}
+}  // namespace
+
+size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]) {
+  const SecondText& c = second_text(unix_ns / 1'000'000'000);
+  std::memcpy(buf, c.prefix, kPrefix);
+  put_nanos(buf + kPrefix, static_cast<unsigned>(unix_ns % 1'000'000'000));
   buf[kPrefix + 9] = 'Z';
   return kPrefix + 10;
+}
+
+void format_instant(uint64_t unix_ns, InstantText& out) {
+  uint64_t secs = unix_ns / 1'000'000'000;
+  out.rfc3339_len = format_rfc3339(unix_ns, out.rfc3339);
+  if (secs == 0) {  // no leading zeros
+    out.decimal_len =
+        static_cast<size_t>(std::to_chars(out.decimal, out.decimal + sizeof out.decimal, unix_ns).ptr - out.decimal);
+    return;
+  }
+  const SecondText& c = second_text(secs);
+  std::memcpy(out.decimal, c.decimal, c.decimal_len);
+  std::memcpy(out.decimal + c.decimal_len, out.rfc3339 + kPrefix, 9);
+  out.decimal_len = c.decimal_len + 9;
 }
 
 std::string format_rfc3339(uint64_t unix_ns) {

@@ -33,6 +33,15 @@ std::string format_rfc3339(uint64_t unix_ns);
 // The same into buf (no allocation); returns its length.
 constexpr size_t kRfc3339Max = 40;
 size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]);
+// Both texts of one instant, as every record's head has them: RFC 3339 and
+// the decimal nanoseconds (which end in the same nine digits).
+struct InstantText {
+  char rfc3339[kRfc3339Max];
+  size_t rfc3339_len;
+  char decimal[24];
+  size_t decimal_len;
+};
+void format_instant(uint64_t unix_ns, InstantText& out);
 // 10:03:12.123 (local time), for the table
 std::string format_clock_local(uint64_t unix_ns);
 // "1.234ms", "15.2s", ...

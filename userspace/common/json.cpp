@@ -161,12 +161,11 @@ unsigned decimal_digits(uint64_t v) {
 }
 }  // namespace
 
-char* put_u64(char* p, uint64_t v) {
-  unsigned n = decimal_digits(v);
-  char* end = p + n;
-  char* q = end;
+namespace {
+// The digits of v < 2^32 ending at q, two per step in 32-bit arithmetic.
+inline void put_u32_back(char* q, uint32_t v) {
   while (v >= 100) {
-    auto r = static_cast<unsigned>(v % 100);
+    uint32_t r = v % 100;
     v /= 100;
     q -= 2;
     std::memcpy(q, kPairs.d + 2 * r, 2);
@@ -177,6 +176,24 @@ char* put_u64(char* p, uint64_t v) {
   } else {
     *--q = static_cast<char>('0' + v);
   }
+}
+}  // namespace
+
+char* put_u64(char* p, uint64_t v) {
+  char* end = p + decimal_digits(v);
+  char* q = end;
+  // the low eight digits at a time while more follow (a boot-time
+  // nanosecond count has 19), then the rest in 32 bits
+  while (v > UINT32_MAX) {
+    auto low = static_cast<uint32_t>(v % 100'000'000);
+    v /= 100'000'000;
+    for (int i = 0; i < 4; i++) {
+      q -= 2;
+      std::memcpy(q, kPairs.d + 2 * (low % 100), 2);
+      low /= 100;
+    }
+  }
+  put_u32_back(q, static_cast<uint32_t>(v));
   return end;
 }
 
@@ -209,6 +226,13 @@ JsonObject::JsonObject(std::string& out) : out_(out) {
   *p_++ = '{';
 }
 
+JsonObject::JsonObject(std::string& buf, Overwrite) : out_(buf), overwrite_(true) {
+  if (out_.size() < kRoomAhead) out_.resize(kRoomAhead);
+  p_ = out_.data();
+  end_ = out_.data() + out_.size();
+  *p_++ = '{';
+}
+
 void JsonObject::grow(size_t n) {
   size_t used = static_cast<size_t>(p_ - out_.data());
   out_.resize(std::max(used + n, out_.size() * 2));
@@ -221,7 +245,8 @@ void JsonObject::finish(std::string_view tail) {
   done_ = true;
   char* p = room(tail.size());
   std::memcpy(p, tail.data(), tail.size());
-  out_.resize(static_cast<size_t>(p + tail.size() - out_.data()));
+  length_ = static_cast<size_t>(p + tail.size() - out_.data());
+  if (!overwrite_) out_.resize(length_);
 }
 
 }  // namespace portghost

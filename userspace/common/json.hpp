@@ -23,6 +23,20 @@ size_t plain_prefix(std::string_view s);
 inline size_t quoted_max(std::string_view s, size_t plain) { return plain + (s.size() - plain) * 6 + 2; }
 // Writes s quoted and escaped at p; returns the end.
 char* put_quoted(char* p, std::string_view s, size_t plain);
+// Copies n bytes: up to 16 by two overlapping word moves, not a call.
+inline void copy_small(char* p, const char* s, size_t n) {
+  if (n >= 8 && n <= 16) {
+    std::memcpy(p, s, 8);
+    std::memcpy(p + n - 8, s + n - 8, 8);
+  } else if (n >= 4 && n < 8) {
+    std::memcpy(p, s, 4);
+    std::memcpy(p + n - 4, s + n - 4, 4);
+  } else if (n < 4) {
+    for (size_t i = 0; i < n; i++) p[i] = s[i];
+  } else {
+    std::memcpy(p, s, n);
+  }
+}
 // Decimal text of v at p (at most 20 bytes); returns the end. Two digits per
 // step from a table, written backwards from the end that the digit count gives.
 char* put_u64(char* p, uint64_t v);
@@ -34,6 +48,11 @@ char* put_u64(char* p, uint64_t v);
 class JsonObject {
  public:
   explicit JsonObject(std::string& out);
+  // Writes over buf from its start and leaves its size alone, so the room
+  // stays for the next object: the text is buf[0, length()) once closed.
+  struct Overwrite {};
+  JsonObject(std::string& buf, Overwrite);
+  size_t length() const { return length_; }
   ~JsonObject() { finish(); }
   JsonObject(const JsonObject&) = delete;
   JsonObject& operator=(const JsonObject&) = delete;
@@ -51,7 +70,7 @@ class JsonObject {
   JsonObject& ascii(std::string_view key, std::string_view value) {
     char* p = put_key(room(key.size() + kKeyExtra + value.size() + 2), key);
     *p++ = '"';
-    std::memcpy(p, value.data(), value.size());
+    json_detail::copy_small(p, value.data(), value.size());
     p += value.size();
     *p++ = '"';
     p_ = p;
@@ -71,6 +90,13 @@ class JsonObject {
     char* p = put_key(room(key.size() + kKeyExtra + json.size()), key);
     std::memcpy(p, json.data(), json.size());
     p_ = p + json.size();
+    return *this;
+  }
+  // Members rendered before (",\"k\":v,..."), after at least one other.
+  JsonObject& members(std::string_view text) {
+    char* p = room(text.size());
+    std::memcpy(p, text.data(), text.size());
+    p_ = p + text.size();
     return *this;
   }
   JsonObject& boolean(std::string_view key, bool value) { return value ? raw(key, "true") : raw(key, "false"); }
@@ -107,6 +133,8 @@ class JsonObject {
   char* end_;
   bool first_ = true;
   bool done_ = false;
+  bool overwrite_ = false;
+  size_t length_ = 0;
 };
 
 }  // namespace portghost

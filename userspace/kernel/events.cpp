@@ -7,7 +7,7 @@
 
 namespace portghost {
 
-std::string format_addr(Family family, const uint8_t addr[16]) {
+void format_addr_to(AddrText& out, Family family, const uint8_t addr[16]) {
   if (family == Family::Ipv4) {  // by hand: inet_ntop formats IPv4 with sprintf
     char buf[16];
     size_t n = 0;
@@ -18,11 +18,18 @@ std::string format_addr(Family family, const uint8_t addr[16]) {
       if (v >= 10) buf[n++] = static_cast<char>('0' + v / 10 % 10);
       buf[n++] = static_cast<char>('0' + v % 10);
     }
-    return std::string(buf, n);
+    out.assign(buf, n);
+    return;
   }
   char buf[INET6_ADDRSTRLEN] = {};
   inet_ntop(AF_INET6, addr, buf, sizeof buf);
-  return buf;
+  out.assign_cstr(buf, sizeof buf);
+}
+
+std::string format_addr(Family family, const uint8_t addr[16]) {
+  AddrText s;
+  format_addr_to(s, family, addr);
+  return s.str();
 }
 
 bool addr_is_unspecified(Family family, const uint8_t addr[16]) {
@@ -60,8 +67,8 @@ std::string cmdline_from_args(const char* buf, size_t len) {
 
 namespace {
 
-std::optional<Event> decode_sock(const pg_sock_event& r) {
-  SockEvent e{};
+// Every field of e is set: it may hold the previous record.
+bool decode_sock(const pg_sock_event& r, SockEvent& e) {
   switch (r.kind) {
     case PG_KIND_ASSIGN: e.kind = SockEvent::Kind::Assign; break;
     case PG_KIND_RELEASE: e.kind = SockEvent::Kind::Release; break;
@@ -70,9 +77,9 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
   }
   if (r.proto != PG_IPPROTO_TCP && r.proto != PG_IPPROTO_UDP && r.proto != PG_IPPROTO_UDPLITE &&
       r.proto != PG_IPPROTO_SCTP)
-    return std::nullopt;
-  if (r.family != PG_AF_INET && r.family != PG_AF_INET6) return std::nullopt;
-  if (r.how > PG_HOW_FASTOPEN) return std::nullopt;
+    return false;
+  if (r.family != PG_AF_INET && r.family != PG_AF_INET6) return false;
+  if (r.how > PG_HOW_FASTOPEN) return false;
   e.how = static_cast<How>(r.how);
   e.proto = static_cast<Proto>(r.proto);
   e.family = static_cast<Family>(r.family);
@@ -88,21 +95,22 @@ std::optional<Event> decode_sock(const pg_sock_event& r) {
   e.netns = r.netns;
   e.lport = r.lport;
   e.rport = r.rport;
-  if (r.range_lo <= r.range_hi && r.range_hi != 0) {
-    e.range_lo = r.range_lo;
-    e.range_hi = r.range_hi;
-  }
-  if (e.kind == SockEvent::Kind::Release) {
-    e.assigned_boot_ns = r.ino;
-    e.holder = r.holder;
-  } else {
-    e.ino = r.ino;
-  }
-  e.laddr = format_addr(e.family, r.laddr);
-  if (r.rport != 0 || !addr_is_unspecified(e.family, r.raddr)) e.raddr = format_addr(e.family, r.raddr);
-  e.comm = from_cstr(r.comm, sizeof r.comm);
-  e.thread = from_cstr(r.thread, sizeof r.thread);
-  return e;
+  bool ranged = r.range_lo <= r.range_hi && r.range_hi != 0;
+  e.range_lo = ranged ? r.range_lo : 0;
+  e.range_hi = ranged ? r.range_hi : 0;
+  bool release = e.kind == SockEvent::Kind::Release;
+  e.assigned_boot_ns = release ? r.ino : 0;
+  e.holder = release ? r.holder : 0;
+  e.ino = release ? 0 : r.ino;
+  format_addr_to(e.laddr, e.family, r.laddr);
+  if (r.rport != 0 || !addr_is_unspecified(e.family, r.raddr))
+    format_addr_to(e.raddr, e.family, r.raddr);
+  else
+    e.raddr.clear();
+  e.comm.assign_cstr(r.comm, sizeof r.comm);
+  e.thread.assign_cstr(r.thread, sizeof r.thread);
+  e.reconciled = false;
+  return true;
 }
 
 TaskEvent decode_task(const pg_task_event& r) {
@@ -120,6 +128,24 @@ TaskEvent decode_task(const pg_task_event& r) {
 
 }  // namespace
 
+bool is_sock_record(const void* data, size_t size) {
+  if (data == nullptr || size < 1) return false;
+  switch (*static_cast<const uint8_t*>(data)) {
+    case PG_KIND_ASSIGN:
+    case PG_KIND_RELEASE:
+    case PG_KIND_EXISTING:
+    case PG_KIND_EXHAUSTED: return true;
+    default: return false;
+  }
+}
+
+bool decode_sock_into(const void* data, size_t size, SockEvent& e) {
+  if (!is_sock_record(data, size) || size < sizeof(pg_sock_event)) return false;
+  pg_sock_event r;
+  std::memcpy(&r, data, sizeof r);
+  return decode_sock(r, e);
+}
+
 std::optional<Event> decode(const void* data, size_t size) {
   if (data == nullptr || size < 1) return std::nullopt;
   uint8_t kind = *static_cast<const uint8_t*>(data);
@@ -128,10 +154,9 @@ std::optional<Event> decode(const void* data, size_t size) {
     case PG_KIND_RELEASE:
     case PG_KIND_EXISTING:
     case PG_KIND_EXHAUSTED: {
-      if (size < sizeof(pg_sock_event)) return std::nullopt;
-      pg_sock_event r;
-      std::memcpy(&r, data, sizeof r);
-      return decode_sock(r);
+      SockEvent e{};
+      if (!decode_sock_into(data, size, e)) return std::nullopt;
+      return e;
     }
     case PG_KIND_FORK:
     case PG_KIND_EXIT: {

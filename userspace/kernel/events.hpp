@@ -10,6 +10,7 @@
 #include <string_view>
 #include <variant>
 
+#include "common/fixed_text.hpp"
 #include "common/net.hpp"
 
 extern "C" {
@@ -60,8 +61,8 @@ struct SockEvent {
   // for a socket the consumer's table no longer holds
   uint64_t assigned_boot_ns = 0;
   uint32_t holder = 0;
-  std::string laddr, raddr;  // textual; raddr empty when unset
-  std::string comm, thread;
+  AddrText laddr, raddr;  // textual; raddr empty when unset
+  CommText comm, thread;
   bool reconciled = false;  // release: made by the consumer, the socket was found gone
 
   bool has(uint16_t flag) const { return (flags & flag) != 0; }
@@ -83,9 +84,15 @@ using Event = std::variant<SockEvent, TaskEvent>;
 // Decodes one record. nullopt for a record too short for its kind, or of an
 // unknown kind: the stream is never trusted blindly.
 std::optional<Event> decode(const void* data, size_t size);
+// The hot path's form: is it an assign, release, existing or exhausted
+// record? And then its decoding into e, whose text storage is reused (false:
+// malformed, e unspecified).
+bool is_sock_record(const void* data, size_t size);
+bool decode_sock_into(const void* data, size_t size, SockEvent& e);
 
 // Text of an address: "127.0.0.1", "::1", "::ffff:10.0.0.1".
 std::string format_addr(Family family, const uint8_t addr[16]);
+void format_addr_to(AddrText& out, Family family, const uint8_t addr[16]);
 bool addr_is_unspecified(Family family, const uint8_t addr[16]);
 inline bool addr_text_unspecified(std::string_view a) { return a == "0.0.0.0" || a == "::"; }
 // "a\0b\0c\0" (leaf first) -> "/c/b/a"

@@ -9,8 +9,11 @@ namespace portghost {
 namespace {
 
 void head(JsonObject& o, std::string_view type, uint64_t ts) {
-  char when[kRfc3339Max];
-  o.ascii("type", type).ascii("ts", std::string_view(when, format_rfc3339(ts, when))).num("ts_ns", ts);
+  InstantText when;
+  format_instant(ts, when);
+  o.ascii("type", type)
+      .ascii("ts", std::string_view(when.rfc3339, when.rfc3339_len))
+      .raw("ts_ns", std::string_view(when.decimal, when.decimal_len));
 }
 
 template <class T>
@@ -38,6 +41,19 @@ void attribution(JsonObject& o, const PortRecord& r) {
   o.opt_str("container", r.container).boolean("kernel", r.kernel);
 }
 
+template <class A, class B>
+bool same(const std::optional<A>& a, const std::optional<B>& b) {
+  return a.has_value() == b.has_value() && (!a || *a == *b);
+}
+
+template <class A, class B>
+void keep(std::optional<A>& a, const std::optional<B>& b) {
+  if (b)
+    a.emplace(*b);
+  else
+    a.reset();
+}
+
 std::string string_array(const std::vector<std::string>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); i++) {
@@ -58,23 +74,92 @@ std::string counts_object(const M& m) {
 
 }  // namespace
 
-std::string JsonSink::render(const PortRecord& r, const std::string& host) {
+bool AttributionCache::Slot::matches(const PortRecord& r) const {
+  return used && kernel == r.kernel && same(tid, r.tid) && same(pid, r.pid) && same(ppid, r.ppid) && same(uid, r.uid) &&
+         same(netns, r.netns) && same(cgroup_id, r.cgroup_id) && same(comm, r.comm) && same(thread, r.thread) &&
+         same(exe, r.exe) && same(cmdline, r.cmdline) && same(container, r.container);
+}
+
+void AttributionCache::Slot::fill(const PortRecord& r) {
+  used = true;
+  keep(pid, r.pid);
+  keep(tid, r.tid);
+  keep(ppid, r.ppid);
+  keep(uid, r.uid);
+  keep(netns, r.netns);
+  keep(cgroup_id, r.cgroup_id);
+  keep(comm, r.comm);
+  keep(thread, r.thread);
+  keep(exe, r.exe);
+  keep(cmdline, r.cmdline);
+  keep(container, r.container);
+  kernel = r.kernel;
+  // rendered as the members of an object that has one before them
+  text.clear();
+  {
+    JsonObject o(text);
+    o.raw("", "");
+    attribution(o, r);
+    o.end();
+  }
+  // {"":,"pid":...}  ->  ,"pid":...
+  text.erase(0, 4);
+  text.pop_back();
+}
+
+std::string_view AttributionCache::members(const PortRecord& r) {
+  Slot& s = slots_[(r.tid.value_or(0) ^ r.pid.value_or(0)) % kSlots];
+  if (s.matches(r)) {
+    hits_++;
+    return s.text;
+  }
+  s.fill(r);
+  return s.text;
+}
+
+namespace {
+void attribute(JsonObject& o, const PortRecord& r, AttributionCache* cache) {
+  if (cache)
+    o.members(cache->members(r));
+  else
+    attribution(o, r);
+}
+}  // namespace
+
+JsonSink::JsonSink(Output& out, std::string host)
+    : out_(out), host_(std::move(host)), host_member_(host_member_of(host_)) {}
+
+std::string JsonSink::host_member_of(const std::string& host) {
+  if (host.empty()) return "";
   std::string s;
-  render_to(s, r, host);
+  {
+    JsonObject o(s);
+    o.str("host", host);
+    o.end();
+  }
+  // {"host":"..."}  ->  ,"host":"..."
+  s.front() = ',';
+  s.pop_back();
   return s;
 }
 
-void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string& host) {
+std::string JsonSink::render(const PortRecord& r, const std::string& host) {
+  std::string s;
   JsonObject o(s);
+  render_into(o, r, host_member_of(host), nullptr);
+  return s;
+}
+
+void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache) {
   head(o, type_name(r.type), r.ts_ns);
   if (r.type == PortRecord::Type::Exhausted) {
     o.num("sock", r.sock).ascii("proto", to_string(r.proto)).ascii("family", to_string(r.family));
     opt_addr(o, "raddr", r.raddr);
     opt_u(o, "rport", r.rport);
     o.ascii("how", r.how ? to_string(*r.how) : "unknown");
-    attribution(o, r);
+    attribute(o, r, cache);
     opt_u(o, "held", r.held);
-    if (!host.empty()) o.str("host", host);
+    if (!host_member.empty()) o.members(host_member);
     o.close();
     return;
   }
@@ -94,7 +179,7 @@ void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string&
     o.opt_str("closer_comm", r.closer_comm);
     if (r.reconciled) o.ascii("reason", "reconciled");
     if (r.mptcp) o.boolean("mptcp", true);
-    if (!host.empty()) o.str("host", host);
+    if (!host_member.empty()) o.members(host_member);
     o.close();
     return;
   }
@@ -106,18 +191,18 @@ void JsonSink::render_to(std::string& s, const PortRecord& r, const std::string&
     o.boolean("ephemeral", *r.ephemeral);
   else
     o.null("ephemeral");
-  attribution(o, r);
+  attribute(o, r, cache);
   if (r.state) o.ascii("state", *r.state);
   if (r.late) o.boolean("late", true);
   if (r.mptcp) o.boolean("mptcp", true);
-  if (!host.empty()) o.str("host", host);
+  if (!host_member.empty()) o.members(host_member);
   o.close();
 }
 
 void JsonSink::port(const PortRecord& r) {
-  line_.clear();
-  render_to(line_, r, host_);
-  out_.write(line_);
+  JsonObject o(line_, JsonObject::Overwrite{});
+  render_into(o, r, host_member_, &attribution_);
+  out_.write(std::string_view(line_.data(), o.length()));
 }
 
 void JsonSink::start(const StartRecord& r) {
@@ -165,7 +250,7 @@ void JsonSink::lost(const LostRecord& r) {
 }
 
 void JsonSink::finish(JsonObject& o, const std::string& s) {
-  if (!host_.empty()) o.str("host", host_);
+  if (!host_member_.empty()) o.members(host_member_);
   o.close();
   out_.write(s);
 }

@@ -1,6 +1,8 @@
 // JSON Lines: one object per record, the log contract (docs/event-schema.md).
 #pragma once
 
+#include <array>
+#include <optional>
 #include <string>
 
 #include "common/json.hpp"
@@ -9,11 +11,37 @@
 
 namespace portghost {
 
+// The attribution of a task (pid .. kernel), rendered once and reused while
+// the same task takes ports: most of a record's text, and most of its cost.
+// A slot holds the values it was rendered from and is used only when every
+// one of them is equal again, so a stale slot can never be written.
+class AttributionCache {
+ public:
+  // The rendered members for r (",\"pid\":..,\"kernel\":false"), from a slot or new.
+  std::string_view members(const PortRecord& r);
+  uint64_t hits() const { return hits_; }
+
+ private:
+  struct Slot {
+    bool used = false;
+    std::optional<uint32_t> pid, tid, ppid, uid, netns;
+    std::optional<uint64_t> cgroup_id;
+    std::optional<std::string> comm, thread, exe, cmdline, container;
+    bool kernel = false;
+    std::string text;
+    bool matches(const PortRecord& r) const;
+    void fill(const PortRecord& r);
+  };
+  static constexpr size_t kSlots = 64;  // by tid: a busy server's threads each keep one
+  std::array<Slot, kSlots> slots_;
+  uint64_t hits_ = 0;
+};
+
 class JsonSink : public Sink {
  public:
   // host: when set, every record ends with "host" (merged logs of many hosts
   // stay attributable).
-  explicit JsonSink(Output& out, std::string host = "") : out_(out), host_(std::move(host)) {}
+  explicit JsonSink(Output& out, std::string host = "");
   void start(const StartRecord& r) override;
   void port(const PortRecord& r) override;
   void lost(const LostRecord& r) override;
@@ -23,13 +51,18 @@ class JsonSink : public Sink {
 
   // One record's line (with its newline), as port() writes it.
   static std::string render(const PortRecord& r, const std::string& host = "");
-  static void render_to(std::string& s, const PortRecord& r, const std::string& host);
 
  private:
+  // The record's members into o. host_member: ',"host":..' or empty;
+  // cache: where the attribution of the same task is reused (none: rendered).
+  static void render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache);
+  static std::string host_member_of(const std::string& host);
   void finish(JsonObject& o, const std::string& s);  // host last, close, write
   Output& out_;
   std::string host_;
-  std::string line_;  // reused: no allocation per record
+  std::string host_member_;  // ,"host":"..." rendered once (empty without a host)
+  std::string line_;         // reused: no allocation per record
+  AttributionCache attribution_;
 };
 
 }  // namespace portghost

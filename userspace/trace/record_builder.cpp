@@ -25,6 +25,13 @@ std::string_view tcp_state_name(uint8_t state) {
 // ---- RecordBuilder --------------------------------------------------------------
 
 void RecordBuilder::on_record(const void* data, size_t size) {
+  if (is_sock_record(data, size)) {
+    if (decode_sock_into(data, size, scratch_))
+      on_sock(scratch_);
+    else
+      malformed_++;
+    return;
+  }
   auto ev = decode(data, size);
   if (!ev) {
     malformed_++;

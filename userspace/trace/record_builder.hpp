@@ -79,6 +79,7 @@ class RecordBuilder {
   SocketTable table_;
   uint64_t written_[kWrittenTypes] = {};
   uint64_t malformed_ = 0;
+  SockEvent scratch_{};  // the record being handled: its strings' storage reused
   PortRanges ranges_;
   std::optional<Occupancy> occupancy_;  // with --warn-occupancy
 };

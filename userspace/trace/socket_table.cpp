@@ -39,18 +39,24 @@ void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
   held_.erase(it);
 }
 
-void SocketTable::insert(uint64_t cookie, Holder h) {
-  auto it = held_.find(cookie);
-  if (it != held_.end()) {
-    erase(it);
-  } else if (held_.size() >= max_entries_) {
-    // Bounded: the oldest holder cannot be found cheaply, any one goes. Its
-    // release will then be reported without a duration. Counted, never silent.
-    erase(held_.begin());
-    evicted_++;
-  }
-  port_ref(h.netns, h.proto, h.lport);
-  held_.emplace(cookie, std::move(h));
+// Bounded: the oldest holder cannot be found cheaply, any one goes. Its
+// release will then be reported without a duration. Counted, never silent.
+void SocketTable::evict_one_but(std::unordered_map<uint64_t, Holder>::iterator keep) {
+  auto victim = held_.begin();
+  if (victim == keep) ++victim;
+  if (victim == held_.end()) return;
+  erase(victim);
+  evicted_++;
+}
+
+void SocketTable::insert(uint64_t cookie, const Holder& h) {
+  auto [it, fresh] = held_.try_emplace(cookie);
+  if (!fresh)
+    port_unref(it->second.netns, it->second.proto, it->second.lport);
+  else if (held_.size() > max_entries_)
+    evict_one_but(it);
+  it->second = h;
+  port_ref(it->second.netns, it->second.proto, it->second.lport);
 }
 
 uint64_t SocketTable::held_in_range(uint32_t netns, Proto proto) const {
@@ -65,8 +71,7 @@ uint64_t SocketTable::held_in(uint32_t netns, Proto proto) const {
 
 namespace {
 // The socket half of a holder; who holds it is the caller's to say.
-SocketTable::Holder holder_of(const SockEvent& e, bool existing, bool hidden) {
-  SocketTable::Holder h;
+void fill_socket(SocketTable::Holder& h, const SockEvent& e, bool existing, bool hidden) {
   h.since_boot_ns = e.ts_boot_ns;
   h.existing = existing;
   h.hidden = hidden;
@@ -78,28 +83,41 @@ SocketTable::Holder holder_of(const SockEvent& e, bool existing, bool hidden) {
   h.proto = e.proto;
   h.netns = e.netns;
   h.how = e.how;
-  return h;
 }
 }  // namespace
 
 bool SocketTable::assign(const SockEvent& e, bool hidden) {
-  auto it = held_.find(e.cookie);
-  if (it != held_.end() && it->second.lport == e.lport) return false;
-  Holder h = holder_of(e, false, hidden);
-  if (!e.has(PG_F_KERNEL)) {
+  // built in its place in the table: the hot path copies each text once
+  auto [it, fresh] = held_.try_emplace(e.cookie);
+  Holder& h = it->second;
+  if (!fresh) {
+    if (h.lport == e.lport) return false;
+    port_unref(h.netns, h.proto, h.lport);
+  } else if (held_.size() > max_entries_) {
+    evict_one_but(it);
+  }
+  fill_socket(h, e, false, hidden);
+  if (e.has(PG_F_KERNEL)) {
+    h.pid.reset();
+    h.comm.reset();
+  } else {
     h.pid = e.pid;
     h.comm = e.comm;
   }
-  insert(e.cookie, std::move(h));
+  port_ref(h.netns, h.proto, h.lport);
   return true;
 }
 
 void SocketTable::existing(const SockEvent& e, std::optional<uint32_t> pid, std::optional<std::string> comm,
                            bool hidden) {
-  Holder h = holder_of(e, true, hidden);
+  Holder h;
+  fill_socket(h, e, true, hidden);
   h.pid = pid;
-  h.comm = std::move(comm);
-  insert(e.cookie, std::move(h));
+  if (comm)
+    h.comm = CommText(*comm);
+  else
+    h.comm.reset();
+  insert(e.cookie, h);
 }
 
 std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
@@ -115,7 +133,7 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     r.rport = e.rport;
     return r;
   }
-  Holder h = std::move(it->second);
+  Holder h = it->second;
   r.matched = true;
   erase(it);
   // the active closer's port stays taken in TIME_WAIT (releases come in
@@ -129,15 +147,21 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   if (h.hidden) return std::nullopt;
   if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
   r.pid = h.pid;
-  r.comm = std::move(h.comm);
+  r.comm = h.comm;
   // The sock_release hook cannot read the local address: the assign knows it.
   bool has_local = e.lport != 0;
   r.lport = has_local ? e.lport : h.lport;
-  r.laddr = has_local && !addr_text_unspecified(e.laddr) ? e.laddr : h.laddr;
+  if (has_local && !addr_text_unspecified(e.laddr))
+    r.laddr = e.laddr;
+  else
+    r.laddr = h.laddr;
   // a failed connect has forgotten its peer by the time the file is released
   bool has_peer = !e.raddr.empty() && e.rport != 0;
-  r.raddr = has_peer ? e.raddr : h.raddr;
   r.rport = has_peer ? e.rport : h.rport;
+  if (has_peer)
+    r.raddr = e.raddr;
+  else
+    r.raddr = h.raddr;
   return r;
 }
 

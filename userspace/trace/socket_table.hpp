@@ -23,11 +23,11 @@ class SocketTable {
     bool existing = false;       // held before the trace: no known start
     bool hidden = false;         // filtered out: its release is hidden too
     std::optional<uint32_t> pid;
-    std::optional<std::string> comm;
+    std::optional<CommText> comm;
     Family family = Family::Ipv4;
-    std::string laddr;
+    AddrText laddr;
     uint16_t lport = 0;
-    std::string raddr;  // empty: not connected when assigned
+    AddrText raddr;  // empty: not connected when assigned
     uint16_t rport = 0;
     Proto proto = Proto::Tcp;
     uint32_t netns = 0;
@@ -39,10 +39,10 @@ class SocketTable {
     bool matched = false;                 // the table held the socket
     std::optional<uint64_t> duration_ns;  // null: the assign was not seen
     std::optional<uint32_t> pid;          // the assigner
-    std::optional<std::string> comm;
-    std::string laddr;  // filled from the assign when the release lacks it
+    std::optional<CommText> comm;
+    AddrText laddr;  // filled from the assign when the release lacks it
     uint16_t lport = 0;
-    std::string raddr;  // empty: unknown
+    AddrText raddr;  // empty: unknown
     uint16_t rport = 0;
   };
 
@@ -80,7 +80,8 @@ class SocketTable {
   uint64_t evicted() const { return evicted_; }
 
  private:
-  void insert(uint64_t cookie, Holder h);
+  void insert(uint64_t cookie, const Holder& h);
+  void evict_one_but(std::unordered_map<uint64_t, Holder>::iterator keep);
   void erase(std::unordered_map<uint64_t, Holder>::iterator it);
   static uint64_t count_key(uint32_t netns, Proto p) { return (uint64_t{netns} << 8) | static_cast<uint8_t>(p); }
   static uint64_t port_key(uint32_t netns, Proto p, uint16_t port) { return count_key(netns, p) << 16 | port; }
