@@ -1,98 +1,139 @@
 #!/usr/bin/env bash
-# The root integration suite inside a qemu guest running Debian's stock
-# kernel (the image linux-image-amd64 depends on, its -unsigned variant):
-# a second kernel, with kprobes and fentry, next to the host's.
+# The root integration suite inside qemu guests running Debian's stock
+# kernels (the image each suite's linux-image-amd64 depends on, its
+# -unsigned variant): bullseye's 5.10 (the floor), bookworm's 6.1 and
+# trixie's 6.12, next to the host's own kernel (scripts/test.sh).
 #
-#   scripts/vmtest.sh [GTEST_FILTER]
+#   scripts/vmtest.sh [--kernels "bullseye bookworm trixie"] [GTEST_FILTER]
+#   PG_VMTEST_CMD='build/portghost trace --probe-report' scripts/vmtest.sh --kernels bullseye
+#                 runs that shell command in each guest instead of the suite
 #
-# The package is fetched with apt-get download and unpacked with dpkg -x
-# into the cache (PG_VMTEST_CACHE, default /var/cache/portghost/vmtest),
-# never installed. The guest boots the uncompressed vmlinux (faster under
-# TCG) with an initramfs of busybox, the test binaries at their build paths
-# and the shared libraries they need; it mounts proc, sys, cgroup2, bpffs and
-# tracefs, brings up lo and runs build/tests/integration_tests twice: with
-# the fentry/fexit hooks this kernel allows, and forced to the syscall-exit
-# fallback (--no-fentry). Its console
-# is the serial port; the last line says the result. Exit 0 only when the
-# suite ran and passed. Runs as root (dpkg -x keeps ownership).
+# The packages are fetched with apt-get download from a private sources
+# list and lists directory (the host's apt configuration is never read or
+# changed) and unpacked with dpkg -x into the cache (PG_VMTEST_CACHE,
+# default /var/cache/portghost/vmtest), never installed. A guest boots the
+# uncompressed vmlinux (faster under TCG) with an initramfs of busybox, the
+# test binaries at their build paths and the shared libraries they need; it
+# mounts proc, sys, cgroup2, bpffs and tracefs, brings up lo and runs
+# build/tests/integration_tests in each world its kernel allows: with the
+# fentry/fexit hooks where they load, and forced without them
+# (--no-fentry). Its console is the serial port. One line per kernel sums it
+# up (vmtest: 6.1.0-57-amd64: fexit 77/77, socket 75/77 (2 skipped)); the
+# script exits 0 only when every kernel's suite ran and passed. A kernel
+# that cannot be fetched fails the run. Runs as root (dpkg -x keeps
+# ownership).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-filter=${1:-*}
+suites="bullseye bookworm trixie"
+filter='*'
+while [ $# -gt 0 ]; do
+  case $1 in
+    --kernels) suites=$2; shift ;;
+    -*) echo "vmtest: unknown option $1" >&2; exit 2 ;;
+    *) filter=$1 ;;
+  esac
+  shift
+done
 ./scripts/deps.sh vmtest
 ./scripts/build.sh >/dev/null
 cache=${PG_VMTEST_CACHE:-/var/cache/portghost/vmtest}
 mkdir -p "$cache"
 log() { echo "vmtest: $*" >&2; }
 
-# ---- the kernel ----
-image=$( (apt-cache depends linux-image-amd64 2>/dev/null || true) |
-        sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
-[ -n "$image" ] || { log "cannot tell which kernel linux-image-amd64 depends on (apt-get update?)"; exit 1; }
-pkg=$image-unsigned
-kdir=$cache/$pkg
-if [ ! -f "$kdir/vmlinux" ]; then
-  deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
-  if [ -z "$deb" ]; then
-    log "downloading $pkg"
-    (cd "$cache" && apt-get download -q "$pkg" 2>&1 | grep -v "unsandboxed" >&2 || true)
+# ---- the kernels ----
+# apt with a sources list and lists of its own, one per suite
+apt_for() {  # SUITE: prints the apt options of that suite's private tree
+  local d=$cache/apt/$1
+  echo "-o Dir::Etc::sourcelist=$d/sources.list -o Dir::Etc::sourceparts=- -o Dir::State::Lists=$d/lists" \
+       "-o Dir::Cache=$d/cache -o Debug::NoLocking=1"
+}
+apt_update() {  # SUITE
+  local d=$cache/apt/$1
+  mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $1 main" \
+    >"$d/sources.list"
+  # a day old at most: the image a suite's meta-package names moves on
+  if [ -z "$(find "$d/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 2>/dev/null | head -1)" ]; then
+    # shellcheck disable=SC2046
+    apt-get $(apt_for "$1") -q update >"$d/update.log" 2>&1 ||
+      { log "$1: apt-get update failed (see $d/update.log)"; return 1; }
+  fi
+}
+
+# fetch_kernel SUITE: sets kdir (vmlinux and modules) and kver
+fetch_kernel() {
+  local suite=$1 image pkg deb vmlinuz off file_magic
+  apt_update "$suite" || return 1
+  # shellcheck disable=SC2046
+  image=$( (apt-cache $(apt_for "$suite") depends linux-image-amd64 2>/dev/null || true) |
+          sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+  [ -n "$image" ] || { log "$suite: cannot tell which kernel linux-image-amd64 depends on"; return 1; }
+  pkg=$image-unsigned
+  kdir=$cache/$pkg
+  kver=${image#linux-image-}
+  if [ ! -f "$kdir/vmlinux" ]; then
     deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
-    [ -n "$deb" ] || { log "apt-get download $pkg failed"; exit 1; }
+    if [ -z "$deb" ]; then
+      log "$suite: downloading $pkg"
+      # shellcheck disable=SC2046
+      (cd "$cache" && apt-get $(apt_for "$suite") download -q "$pkg" 2>&1 | grep -v "unsandboxed" >&2 || true)
+      deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
+      [ -n "$deb" ] || { log "$suite: apt-get download $pkg failed"; return 1; }
+    fi
+    rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
+    dpkg -x "$deb" "$kdir.tmp/root"
+    vmlinuz=$( (ls "$kdir.tmp"/root/boot/vmlinuz-* 2>/dev/null || true) | head -1)
+    [ -n "$vmlinuz" ] || { log "no vmlinuz in $deb"; return 1; }
+    # the bzImage wraps an xz stream: the uncompressed ELF boots faster
+    # (its magic is FD '7zXZ' 00: the first '7zXZ' is one byte into it)
+    off=$( (LC_ALL=C grep -obUa '7zXZ' "$vmlinuz" || true) | head -1 | cut -d: -f1)
+    [ -n "$off" ] || { log "no xz stream in $vmlinuz"; return 1; }
+    # the stream is followed by other data: read exactly one, and insist on it
+    # (xz stops reading there, so tail may die of SIGPIPE: judge xz alone)
+    set +o pipefail
+    if ! tail -c +"$off" "$vmlinuz" | xz -dcq --single-stream >"$kdir.tmp/vmlinux"; then
+      set -o pipefail
+      log "cannot decompress the kernel in $vmlinuz"
+      return 1
+    fi
+    set -o pipefail
+    file_magic=$(head -c 4 "$kdir.tmp/vmlinux" | od -An -c | tr -d ' ')
+    [ "$file_magic" = '177ELF' ] || { log "no ELF vmlinux inside $vmlinuz"; return 1; }
+    rm -rf "$kdir.tmp/root"
+    rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
   fi
-  rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
-  dpkg -x "$deb" "$kdir.tmp/root"
-  vmlinuz=$( (ls "$kdir.tmp"/root/boot/vmlinuz-* 2>/dev/null || true) | head -1)
-  [ -n "$vmlinuz" ] || { log "no vmlinuz in $deb"; exit 1; }
-  # the bzImage wraps an xz stream: the uncompressed ELF boots faster
-  # (its magic is FD '7zXZ' 00: the first '7zXZ' is one byte into it)
-  off=$( (LC_ALL=C grep -obUa '7zXZ' "$vmlinuz" || true) | head -1 | cut -d: -f1)
-  [ -n "$off" ] || { log "no xz stream in $vmlinuz"; exit 1; }
-  # the stream is followed by other data: read exactly one, and insist on it
-  # (xz stops reading there, so tail may die of SIGPIPE: judge xz alone)
-  set +o pipefail
-  if ! tail -c +"$off" "$vmlinuz" | xz -dcq --single-stream >"$kdir.tmp/vmlinux"; then
-    log "cannot decompress the kernel in $vmlinuz"
-    exit 1
+  # the modules a vxlan device needs (the reconciliation test makes one) and
+  # SCTP (with the crc32c it checksums with), taken out of the same package;
+  # they are loaded in the guest at boot, in this order
+  local have_mods=1 m paths=()
+  for m in "${mods[@]}"; do [ -f "$kdir/modules/$(basename "$m")" ] || have_mods=0; done
+  if [ $have_mods -eq 0 ]; then
+    deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
+    [ -n "$deb" ] || { log "no $pkg package in $cache to take modules from"; return 1; }
+    rm -rf "$kdir/modules.tmp" && mkdir -p "$kdir/modules.tmp"
+    for m in "${mods[@]}"; do paths+=("./lib/modules/$kver/$m"); done
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/modules.tmp" "${paths[@]}" ||
+      { log "cannot take the modules out of $deb"; return 1; }
+    mkdir -p "$kdir/modules"
+    for m in "${mods[@]}"; do mv "$kdir/modules.tmp/lib/modules/$kver/$m" "$kdir/modules/"; done
+    rm -rf "$kdir/modules.tmp"
   fi
-  set -o pipefail
-  file_magic=$(head -c 4 "$kdir.tmp/vmlinux" | od -An -c | tr -d ' ')
-  [ "$file_magic" = '177ELF' ] || { log "no ELF vmlinux inside $vmlinuz"; exit 1; }
-  cp "$vmlinuz" "$kdir.tmp/vmlinuz"
-  rm -rf "$kdir.tmp/root"
-  rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
-fi
-kver=${image#linux-image-}
-# the modules a vxlan device needs (the reconciliation test makes one) and
-# SCTP (with the crc32c it checksums with), taken out of the same package;
-# they are loaded in the guest at boot, in this order
+}
 mods=(kernel/net/ipv4/udp_tunnel.ko kernel/net/ipv6/ip6_udp_tunnel.ko kernel/drivers/net/vxlan/vxlan.ko
       kernel/crypto/crc32c_generic.ko kernel/lib/libcrc32c.ko kernel/net/sctp/sctp.ko)
-have_mods=1
-for m in "${mods[@]}"; do [ -f "$kdir/modules/$(basename "$m")" ] || have_mods=0; done
-if [ $have_mods -eq 0 ]; then
-  deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
-  [ -n "$deb" ] || { log "no $pkg package in $cache to take modules from"; exit 1; }
-  rm -rf "$kdir/modules.tmp" && mkdir -p "$kdir/modules.tmp"
-  paths=()
-  for m in "${mods[@]}"; do paths+=("./lib/modules/$kver/$m"); done
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/modules.tmp" "${paths[@]}" ||
-    { log "cannot take the modules out of $deb"; exit 1; }
-  mkdir -p "$kdir/modules"
-  for m in "${mods[@]}"; do mv "$kdir/modules.tmp/lib/modules/$kver/$m" "$kdir/modules/"; done
-  rm -rf "$kdir/modules.tmp"
-fi
 
-# ---- the initramfs ----
+# ---- the initramfs (its modules are each kernel's) ----
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root}
 cp /bin/busybox "$root/bin/busybox"
-mkdir -p "$root/modules"
-for m in "${mods[@]}"; do cp "$kdir/modules/$(basename "$m")" "$root/modules/"; done
 for a in sh mount umount mkdir ip poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname insmod; do
   ln -sf busybox "$root/bin/$a"
 done
 bins=("$PWD/build/portghost" "$PWD/build/tests/integration_tests" "$PWD/build/tests/pg_fire")
+# for a command of one's own in the guest (PG_VMTEST_CMD): bpftool feature probe
+[ -n "${PG_VMTEST_CMD:-}" ] && [ -x /usr/sbin/bpftool ] && bins+=(/usr/sbin/bpftool)
 # the capability-set test runs the tracer under setpriv (util-linux)
 [ -x /usr/bin/setpriv ] && bins+=(/usr/bin/setpriv)
 # the reconciliation test makes a vxlan device with ip(8) (iproute2)
@@ -111,7 +152,23 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 echo vmtest >"$root/etc/hostname"
-cat >"$root/init" <<INIT
+
+# The worlds each kernel must choose, each a run of the suite: WORLD (with
+# fentry/fexit allowed) or WORLD:--no-fentry (forced without). 6.1 has no
+# tp_btf/sock_send_length, so without fexit it falls back to the syscall exits.
+worlds_of() {  # SUITE
+  case $1 in
+    bullseye) echo "socket" ;;
+    bookworm) echo "fexit syscall:--no-fentry" ;;
+    *) echo "fexit socket:--no-fentry" ;;
+  esac
+}
+
+# make_init RUN...: the guest's init, one suite run per RUN
+make_init() {
+  local run world extra
+  {
+    cat <<INIT
 #!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -126,52 +183,100 @@ for m in $(printf '%s ' "${mods[@]}" | sed 's|[^ ]*/||g'); do insmod /modules/\$
 hostname vmtest 2>/dev/null
 echo "vmtest: kernel \$(uname -r)"
 cd /tmp
-# this kernel has fentry/fexit: the suite in that world, then forced back
-# to the syscall-exit world (6.1 has no sock_send_length)
-echo "vmtest: suite in the fexit world"
-PG_EXPECT_WORLD=fexit $PWD/build/tests/integration_tests --gtest_filter='$filter' --gtest_color=no
-r1=\$?
-echo "vmtest: suite in the syscall-exit world (--no-fentry)"
-PG_EXPECT_WORLD=syscall PG_TRACE_EXTRA=--no-fentry $PWD/build/tests/integration_tests --gtest_filter='$filter' --gtest_color=no
-r2=\$?
-echo "vmtest: fexit world exit \$r1, syscall-exit world exit \$r2"
-echo "vmtest: result \$((r1 | r2))"
+r=0
+INIT
+    if [ -n "${PG_VMTEST_CMD:-}" ]; then
+      printf 'cd %s\n%s\necho "vmtest: command exit $?"\ncd /tmp\n' "$PWD" "$PG_VMTEST_CMD"
+      set --
+    fi
+    for run in "$@"; do
+      world=${run%%:*} extra=
+      [ "$run" = "$world" ] || extra=${run#*:}
+      cat <<INIT
+echo "vmtest: world $world begins $extra"
+PG_EXPECT_WORLD=$world PG_TRACE_EXTRA='$extra' $PWD/build/tests/integration_tests --gtest_filter='$filter' --gtest_color=no
+x=\$?
+echo "vmtest: world $world exit \$x"
+r=\$((r | x))
+INIT
+    done
+    cat <<INIT
+echo "vmtest: result \$r"
 poweroff -f
 INIT
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
+  } >"$root/init"
+  chmod +x "$root/init"
+}
 
-# ---- the guest ----
+# ---- the guests ----
 # Single-threaded TCG: with one host thread per vCPU, a vCPU kept running
 # code that another had just patched (the attach of an fexit program), and
 # the guest locked up at the patched instruction; one thread runs the vCPUs
 # in turn and sees every patch at once.
 # A soft lockup panics the guest at once (it ends qemu) instead of hanging
-# until the timeout; the whole console is kept in build/vmtest-console.log.
+# until the timeout; each console is kept in build/vmtest-KERNEL.log.
 boot() {
   timeout 1800 qemu-system-x86_64 -accel tcg,thread=single -cpu max -smp 2 -m 1024 -nographic -no-reboot \
     -kernel "$kdir/vmlinux" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1 softlockup_panic=1 rdinit=/init" \
     -serial stdio -monitor none -display none \
     </dev/null | tee "$out" | sed -u 's/\r$//' | grep --line-buffered -v '^\[ *[0-9.]*\]' || true
-  cp "$out" build/vmtest-console.log
-  result=$(sed -n 's/^vmtest: result \([0-9]*\).*/\1/p' "$out" | tr -d '\r' | tail -1)
+  sed -i 's/\r$//' "$out"
+  result=$(sed -n 's/^vmtest: result \([0-9]*\).*/\1/p' "$out" | tail -1)
 }
-out=$work/console.log
-log "booting $kver under qemu (TCG), running the integration suite"
-boot
-if [ -z "$result" ]; then
-  # The guest died or hung before the suite ended (not a test failure: those
-  # report a result and are never retried). Say so loudly, keep its console,
-  # and boot once more.
-  log "the guest ended without a result: $(grep -a -m1 -o 'BUG: [^[]*\|Kernel panic[^\r]*' "$out" || echo 'no kernel message')"
-  cp "$out" build/vmtest-console.failed.log
-  log "its console is in build/vmtest-console.failed.log; booting once more"
+
+# One world's gtest summary from a console: "fexit 77/77" or
+# "syscall 75/77 (2 skipped: A.b, C.d)" or "socket 70/77 (1 FAILED: ...)".
+summary() {  # CONSOLE WORLD
+  awk -v w="$2" '
+    $0 ~ "^vmtest: world " w " begins" { on = 1; next }
+    $0 ~ "^vmtest: world " w " exit" { on = 0 }
+    !on { next }
+    /^\[==========\] [0-9]+ tests? from .* ran/ { total = $2 }
+    /^\[  PASSED  \] [0-9]+ test/ { passed = $4 }
+    /^\[  SKIPPED \] [A-Za-z]/ { skipped = skipped (ns++ ? ", " : "") $4 }
+    /^\[  FAILED  \] [A-Za-z]/ { failed = failed (nf++ ? ", " : "") $4 }
+    END {
+      if (total == "") { printf "%s: no result", w; exit }
+      printf "%s %d/%d", w, passed, total
+      if (ns) printf " (%d skipped: %s)", ns, skipped
+      if (nf) printf " (%d FAILED: %s)", nf, failed
+    }' "$1"
+}
+
+lines=() status=0
+for suite in $suites; do
+  if ! fetch_kernel "$suite"; then
+    lines+=("$suite: kernel not fetched")
+    status=1
+    continue
+  fi
+  rm -rf "$root/modules" && mkdir -p "$root/modules"
+  for m in "${mods[@]}"; do cp "$kdir/modules/$(basename "$m")" "$root/modules/"; done
+  read -r -a runs <<<"$(worlds_of "$suite")"
+  make_init "${runs[@]}"
+  (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
+  out=build/vmtest-$kver.log
+  log "booting $kver ($suite) under qemu (TCG), running the integration suite"
   boot
-fi
-if [ -z "$result" ]; then
-  log "the guest ended without a result twice (boot failure, hang or timeout)"
-  exit 1
-fi
-log "$kver: integration suite exit $result"
-exit "$result"
+  if [ -z "$result" ]; then
+    # The guest died or hung before the suite ended (not a test failure:
+    # those report a result and are never retried). Say so loudly, keep its
+    # console, and boot once more.
+    log "the guest ended without a result: $(grep -a -m1 -o 'BUG: [^[]*\|Kernel panic.*' "$out" || echo 'no kernel message')"
+    cp "$out" "build/vmtest-$kver.failed.log"
+    log "its console is in build/vmtest-$kver.failed.log; booting once more"
+    boot
+  fi
+  if [ -z "$result" ]; then
+    lines+=("$kver: the guest ended without a result twice (boot failure, hang or timeout; see $out)")
+    status=1
+    continue
+  fi
+  line=
+  for run in "${runs[@]}"; do line+="${line:+, }$(summary "$out" "${run%%:*}")"; done
+  lines+=("$kver: $line")
+  [ "$result" = 0 ] || status=1
+done
+for l in "${lines[@]}"; do echo "vmtest: $l"; done
+exit $status
