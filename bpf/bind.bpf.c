@@ -43,7 +43,7 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx, __u8 family)
 	pending_resolve(kernel_sk(sk), st);
 	st->req_port = bpf_ntohs(ctx->user_port);
 	st->flags |= PG_SK_BIND_PENDING;
-	if (targ_sock_tp && ctx->user_port == 0 && !sk->src_port && bind_addr_is_local(ctx, family)) {
+	if (targ_defer && ctx->user_port == 0 && !sk->src_port && bind_addr_is_local(ctx, family)) {
 		bpf_get_socket_cookie(ctx); /* an exhaustion record names the socket */
 		st->flags |= PG_SK_BIND_ANY;
 		st->conn.ts_ns = bpf_ktime_get_boot_ns();

@@ -51,13 +51,13 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	if (ctx->protocol == PG_IPPROTO_TCP) {
 		/* TFO-deferred: the port comes in connect(), TCP_CONNECT_CB only
 		 * at the first write; inet_hash_connect's fexit sees it otherwise */
-		if ((!targ_connect_exit && !targ_sock_tp) || sk->src_port)
+		if ((!targ_connect_exit && !targ_defer) || sk->src_port)
 			return PG_ALLOW;
 		tp = bpf_skc_to_tcp_sock(sk);
 		if (!tp || !BPF_CORE_READ_BITFIELD(tp, fastopen_connect))
 			return PG_ALLOW;
 		st = sk_state_of(sk);
-		if (targ_sock_tp)
+		if (targ_defer)
 			defer_connect(ctx, st);
 		else
 			note_connect(ctx, st, 0);
@@ -73,7 +73,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	/* a port nobody reported: taken by a send that failed after its autobind */
 	if (port && st && !ever_reported(st))
 		assign_late(kernel_sk(sk), bpf_get_socket_cookie(ctx), ctx->protocol, port, PG_HOW_SENDMSG, st);
-	if (!targ_sock_tp)
+	if (!targ_defer)
 		note_connect(ctx, st, port);
 	else if (!port)
 		defer_connect(ctx, st);

@@ -29,7 +29,14 @@ static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk,
 			bpf_seq_write(seq, &e, sizeof(e));
 		return;
 	}
-	st = bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* without state in tracing programs (Linux < 5.12), the cookie that
+	 * the consumer had the kernel generate (a sock_diag dump) names it */
+	if (!targ_sk_tracing) {
+		e.cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		if (!e.cookie)
+			return;
+	}
+	st = targ_sk_tracing ? bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : NULL;
 	if (st) {
 		if (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING))
 			return; /* assigned after the probes attached: already reported */
@@ -43,7 +50,8 @@ static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk,
 		st->port = e.lport;
 	e.state = state;
 	e.uid = uid;
-	e.cookie = bpf_get_socket_cookie(sk);
+	if (targ_sk_tracing)
+		e.cookie = bpf_get_socket_cookie(sk);
 	e.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 	bpf_seq_write(seq, &e, sizeof(e));
 }

@@ -78,6 +78,9 @@ enum pg_sock_flags {
 	PG_F_MPTCP = 1 << 4,	 /* the socket is an MPTCP subflow */
 	PG_F_CLOSER = 1 << 5,	 /* release: pid, tid, comm, thread name the task whose
 				  * close() let the port go */
+	PG_F_UNCHECKED = 1 << 6, /* release: the kernel could not tell whether the
+				  * port was reported; the consumer keeps it only
+				  * for a socket it holds (Linux < 5.12) */
 };
 
 /* pg_exec_event.flags */

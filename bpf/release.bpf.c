@@ -63,14 +63,16 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	struct pg_sock_event *e;
-	struct pg_sk_state *st;
+	struct pg_sk_state *st = NULL;
 	__u16 sport;
 
 	/* an MPTCP socket moves too (its subflows are the TCP sockets) */
 	if (newstate != PG_TCP_CLOSE || sk_proto(sk) != PG_IPPROTO_TCP)
 		return 0;
-	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	sk_state_fold(st, bpf_get_socket_cookie(sk));
+	if (targ_sk_tracing) {
+		st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+		sk_state_fold(st, bpf_get_socket_cookie(sk));
+	}
 	if (oldstate == PG_TCP_LISTEN && !ever_reported(st) && !sk_sport(sk) &&
 	    !BPF_CORE_READ(sk, __sk_common.skc_num)) {
 		/* listen() on an unbound socket found no free port: in listen(),
@@ -81,20 +83,21 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	}
 	if (oldstate == PG_TCP_SYN_SENT && !ever_reported(st)) {
 		sport = sk_sport(sk);
-		if (sport) {
-			/* it had a port nobody reported: a TFO-deferred connect
-			 * closed before writing, where connect()'s end is unseen */
-			if (!st)
-				st = sk_state_of(sk);
-			assign_late(sk, bpf_get_socket_cookie(sk), PG_IPPROTO_TCP, sport, PG_HOW_FASTOPEN, st);
-		} else {
+		if (!sport) {
 			/* connect() found no free local port (inet_hash_connect
 			 * failed, EADDRNOTAVAIL): in connect(), so the task is its */
 			exhausted_emit(sk, PG_IPPROTO_TCP, PG_HOW_CONNECT);
 			return 0;
 		}
+		if (targ_sk_tracing) {
+			/* it had a port nobody reported: a TFO-deferred connect
+			 * closed before writing, where connect()'s end is unseen */
+			if (!st)
+				st = sk_state_of(sk);
+			assign_late(sk, bpf_get_socket_cookie(sk), PG_IPPROTO_TCP, sport, PG_HOW_FASTOPEN, st);
+		}
 	}
-	if (!st || !release_due(st))
+	if (targ_sk_tracing && (!st || !release_due(st)))
 		return 0;
 	/* A port bound by the user (SOCK_BINDPORT_LOCK) survives CLOSE while the
 	 * socket is open (failed connect, reset, shutdown of a listener): it goes
@@ -106,18 +109,31 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK &&
 	    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock))
 		return 0;
+	sport = sk_sport(sk);
+	if (!targ_sk_tracing && !sport)
+		return 0;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return 0;
 	e->proto = PG_IPPROTO_TCP;
 	fill_from_btf_sk(e, sk);
-	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
-	e->lport = st->port;
 	e->state = oldstate;
-	e->cookie = bpf_get_socket_cookie(sk);
 	/* The active closer keeps the port in TIME_WAIT. */
 	if (oldstate == PG_TCP_FIN_WAIT1 || oldstate == PG_TCP_FIN_WAIT2 || oldstate == PG_TCP_CLOSING)
 		e->flags |= PG_F_TIMEWAIT;
+	if (!targ_sk_tracing) {
+		/* no state: the port the socket still names (tcp_set_state()
+		 * has put it, but inet_sport stays), and a cookie that any
+		 * hook that saw the socket generated */
+		e->lport = sport;
+		e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		e->flags |= PG_F_UNCHECKED;
+		release_commit(e, NULL);
+		return 0;
+	}
+	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
+	e->lport = st->port;
+	e->cookie = bpf_get_socket_cookie(sk);
 	if (st->flags & PG_SK_CLOSED) {
 		e->flags |= PG_F_CLOSER;
 		e->pid = st->closer_pid;
@@ -230,6 +246,10 @@ int pg_sock_release(struct bpf_sock *sk)
 	e->lport = st && st->port ? st->port : port;
 	e->state = sk->state;
 	e->cookie = bpf_get_socket_cookie(sk);
+	/* without state in tracing programs, CLOSE may have released it
+	 * already: the consumer knows */
+	if (!targ_sk_tracing && proto == PG_IPPROTO_TCP)
+		e->flags |= PG_F_UNCHECKED;
 	fill_closer(e);
 	release_commit(e, st);
 	return PG_ALLOW;

@@ -12,7 +12,7 @@ if [ "${1:-}" = bench ]; then
   PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps redis-server redis-tools)
 fi
 if [ "${1:-}" = vmtest ]; then
-  PKGS+=(qemu-system-x86 busybox-static cpio xz-utils apt iproute2)
+  PKGS+=(qemu-system-x86 busybox-static cpio xz-utils zstd apt iproute2)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -36,16 +36,24 @@ __weak const volatile __u64 targ_wakeup_delay_ns = 50ULL * 1000 * 1000;
  * cgroup connect hook then also notes TCP Fast Open connects, whose port
  * comes in connect() but whose TCP_CONNECT_CB waits for the first write. */
 __weak const volatile bool targ_connect_exit = false;
-/* The socket-tracepoint world (no fexit, Linux >= 6.3): nothing on the
- * syscall layer. A connect()'s port is taken at the socket's next send or
- * release, with the connect's time and task kept in its socket storage; a
- * bind() to port 0 that found no free port is inferred there too. */
-__weak const volatile bool targ_sock_tp = false;
+/* The ends of connect() and bind() are seen late (the socket-tracepoint
+ * world, and the cgroup world of kernels whose syscall exits cannot read
+ * their socket): a connect()'s port is taken at the socket's next sight (a
+ * send, connect, bind or its release), with the connect's time and task
+ * kept in its socket storage; a bind() to port 0 that found no free port is
+ * inferred there too. */
+__weak const volatile bool targ_defer = false;
 /* sys_exit_bind is attached (syscall-exit world): bind() fills pending_bind */
 __weak const volatile bool targ_bind_exit = false;
 /* bpf_get_current_task_btf() is allowed in every program type that names a
  * task (probed by userspace): the task is read with plain loads */
 __weak const volatile bool targ_task_btf = false;
+/* Tracing programs (tp_btf, iterators) may use socket storage and
+ * bpf_get_socket_cookie() (Linux >= 5.12). Without it (5.10), the move to
+ * CLOSE cannot tell whether a socket's port was reported: its release goes
+ * out marked PG_F_UNCHECKED, with the cookie read from the socket, and the
+ * consumer keeps it only for a socket it holds. */
+__weak const volatile bool targ_sk_tracing = true;
 
 /* Set by userspace once every program is attached: before, none produces a
  * record, so no assign can go out while its release hook is not yet live. */

@@ -162,7 +162,10 @@ TEST_F(TraceOwn, HostileNamesAndCommandLinesCannotForgeRecords) {
   auto a = tr.wait_for(is("assign", f.cookie));
   ASSERT_TRUE(a) << "every line must still parse, and the assign be there";
   EXPECT_EQ((*a)["comm"], name);  // the exact bytes, escaped in the file
-  EXPECT_NE((*a)["cmdline"].get<std::string>().find("\"type\":\"release\""), std::string::npos) << *a;
+  // (without exec records, /proc's cmdline if the process was still there)
+  if (!uncaught_mentions(tr.records().front(), "no bpf_loop") || !(*a)["cmdline"].is_null()) {
+    EXPECT_NE((*a)["cmdline"].get<std::string>().find("\"type\":\"release\""), std::string::npos) << *a;
+  }
   EXPECT_EQ(tr.stop(), 0);
   // no forged record: nothing but the known types, and no release of port 1
   for (const auto& r : tr.records()) {

@@ -1,6 +1,9 @@
 // Root integration harness: the tracer as a child process, its records, and
 // the fixtures of the test suites.
 #include "harness.hpp"
+#include <bpf/bpf.h>
+#include <grp.h>
+#include <algorithm>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -193,6 +196,46 @@ std::vector<Json> Holes::of_sock(const std::string& type, uint64_t cookie) {
 }
 
 bool syscall_world(const Json& start) { return start["world"] == "syscall"; }
+
+bool late_world(const Json& start) { return start["world"] == "syscall" || start["world"] == "cgroup"; }
+
+bool unhooked(const Json& start, const std::string& path) {
+  return start["paths"].contains(path) && start["paths"][path].is_null();
+}
+
+void expect_exe_and_cmdline(const Json& start, const Json& rec, const std::string& exe, const std::string& cmdline) {
+  if (uncaught_mentions(start, "no bpf_loop")) {
+    EXPECT_TRUE(rec["exe"].is_null() || rec["exe"] == exe) << rec.dump();
+    EXPECT_TRUE(rec["cmdline"].is_null() || rec["cmdline"] == cmdline) << rec.dump();
+    return;
+  }
+  EXPECT_EQ(rec["exe"], exe) << rec.dump();
+  EXPECT_EQ(rec["cmdline"], cmdline) << rec.dump();
+}
+
+bool user_refused_here() {
+  // what the tracer probes: a map read by nobody, without capabilities
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "pg_test_probe", sizeof(uint32_t), sizeof(uint64_t), 1, nullptr);
+  if (fd < 0) return false;
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    uint32_t key = 0;
+    uint64_t value = 0;
+    _exit(bpf_map_lookup_elem(fd, &key, &value) == 0 ? 0 : 1);
+  }
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 1) return false;
+  Tracer tr({"--user", "nobody"});
+  EXPECT_FALSE(tr.wait_started(10s)) << "--user must be refused before the start";
+  EXPECT_EQ(tr.stop(), 2);
+  std::string err = tr.stderr_text();
+  EXPECT_NE(err.find("--user cannot work on this kernel"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one line: " << err;
+  return true;
+}
 
 bool uncaught_mentions(const Json& start, const std::string& what) {
   for (const auto& u : start["uncaught"])

@@ -241,7 +241,20 @@ class Holes : public SharedTracerTest {
 };
 
 bool syscall_world(const Json& start);
+// The worlds that see a connect's or a failed send's end only later, at
+// the socket's next sight: the syscall exits, and the cgroup hooks alone.
+bool late_world(const Json& start);
 bool uncaught_mentions(const Json& start, const std::string& what);
+// The start record names no hook for this path in this run's world.
+bool unhooked(const Json& start, const std::string& path);
+// Without exec records (no bpf_loop, as start.uncaught says), exe and
+// cmdline come from /proc and are null for a process gone before it was
+// read: never another program's. Elsewhere they are exactly these.
+void expect_exe_and_cmdline(const Json& start, const Json& rec, const std::string& exe, const std::string& cmdline);
+// A kernel that refuses every bpf() call of an unprivileged process: the
+// tracer refuses --user at once, with one clear line and exit 2. True when
+// this kernel is one (and the refusal was as it must be).
+bool user_refused_here();
 
 // Tests with tracers of their own: options, outputs, privileges.
 class TraceOwn : public RootTest {};

@@ -94,6 +94,7 @@ std::string status_field(pid_t pid, const std::string& key) {
 }  // namespace
 
 TEST_F(TraceOwn, UserDropsEveryPrivilegeYetTracesAttributesAndReopens) {
+  if (user_refused_here()) GTEST_SKIP() << "this kernel refuses bpf() to unprivileged processes: --user is refused";
   Tracer tr({"--user", "nobody"});
   ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
   // the drop follows the start record and the existing sockets
@@ -158,6 +159,7 @@ TEST_F(TraceOwn, RootIsNoUserToDropTo) {
 // ring buffers' and no writable mapping but their consumer pages: it can no
 // longer stop the kernel side or zero the loss counters.
 TEST_F(Lifecycle, AfterUserOnlyTheRingConsumerPagesStayWritable) {
+  if (user_refused_here()) GTEST_SKIP() << "this kernel refuses bpf() to unprivileged processes: --user is refused";
   char tmpl[] = "/tmp/portghost-ro-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string dir = tmpl;

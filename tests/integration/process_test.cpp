@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -90,8 +91,7 @@ TEST_F(Trace, FromAShortLivedExecdProgram) {
   ASSERT_TRUE(realpath(PG_FIRE_BIN, real));
   EXPECT_EQ(a["pid"], child);
   EXPECT_EQ(a["comm"], "pg_fire");
-  EXPECT_EQ(a["exe"], real);
-  EXPECT_EQ(a["cmdline"], std::string(PG_FIRE_BIN) + " udp-send 9");
+  expect_exe_and_cmdline(t().records().front(), a, real, std::string(PG_FIRE_BIN) + " udp-send 9");
   EXPECT_EQ(a["lport"], port);
   Json r = release_of(cookie);
   EXPECT_EQ(r["comm"], "pg_fire");
@@ -174,6 +174,12 @@ TEST_F(Lifecycle, ExecRecordsEndWithTheirOwnArguments) {
   {
     Tracer tr({"--no-existing", "--raw-dump", dump});
     ASSERT_TRUE(tr.wait_started()) << tr.stderr_text();
+    if (uncaught_mentions(tr.records().front(), "no bpf_loop")) {
+      EXPECT_EQ(std::count(tr.records().front()["hooks"].begin(), tr.records().front()["hooks"].end(),
+                           "tp_btf/sched_process_exec"),
+                0);
+      GTEST_SKIP() << "no exec records without bpf_loop, as start.uncaught says";
+    }
     ASSERT_EQ(run({"/bin/true", std::string(3000, 'Q')}), 0);
     ASSERT_EQ(run({"/bin/true", "short"}), 0);
     std::this_thread::sleep_for(300ms);
@@ -233,7 +239,6 @@ TEST_F(Lifecycle, APortTakenAfterTheLeaderThreadExitedKeepsExeAndCmdline) {
   auto a = tr.wait_for(is("assign", cookie));
   ASSERT_TRUE(a);
   EXPECT_EQ((*a)["pid"], child);
-  EXPECT_EQ((*a)["exe"], PG_FIRE_BIN) << a->dump();
-  EXPECT_EQ((*a)["cmdline"], std::string(PG_FIRE_BIN) + " leader-exit 9") << a->dump();
+  expect_exe_and_cmdline(tr.records().front(), *a, PG_FIRE_BIN, std::string(PG_FIRE_BIN) + " leader-exit 9");
   EXPECT_EQ(tr.stop(), 0);
 }

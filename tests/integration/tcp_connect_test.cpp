@@ -207,6 +207,14 @@ int fastopen_connect(uint16_t port) {
 }  // namespace
 
 TEST_F(Holes, FastOpenConnectClosedBeforeWritingIsAnAssignNotAnExhaustion) {
+  if (uncaught_mentions(start(), "TCP_FASTOPEN_CONNECT closed before writing is not recorded")) {
+    Listener l;
+    int fd = fastopen_connect(l.port);
+    uint64_t cookie = sock_cookie(fd);
+    close(fd);
+    EXPECT_TRUE(of_sock("exhausted", cookie).empty()) << "never taken for an exhaustion";
+    GTEST_SKIP() << "uncaught here, as start.uncaught says";
+  }
   Listener l;
   int fd = fastopen_connect(l.port);
   uint16_t port = local_port(fd);

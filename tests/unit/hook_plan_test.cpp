@@ -17,6 +17,7 @@ KernelFeatures everything() {
   k.fexit = k.sctp_module = k.sctp_btf = k.sock_send_length = k.task_pt_regs = true;
   k.sys_exit_connect = k.sys_exit_bind = k.sys_exit_sends = true;
   k.bpf_loop = k.iter_tcp = k.iter_udp = k.iter_sk_storage = true;
+  k.tracing_sk_storage = k.tracing_cookie = true;
   return k;
 }
 
@@ -30,6 +31,16 @@ KernelFeatures without_fexit() {
 KernelFeatures old_kernel() {
   KernelFeatures k = without_fexit();
   k.sock_send_length = false;
+  return k;
+}
+
+// Debian 11's 5.10: fentry attaches, but tracing programs have neither
+// socket storage nor cookies; no bpf_task_pt_regs, bpf_loop or
+// sock_send_length.
+KernelFeatures linux_5_10() {
+  KernelFeatures k = everything();
+  k.sock_send_length = k.task_pt_regs = k.bpf_loop = false;
+  k.tracing_sk_storage = k.tracing_cookie = false;
   return k;
 }
 
@@ -121,19 +132,25 @@ TEST(HookPlan, SyscallWorldWhereNothingElseServesOrWhenAsked) {
   }
 }
 
-TEST(HookPlan, WithoutSyscallTracepointsUdpConnectIsNotHooked) {
+// Without bpf_task_pt_regs (Linux < 5.15) no syscall exit can read its
+// socket: the cgroup hooks serve alone, and a connect's or bind's end is
+// read at the socket's next sight.
+TEST(HookPlan, WithoutSyscallExitsThatReadTheSocketTheCgroupHooksServeAlone) {
   KernelFeatures k = old_kernel();
   k.task_pt_regs = false;
-  k.sys_exit_bind = false;
   HookPlan p = plan_hooks(k, {});
-  EXPECT_FALSE(p.loads("pg_connect4"));
+  EXPECT_EQ(p.world, "cgroup");
+  EXPECT_TRUE(p.defer);
+  EXPECT_TRUE(p.loads("pg_connect4"));
+  EXPECT_TRUE(p.loads("pg_sendmsg4"));
   EXPECT_FALSE(p.loads("pg_exit_connect"));
   EXPECT_FALSE(p.loads("pg_exit_sendto"));
   EXPECT_FALSE(p.loads("pg_exit_bind"));
-  EXPECT_EQ(hook_of(p, "udp connect()"), "");
-  EXPECT_EQ(hook_of(p, "bind(0) finding no free port"), "");
-  EXPECT_TRUE(mentions(p, "udp connect() without a send to an explicit address"));
-  EXPECT_TRUE(mentions(p, "bind() to port 0 finding no free port: no syscall tracepoint"));
+  EXPECT_FALSE(any_on_syscall_layer(p));
+  EXPECT_EQ(hook_of(p, "udp connect()").rfind("cgroup/connect4, cgroup/connect6 + the socket's next", 0), 0u);
+  EXPECT_EQ(hook_of(p, "bind(0) finding no free port").rfind("late: ", 0), 0u);
+  EXPECT_TRUE(mentions(p, "udp connect(): recorded at the socket's next send"));
+  EXPECT_TRUE(mentions(p, "bind(0) finding no free port: recorded at the socket's next send"));
 }
 
 TEST(HookPlan, OptionalProgramsFollowTheirFeatures) {
@@ -150,6 +167,35 @@ TEST(HookPlan, OptionalProgramsFollowTheirFeatures) {
     EXPECT_TRUE(full.loads(prog)) << prog;
 }
 
+TEST(HookPlan, Linux510IsTheCgroupWorldWithUncheckedTcpReleases) {
+  HookPlan p = plan_hooks(linux_5_10(), {});
+  EXPECT_EQ(p.world, "cgroup");
+  EXPECT_FALSE(p.sk_tracing);
+  EXPECT_FALSE(p.sock_tp || p.connect_exit || p.bind_exit);
+  for (const char* prog : {"pg_bind4", "pg_post_bind4", "pg_sockops", "pg_sendmsg4", "pg_sendmsg6", "pg_set_state",
+                           "pg_sock_release", "pg_iter_tcp", "pg_iter_udp", "pg_iter_live"})
+    EXPECT_TRUE(p.loads(prog)) << prog;
+  EXPECT_TRUE(p.defer) << "connect and bind resolved at the socket's next sight";
+  EXPECT_TRUE(p.loads("pg_connect4"));
+  EXPECT_EQ(hook_of(p, "udp connect() finding no free port").rfind("late: ", 0), 0u);
+  EXPECT_EQ(hook_of(p, "udp send finding no free port"), "");
+  for (const char* prog : {"pg_autobind_exit", "pg_dgram_connect_exit", "pg_sctp_bind_exit", "pg_send_length",
+                           "pg_exec", "pg_exit_bind", "pg_exit_connect", "pg_exit_sendto"})
+    EXPECT_FALSE(p.loads(prog)) << prog;
+  EXPECT_FALSE(any_on_syscall_layer(p));
+  EXPECT_TRUE(mentions(p, "tcp release: the move to CLOSE cannot read socket state"));
+  EXPECT_TRUE(mentions(p, "no fexit world"));
+  EXPECT_TRUE(mentions(p, "udp send whose autobind finds no free port: no fexit, sock_send_length or syscall exit"));
+  // 5.11: storage, but no cookie helper in tracing programs yet
+  KernelFeatures k = linux_5_10();
+  k.tracing_sk_storage = true;
+  EXPECT_FALSE(plan_hooks(k, {}).sk_tracing);
+  EXPECT_TRUE(mentions(plan_hooks(k, {}), "no bpf_get_socket_cookie there"));
+  // 5.12: both: the fexit world
+  k.tracing_cookie = true;
+  EXPECT_EQ(plan_hooks(k, {}).world, "fexit");
+}
+
 // The start record names the same paths in every world (a missing hook is
 // an empty one), so that a query over a fleet's logs finds each key.
 TEST(HookPlan, EveryWorldNamesTheSamePaths) {
@@ -158,6 +204,7 @@ TEST(HookPlan, EveryWorldNamesTheSamePaths) {
   EXPECT_EQ(path_keys(plan_hooks(without_fexit(), {})), keys);
   EXPECT_EQ(path_keys(plan_hooks(old_kernel(), {})), keys);
   EXPECT_EQ(path_keys(plan_hooks(KernelFeatures{}, {})), keys);
+  EXPECT_EQ(path_keys(plan_hooks(linux_5_10(), {})), keys);
 }
 
 // The plan and the BPF object name the same programs: none is loaded by
@@ -170,6 +217,6 @@ TEST(HookPlan, KnowsExactlyTheProgramsOfTheBpfObject) {
   bpf_object__for_each_program(prog, s->obj) in_object.insert(bpf_program__name(prog));
   portghost_bpf__destroy(s);
   EXPECT_EQ(in_object, known_programs());
-  for (const auto& k : {everything(), without_fexit(), old_kernel(), KernelFeatures{}})
+  for (const auto& k : {everything(), without_fexit(), old_kernel(), linux_5_10(), KernelFeatures{}})
     for (const auto& p : plan_hooks(k, {}).programs) EXPECT_TRUE(known_programs().count(p)) << p;
 }

@@ -72,6 +72,11 @@ int run(int argc, char** argv) {
   RotateConfig rot{opt.rotate_size_mb << 20, opt.rotate_keep};
   FileOutput out(opt.output, rot);
   check_privileges(ctx.run_as.has_value());
+  if (ctx.run_as && !unprivileged_can_read_maps(*ctx.run_as))
+    throw FatalError(
+        "--user cannot work on this kernel: it refuses every bpf() call of an unprivileged process "
+        "(kernel.unprivileged_bpf_disabled), so the loss counters could not be read; run without --user",
+        kExitUsage);
   check_btf();
 
   ctx.options = opt;

@@ -1,4 +1,7 @@
 #include "app/privileges.hpp"
+#include <bpf/bpf.h>
+#include <sys/wait.h>
+#include <cstdint>
 #include "common/text.hpp"
 
 #include <grp.h>
@@ -142,6 +145,28 @@ void drop_privileges(const RunAs& who) {
   if (n > 1 || (n == 1 && groups[0] != who.gid)) fail(who.name, "supplementary groups remain", EPERM);
   if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1) fail(who.name, "no_new_privs is not set", EPERM);
   if (setuid(0) == 0) fail(who.name, "uid 0 could be regained", EPERM);
+}
+
+bool unprivileged_can_read_maps(const RunAs& who) {
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "pg_user_probe", sizeof(uint32_t), sizeof(uint64_t), 1, nullptr);
+  if (fd < 0) return true;  // the load will say what is wrong
+  pid_t pid = fork();
+  if (pid == 0) {
+    try {
+      drop_privileges(who);
+    } catch (...) {
+      _exit(2);
+    }
+    uint32_t key = 0;
+    uint64_t value = 0;
+    _exit(bpf_map_lookup_elem(fd, &key, &value) == 0 ? 0 : 1);
+  }
+  close(fd);
+  if (pid < 0) return true;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) != 1;
 }
 
 }  // namespace portghost

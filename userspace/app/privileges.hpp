@@ -30,4 +30,10 @@ RunAs resolve_user(const std::string& name);
 // runs. File descriptors (ring buffer, maps, links, the log) stay open.
 void drop_privileges(const RunAs& who);
 
+// Whether `who`, with no capabilities, may still read a BPF map handed to
+// it (the loss counters after --user). Some kernels refuse every bpf() call
+// of an unprivileged process (kernel.unprivileged_bpf_disabled). Tried in
+// a child that drops to `who`; true when it cannot be told here.
+bool unprivileged_can_read_maps(const RunAs& who);
+
 }  // namespace portghost

@@ -1,5 +1,7 @@
 #include "app/trace_loop.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
@@ -175,11 +177,13 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   sink.start(start);
   sink.flush();
 
+  procs.set_exec_records(std::find(start.hooks.begin(), start.hooks.end(), "tp_btf/sched_process_exec") !=
+                         start.hooks.end());
   procs.seed();
   spdlog::info("{} sockets held ports before the start", existing.size());
-  if (opt.existing) {
-    auto owners = socket_owners();
-    for (const auto& e : existing) builder.on_existing(e, owners);
+  {
+    auto owners = opt.existing ? socket_owners() : std::unordered_map<uint64_t, uint32_t>{};
+    for (const auto& e : existing) builder.on_existing(e, owners, opt.existing);
   }
   sink.flush();
   if (ctx.run_as) become_unprivileged(*ctx.run_as, builder, probes);

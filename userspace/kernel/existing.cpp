@@ -12,6 +12,12 @@
 #include <cstring>
 #include <thread>
 
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "common/procfs.hpp"
 #include "common/unique_fd.hpp"
 
@@ -50,6 +56,42 @@ std::vector<SockEvent> collect_in_all_netns(const std::function<std::vector<uint
     raw.insert(raw.end(), part.begin(), part.end());
   }
   return decode_existing(raw);
+}
+
+namespace {
+// One dump (family, protocol), read to its end.
+bool dump_inet_diag(int fd, uint8_t family, uint8_t protocol) {
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = family;
+  msg.req.sdiag_protocol = protocol;
+  msg.req.idiag_states = ~0U;  // every state
+  if (send(fd, &msg, sizeof msg, 0) != static_cast<ssize_t>(sizeof msg)) return false;
+  alignas(nlmsghdr) char buf[32 * 1024];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<size_t>(n)); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return true;
+      if (h->nlmsg_type == NLMSG_ERROR) return false;
+    }
+  }
+}
+}  // namespace
+
+bool generate_socket_cookies() {
+  UniqueFd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!fd) return false;
+  bool ok = true;
+  for (uint8_t family : {AF_INET, AF_INET6})
+    for (uint8_t protocol : {IPPROTO_TCP, IPPROTO_UDP}) ok = dump_inet_diag(fd.get(), family, protocol) && ok;
+  return ok;
 }
 
 }  // namespace portghost

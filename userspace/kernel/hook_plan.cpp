@@ -89,7 +89,8 @@ void syscall_world(HookPlan& p, const KernelFeatures& k) {
   p.paths.push_back({"udp send finding no free port",
                      exit_sends ? "tracepoint/syscalls/sys_exit_sendto, sys_exit_sendmsg, sys_exit_sendmmsg" : ""});
   p.paths.push_back({"udp connect() finding no free port", ""});
-  if (!p.bind_exit) p.uncaught.push_back("bind() to port 0 finding no free port: no syscall tracepoint");
+  if (!p.bind_exit)
+    p.uncaught.push_back("bind() to port 0 finding no free port: no syscall tracepoint or bpf_task_pt_regs");
   if (!exit_sends)
     p.uncaught.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
   p.uncaught.push_back("udp connect() finding no free port: no fexit on inet_autobind");
@@ -104,9 +105,39 @@ void syscall_world(HookPlan& p, const KernelFeatures& k) {
       "or the close), without that send's time");
 }
 
+// Kernels without fexit whose syscall exits cannot read their socket (no
+// bpf_task_pt_regs, Linux < 5.15): the cgroup hooks alone. What a connect()
+// or bind() came to is read at the socket's next sight, with its time and
+// task; nothing sits on the syscall layer.
+void cgroup_world(HookPlan& p) {
+  add(p, {"pg_sendmsg4", "pg_sendmsg6"});
+  const char* next_sight = "the socket's next send to an address, connect, bind or close";
+  for (auto& ph : p.paths) {
+    if (ph.path == "udp connect()")
+      ph.hook = std::string("cgroup/connect4, cgroup/connect6 + ") + next_sight + ", with the connect's time and task";
+    else if (ph.path == "udp send whose autobind succeeds but the send fails")
+      ph.hook = std::string("late: ") + next_sight;
+  }
+  p.paths.push_back({"bind(0) finding no free port", std::string("late: cgroup/bind4, cgroup/bind6 + ") + next_sight +
+                                                         ", with the bind's time (wildcard and loopback addresses)"});
+  p.paths.push_back({"udp send finding no free port", ""});
+  p.paths.push_back({"udp connect() finding no free port", std::string("late: cgroup/connect4, cgroup/connect6 + ") +
+                                                               next_sight + ", with the connect's time and task"});
+  p.uncaught.push_back(
+      "udp connect(): recorded at the socket's next send to an address, connect, bind or close (with the connect's "
+      "time and task): no fexit, and no syscall exit that can read its socket (bpf_task_pt_regs)");
+  p.uncaught.push_back(
+      "bind(0) finding no free port: recorded at the socket's next send, connect, bind or close (with the bind's "
+      "time), and only for a wildcard or loopback address");
+  p.uncaught.push_back("udp send whose autobind finds no free port: no fexit, sock_send_length or syscall exit");
+  p.uncaught.push_back(
+      "udp send whose autobind succeeds but the send fails: recorded late (at a later connect, send to an address "
+      "or the close), without that send's time");
+}
+
 // What the tail of every plan shares: optional programs and what no world sees.
 void extras(HookPlan& p, const KernelFeatures& k, bool fexit, bool sctp) {
-  bool udp_connect = fexit || p.sock_tp || p.connect_exit;
+  bool udp_connect = fexit || p.defer || p.connect_exit;
   if (udp_connect)
     add(p, {"pg_connect4", "pg_connect6"});
   else
@@ -149,6 +180,18 @@ void extras(HookPlan& p, const KernelFeatures& k, bool fexit, bool sctp) {
   }
 }
 
+// Tracing programs without socket storage or cookies (Linux < 5.12): the
+// move to CLOSE cannot tell which socket's port was reported.
+void without_sk_tracing(HookPlan& p, const KernelFeatures& k) {
+  p.uncaught.push_back(
+      "tcp release: the move to CLOSE cannot read socket state, so a release there names no closer, and a tcp "
+      "connect with TCP_FASTOPEN_CONNECT closed before writing is not recorded (no socket storage in tracing "
+      "programs: Linux < 5.11" +
+      std::string(k.tracing_sk_storage ? ", or no bpf_get_socket_cookie there: < 5.12)" : ")"));
+  p.uncaught.push_back(
+      "no fexit world: its programs keep socket state, which tracing programs cannot reach before Linux 5.12");
+}
+
 }  // namespace
 
 HookPlan plan_hooks(const KernelFeatures& k, const HookOptions& o) {
@@ -160,24 +203,33 @@ HookPlan plan_hooks(const KernelFeatures& k, const HookOptions& o) {
   // tracepoints slow every syscall of every process. Older kernels: at the
   // syscall exits.
   HookPlan p;
-  bool fexit = o.allow_fentry && k.fexit;
+  // every fexit program keeps state in socket storage
+  p.sk_tracing = k.tracing_sk_storage && k.tracing_cookie;
+  bool fexit = o.allow_fentry && k.fexit && p.sk_tracing;
   // SCTP takes its ports in its own module (no inet bind hook runs): seen
   // where fexit works and the module was loaded before the start
   bool sctp = fexit && k.sctp_module && k.sctp_btf;
   p.sock_tp = !fexit && o.allow_sock_tp && k.sock_send_length;
   bool syscalls = !fexit && !p.sock_tp;
-  p.world = fexit ? "fexit" : p.sock_tp ? "socket" : "syscall";
-  p.connect_exit = syscalls && k.sys_exit_connect && k.task_pt_regs;
-  p.bind_exit = syscalls && k.sys_exit_bind;
+  // the exits read the socket of the syscall's fd through bpf_task_pt_regs()
+  bool pt_regs = syscalls && k.task_pt_regs;
+  p.connect_exit = pt_regs && k.sys_exit_connect;
+  p.bind_exit = pt_regs && k.sys_exit_bind;
+  bool exits = p.connect_exit || p.bind_exit || (pt_regs && k.sys_exit_sends);
+  p.world = fexit ? "fexit" : p.sock_tp ? "socket" : exits ? "syscall" : "cgroup";
+  p.defer = p.sock_tp || p.world == "cgroup";
   add(p, kAlways);
   common_paths(p, fexit, p.sock_tp, sctp);
   if (fexit)
     fexit_world(p);
   else if (p.sock_tp)
     socket_world(p);
-  else
+  else if (exits)
     syscall_world(p, k);
+  else
+    cgroup_world(p);
   extras(p, k, fexit, sctp);
+  if (!p.sk_tracing) without_sk_tracing(p, k);
   return p;
 }
 

@@ -24,6 +24,9 @@ struct KernelFeatures {
   bool bpf_loop = false;
   bool iter_tcp = false, iter_udp = false;
   bool iter_sk_storage = false;  // iter/bpf_sk_storage_map
+  // tracing programs (fentry/fexit, tp_btf, iterators) may use socket
+  // storage (Linux >= 5.11) and bpf_get_socket_cookie() (>= 5.12)
+  bool tracing_sk_storage = false, tracing_cookie = false;
 };
 
 struct HookOptions {
@@ -38,13 +41,17 @@ struct PathHook {
 };
 
 struct HookPlan {
-  // "fexit", "socket" (socket tracepoints, nothing on the syscall layer) or
-  // "syscall" (the syscall exits): where the ends of connect, bind and send
-  // are seen. One world only, never two: a record would be written twice.
+  // "fexit", "socket" (socket tracepoints, nothing on the syscall layer),
+  // "syscall" (the syscall exits) or "cgroup" (the cgroup socket hooks
+  // alone, where no syscall exit can read its socket: Linux < 5.15 without
+  // fexit): where the ends of connect, bind and send are seen. One world
+  // only, never two: a record would be written twice.
   std::string world;
   std::set<std::string> programs;  // the BPF programs to load, by name
   // the knobs of the kernel side that follow from the world
   bool sock_tp = false, connect_exit = false, bind_exit = false;
+  bool defer = false;       // the ends of connect and bind are resolved at the socket's next sight
+  bool sk_tracing = false;  // tracing programs use socket storage and cookies
   std::vector<PathHook> paths;
   std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
 

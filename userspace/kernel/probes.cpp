@@ -1,5 +1,7 @@
 #include "kernel/probes.hpp"
 
+#include "kernel/existing.hpp"
+
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -117,9 +119,15 @@ bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
 // test program (not free): skipped when fentry is not wanted.
 KernelFeatures probe_features(const VmlinuxBtf& btf, bool want_fentry) {
   KernelFeatures k;
-  k.fexit = want_fentry && fentry_can_attach(btf, "inet_autobind") && fentry_can_attach(btf, "inet_csk_get_port") &&
-            fentry_can_attach(btf, "udp_lib_get_port") && fentry_can_attach(btf, "inet_dgram_connect") &&
-            fentry_can_attach(btf, "inet_hash_connect");
+  // the helpers' kernel functions, as BTF names them: socket storage from
+  // tracing programs (Linux 5.11), bpf_get_socket_cookie() there (5.12)
+  k.tracing_sk_storage = btf.has("bpf_sk_storage_tracing_allowed", BTF_KIND_FUNC);
+  k.tracing_cookie = btf.has("bpf_get_socket_ptr_cookie", BTF_KIND_FUNC);
+  // the fexit programs need both: without them, no attach is tried (each
+  // patches the kernel's text)
+  k.fexit = want_fentry && k.tracing_sk_storage && k.tracing_cookie && fentry_can_attach(btf, "inet_autobind") &&
+            fentry_can_attach(btf, "inet_csk_get_port") && fentry_can_attach(btf, "udp_lib_get_port") &&
+            fentry_can_attach(btf, "inet_dgram_connect") && fentry_can_attach(btf, "inet_hash_connect");
   k.sctp_module = access("/sys/module/sctp", F_OK) == 0;
   k.sctp_btf = k.fexit && module_has_funcs(btf, "sctp", {"sctp_do_bind", "sctp_connect_new_asoc"});
   k.sock_send_length = btf.has("btf_trace_sock_send_length", BTF_KIND_TYPEDEF);
@@ -185,8 +193,9 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
 
   VmlinuxBtf btf;
   if (!btf.b) throw FatalError("kernel BTF could not be read from /sys/kernel/btf/vmlinux");
-  if (!btf.has("btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF))
-    throw FatalError("this kernel lacks the BTF tracepoint sock:inet_sock_set_state (portghost needs Linux >= 5.12)");
+  if (!btf.has("btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF) || !btf.has("bpf_iter__tcp", BTF_KIND_STRUCT))
+    throw FatalError("this kernel is too old: portghost needs Linux >= 5.10 (BTF tracepoints, socket iterators)",
+                     kExitUsage);
 
   // the task as a BTF pointer, in every program type that names a task
   // (tracing programs, which libbpf cannot probe, had it first)
@@ -198,9 +207,11 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
 
   // which programs load, and what each path is served by: hook_plan.cpp
   HookPlan plan = plan_hooks(probe_features(btf, cfg.allow_fentry), {cfg.allow_fentry, cfg.allow_sock_tp});
-  s->rodata->targ_sock_tp = plan.sock_tp;
+  s->rodata->targ_defer = plan.defer;
   s->rodata->targ_connect_exit = plan.connect_exit;
   s->rodata->targ_bind_exit = plan.bind_exit;
+  s->rodata->targ_sk_tracing = plan.sk_tracing;
+  sk_tracing_ = plan.sk_tracing;
   bpf_program* prog;
   bpf_object__for_each_program(prog, s->obj) {
     std::string name = bpf_program__name(prog);
@@ -374,6 +385,13 @@ bool read_iterator(bpf_link* link, std::vector<uint8_t>& out) {
 }  // namespace
 
 std::vector<uint8_t> Probes::run_iterators() {
+  // the iterators cannot make a socket's cookie here: a sock_diag dump does
+  if (!sk_tracing_ && !generate_socket_cookies())
+    spdlog::warn("sock_diag dump failed: sockets from before the start may go unlisted");
+  return read_socket_iterators();
+}
+
+std::vector<uint8_t> Probes::read_socket_iterators() {
   std::vector<uint8_t> out;
   for (auto* link : {iter_tcp_.get(), iter_udp_.get()})
     if (link) read_iterator(link, out);
@@ -382,7 +400,7 @@ std::vector<uint8_t> Probes::run_iterators() {
 
 std::vector<uint8_t> Probes::run_liveness_iterators() {
   __atomic_store_n(&skel_->bss->pg_iter_liveness, true, __ATOMIC_SEQ_CST);
-  std::vector<uint8_t> out = run_iterators();
+  std::vector<uint8_t> out = read_socket_iterators();
   __atomic_store_n(&skel_->bss->pg_iter_liveness, false, __ATOMIC_SEQ_CST);
   return out;
 }

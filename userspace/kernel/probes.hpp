@@ -118,7 +118,9 @@ class Probes {
   std::string world_;
   std::vector<std::string> hooks_, uncaught_;
   std::vector<PathHook> paths_;
+  std::vector<uint8_t> read_socket_iterators();
   bool read_only_ = false;
+  bool sk_tracing_ = true;  // tracing programs make cookies: no sock_diag dump needed
 };
 
 // Routes libbpf's own messages into spdlog (debug when verbose, else warn+).

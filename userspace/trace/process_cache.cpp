@@ -38,7 +38,7 @@ void ProcessCache::on_event(const TaskEvent& t) {
       break;
     }
     case TaskEvent::Kind::Fork: {
-      const ProcInfo* parent = lookup(t.ppid);
+      const ProcInfo* parent = exec_records_ ? lookup(t.ppid) : nullptr;
       ProcInfo info = parent ? *parent : ProcInfo{};
       info.comm = t.comm;
       info.ppid = t.ppid;
@@ -116,8 +116,14 @@ size_t ProcessCache::seed() {
   return n;
 }
 
-const ProcInfo* ProcessCache::lookup(uint32_t pid) {
+const ProcInfo* ProcessCache::lookup(uint32_t pid, std::string_view comm) {
   auto it = procs_.find(pid);
+  if (it != procs_.end() && !exec_records_ && !comm.empty() && (!it->second || it->second->comm != comm)) {
+    // renamed by an exec we were not told of: what /proc says now, or nothing
+    auto now = read_proc(pid);
+    if (!now || now->comm != comm) now = ProcInfo{"", "", std::string(comm), it->second ? it->second->ppid : 0};
+    it->second = std::move(now);
+  }
   if (it == procs_.end()) {
     auto info = read_proc(pid);
     if (procs_.size() >= max_entries_) procs_.erase(procs_.begin());

@@ -8,6 +8,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "kernel/events.hpp"
@@ -35,7 +36,13 @@ class ProcessCache {
   // Reads every /proc/PID (exe, cmdline, comm, ppid). Returns processes read.
   size_t seed();
   // Cached entry; for an unknown pid one /proc read (negative results kept).
-  const ProcInfo* lookup(uint32_t pid);
+  // comm: the process's name at the record; without exec records, a cached
+  // entry with another name is from before an exec, and is read again.
+  const ProcInfo* lookup(uint32_t pid, std::string_view comm = {});
+  // Whether the kernel sends exec records (it cannot without bpf_loop): if
+  // not, a fork does not copy its parent's exe and cmdline, which the
+  // child's exec would make wrong without a word.
+  void set_exec_records(bool on) { exec_records_ = on; }
   size_t size() const { return procs_.size(); }
 
   // One process from /proc (nullopt when gone).
@@ -48,6 +55,7 @@ class ProcessCache {
   size_t max_entries_;
   std::unordered_map<uint32_t, std::optional<ProcInfo>> procs_;
   std::deque<std::pair<uint64_t, uint32_t>> exits_;  // (exit time, pid), in reading order
+  bool exec_records_ = true;
 };
 
 }  // namespace portghost

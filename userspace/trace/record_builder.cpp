@@ -74,9 +74,10 @@ void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<u
   }
   if (!pid) return;
   r.pid = *pid;
-  if (const ProcInfo* p = procs_.lookup(*pid)) {
-    r.exe = p->exe;
-    r.cmdline = p->cmdline;
+  if (const ProcInfo* p = procs_.lookup(*pid, r.comm ? *r.comm : std::string_view())) {
+    // empty: unknown (a process gone before /proc was read)
+    if (!p->exe.empty()) r.exe = p->exe;
+    if (!p->cmdline.empty()) r.cmdline = p->cmdline;
     if (!r.comm) r.comm = p->comm;
     if (!r.ppid && p->ppid) r.ppid = p->ppid;
   }
@@ -145,6 +146,9 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       auto m = table_.release(e);
       if (occupancy_) occupancy_->after_release(table_);
       if (!m) return;
+      // the kernel could not tell whether it reported this port: only a
+      // socket the table holds was (Linux < 5.12)
+      if (e.has(PG_F_UNCHECKED) && !m->matched) return;
       PortRecord r = base_record(e, PortRecord::Type::Release);
       r.laddr = m->laddr;
       r.lport = m->lport;
@@ -220,7 +224,7 @@ size_t RecordBuilder::reconcile(const std::unordered_set<uint64_t>& live, uint64
   return n;
 }
 
-void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners) {
+void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners, bool write) {
   PortRecord r = base_record(e, PortRecord::Type::Existing);
   if (e.proto == Proto::Tcp) {
     r.state = tcp_state_name(e.state);
@@ -242,7 +246,7 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
       if (const std::string* c = cgroups_->container_ref(*id)) r.container = *c;
     }
   }
-  bool hidden = !matches(filters_, r);
+  bool hidden = !write || !matches(filters_, r);
   if (filters_.cgroup && !hidden) hidden = true;  // the cgroup of a socket's past assigner is unknown
   table_.existing(e, r.pid, r.comm ? std::optional<std::string>(*r.comm) : std::nullopt, hidden);
   if (!hidden) emit(r, kExisting);

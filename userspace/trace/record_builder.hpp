@@ -35,7 +35,10 @@ class RecordBuilder {
   void on_record(const void* data, size_t size);
   void on_event(const Event& ev);
   // Sockets from before the start; owners maps socket inode -> pid.
-  void on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners);
+  // write false (--no-existing): held in the table all the same, unwritten,
+  // so that a later sight of it is never taken for a new assign (where the
+  // kernel cannot mark it held: Linux < 5.12) and its release stays hidden.
+  void on_existing(const SockEvent& e, const std::unordered_map<uint64_t, uint32_t>& owners, bool write = true);
   // `live`: the sockets the kernel says still hold a recorded port, listed
   // at `listed_boot_ns`, after which every record produced before was read.
   // Writes a release (reason "reconciled", at `now_boot_ns`) for each socket
