@@ -241,3 +241,35 @@ TEST(ProcessCache, StaysWithinItsBound) {
   for (uint32_t pid = 100; pid < 110; pid++) c.lookup(pid);  // misses, cached
   EXPECT_LE(c.size(), 3u);
 }
+
+// Without exec records (no bpf_loop), a child's copy of its parent holds
+// until a record names it otherwise: then /proc is read again, and a process
+// gone by then is unknown rather than its parent.
+TEST(ProcessCache, WithoutExecRecordsARenamedChildIsReadAgainOrUnknown) {
+  TempDir root;
+  ProcessCache c(root.path());
+  c.set_exec_records(false);
+  fake_proc(root, 200, "bash\0-c\0x\0"s, "bash\n", "200 (bash) S 1 200", "/usr/bin/bash");
+  ASSERT_NE(c.lookup(200, "bash"), nullptr);
+  c.on_event(task(TaskEvent::Kind::Fork, 201, 200, "bash"));
+  c.on_event(task(TaskEvent::Kind::Fork, 202, 200, "bash"));
+  // 201 still bash: the copy stands
+  EXPECT_EQ(c.lookup(201, "bash")->exe, "/usr/bin/bash");
+  // 202 exec'd curl, still in /proc: read again
+  fake_proc(root, 202, "curl\0-s\0"s, "curl\n", "202 (curl) S 200 202", "/usr/bin/curl");
+  const ProcInfo* p = c.lookup(202, "curl");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->exe, "/usr/bin/curl");
+  EXPECT_EQ(p->cmdline, "curl -s");
+  // 201 exec'd a program and is gone: unknown, not bash
+  p = c.lookup(201, "pg_fire");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->exe, "");
+  EXPECT_EQ(p->cmdline, "");
+  EXPECT_EQ(p->comm, "pg_fire");
+  EXPECT_EQ(p->ppid, 200u);
+  // with exec records, the name alone changes nothing (prctl renames)
+  ProcessCache d(root.path());
+  d.on_event(exec_ev(300, 1, "nginx", "/usr/sbin/nginx", "nginx"));
+  EXPECT_EQ(d.lookup(300, "nginx: worker")->exe, "/usr/sbin/nginx");
+}

@@ -38,7 +38,7 @@ void ProcessCache::on_event(const TaskEvent& t) {
       break;
     }
     case TaskEvent::Kind::Fork: {
-      const ProcInfo* parent = exec_records_ ? lookup(t.ppid) : nullptr;
+      const ProcInfo* parent = lookup(t.ppid);
       ProcInfo info = parent ? *parent : ProcInfo{};
       info.comm = t.comm;
       info.ppid = t.ppid;

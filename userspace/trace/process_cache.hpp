@@ -40,8 +40,8 @@ class ProcessCache {
   // entry with another name is from before an exec, and is read again.
   const ProcInfo* lookup(uint32_t pid, std::string_view comm = {});
   // Whether the kernel sends exec records (it cannot without bpf_loop): if
-  // not, a fork does not copy its parent's exe and cmdline, which the
-  // child's exec would make wrong without a word.
+  // not, a child keeps the exe and cmdline copied from its parent at fork
+  // until a record shows it renamed (its exec), and is then read again.
   void set_exec_records(bool on) { exec_records_ = on; }
   size_t size() const { return procs_.size(); }
 
