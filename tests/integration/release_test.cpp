@@ -155,6 +155,7 @@ TEST_F(Holes, ReleaseNamesTheCloserOfASocketPassedOverScmRights) {
     if (recvmsg(sp[1], &m, 0) != 1) _exit(2);
     int got;
     std::memcpy(&got, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof got);
+    if (read(sp[1], &byte, 1) != 1) _exit(3);  // the parent has closed its own
     close(got);
     _exit(0);
   }
@@ -177,6 +178,7 @@ TEST_F(Holes, ReleaseNamesTheCloserOfASocketPassedOverScmRights) {
   std::memcpy(CMSG_DATA(cm), &fd, sizeof fd);
   ASSERT_EQ(sendmsg(sp[0], &m, 0), 1);
   close(fd);
+  ASSERT_EQ(write(sp[0], "c", 1), 1);  // only now may the child close the last reference
   int status = 0;
   waitpid(child, &status, 0);
   close(sp[0]);
