@@ -64,7 +64,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	struct pg_sock_event *e;
 	struct pg_sk_state *st = NULL;
-	__u16 sport;
+	__u16 sport = 0;
 
 	/* an MPTCP socket moves too (its subflows are the TCP sockets) */
 	if (newstate != PG_TCP_CLOSE || sk_proto(sk) != PG_IPPROTO_TCP)
@@ -109,9 +109,11 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK &&
 	    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock))
 		return 0;
-	sport = sk_sport(sk);
-	if (!targ_sk_tracing && !sport)
-		return 0;
+	if (!targ_sk_tracing) {
+		sport = sk_sport(sk);
+		if (!sport)
+			return 0;
+	}
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return 0;

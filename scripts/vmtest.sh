@@ -260,8 +260,13 @@ summary() {  # CONSOLE WORLD
     !on { next }
     /^\[==========\] [0-9]+ tests? from .* ran/ { total = $2 }
     /^\[  PASSED  \] [0-9]+ test/ { passed = $4 }
+    # a skip prints "FILE:LINE: Skipped", then its reason
+    skip_next { reason = $0; skip_next = 0 }
+    / Skipped$/ { skip_next = 1 }
     # each test is named twice (as it ends, and in the summary)
-    /^\[  SKIPPED \] [A-Za-z]/ && !seen[$4]++ { skipped = skipped (ns++ ? ", " : "") $4 }
+    /^\[  SKIPPED \] [A-Za-z]/ && !seen[$4]++ {
+      skipped = skipped (ns++ ? "; " : "") $4 (reason != "" ? ": " reason : ""); reason = ""
+    }
     /^\[  FAILED  \] [A-Za-z]/ && !seen[$4]++ { failed = failed (nf++ ? ", " : "") $4 }
     END {
       if (total == "") { printf "%s: no result", w; exit }
