@@ -195,13 +195,15 @@ void without_sk_tracing(HookPlan& p, const KernelFeatures& k) {
 }  // namespace
 
 HookPlan plan_hooks(const KernelFeatures& k, const HookOptions& o) {
-  // Three worlds. Where the kernel allows fentry/fexit: the end of a udp
-  // connect() and the port allocators' failures are seen in the kernel
-  // functions, whatever called them (a syscall, io_uring, a kernel socket).
-  // Elsewhere, on Linux >= 6.3: at the end of every send (sock_send_length)
-  // and at the socket's next sight, with nothing on the syscall layer, whose
-  // tracepoints slow every syscall of every process. Older kernels: at the
-  // syscall exits.
+  // Four worlds. Where the kernel allows fentry/fexit (and its programs may
+  // keep socket state, Linux >= 5.12): the end of a udp connect() and the
+  // port allocators' failures are seen in the kernel functions, whatever
+  // called them (a syscall, io_uring, a kernel socket). Elsewhere, on Linux
+  // >= 6.3: at the end of every send (sock_send_length) and at the socket's
+  // next sight, with nothing on the syscall layer, whose tracepoints slow
+  // every syscall of every process. Older kernels: at the syscall exits
+  // where they can read their socket (bpf_task_pt_regs, >= 5.15), else with
+  // the cgroup hooks alone, at the socket's next sight.
   HookPlan p;
   // every fexit program keeps state in socket storage
   p.sk_tracing = k.tracing_sk_storage && k.tracing_cookie;
