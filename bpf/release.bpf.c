@@ -64,6 +64,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	struct pg_sock_event *e;
 	struct pg_sk_state *st = NULL;
+	__u64 cookie = 0;
 	__u16 sport = 0;
 
 	/* an MPTCP socket moves too (its subflows are the TCP sockets) */
@@ -110,8 +111,11 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock))
 		return 0;
 	if (!targ_sk_tracing) {
+		/* no cookie: no hook of ours saw the socket (an accepted child),
+		 * so the consumer holds nothing of it */
+		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 		sport = sk_sport(sk);
-		if (!sport)
+		if (!sport || !cookie)
 			return 0;
 	}
 	e = sock_event_new(PG_KIND_RELEASE);
@@ -128,7 +132,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 		 * has put it, but inet_sport stays), and a cookie that any
 		 * hook that saw the socket generated */
 		e->lport = sport;
-		e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+		e->cookie = cookie;
 		e->flags |= PG_F_UNCHECKED;
 		release_commit(e, NULL);
 		return 0;

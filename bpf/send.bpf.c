@@ -28,6 +28,10 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	if (!port)
 		return PG_ALLOW;
 	st = sk_state_of(sk);
+	/* a connect or bind whose end was deferred (cgroup world): its port,
+	 * with its own time and task, before this send is taken for it */
+	if (st)
+		pending_resolve(kernel_sk(sk), st);
 	sk_state_fold(st, bpf_get_socket_cookie(ctx));
 	if (st && already_reported(st, port))
 		return PG_ALLOW;

@@ -166,7 +166,7 @@ bool unprivileged_can_read_maps(const RunAs& who) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  return WIFEXITED(status) && WEXITSTATUS(status) != 1;
+  return !WIFEXITED(status) || WEXITSTATUS(status) != 1;  // only a refused read says no
 }
 
 }  // namespace portghost

@@ -77,9 +77,14 @@ bool dump_inet_diag(int fd, uint8_t family, uint8_t protocol) {
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<size_t>(n)); h = NLMSG_NEXT(h, n)) {
+    // whole messages only, each within what was received
+    auto total = static_cast<size_t>(n);
+    for (size_t off = 0; off + sizeof(nlmsghdr) <= total;) {
+      const auto* h = reinterpret_cast<const nlmsghdr*>(buf + off);
+      if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > total - off) break;
       if (h->nlmsg_type == NLMSG_DONE) return true;
       if (h->nlmsg_type == NLMSG_ERROR) return false;
+      off += NLMSG_ALIGN(h->nlmsg_len);
     }
   }
 }

@@ -9,7 +9,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/utsname.h>
 #include <unistd.h>
+#include <cstdio>
 
 #include <cerrno>
 #include <cstdarg>
@@ -117,6 +119,15 @@ bool iter_can_load(const VmlinuxBtf& btf, const std::string& target) {
 
 // What this kernel allows, for the hook plan. The fentry probes attach a
 // test program (not free): skipped when fentry is not wanted.
+// The running kernel's version is at least major.minor (uname).
+bool kernel_at_least(int major, int minor) {
+  utsname u{};
+  if (uname(&u) != 0) return false;
+  int ma = 0, mi = 0;
+  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
+}
+
 KernelFeatures probe_features(const VmlinuxBtf& btf, bool want_fentry) {
   KernelFeatures k;
   // the helpers' kernel functions, as BTF names them: socket storage from
@@ -212,6 +223,10 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   s->rodata->targ_bind_exit = plan.bind_exit;
   s->rodata->targ_sk_tracing = plan.sk_tracing;
   sk_tracing_ = plan.sk_tracing;
+  if (!plan.sk_tracing && kernel_at_least(5, 12))
+    spdlog::warn(
+        "this kernel's BTF names neither bpf_sk_storage_tracing_allowed nor bpf_get_socket_ptr_cookie, which Linux "
+        "5.12 has: tracing programs run without socket state (no fexit world, unchecked tcp releases)");
   bpf_program* prog;
   bpf_object__for_each_program(prog, s->obj) {
     std::string name = bpf_program__name(prog);

@@ -121,7 +121,14 @@ const ProcInfo* ProcessCache::lookup(uint32_t pid, std::string_view comm) {
   if (it != procs_.end() && !exec_records_ && !comm.empty() && (!it->second || it->second->comm != comm)) {
     // renamed by an exec we were not told of: what /proc says now, or nothing
     auto now = read_proc(pid);
-    if (!now || now->comm != comm) now = ProcInfo{"", "", std::string(comm), it->second ? it->second->ppid : 0};
+    if (!now || now->comm != comm) {
+      now = ProcInfo{};
+      now->comm = std::string(comm);
+      now->unread = true;
+      if (it->second) now->ppid = it->second->ppid;
+    }
+    // an exit already read stays, so that expire() still forgets it
+    if (it->second) now->exited_boot_ns = it->second->exited_boot_ns;
     it->second = std::move(now);
   }
   if (it == procs_.end()) {

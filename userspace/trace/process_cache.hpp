@@ -21,6 +21,9 @@ struct ProcInfo {
   std::string comm;
   uint32_t ppid = 0;
   uint64_t exited_boot_ns = 0;  // its last thread exited then (0: alive)
+  // exe and cmdline unknown: renamed by an exec no record told of, and gone
+  // before /proc was read (written null, not as the empty strings here)
+  bool unread = false;
 };
 
 class ProcessCache {

@@ -75,9 +75,10 @@ void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<u
   if (!pid) return;
   r.pid = *pid;
   if (const ProcInfo* p = procs_.lookup(*pid, r.comm ? *r.comm : std::string_view())) {
-    // empty: unknown (a process gone before /proc was read)
-    if (!p->exe.empty()) r.exe = p->exe;
-    if (!p->cmdline.empty()) r.cmdline = p->cmdline;
+    if (!p->unread) {
+      r.exe = p->exe;
+      r.cmdline = p->cmdline;
+    }
     if (!r.comm) r.comm = p->comm;
     if (!r.ppid && p->ppid) r.ppid = p->ppid;
   }
