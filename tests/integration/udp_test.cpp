@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 
 #include "harness.hpp"
 
@@ -72,6 +74,30 @@ TEST_F(Trace, UdpConnectWithoutSend) {
   w.end();
   EXPECT_EQ(r["rport"], 53);
   expect_lifetime(r, w);
+}
+
+// A connect() whose port a later send to an explicit address finds first
+// (where the connect's end is read at the socket's next sight): still the
+// connect's, with its time, once.
+TEST_F(Trace, UdpConnectThenSendToAnAddressIsTheConnects) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_EQ(do_connect(fd, v4(53)), 0);
+  uint64_t after_connect = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto dst = v4(9);
+  ASSERT_EQ(sendto(fd, "x", 1, 0, reinterpret_cast<sockaddr*>(&dst), sizeof dst), 1);
+  uint64_t c = sock_cookie(fd);
+  uint16_t port = local_port(fd);
+  close(fd);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["how"], "connect") << a.dump();
+  EXPECT_EQ(a["lport"], port);
+  EXPECT_LT(a["ts_ns"].get<uint64_t>(), after_connect) << "the connect's time, not the send's";
+  expect_mine(a);
+  release_of(c);
+  EXPECT_EQ(t().all(is("assign", c)).size(), 1u);
 }
 
 // Item 1: inet_send_prepare() autobinds before udp_sendmsg() fails; the

@@ -161,6 +161,7 @@ TEST(ProcessCache, ReadProcWithoutExeOrStat) {
   ASSERT_TRUE(p.has_value());
   EXPECT_EQ(p->exe, "");
   EXPECT_EQ(p->cmdline, "");
+  EXPECT_TRUE(p->unread) << "no executable to name: unknown, written null";
   EXPECT_EQ(p->comm, "kthreadd");
   EXPECT_EQ(p->ppid, 0u);
   EXPECT_FALSE(c.read_proc(3).has_value()) << "no such process";

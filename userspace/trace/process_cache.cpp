@@ -78,6 +78,9 @@ std::optional<ProcInfo> ProcessCache::read_proc(uint32_t pid) const {
   info.cmdline = cmdline_from_args(cmd->data(), cmd->size());
   char buf[4096];
   ssize_t n = readlink((dir + "/exe").c_str(), buf, sizeof buf);
+  // no executable to name (a leader gone with its threads still running, a
+  // process being torn down): exe and cmdline are unknown, not empty
+  if (n <= 0) info.unread = true;
   if (n > 0) {
     info.exe.assign(buf, static_cast<size_t>(n));
     const std::string deleted = " (deleted)";

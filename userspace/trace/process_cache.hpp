@@ -21,8 +21,9 @@ struct ProcInfo {
   std::string comm;
   uint32_t ppid = 0;
   uint64_t exited_boot_ns = 0;  // its last thread exited then (0: alive)
-  // exe and cmdline unknown: renamed by an exec no record told of, and gone
-  // before /proc was read (written null, not as the empty strings here)
+  // exe and cmdline unknown (written null, not as the empty strings here):
+  // /proc could not name the executable, or the process was renamed by an
+  // exec no record told of and was gone before /proc was read
   bool unread = false;
 };
 
