@@ -137,4 +137,20 @@ class JsonObject {
   size_t length_ = 0;
 };
 
+// The members that fill(o) writes, as text that goes after another member
+// (",\"k\":v,..."; JsonObject::members takes it): rendered once, reused.
+template <class Fill>
+std::string json_members(Fill&& fill) {
+  std::string s;
+  {
+    JsonObject o(s);
+    fill(o);
+    o.end();
+  }
+  if (s.size() <= 2) return "";  // {}: nothing written
+  s.front() = ',';               // {"k":v,...}  ->  ,"k":v,...
+  s.pop_back();
+  return s;
+}
+
 }  // namespace portghost

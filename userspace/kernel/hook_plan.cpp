@@ -19,11 +19,20 @@ void add(HookPlan& p, const char* const (&names)[N]) {
   p.programs.insert(std::begin(names), std::end(names));
 }
 
+// Where the cgroup world reads what a connect() or bind() came to.
+constexpr const char* kNextSight = "the socket's next send to an address, connect, bind or close";
+
 // The paths every world shares, with the world's hooks where they differ.
 void common_paths(HookPlan& p, bool fexit, bool sock_tp, bool sctp) {
   const char* udp_send = fexit     ? "fexit/inet_autobind"
                          : sock_tp ? "tp_btf/sock_send_length"
                                    : "cgroup/sendmsg4, cgroup/sendmsg6";
+  bool cgroup = p.defer && !sock_tp;  // the cgroup world: ends read at the next sight
+  std::string send_fails_late =
+      cgroup ? std::string("late: ") + kNextSight : "late: cgroup/connect4/6, cgroup/sendmsg4/6 or cgroup/sock_release";
+  std::string udp_connect_late =
+      cgroup ? std::string("cgroup/connect4, cgroup/connect6 + ") + kNextSight + ", with the connect's time and task"
+             : "";
   p.paths = {
       {"tcp connect(): port chosen",
        fexit ? "fexit/inet_hash_connect, sockops TCP_CONNECT_CB" : "sockops TCP_CONNECT_CB"},
@@ -36,14 +45,13 @@ void common_paths(HookPlan& p, bool fexit, bool sock_tp, bool sctp) {
       {"bind(): port given or chosen", "cgroup/post_bind4, cgroup/post_bind6"},
       {"listen() on an unbound socket", "sockops TCP_LISTEN_CB"},
       {"udp send on an unbound socket", udp_send},
-      {"udp send whose autobind succeeds but the send fails",
-       fexit || sock_tp ? udp_send : "late: cgroup/connect4/6, cgroup/sendmsg4/6 or cgroup/sock_release"},
+      {"udp send whose autobind succeeds but the send fails", fexit || sock_tp ? udp_send : send_fails_late},
       {"udp connect()", fexit            ? "cgroup/connect4, cgroup/connect6 + fexit/inet_dgram_connect"
                         : sock_tp        ? "cgroup/connect4, cgroup/connect6 + tp_btf/sock_send_length or "
                                            "cgroup/sock_release (the next send or the close), with the connect's "
                                            "time and task"
                         : p.connect_exit ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
-                                         : ""},
+                                         : udp_connect_late},
       {"tcp release", "tp_btf/inet_sock_set_state"},
       {"udp release, tcp close before a state change", "cgroup/sock_release"},
       {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
@@ -111,18 +119,11 @@ void syscall_world(HookPlan& p, const KernelFeatures& k) {
 // task; nothing sits on the syscall layer.
 void cgroup_world(HookPlan& p) {
   add(p, {"pg_sendmsg4", "pg_sendmsg6"});
-  const char* next_sight = "the socket's next send to an address, connect, bind or close";
-  for (auto& ph : p.paths) {
-    if (ph.path == "udp connect()")
-      ph.hook = std::string("cgroup/connect4, cgroup/connect6 + ") + next_sight + ", with the connect's time and task";
-    else if (ph.path == "udp send whose autobind succeeds but the send fails")
-      ph.hook = std::string("late: ") + next_sight;
-  }
-  p.paths.push_back({"bind(0) finding no free port", std::string("late: cgroup/bind4, cgroup/bind6 + ") + next_sight +
+  p.paths.push_back({"bind(0) finding no free port", std::string("late: cgroup/bind4, cgroup/bind6 + ") + kNextSight +
                                                          ", with the bind's time (wildcard and loopback addresses)"});
   p.paths.push_back({"udp send finding no free port", ""});
   p.paths.push_back({"udp connect() finding no free port", std::string("late: cgroup/connect4, cgroup/connect6 + ") +
-                                                               next_sight + ", with the connect's time and task"});
+                                                               kNextSight + ", with the connect's time and task"});
   p.uncaught.push_back(
       "udp connect(): recorded at the socket's next send to an address, connect, bind or close (with the connect's "
       "time and task): no fexit, and no syscall exit that can read its socket (bpf_task_pt_regs)");

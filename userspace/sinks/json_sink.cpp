@@ -94,17 +94,7 @@ void AttributionCache::Slot::fill(const PortRecord& r) {
   keep(cmdline, r.cmdline);
   keep(container, r.container);
   kernel = r.kernel;
-  // rendered as the members of an object that has one before them
-  text.clear();
-  {
-    JsonObject o(text);
-    o.raw("", "");
-    attribution(o, r);
-    o.end();
-  }
-  // {"":,"pid":...}  ->  ,"pid":...
-  text.erase(0, 4);
-  text.pop_back();
+  text = json_members([&](JsonObject& o) { attribution(o, r); });
 }
 
 std::string_view AttributionCache::members(const PortRecord& r) {
@@ -131,16 +121,7 @@ JsonSink::JsonSink(Output& out, std::string host)
 
 std::string JsonSink::host_member_of(const std::string& host) {
   if (host.empty()) return "";
-  std::string s;
-  {
-    JsonObject o(s);
-    o.str("host", host);
-    o.end();
-  }
-  // {"host":"..."}  ->  ,"host":"..."
-  s.front() = ',';
-  s.pop_back();
-  return s;
+  return json_members([&](JsonObject& o) { o.str("host", host); });
 }
 
 std::string JsonSink::render(const PortRecord& r, const std::string& host) {
