@@ -23,7 +23,7 @@ else
 fi
 echo "lint: clang-format clean (${#sources[@]} files)"
 # the userspace stages include only the ones below them (docs/architecture.md)
-stages=(common kernel trace sinks logs app)
+stages=(common kernel trace sinks logs fleet app)
 upward=0
 for i in "${!stages[@]}"; do
   for j in "${!stages[@]}"; do

@@ -148,7 +148,8 @@ TEST(JsonSink, PortWritesTheRenderedLine) {
   sink.port(assign_record());
   sink.port(release_record());
   sink.flush();
-  EXPECT_EQ(out.text(), JsonSink::render(assign_record()) + JsonSink::render(release_record()));
+  EXPECT_EQ(out.text(), with_identity(JsonSink::render(assign_record()), 0, 0) +
+                            with_identity(JsonSink::render(release_record()), 0, 1));
   EXPECT_EQ(pgtest::split_lines(out.text()).size(), 2u);
 }
 
@@ -158,9 +159,10 @@ TEST(JsonSink, ReusedAttributionIsExactlyTheRenderedOne) {
   StringOutput out;
   JsonSink sink(out, "h1");
   std::string expected;
+  uint64_t seq = 0;
   auto put = [&](const PortRecord& r) {
     sink.port(r);
-    expected += JsonSink::render(r, "h1");
+    expected += with_identity(JsonSink::render(r, "h1"), 0, seq++);
   };
   PortRecord a = assign_record();
   put(a);
@@ -231,7 +233,10 @@ TEST(JsonSink, StartLostStopRecords) {
   JValue start = parse_line(lines[0] + "\n");
   EXPECT_EQ(start.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "machine_id",
                                                     "boot_id", "world", "hooks", "uncaught", "paths", "port_range",
-                                                    "ring_buffer_bytes", "filters"}));
+                                                    "ring_buffer_bytes", "filters", "run", "seq"}));
+  // the session is named by its start's time; its lines are numbered from 0
+  EXPECT_EQ(start.at("run").u64(), kTs);
+  EXPECT_EQ(start.at("seq").u64(), 0u);
   EXPECT_EQ(start.at("type").str(), "start");
   EXPECT_EQ(start.at("host").str(), "host\"1");
   EXPECT_EQ(start.at("world").str(), "socket");
@@ -247,14 +252,17 @@ TEST(JsonSink, StartLostStopRecords) {
   EXPECT_EQ(start.at("filters").at("comm").str(), "curl");
 
   JValue lost = parse_line(lines[1] + "\n");
-  EXPECT_EQ(lost.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "count", "total", "reasons"}));
+  EXPECT_EQ(lost.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "count", "total", "reasons", "run", "seq"}));
+  EXPECT_EQ(lost.at("run").u64(), kTs);
+  EXPECT_EQ(lost.at("seq").u64(), 1u);
   EXPECT_EQ(lost.at("count").u64(), 3u);
   EXPECT_EQ(lost.at("total").u64(), 10u);
   EXPECT_EQ(lost.at("reasons").at("ring_buffer_full").u64(), 3u);
 
   JValue stop = parse_line(lines[2] + "\n");
-  EXPECT_EQ(stop.keys(),
-            (std::vector<std::string>{"type", "ts", "ts_ns", "reason", "records", "lost", "table_evicted"}));
+  EXPECT_EQ(stop.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "reason", "records", "lost", "table_evicted",
+                                                   "run", "seq"}));
+  EXPECT_EQ(stop.at("seq").u64(), 2u);
   EXPECT_EQ(stop.at("reason").str(), "signal");
   EXPECT_EQ(stop.at("records").at("assign").u64(), 2u);
   EXPECT_EQ(stop.at("lost").u64(), 10u);
@@ -268,7 +276,7 @@ TEST(Sinks, MakeSinkPicksTheFormat) {
   EXPECT_NE(dynamic_cast<JsonSink*>(json.get()), nullptr);
   EXPECT_NE(dynamic_cast<TableSink*>(table.get()), nullptr);
   json->port(assign_record());
-  EXPECT_EQ(out.text(), JsonSink::render(assign_record()));
+  EXPECT_EQ(out.text(), with_identity(JsonSink::render(assign_record()), 0, 0));
 }
 
 TEST(Sinks, Printable) {
@@ -279,7 +287,8 @@ TEST(Sinks, Printable) {
   EXPECT_EQ(printable("caf\xc3\xa9"), "caf\\xc3\\xa9") << "the table is ASCII only";
 }
 
-TEST(JsonSink, WithAHostEveryRecordEndsWithIt) {
+// host, then the session's identity (run, seq): what a store deduplicates on
+TEST(JsonSink, WithAHostEveryRecordEndsWithHostRunSeq) {
   StringOutput out;
   JsonSink sink(out, "web-1");
   PortRecord r;
@@ -294,10 +303,38 @@ TEST(JsonSink, WithAHostEveryRecordEndsWithIt) {
   sink.stop(st);
   auto lines = pgtest::split_lines(out.text());
   ASSERT_EQ(lines.size(), 4u);
+  uint64_t seq = 0;
   for (const auto& line : lines) {
     JValue v = parse_line(line + "\n");
-    ASSERT_FALSE(v.keys().empty());
-    EXPECT_EQ(v.keys().back(), "host") << line;
+    auto keys = v.keys();
+    ASSERT_GE(keys.size(), 3u);
+    EXPECT_EQ(std::vector<std::string>(keys.end() - 3, keys.end()), (std::vector<std::string>{"host", "run", "seq"}))
+        << line;
     EXPECT_EQ(v.at("host").str(), "web-1");
+    EXPECT_EQ(v.at("seq").u64(), seq++);
   }
+}
+
+// A second session in the same sink (a restart appending to the file) is a
+// new run, numbered from 0 again.
+TEST(JsonSink, EachSessionIsARunNumberedFromZero) {
+  StringOutput out;
+  JsonSink sink(out, "web-1");
+  StartRecord s;
+  s.ts_ns = kTs;
+  sink.start(s);
+  sink.port(assign_record());
+  sink.stop(StopRecord{});
+  s.ts_ns = kTs + 5;
+  sink.start(s);
+  sink.port(release_record());
+  auto lines = pgtest::split_lines(out.text());
+  ASSERT_EQ(lines.size(), 5u);
+  std::vector<std::pair<uint64_t, uint64_t>> ids;
+  for (const auto& line : lines) {
+    JValue v = parse_line(line + "\n");
+    ids.emplace_back(v.at("run").u64(), v.at("seq").u64());
+  }
+  EXPECT_EQ(ids,
+            (std::vector<std::pair<uint64_t, uint64_t>>{{kTs, 0}, {kTs, 1}, {kTs, 2}, {kTs + 5, 0}, {kTs + 5, 1}}));
 }

@@ -20,6 +20,12 @@ using pgtest::parse_json;
 
 const uint64_t kTs = 1795307725658868961ULL;  // 2026-11-22T00:35:25.658868961Z
 
+// A line as JsonSink::render gives it, with the session identity a sink adds.
+inline std::string with_identity(const std::string& line, uint64_t run, uint64_t seq) {
+  return line.substr(0, line.size() - 2) + ",\"run\":" + std::to_string(run) + ",\"seq\":" + std::to_string(seq) +
+         "}\n";
+}
+
 inline PortRecord assign_record() {
   PortRecord r;
   r.type = PortRecord::Type::Assign;

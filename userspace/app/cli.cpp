@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -29,6 +31,8 @@ Examples:
   portghost who 60302 --at 10:03:12                who held local port 60302 then
   sudo portghost top                               ports held now, live
   portghost stats /var/log/portghost               a log in summary
+  portghost ship /var/log/portghost --to clickhouse://db1:8123/portghost
+                                                   send the log to ClickHouse, follow it
 
 Run 'portghost COMMAND --help' for every option of a command.)";
 
@@ -54,7 +58,29 @@ its trace.
 Examples:
   portghost who 60302 --at 10:03:12
   portghost who 60302 --since -1h /var/log/portghost
-  portghost who 53 --proto udp --at 2026-11-22T10:03:12Z --format json events.jsonl events.jsonl.1.gz)";
+  portghost who 53 --proto udp --at 2026-11-22T10:03:12Z --format json events.jsonl events.jsonl.1.gz
+  portghost who 60302 --at 14:03:07 --host web-7 --raddr 10.0.0.9 --rport 443 \
+      --from clickhouse://db1:8123/portghost --credentials /etc/portghost/clickhouse.conf
+
+With --from, the records come from ClickHouse (see 'portghost ship'); the answer is
+the one the same records give from files. Credentials: a file of lines user=NAME and
+password=SECRET, or PORTGHOST_CLICKHOUSE_USER and PORTGHOST_CLICKHOUSE_PASSWORD.)";
+
+const char* kShipFooter = R"(
+Follows the log (FILE, or DIR/events.jsonl) across its rotation and sends every record
+to ClickHouse in gzip batches. The position is kept in a state file, replaced atomically
+after each batch the server took: a restart resumes there. Delivery is at least once; the
+store counts a record once by (host, run, seq). While the server is down or failing,
+nothing is lost: the log is the buffer; retries back off up to 30 s and the lag is
+reported on stderr. Answers that no retry can fix (authentication, a missing or different
+table) stop it with exit status 1.
+
+Create the table first:  portghost schema clickhouse | clickhouse-client -n
+
+Examples:
+  portghost ship /var/log/portghost --to clickhouse://db1:8123/portghost \
+      --credentials /etc/portghost/clickhouse.conf
+  portghost ship old-events.jsonl --to clickhouse://127.0.0.1:8123 --once)";
 
 }  // namespace
 
@@ -145,7 +171,20 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   who->add_option("--netns", w.netns, "Only this network namespace (inode)");
   who->add_option("--laddr", w.laddr, "Only this local address")->check(kNonEmpty);
   who->add_option("--host", w.host, "Only records from this host")->check(kNonEmpty);
+  who->add_option("--raddr", w.raddr, "Only sockets with this peer address (or no known peer)")->check(kNonEmpty);
+  uint32_t who_rport = 0;
+  CLI::Option* who_rport_opt =
+      who->add_option("--rport", who_rport, "Only sockets with this peer port (or no known peer)")
+          ->check(CLI::Range(1, 65535));
   who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
+  auto store_options = [&](CLI::App* cmd, StoreOptions& st) {
+    cmd->add_option("--from", st.from, "Read the records from ClickHouse: clickhouse://HOST[:PORT][/DATABASE]")
+        ->check(kNonEmpty);
+    cmd->add_option("--credentials", st.credentials, "With --from: a file of lines user=NAME, password=SECRET")
+        ->check(kNonEmpty);
+    cmd->add_option("--table", st.table, "With --from: the table")->capture_default_str()->check(kNonEmpty);
+  };
+  store_options(who, w.store);
 
   CLI::App* top = app.add_subcommand("top", "Live view of the ports held now (refreshed every second)");
   top->add_option("--rows", res.top_rows, "Rows per table")->check(CLI::Range(1, 1000))->capture_default_str();
@@ -158,19 +197,44 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   stats->add_option("LOG", so.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
   stats->add_option("--top", so.top, "Rows per ranking")->check(CLI::Range(1, 1000))->capture_default_str();
   stats->add_option("--format", stats_format, "table or json")->check(CLI::IsMember({"json", "table"}));
+  stats->add_option("--host", so.host, "Only records from this host")->check(kNonEmpty);
+  store_options(stats, so.store);
+
+  ShipOptions& sh = res.ship;
+  CLI::App* ship = app.add_subcommand("ship", "Send the log to ClickHouse, following it across rotation");
+  ship->footer(kShipFooter);
+  ship->add_option("LOG", sh.log, "The log file, or its directory (events.jsonl)")->required()->check(kNonEmpty);
+  ship->add_option("--to", sh.to, "clickhouse://HOST[:PORT][/DATABASE] (port 8123, database portghost)")
+      ->required()
+      ->check(kNonEmpty);
+  ship->add_option("--credentials", sh.credentials, "A file of lines user=NAME, password=SECRET")->check(kNonEmpty);
+  ship->add_option("--table", sh.table, "The table")->capture_default_str()->check(kNonEmpty);
+  ship->add_option("--state", sh.state, "The position file (default: LOG's directory/.portghost-ship.state)")
+      ->check(kNonEmpty);
+  ship->add_option("--batch", sh.batch_records, "Records per batch at most")
+      ->check(CLI::Range(1, 10'000'000))
+      ->capture_default_str();
+  ship->add_option("--flush-ms", sh.flush_ms, "A partial batch waits at most this long")
+      ->check(CLI::Range(1, 3'600'000))
+      ->capture_default_str();
+  ship->add_flag("--once", sh.once, "Send what the log holds now, then exit");
+
+  SchemaOptions& sc = res.schema;
+  CLI::App* schema = app.add_subcommand("schema", "Print the ClickHouse table definition for 'portghost ship'");
+  std::string schema_store;
+  schema->add_option("STORE", schema_store, "clickhouse")->required()->check(CLI::IsMember({"clickhouse"}));
+  schema->add_option("--database", sc.database, "Database")->capture_default_str()->check(kNonEmpty);
+  schema->add_option("--table", sc.table, "Table")->capture_default_str()->check(kNonEmpty);
 
   // `portghost [trace options]` is `portghost trace [trace options]`
   std::vector<const char*> args(argv, argv + argc);
-  bool top_level = argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
-                                std::strcmp(argv[1], "--version") == 0 || std::strcmp(argv[1], "trace") == 0 ||
-                                std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
-                                std::strcmp(argv[1], "top") == 0);
+  std::string first = argc > 1 ? argv[1] : "";
+  CLI::App* named = nullptr;
+  for (CLI::App* c : {trace, who, top, stats, ship, schema})
+    if (first == c->get_name()) named = c;
+  bool top_level = named || first == "--help" || first == "-h" || first == "--version";
   if (!top_level) args.insert(args.begin() + 1, "trace");
-
-  std::string sub = argc > 1 && (std::strcmp(argv[1], "who") == 0 || std::strcmp(argv[1], "stats") == 0 ||
-                                 std::strcmp(argv[1], "top") == 0)
-                        ? argv[1]
-                        : "trace";
+  std::string sub = named ? first : "trace";
   auto fail = [&](const std::string& msg) {
     // the message may quote the argument: never raw bytes to a terminal
     err << "portghost: " << printable(msg) << " (see 'portghost " << sub << " --help')\n";
@@ -180,15 +244,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   try {
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::CallForHelp& e) {
-    bool sub_trace = argc > 1 && std::strcmp(argv[1], "trace") == 0;
-    bool sub_who = argc > 1 && std::strcmp(argv[1], "who") == 0;
-    bool sub_stats = argc > 1 && std::strcmp(argv[1], "stats") == 0;
-    bool sub_top = argc > 1 && std::strcmp(argv[1], "top") == 0;
-    out << (sub_trace   ? trace->help()
-            : sub_who   ? who->help()
-            : sub_stats ? stats->help()
-            : sub_top   ? top->help()
-                        : app.help());
+    out << (named ? named->help() : app.help());
     res.exit_code = kExitOk;
     return res;
   } catch (const CLI::CallForVersion& e) {
@@ -205,6 +261,22 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     res.run = true;
     return res;
   }
+  auto name_ok = [](const std::string& n) {
+    return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+  };
+  if (schema->parsed()) {
+    if (!name_ok(sc.database) || !name_ok(sc.table)) return fail("--database, --table: letters, digits and _ only");
+    res.command = "schema";
+    res.run = true;
+    return res;
+  }
+  if (ship->parsed()) {
+    res.command = "ship";
+    res.run = true;
+    return res;
+  }
   if (stats->parsed()) {
     so.json = stats_format == "json";
     if (so.logs.empty()) so.logs.push_back(kDefaultLogDir);
@@ -217,6 +289,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     if (!who_family.empty()) w.family = who_family == "4" ? "ipv4" : "ipv6";
     w.port = static_cast<uint16_t>(who_port);
     w.json = who_format == "json";
+    if (*who_rport_opt) w.rport = static_cast<uint16_t>(who_rport);
     if (w.logs.empty()) w.logs.push_back(kDefaultLogDir);
     res.command = "who";
     res.run = true;

@@ -12,10 +12,12 @@ namespace portghost {
 struct CliResult {
   bool run = false;  // false: exit now with exit_code (help, version, error)
   int exit_code = 0;
-  std::string command;  // "trace", "top", "who" or "stats"
+  std::string command;  // "trace", "top", "who", "stats", "ship" or "schema"
   TraceOptions trace;
   WhoOptions who;
   StatsOptions stats;
+  ShipOptions ship;
+  SchemaOptions schema;
   size_t top_rows = 10;
 };
 

@@ -11,6 +11,9 @@
 #include "app/privileges.hpp"
 #include "app/trace_loop.hpp"
 #include "common/errors.hpp"
+#include "fleet/records_table.hpp"
+#include "fleet/shipper.hpp"
+#include "fleet/store_reader.hpp"
 #include "kernel/existing.hpp"
 #include "kernel/probes.hpp"
 #include "logs/stats.hpp"
@@ -54,8 +57,20 @@ void check_btf() {
 int run(int argc, char** argv) {
   CliResult cli = parse_cli(argc, argv, std::cout, std::cerr);
   if (!cli.run) return cli.exit_code;
-  if (cli.command == "who") return run_who(cli.who, std::cout, std::cerr);
-  if (cli.command == "stats") return run_stats(cli.stats, std::cout, std::cerr);
+  if (cli.command == "who")
+    return cli.who.store.from ? run_who_from_store(cli.who, std::cout, std::cerr)
+                              : run_who(cli.who, std::cout, std::cerr);
+  if (cli.command == "stats")
+    return cli.stats.store.from ? run_stats_from_store(cli.stats, std::cout, std::cerr)
+                                : run_stats(cli.stats, std::cout, std::cerr);
+  if (cli.command == "schema") {
+    std::cout << records_schema(cli.schema.database, cli.schema.table);
+    return kExitOk;
+  }
+  if (cli.command == "ship") {
+    install_signals();
+    return run_ship(cli.ship, g_stop, std::cerr);
+  }
   TraceOptions& opt = cli.trace;
 
   auto logger = spdlog::stderr_color_mt("portghost");

@@ -53,20 +53,53 @@ struct TraceOptions {
 };
 
 // `portghost who`, as given (times are parsed when it runs).
+// Where who and stats read from instead of the log files.
+struct StoreOptions {
+  std::optional<std::string> from;  // clickhouse://HOST:PORT/DB
+  std::optional<std::string> credentials;
+  std::string table = "records";
+};
+
 struct WhoOptions {
   uint16_t port = 0;
   std::string at, since, until;
   std::optional<std::string> proto, family, laddr, host;
   std::optional<uint64_t> netns;
+  std::optional<std::string> raddr;  // the peer, as a firewall logged it
+  std::optional<uint16_t> rport;
   bool json = false;
   std::vector<std::string> logs;  // default: the service's log directory
+  StoreOptions store;             // --from clickhouse://...: ask the store, not the logs
 };
 
 // `portghost stats`.
 struct StatsOptions {
   std::vector<std::string> logs;
+  std::optional<std::string> host;  // only this host's records
+  StoreOptions store;
   size_t top = 10;
   bool json = false;
+};
+
+// `portghost ship`: the tracer's log into ClickHouse.
+struct ShipOptions {
+  std::string log;  // FILE, or a directory holding events.jsonl
+  std::string to;   // clickhouse://HOST:PORT/DB
+  std::string table = "records";
+  std::optional<std::string> credentials;
+  std::string state;  // default: LOG's directory/.portghost-ship.state
+  size_t batch_records = 50'000;
+  size_t batch_bytes = 16u << 20;  // of rows, before compression
+  uint64_t flush_ms = 1000;        // a partial batch waits at most this long
+  uint64_t poll_ms = 200;          // how often the log is looked at when idle
+  uint64_t lag_report_s = 10;
+  bool once = false;  // send what the log holds now, then exit
+};
+
+// `portghost schema clickhouse`.
+struct SchemaOptions {
+  std::string database = "portghost";
+  std::string table = "records";
 };
 
 // Where the service writes its log: who and stats read it by default.

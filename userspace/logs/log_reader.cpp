@@ -173,11 +173,13 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
     }
   };
   uint64_t tick = 0;  // latest time of records skipped since the last one kept
+  std::string host;   // of the latest record read: a log is one host's, and so are its ticks
   auto flush_tick = [&] {
     if (!tick) return;
     LogEvent t;
     t.type = LogEvent::Type::Tick;
     t.ts_ns = tick;
+    t.host = host;
     tick = 0;
     keep(std::move(t));
   };
@@ -221,6 +223,7 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
     e.type = *type;
     e.ts_ns = ts;
     str_field(doc, "host", e.host);
+    if (!e.host.empty()) host = e.host;
     if (e.type == LogEvent::Type::Exhausted) {
       str_field(doc, "comm", e.comm);
       str_field(doc, "exe", e.exe);

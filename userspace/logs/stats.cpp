@@ -154,6 +154,7 @@ int run_stats(const StatsOptions& o, std::ostream& out, std::ostream& err) {
     ReadStats r = read_log(
         p, std::nullopt,
         [&](LogEvent&& e) {
+          if (o.host && e.host != *o.host) return;
           st.add(e);
           kept++;
         },

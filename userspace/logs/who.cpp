@@ -34,6 +34,21 @@ bool matches(const LogEvent& e, const WhoQuery& q) {
   return true;
 }
 
+// --raddr/--rport: the holding's peer is that one, or unknown (a socket that
+// sends to many peers, such as an unconnected UDP socket, names none).
+bool peer_may_be(const Holding& h, const WhoQuery& q) {
+  auto peer_of = [&](const LogEvent& e) {
+    return e.raddr ? std::optional<std::pair<std::string, std::optional<uint16_t>>>(std::make_pair(*e.raddr, e.rport))
+                   : std::nullopt;
+  };
+  auto p = peer_of(h.first);
+  if (!p && h.release) p = peer_of(*h.release);
+  if (!p) return true;
+  if (q.raddr && p->first != *q.raddr) return false;
+  if (q.rport && p->second != q.rport) return false;
+  return true;
+}
+
 }  // namespace
 
 WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
@@ -113,7 +128,8 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
 
   for (auto& h : done) {
     uint64_t from = h.first.ts_ns;
-    if (from <= q.until_ns && (h.end_ns >= q.since_ns || h.from_existing)) a.holdings.push_back(std::move(h));
+    if (from <= q.until_ns && (h.end_ns >= q.since_ns || h.from_existing) && peer_may_be(h, q))
+      a.holdings.push_back(std::move(h));
   }
   std::stable_sort(a.holdings.begin(), a.holdings.end(),
                    [](const Holding& x, const Holding& y) { return x.first.ts_ns < y.first.ts_ns; });
@@ -275,7 +291,7 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
 
 namespace portghost {
 
-int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
+std::optional<WhoQuery> who_query_of(const WhoOptions& o, std::ostream& err) {
   uint64_t now = BootClock::now_unix_ns();
   WhoQuery q;
   q.port = o.port;
@@ -284,6 +300,8 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   q.laddr = o.laddr;
   q.host = o.host;
   q.netns = o.netns;
+  q.raddr = o.raddr;
+  q.rport = o.rport;
   q.json = o.json;
   auto parse = [&](const std::string& name, const std::string& text) -> std::optional<uint64_t> {
     auto t = parse_time(text, now);
@@ -294,25 +312,32 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   };
   if (!o.at.empty()) {
     auto t = parse("--at", o.at);
-    if (!t) return kExitUsage;
+    if (!t) return std::nullopt;
     q.since_ns = q.until_ns = *t;
   } else {
     if (!o.since.empty()) {
       auto t = parse("--since", o.since);
-      if (!t) return kExitUsage;
+      if (!t) return std::nullopt;
       q.since_ns = *t;
     }
     q.until_ns = now;
     if (!o.until.empty()) {
       auto t = parse("--until", o.until);
-      if (!t) return kExitUsage;
+      if (!t) return std::nullopt;
       q.until_ns = *t;
     }
     if (q.since_ns > q.until_ns) {
       err << "portghost: --since is after --until (see 'portghost who --help')\n";
-      return kExitUsage;
+      return std::nullopt;
     }
   }
+  return q;
+}
+
+int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
+  auto query = who_query_of(o, err);
+  if (!query) return kExitUsage;
+  const WhoQuery& q = *query;
   std::vector<LogEvent> events;
   auto paths = expand_log_paths(o.logs);
   if (paths.empty()) {

@@ -17,6 +17,8 @@ struct WhoQuery {
   uint64_t since_ns = 0, until_ns = UINT64_MAX;  // inclusive window
   std::optional<std::string> proto, family, laddr, host;
   std::optional<uint64_t> netns;
+  std::optional<std::string> raddr;  // the peer: holdings with another known peer are left out
+  std::optional<uint16_t> rport;
   bool json = false;
 };
 
@@ -46,6 +48,8 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q);
 void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out);
 
 struct WhoOptions;
+// The query the options ask (times parsed); nullopt after a one-line error.
+std::optional<WhoQuery> who_query_of(const WhoOptions& o, std::ostream& err);
 // The whole command: read the logs, answer, print. Returns the exit code.
 int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err);
 

@@ -128,7 +128,15 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host) {
   std::string s;
   JsonObject o(s);
   render_into(o, r, host_member_of(host), nullptr);
+  o.close();
   return s;
+}
+
+// The members after host: the session (its start's time) and the line's
+// number in it. Records before a start (none in a real run) have run 0.
+void JsonSink::identity(JsonObject& o) {
+  if (run_member_.empty()) run_member_ = json_members([](JsonObject& m) { m.num("run", 0); });
+  o.members(run_member_).num("seq", seq_++);
 }
 
 void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache) {
@@ -141,7 +149,6 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
     attribute(o, r, cache);
     opt_u(o, "held", r.held);
     if (!host_member.empty()) o.members(host_member);
-    o.close();
     return;
   }
   o.num("sock", r.sock)
@@ -161,7 +168,6 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
     if (r.reconciled) o.ascii("reason", "reconciled");
     if (r.mptcp) o.boolean("mptcp", true);
     if (!host_member.empty()) o.members(host_member);
-    o.close();
     return;
   }
   if (r.how)
@@ -177,12 +183,13 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
   if (r.late) o.boolean("late", true);
   if (r.mptcp) o.boolean("mptcp", true);
   if (!host_member.empty()) o.members(host_member);
-  o.close();
 }
 
 void JsonSink::port(const PortRecord& r) {
   JsonObject o(line_, JsonObject::Overwrite{});
   render_into(o, r, host_member_, &attribution_);
+  identity(o);
+  o.close();
   out_.write(std::string_view(line_.data(), o.length()));
 }
 
@@ -218,6 +225,10 @@ void JsonSink::start(const StartRecord& r) {
     f.end();
   }
   o.raw("filters", filters);
+  // a new session: its lines are numbered from this one, and named by its time
+  run_member_ = json_members([&](JsonObject& m) { m.num("run", r.ts_ns); });
+  seq_ = 0;
+  identity(o);
   o.close();
   out_.write(s);
 }
@@ -232,6 +243,7 @@ void JsonSink::lost(const LostRecord& r) {
 
 void JsonSink::finish(JsonObject& o, const std::string& s) {
   if (!host_member_.empty()) o.members(host_member_);
+  identity(o);
   o.close();
   out_.write(s);
 }

@@ -39,8 +39,10 @@ class AttributionCache {
 
 class JsonSink : public Sink {
  public:
-  // host: when set, every record ends with "host" (merged logs of many hosts
-  // stay attributable).
+  // host: when set, every record but start ends with "host" (merged logs of
+  // many hosts stay attributable). Every record then ends with "run" (the
+  // session's start time) and "seq" (its line number in the session, start
+  // being 0): with the host, the identity a store deduplicates on.
   explicit JsonSink(Output& out, std::string host = "");
   void start(const StartRecord& r) override;
   void port(const PortRecord& r) override;
@@ -57,10 +59,13 @@ class JsonSink : public Sink {
   // cache: where the attribution of the same task is reused (none: rendered).
   static void render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache);
   static std::string host_member_of(const std::string& host);
-  void finish(JsonObject& o, const std::string& s);  // host last, close, write
+  void finish(JsonObject& o, const std::string& s);  // host, run and seq last, close, write
+  void identity(JsonObject& o);                      // ,"run":..,"seq":.. (and count the line)
   Output& out_;
   std::string host_;
   std::string host_member_;  // ,"host":"..." rendered once (empty without a host)
+  std::string run_member_;   // ,"run":N rendered once, at start
+  uint64_t seq_ = 0;         // the next record's line number in the session
   std::string line_;         // reused: no allocation per record
   AttributionCache attribution_;
 };

@@ -1,0 +1,293 @@
+#include "fleet/clickhouse.hpp"
+
+#include <curl/curl.h>
+#include <zlib.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <utility>
+
+#include "common/text.hpp"
+
+namespace portghost {
+
+namespace {
+
+std::string trim(std::string s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  size_t e = s.find_last_not_of(" \t\r");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+bool name_ok(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+// user=NAME / password=SECRET, # comments
+void read_credentials(const std::string& path, ClickHouseEndpoint& ep) {
+  std::ifstream f(path);
+  if (!f) throw FatalError(errno_text("cannot read the credentials file " + path, errno ? errno : ENOENT), kExitUsage);
+  std::string line;
+  int n = 0;
+  while (std::getline(f, line)) {
+    n++;
+    std::string t = trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    size_t eq = t.find('=');
+    std::string key = eq == std::string::npos ? "" : trim(t.substr(0, eq));
+    std::string val = eq == std::string::npos ? "" : trim(t.substr(eq + 1));
+    if (key == "user")
+      ep.user = val;
+    else if (key == "password")
+      ep.password = val;
+    else
+      throw FatalError(path + ":" + std::to_string(n) + ": expected user=NAME or password=SECRET", kExitUsage);
+  }
+}
+
+void curl_global() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// ClickHouse's exception code in an answer ("Code: 60, e.displayText() ...").
+std::optional<int> exception_code(std::string_view body) {
+  size_t at = body.find("Code: ");
+  if (at == std::string_view::npos) return std::nullopt;
+  int code = 0;
+  size_t i = at + 6;
+  if (i >= body.size() || body[i] < '0' || body[i] > '9') return std::nullopt;
+  for (; i < body.size() && body[i] >= '0' && body[i] <= '9'; i++) code = code * 10 + (body[i] - '0');
+  return code;
+}
+
+std::string first_line(std::string_view body) {
+  std::string s(body.substr(0, body.find('\n')));
+  if (s.size() > 300) s = s.substr(0, 300) + "...";
+  return printable(s);
+}
+
+size_t on_data(char* p, size_t size, size_t n, void* user) {
+  auto* sink = static_cast<std::function<void(std::string_view)>*>(user);
+  (*sink)(std::string_view(p, size * n));
+  return size * n;
+}
+
+}  // namespace
+
+std::string ClickHouseEndpoint::base_url() const { return "http://" + host + ":" + std::to_string(port) + "/"; }
+
+std::string ClickHouseEndpoint::describe() const {
+  return host + ":" + std::to_string(port) + "/" + database + "." + table;
+}
+
+std::string ClickHouseEndpoint::qualified_table() const { return database + "." + table; }
+
+ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file) {
+  const std::string scheme = "clickhouse://";
+  auto bad = [&](const std::string& why) {
+    return FatalError(
+        "--to/--from '" + printable(url) + "': " + why + " (expected clickhouse://HOST[:PORT][/DATABASE])", kExitUsage);
+  };
+  if (url.rfind(scheme, 0) != 0) throw bad("not a clickhouse:// URL");
+  std::string rest = url.substr(scheme.size());
+  size_t slash = rest.find('/');
+  std::string hostport = rest.substr(0, slash);
+  std::string db = slash == std::string::npos ? "" : rest.substr(slash + 1);
+  if (hostport.find('@') != std::string::npos)
+    throw bad("credentials do not belong on the command line; use --credentials FILE or the environment");
+  ClickHouseEndpoint ep;
+  if (hostport.empty()) throw bad("no host");
+  std::string port_text;
+  bool has_port = false;
+  if (hostport[0] == '[') {  // [v6 address]:port
+    size_t close = hostport.find(']');
+    if (close == std::string::npos) throw bad("unclosed [");
+    ep.host = hostport.substr(0, close + 1);
+    std::string tail = hostport.substr(close + 1);
+    if (!tail.empty()) {
+      if (tail[0] != ':') throw bad("junk after ]");
+      port_text = tail.substr(1);
+      has_port = true;
+    }
+  } else {
+    size_t colon = hostport.find(':');
+    ep.host = hostport.substr(0, colon);
+    if (colon != std::string::npos) {
+      port_text = hostport.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (ep.host.empty() || ep.host == "[]") throw bad("no host");
+  if (has_port) {
+    char* end = nullptr;
+    long v = std::strtol(port_text.c_str(), &end, 10);
+    if (port_text.empty() || !end || *end || v < 1 || v > 65535) throw bad("bad port '" + printable(port_text) + "'");
+    ep.port = static_cast<uint16_t>(v);
+  }
+  if (!db.empty()) {
+    if (db.back() == '/') db.pop_back();
+    if (!name_ok(db)) throw bad("bad database name '" + printable(db) + "' (letters, digits, _)");
+    ep.database = db;
+  }
+  if (const char* u = std::getenv("PORTGHOST_CLICKHOUSE_USER")) ep.user = u;
+  if (const char* p = std::getenv("PORTGHOST_CLICKHOUSE_PASSWORD")) ep.password = p;
+  if (credentials_file) read_credentials(*credentials_file, ep);
+  return ep;
+}
+
+ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::optional<std::string>& credentials_file,
+                                       const std::string& table) {
+  ClickHouseEndpoint ep = parse_clickhouse_url(url, credentials_file);
+  if (!name_ok(table)) throw FatalError("--table '" + printable(table) + "': letters, digits and _ only", kExitUsage);
+  ep.table = table;
+  return ep;
+}
+
+bool clickhouse_answer_transient(long http_status, std::string_view body) {
+  if (http_status == 401 || http_status == 403) return false;
+  if (http_status >= 400 && http_status < 500) return http_status == 408 || http_status == 429;
+  // 18.16 answers every exception with 500: its code tells a wrong request
+  // (no retry can help) from a server in trouble
+  if (auto code = exception_code(body)) {
+    switch (*code) {
+      case 16:   // NO_SUCH_COLUMN_IN_TABLE
+      case 26:   // CANNOT_PARSE_QUOTED_STRING
+      case 27:   // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+      case 47:   // UNKNOWN_IDENTIFIER
+      case 53:   // TYPE_MISMATCH
+      case 60:   // UNKNOWN_TABLE
+      case 62:   // SYNTAX_ERROR
+      case 81:   // UNKNOWN_DATABASE
+      case 117:  // INCORRECT_DATA
+      case 164:  // READONLY
+      case 192:  // UNKNOWN_USER
+      case 193:  // WRONG_PASSWORD
+      case 194:  // REQUIRED_PASSWORD
+      case 195:  // IP_ADDRESS_NOT_ALLOWED
+      case 497:  // ACCESS_DENIED
+      case 516:  // AUTHENTICATION_FAILED
+        return false;
+      default: return true;
+    }
+  }
+  return true;
+}
+
+ClickHouseClient::ClickHouseClient(ClickHouseEndpoint ep, long timeout_s) : ep_(std::move(ep)), timeout_s_(timeout_s) {
+  curl_global();
+  curl_ = curl_easy_init();
+  if (!curl_) throw FatalError("cannot start libcurl");
+}
+
+ClickHouseClient::~ClickHouseClient() {
+  if (curl_) curl_easy_cleanup(curl_);
+}
+
+ClickHouseClient::ClickHouseClient(ClickHouseClient&& o) noexcept
+    : ep_(std::move(o.ep_)), timeout_s_(o.timeout_s_), curl_(std::exchange(o.curl_, nullptr)) {}
+
+ClickHouseClient& ClickHouseClient::operator=(ClickHouseClient&& o) noexcept {
+  if (this != &o) {
+    if (curl_) curl_easy_cleanup(curl_);
+    ep_ = std::move(o.ep_);
+    timeout_s_ = o.timeout_s_;
+    curl_ = std::exchange(o.curl_, nullptr);
+  }
+  return *this;
+}
+
+void ClickHouseClient::perform(const std::string& url, std::string_view body, bool gzip_body,
+                               const std::function<void(std::string_view)>& chunk) {
+  std::string err_body;
+  long status = 0;
+  bool ok_status = true;
+  std::function<void(std::string_view)> sink = [&](std::string_view d) {
+    if (status == 0) curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+    ok_status = status == 200;
+    if (ok_status)
+      chunk(d);
+    else if (err_body.size() < 4096)
+      err_body.append(d);
+  };
+  char errbuf[CURL_ERROR_SIZE] = {};
+  curl_easy_reset(curl_);
+  curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl_, CURLOPT_POST, 1L);
+  curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl_, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+  curl_easy_setopt(curl_, CURLOPT_USERNAME, ep_.user.c_str());
+  curl_easy_setopt(curl_, CURLOPT_PASSWORD, ep_.password.c_str());
+  curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT, 5L);
+  curl_easy_setopt(curl_, CURLOPT_TIMEOUT, timeout_s_);
+  curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &sink);
+  curl_slist* headers = nullptr;
+  headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+  if (gzip_body) headers = curl_slist_append(headers, "Content-Encoding: gzip");
+  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+  CURLcode rc = curl_easy_perform(curl_);
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK) {
+    throw ClickHouseError("ClickHouse " + ep_.describe() + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc)), true);
+  }
+  curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+  if (status == 200) return;
+  bool transient = clickhouse_answer_transient(status, err_body);
+  std::string why = status == 401 || status == 403 ? "authentication failed for user '" + printable(ep_.user) + "'"
+                                                   : first_line(err_body);
+  throw ClickHouseError("ClickHouse " + ep_.describe() + ": HTTP " + std::to_string(status) + ": " + why, transient);
+}
+
+std::string ClickHouseClient::query(std::string_view sql) {
+  std::string out;
+  perform(ep_.base_url(), sql, false, [&](std::string_view d) { out.append(d); });
+  return out;
+}
+
+void ClickHouseClient::query_stream(std::string_view sql, const std::function<void(std::string_view)>& chunk) {
+  perform(ep_.base_url(), sql, false, chunk);
+}
+
+void ClickHouseClient::insert_gzip(std::string_view gz_rows) {
+  char* q = curl_easy_escape(curl_, ("INSERT INTO " + ep_.qualified_table() + " FORMAT JSONEachRow").c_str(), 0);
+  std::string url = ep_.base_url() + "?query=" + q;
+  curl_free(q);
+  perform(url, gz_rows, true, [](std::string_view) {});
+}
+
+std::string gzip_compress(std::string_view text) {
+  z_stream z{};
+  if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw FatalError("zlib: deflateInit2");
+  std::string out;
+  out.resize(deflateBound(&z, text.size()) + 32);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  z.avail_in = static_cast<uInt>(text.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&z, Z_FINISH);
+  size_t n = z.total_out;
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) throw FatalError("zlib: deflate failed");
+  out.resize(n);
+  return out;
+}
+
+std::string sql_quote(std::string_view text) {
+  std::string s = "'";
+  for (char c : text) {
+    if (c == '\'' || c == '\\') s += '\\';
+    s += c;
+  }
+  return s + "'";
+}
+
+}  // namespace portghost

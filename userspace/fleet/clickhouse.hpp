@@ -1,0 +1,89 @@
+// ClickHouse over its HTTP interface (libcurl): where the records of many
+// hosts are kept and asked. Only what ClickHouse 18.16 has: HTTP inserts and
+// selects, MergeTree tables, UInt64 nanosecond times.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/errors.hpp"
+
+typedef void CURL;  // NOLINT(modernize-use-using): libcurl's own spelling
+
+namespace portghost {
+
+// Where: clickhouse://HOST[:PORT][/DATABASE]. Who: from a credentials file
+// (lines user=NAME and password=SECRET) or the environment
+// (PORTGHOST_CLICKHOUSE_USER, PORTGHOST_CLICKHOUSE_PASSWORD); never from the
+// command line, where every user of the host can read it.
+struct ClickHouseEndpoint {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8123;
+  std::string database = "portghost";
+  std::string table = "records";
+  std::string user = "default";
+  std::string password;
+
+  std::string base_url() const;
+  std::string describe() const;  // host:port/database.table, for messages
+  std::string qualified_table() const;
+};
+
+// Throws FatalError (usage) for a malformed URL, one with a secret in it, or
+// an unreadable credentials file.
+ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file);
+// The same, for the named table (letters, digits and _, else a usage error).
+ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::optional<std::string>& credentials_file,
+                                       const std::string& table);
+
+// A failed request. transient: worth retrying (the server is down, slow or
+// overloaded); otherwise the request itself is wrong (authentication, a
+// missing or different table, data it cannot parse) and retrying cannot help.
+class ClickHouseError : public FatalError {
+ public:
+  ClickHouseError(const std::string& msg, bool transient) : FatalError(msg), transient_(transient) {}
+  bool transient() const { return transient_; }
+
+ private:
+  bool transient_;
+};
+
+// Is this ClickHouse answer (HTTP status and body) worth a retry?
+bool clickhouse_answer_transient(long http_status, std::string_view body);
+
+// One connection (kept alive between requests). Not copyable; movable.
+class ClickHouseClient {
+ public:
+  explicit ClickHouseClient(ClickHouseEndpoint ep, long timeout_s = 60);
+  ~ClickHouseClient();
+  ClickHouseClient(ClickHouseClient&& o) noexcept;
+  ClickHouseClient& operator=(ClickHouseClient&& o) noexcept;
+  ClickHouseClient(const ClickHouseClient&) = delete;
+  ClickHouseClient& operator=(const ClickHouseClient&) = delete;
+
+  const ClickHouseEndpoint& endpoint() const { return ep_; }
+  // Runs sql, returns the whole answer.
+  std::string query(std::string_view sql);
+  // Runs sql, handing the answer over in pieces as it arrives.
+  void query_stream(std::string_view sql, const std::function<void(std::string_view)>& chunk);
+  // INSERT INTO the table FORMAT JSONEachRow, the rows gzip-compressed.
+  void insert_gzip(std::string_view gz_rows);
+
+ private:
+  void perform(const std::string& url, std::string_view body, bool gzip_body,
+               const std::function<void(std::string_view)>& chunk);
+  ClickHouseEndpoint ep_;
+  long timeout_s_;
+  CURL* curl_ = nullptr;
+};
+
+// gzip (RFC 1952) of text, at the fastest level: a batch is compressed once.
+std::string gzip_compress(std::string_view text);
+
+// A string literal for SQL: 'text' with quotes and backslashes escaped.
+std::string sql_quote(std::string_view text);
+
+}  // namespace portghost
