@@ -204,12 +204,14 @@ class Shipper {
         take_lines(text, /*whole=*/true);
         return true;
       }
+      if (auto st = stat_of(cur_.path)) done_ino_ = static_cast<uint64_t>(st->st_ino);
       next_source();
       return true;
     }
-    if (!cur_.fd) {
-      if (cur_.live) open_plain(file_, true, 0);
-      return false;
+    if (!cur_.fd) {  // the live file was not there yet
+      if (!cur_.live || !stat_of(file_)) return false;
+      follow_rotation();
+      return true;
     }
     char buf[1 << 20];
     ssize_t n = ::pread(cur_.fd.get(), buf, sizeof buf, static_cast<off_t>(cur_.offset + carry_.size()));
@@ -221,8 +223,12 @@ class Shipper {
     // at the end of this file: is there a newer one?
     if (!cur_.live) {
       if (!carry_.empty()) drop_partial();
-      next_source();
-      return !queue_.empty() || cur_.fd;
+      done_ino_ = cur_.ino;
+      if (queue_.empty())
+        follow_rotation();  // it was the live file
+      else
+        next_source();
+      return true;
     }
     auto st = stat_of(file_);
     if (st && static_cast<uint64_t>(st->st_ino) == cur_.ino) {
@@ -236,22 +242,27 @@ class Shipper {
       return false;
     }
     if (!st) return false;  // between the rename and the new file
-    // rotated: what follows ours is every copy newer than it, then FILE
+    // rotated: nothing more is written to it once renamed, but what was
+    // written before the rename may not have been read yet: read it to
+    // its end once more, then move on
+    cur_.live = false;
+    return true;
+  }
+
+  // The live file was rotated away (or was not there): what follows the
+  // last file read is every rotated copy newer than it, then FILE. If that
+  // file is no longer among them (removed, compressed), all of them: sent
+  // twice rather than not at all (the store counts a record once).
+  void follow_rotation() {
     std::vector<std::string> rotated = rotated_files(file_);
-    size_t i = 0;
-    for (; i < rotated.size(); i++) {
+    size_t from = 0;
+    for (size_t i = 0; done_ino_ && i < rotated.size(); i++) {
       auto rs = stat_of(rotated[i]);
-      if (rs && static_cast<uint64_t>(rs->st_ino) == cur_.ino) break;
+      if (rs && static_cast<uint64_t>(rs->st_ino) == done_ino_) from = i + 1;
     }
-    if (!carry_.empty()) drop_partial();
-    if (i == rotated.size()) {  // ours is gone already: all of them again (the store deduplicates)
-      for (auto& r : rotated) queue_.push_back(r);
-    } else {
-      for (size_t j = i + 1; j < rotated.size(); j++) queue_.push_back(rotated[j]);
-    }
+    for (size_t j = from; j < rotated.size(); j++) queue_.push_back(rotated[j]);
     queue_.push_back(file_);
     next_source();
-    return true;
   }
 
   void drop_partial() {
@@ -375,6 +386,7 @@ class Shipper {
   std::pair<uint64_t, uint64_t> batch_end_{0, 0};
   bool batch_end_valid_ = false;
   bool skipping_ = false;
+  uint64_t done_ino_ = 0;  // the last file read to its end
   LegacySession legacy_;
   Clock::time_point last_report_, batch_started_;
 };

@@ -1,0 +1,323 @@
+// portghost ship into a real ClickHouse server (Debian's 18.16), and who and
+// stats asked of it: every record once, the same answers as the files, and
+// nothing lost when the server, the shipper or the log misbehave.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include "common/clock.hpp"
+#include "fault_proxy.hpp"
+#include "fleet_harness.hpp"
+#include "log_maker.hpp"
+
+using namespace pgfleet;
+
+namespace {
+
+using Counts = std::map<std::pair<std::string, std::string>, uint64_t>;
+
+Counts expected_counts(const std::string& host, const std::map<std::string, uint64_t>& written) {
+  Counts c;
+  for (const auto& [type, n] : written) c[{host, type}] = n;
+  return c;
+}
+
+std::string at(uint64_t ns) { return portghost::format_rfc3339(ns); }
+
+class Fleet : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(ClickHouseServer::available())
+        << "clickhouse-server is not installed (scripts/deps.sh installs it): the fleet tests need a real server";
+    server_ = new ClickHouseServer();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    db_ = std::string("t_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    create_records_table(*server_, db_);
+    cred_ = credentials_file(*server_, dir_);
+  }
+  std::vector<std::string> ship_args(const std::string& log, const std::string& url) {
+    return {"ship",  log, "--to", url, "--credentials", cred_, "--state", dir_ / ("state-" + std::to_string(states_++)),
+            "--once"};
+  }
+  // who and stats on the files and on the store: the same text.
+  void expect_parity(const std::vector<std::string>& logs, const std::vector<std::string>& query) {
+    std::vector<std::string> files = query, store = query;
+    for (const auto& l : logs) files.push_back(l);
+    store.insert(store.end(), {"--from", store_url(*server_, db_), "--credentials", cred_});
+    RunResult a = run_portghost(files), b = run_portghost(store);
+    std::string q;
+    for (const auto& s : query) q += s + " ";
+    EXPECT_EQ(a.rc, 0) << q << a.err;
+    EXPECT_EQ(b.rc, 0) << q << b.err;
+    EXPECT_FALSE(a.out.empty()) << q;
+    EXPECT_EQ(a.out, b.out) << q;
+    holdings_ += count(a.out, "\"type\":\"holding\"");
+    gaps_ += count(a.out, "\"type\":\"not_covered\"");
+    lost_ += count(a.out, "\"type\":\"lost\"");
+  }
+  static size_t count(const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+    return n;
+  }
+  void expect_who_parity(const std::vector<std::string>& logs, const LogShape& shape,
+                         const std::vector<std::string>& extra = {}) {
+    for (uint16_t port : {shape.first_port, static_cast<uint16_t>(shape.first_port + 1),
+                          static_cast<uint16_t>(shape.first_port + shape.ports / 2)}) {
+      for (uint64_t t : probe_instants(shape)) {
+        std::vector<std::string> q = {"who", std::to_string(port), "--at", at(t), "--format", "json"};
+        q.insert(q.end(), extra.begin(), extra.end());
+        expect_parity(logs, q);
+      }
+      std::vector<std::string> w = {"who",     std::to_string(port),
+                                    "--since", at(shape.t0_ns - 1'000'000'000),
+                                    "--until", at(shape.t0_ns + 3'600'000'000'000ULL)};
+      w.insert(w.end(), extra.begin(), extra.end());
+      expect_parity(logs, w);  // the table, as people read it
+      w.insert(w.end(), {"--format", "json"});
+      expect_parity(logs, w);
+    }
+    // the answers compared were not empty ones: holders, gaps and losses
+    EXPECT_GT(holdings_, 20u);
+    EXPECT_GT(gaps_, 2u);
+    EXPECT_GT(lost_, 0u);
+  }
+  bool wait_for_counts(const Counts& want, int seconds) {
+    for (int i = 0; i < seconds * 10; i++) {
+      try {
+        if (store_counts(*server_, db_) == want) return true;
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  static ClickHouseServer* server_;
+  size_t holdings_ = 0, gaps_ = 0, lost_ = 0;
+  TempDir dir_;
+  std::string db_, cred_;
+  int states_ = 0;
+};
+
+ClickHouseServer* Fleet::server_ = nullptr;
+
+TEST_F(Fleet, SchemaIsForTheOldestServerAndOrderedForThePortQuestion) {
+  RunResult r = run_portghost({"schema", "clickhouse"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("CREATE TABLE IF NOT EXISTS portghost.records"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ORDER BY (host, proto, lport, ts_ns, run, seq)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ReplacingMergeTree"), std::string::npos) << r.out;
+  // the table the tests made from it exists with these columns (18.16 took it)
+  std::string cols =
+      server_->query("SELECT name FROM system.columns WHERE database = '" + db_ + "' AND table = 'records' FORMAT TSV");
+  EXPECT_EQ(cols.substr(0, 14), "host\nrun\nseq\nt") << cols;
+  EXPECT_NE(cols.find("\nline\n"), std::string::npos) << cols;
+}
+
+// One host, three sessions (the last cut short), rotated into several files:
+// every record lands once, a second run sends nothing new, and who and stats
+// answer from the store what they answer from the files.
+TEST_F(Fleet, ShipsEveryRecordOnceAndWhoAndStatsAgreeWithTheFiles) {
+  LogShape shape;
+  shape.rotate_bytes = 300'000;
+  auto written = make_log(dir_ / "events.jsonl", shape);
+  struct stat st {};
+  ASSERT_EQ(stat((dir_ / "events.jsonl.2").c_str(), &st), 0) << "the log should span rotated files";
+  std::string url = store_url(*server_, db_);
+  RunResult r = run_portghost(ship_args(dir_.path(), url));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(store_counts(*server_, db_), expected_counts(shape.host, written));
+  uint64_t rows = store_rows(*server_, db_);
+  // again from the same state: nothing new
+  std::string state = dir_ / ".portghost-ship.state";
+  r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("0 records sent"), std::string::npos) << r.err;
+  EXPECT_EQ(store_rows(*server_, db_), rows);
+  expect_who_parity({dir_.path()}, shape);
+  expect_parity({dir_.path()}, {"stats", "--format", "json"});
+  expect_parity({dir_.path()}, {"stats"});
+}
+
+// The firewall question: a peer and a host narrow the answer the same way.
+TEST_F(Fleet, TwoHostsInOneTableAndThePeerQuestion) {
+  TempDir a, b;
+  LogShape sa, sb;
+  sa.host = "web-1";
+  sb.host = "web-2";
+  sb.t0_ns = sa.t0_ns + 500'000'000;  // overlapping in time, the same ports
+  auto wa = make_log(a / "events.jsonl", sa);
+  auto wb = make_log(b / "events.jsonl", sb);
+  std::string url = store_url(*server_, db_);
+  ASSERT_EQ(run_portghost(ship_args(a.path(), url)).rc, 0);
+  RunResult r = run_portghost(ship_args(b.path(), url));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  Counts want = expected_counts(sa.host, wa);
+  for (auto& [k, v] : expected_counts(sb.host, wb)) want[k] = v;
+  EXPECT_EQ(store_counts(*server_, db_), want);
+  expect_who_parity({a.path()}, sa, {"--host", "web-1"});
+  expect_who_parity({b.path()}, sb, {"--host", "web-2", "--raddr", "10.0.0.10", "--rport", "443"});
+  // both hosts at once: the store orders by host, the files are given in that order
+  expect_who_parity({a.path(), b.path()}, sa);
+  expect_parity({a.path(), b.path()}, {"stats", "--format", "json"});
+  expect_parity({b.path()}, {"stats", "--host", "web-2"});
+  // the peer narrows the holders: none of web-2's answers names another known peer
+  RunResult w = run_portghost({"who", std::to_string(sb.first_port + 1), "--since", at(sb.t0_ns), "--until",
+                               at(sb.t0_ns + 3'600'000'000'000ULL), "--host", "web-2", "--raddr", "10.0.0.10",
+                               "--format", "json", "--from", url, "--credentials", cred_});
+  ASSERT_EQ(w.rc, 0) << w.err;
+  EXPECT_NE(w.out.find("\"raddr\":\"10.0.0.10\""), std::string::npos) << w.out;
+  EXPECT_EQ(w.out.find("\"raddr\":\"10.0.0.9\""), std::string::npos) << w.out;
+  EXPECT_EQ(w.out.find("\"host\":\"web-1\""), std::string::npos) << w.out;
+}
+
+// A server answering 500 (a ClickHouse exception worth a retry): the batch is
+// sent again until it is taken.
+TEST_F(Fleet, ServerAnswering500IsRetried) {
+  LogShape shape;
+  shape.sessions = 1;
+  auto written = make_log(dir_ / "events.jsonl", shape);
+  FaultProxy proxy(server_->http_port(), 3);
+  RunResult r = run_portghost(ship_args(dir_.path(), proxy.url() + db_));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(proxy.failed(), 3);
+  EXPECT_NE(r.err.find("HTTP 500"), std::string::npos) << r.err;
+  EXPECT_EQ(store_counts(*server_, db_), expected_counts(shape.host, written));
+}
+
+// Answers no retry can fix end the shipper at once, in one line.
+TEST_F(Fleet, BadAnswersAreClearErrors) {
+  LogShape shape;
+  shape.sessions = 1;
+  shape.records_per_session = 10;
+  make_log(dir_ / "events.jsonl", shape);
+  std::string url = store_url(*server_, db_);
+  std::string bad = dir_ / "bad.conf";
+  std::ofstream(bad) << "user=" << server_->user() << "\npassword=wrong\n";
+  RunResult r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", bad, "--once"}, 20);
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_NE(r.err.find("authentication failed"), std::string::npos) << r.err;
+  r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--table", "nosuch", "--once"}, 20);
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_NE(r.err.find("no such table"), std::string::npos) << r.err;
+  server_->query("CREATE TABLE " + db_ + ".other (x UInt8) ENGINE = Memory");
+  r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--table", "other", "--once"}, 20);
+  EXPECT_EQ(r.rc, 1) << r.err;
+  EXPECT_NE(r.err.find("not portghost's"), std::string::npos) << r.err;
+  r = run_portghost({"ship", dir_.path(), "--to", "clickhouse://pg:s3cret@127.0.0.1:1/x", "--once"});
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("command line"), std::string::npos) << r.err;
+  r = run_portghost({"who", "1", "--from", "http://127.0.0.1:1/"});
+  EXPECT_EQ(r.rc, 2) << r.err;
+  for (const RunResult& x : {r}) EXPECT_EQ(std::count(x.err.begin(), x.err.end(), '\n'), 1) << x.err;
+  EXPECT_EQ(store_rows(*server_, db_), 0u);
+}
+
+// The shipper killed -9 mid-way and started again: it resumes from its
+// state, and the store still counts every record once.
+TEST_F(Fleet, ShipperKilledAndRestartedLosesNothingAndDuplicatesNothing) {
+  LogShape shape;
+  shape.sessions = 2;
+  shape.records_per_session = 40'000;
+  shape.rotate_bytes = 4'000'000;
+  auto written = make_log(dir_ / "events.jsonl", shape);
+  std::string url = store_url(*server_, db_);
+  std::vector<std::string> args = ship_args(dir_.path(), url);
+  args.pop_back();  // killed while following
+  args.insert(args.end(), {"--batch", "2000"});
+  std::string state = args[7];
+  pid_t pid = portghost_bg(args, dir_ / "ship1.err");
+  struct stat st {};
+  for (int i = 0; i < 200 && stat(state.c_str(), &st) != 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  stop_bg(pid, SIGKILL);
+  uint64_t before = store_rows(*server_, db_);
+  Counts want = expected_counts(shape.host, written);
+  EXPECT_NE(store_counts(*server_, db_), want) << "killed too late to test a resume";
+  args.push_back("--once");
+  RunResult r = run_portghost(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(store_counts(*server_, db_), want);
+  EXPECT_GT(before, 0u);
+}
+
+// The server killed -9 in the middle of the batches and started again: the
+// shipper waits, resends, and the store ends with every record once.
+TEST_F(Fleet, ServerKilledMidBatchAndRestarted) {
+  ClickHouseServer own;
+  create_records_table(own, "fleet");
+  std::string cred = credentials_file(own, dir_);
+  LogShape shape;
+  shape.sessions = 2;
+  shape.records_per_session = 60'000;
+  auto written = make_log(dir_ / "events.jsonl", shape);
+  pid_t pid = portghost_bg(
+      {"ship", dir_.path(), "--to", store_url(own, "fleet"), "--credentials", cred, "--batch", "3000", "--once"},
+      dir_ / "ship.err");
+  for (int i = 0; i < 500 && store_rows(own, "fleet") == 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  own.kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  own.restart();
+  int status = 0;
+  for (int i = 0; i < 1200 && waitpid(pid, &status, WNOHANG) == 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::ifstream f(dir_ / "ship.err");
+  std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(err.find("retrying"), std::string::npos) << err;
+  std::string text =
+      own.query("SELECT host, type, uniqExact(run, seq) FROM fleet.records GROUP BY host, type FORMAT TSV");
+  Counts got;
+  std::istringstream in(text);
+  std::string h, t;
+  uint64_t n;
+  while (in >> h >> t >> n) got[{h, t}] = n;
+  EXPECT_EQ(got, expected_counts(shape.host, written)) << err;
+}
+
+// The tracer's log rotated while the shipper follows it: every record of
+// every file lands once.
+TEST_F(Fleet, LogRotatedWhileShipping) {
+  std::string url = store_url(*server_, db_);
+  std::vector<std::string> args = ship_args(dir_.path(), url);
+  args.pop_back();  // following, not --once
+  args.insert(args.end(), {"--flush-ms", "50"});
+  pid_t pid = portghost_bg(args, dir_ / "ship.err");
+  // written in pieces while the shipper follows, the file rotating under it
+  LogShape shape;
+  shape.rotate_bytes = 150'000;
+  shape.sessions = 1;
+  shape.records_per_session = 1500;
+  std::map<std::string, uint64_t> written;
+  Counts want;
+  for (int round = 0; round < 6; round++) {
+    shape.t0_ns += 3'600'000'000'000ULL;
+    for (auto& [k, v] : make_log(dir_ / "events.jsonl", shape)) want[{shape.host, k}] += v;
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  }
+  struct stat st {};
+  ASSERT_EQ(stat((dir_ / "events.jsonl.5").c_str(), &st), 0) << "the log should have rotated several times";
+  bool all = wait_for_counts(want, 60);
+  EXPECT_EQ(stop_bg(pid), 0);
+  std::ifstream f(dir_ / "ship.err");
+  std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(all) << err;
+  EXPECT_EQ(store_counts(*server_, db_), want);
+}
+
+}  // namespace
