@@ -90,9 +90,18 @@ std::string ClickHouseEndpoint::qualified_table() const { return database + "." 
 
 ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file) {
   const std::string scheme = "clickhouse://";
+  // what an error quotes: never a password given in the URL
+  std::string shown = url;
+  size_t auth = shown.find("://");
+  if (auth != std::string::npos) {
+    size_t end = shown.find('/', auth + 3);
+    size_t at = shown.rfind('@', end == std::string::npos ? std::string::npos : end);
+    if (at != std::string::npos && at > auth) shown.replace(auth + 3, at - auth - 3, "...");
+  }
   auto bad = [&](const std::string& why) {
     return FatalError(
-        "--to/--from '" + printable(url) + "': " + why + " (expected clickhouse://HOST[:PORT][/DATABASE])", kExitUsage);
+        "--to/--from '" + printable(shown) + "': " + why + " (expected clickhouse://HOST[:PORT][/DATABASE])",
+        kExitUsage);
   };
   if (url.rfind(scheme, 0) != 0) throw bad("not a clickhouse:// URL");
   std::string rest = url.substr(scheme.size());

@@ -1,0 +1,236 @@
+// The fleet's pieces that need no server: URLs and credentials, which
+// ClickHouse answers are worth a retry, a log line as a table row, the
+// shipper's state file, gzip.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+#include <fstream>
+#include <set>
+
+#include "common/errors.hpp"
+#include "fleet/clickhouse.hpp"
+#include "fleet/records_table.hpp"
+#include "fleet/shipper.hpp"
+#include "test_util.hpp"
+
+using namespace portghost;
+using pgtest::parse_json;
+
+namespace {
+
+struct EnvGuard {
+  EnvGuard() {
+    unsetenv("PORTGHOST_CLICKHOUSE_USER");
+    unsetenv("PORTGHOST_CLICKHOUSE_PASSWORD");
+  }
+  ~EnvGuard() {
+    unsetenv("PORTGHOST_CLICKHOUSE_USER");
+    unsetenv("PORTGHOST_CLICKHOUSE_PASSWORD");
+  }
+};
+
+std::string temp_file(const std::string& text) {
+  char name[] = "/tmp/pg-unit-XXXXXX";
+  int fd = mkstemp(name);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(fd);
+  return name;
+}
+
+}  // namespace
+
+TEST(ClickHouseUrl, DefaultsAndParts) {
+  EnvGuard env;
+  auto ep = parse_clickhouse_url("clickhouse://db1", std::nullopt);
+  EXPECT_EQ(ep.host, "db1");
+  EXPECT_EQ(ep.port, 8123);
+  EXPECT_EQ(ep.database, "portghost");
+  EXPECT_EQ(ep.user, "default");
+  EXPECT_EQ(ep.base_url(), "http://db1:8123/");
+  ep = parse_clickhouse_url("clickhouse://10.1.2.3:18123/fleet_1/", std::nullopt);
+  EXPECT_EQ(ep.host, "10.1.2.3");
+  EXPECT_EQ(ep.port, 18123);
+  EXPECT_EQ(ep.database, "fleet_1");
+  EXPECT_EQ(ep.describe(), "10.1.2.3:18123/fleet_1.records");
+  ep = parse_clickhouse_url("clickhouse://[::1]:9/x", std::nullopt);
+  EXPECT_EQ(ep.host, "[::1]");
+  EXPECT_EQ(ep.port, 9);
+  EXPECT_EQ(ep.base_url(), "http://[::1]:9/");
+  ep = parse_clickhouse_url("clickhouse://[::1]", std::nullopt);
+  EXPECT_EQ(ep.port, 8123);
+}
+
+TEST(ClickHouseUrl, BadOnesAreUsageErrors) {
+  EnvGuard env;
+  for (const char* bad : {"http://db1:8123/", "clickhouse://", "clickhouse://db1:0", "clickhouse://db1:65536",
+                          "clickhouse://db1:http", "clickhouse://db1/bad-name", "clickhouse://db1/a;drop",
+                          "clickhouse://[::1", "clickhouse://[::1]x", "clickhouse://:8123/x"}) {
+    try {
+      parse_clickhouse_url(bad, std::nullopt);
+      ADD_FAILURE() << bad;
+    } catch (const FatalError& e) {
+      EXPECT_EQ(e.code(), kExitUsage) << bad;
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << bad;
+    }
+  }
+}
+
+TEST(ClickHouseUrl, SecretsNeverOnTheCommandLine) {
+  EnvGuard env;
+  try {
+    parse_clickhouse_url("clickhouse://pg:s3cret@db1:8123/x", std::nullopt);
+    FAIL();
+  } catch (const FatalError& e) {
+    EXPECT_EQ(e.code(), kExitUsage);
+    EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << "the error must not echo the secret";
+  }
+}
+
+TEST(ClickHouseUrl, CredentialsFromTheEnvironmentThenTheFile) {
+  EnvGuard env;
+  setenv("PORTGHOST_CLICKHOUSE_USER", "envuser", 1);
+  setenv("PORTGHOST_CLICKHOUSE_PASSWORD", "envpw", 1);
+  auto ep = parse_clickhouse_url("clickhouse://db1", std::nullopt);
+  EXPECT_EQ(ep.user, "envuser");
+  EXPECT_EQ(ep.password, "envpw");
+  std::string f = temp_file("# shipper\n user = pg \npassword=p=w d\n\n");
+  ep = parse_clickhouse_url("clickhouse://db1", f);
+  EXPECT_EQ(ep.user, "pg");
+  EXPECT_EQ(ep.password, "p=w d");
+  unlink(f.c_str());
+  f = temp_file("pg:secret\n");
+  EXPECT_THROW(parse_clickhouse_url("clickhouse://db1", f), FatalError);
+  unlink(f.c_str());
+  EXPECT_THROW(parse_clickhouse_url("clickhouse://db1", std::string("/nonexistent/creds")), FatalError);
+  EXPECT_THROW(clickhouse_endpoint("clickhouse://db1", std::nullopt, "bad.table"), FatalError);
+  EXPECT_EQ(clickhouse_endpoint("clickhouse://db1", std::nullopt, "t2").qualified_table(), "portghost.t2");
+}
+
+TEST(ClickHouseAnswers, WhatIsWorthARetry) {
+  EXPECT_TRUE(clickhouse_answer_transient(500, "Code: 241, e.displayText() = DB::Exception: Memory limit"));
+  EXPECT_TRUE(clickhouse_answer_transient(503, "Service Unavailable"));
+  EXPECT_TRUE(clickhouse_answer_transient(429, ""));
+  EXPECT_FALSE(clickhouse_answer_transient(500, "Code: 60, e.displayText() = DB::Exception: Table x doesn't exist."));
+  EXPECT_FALSE(clickhouse_answer_transient(500, "Code: 117, e.displayText() = DB::Exception: Unknown field"));
+  EXPECT_FALSE(clickhouse_answer_transient(500, "Code: 193, e.displayText() = DB::Exception: Wrong password"));
+  EXPECT_FALSE(clickhouse_answer_transient(401, ""));
+  EXPECT_FALSE(clickhouse_answer_transient(404, "Code: 999"));
+}
+
+TEST(RecordsTable, ALineBecomesARow) {
+  LegacySession session;
+  std::string rows;
+  std::string start = R"({"type":"start","ts":"x","ts_ns":100,"host":"web-1","boot_id":"b","run":100,"seq":0})";
+  std::string assign =
+      R"({"type":"assign","ts":"x","ts_ns":150,"sock":7,"proto":"udp","family":"ipv4","laddr":"10.0.0.5","lport":60302,)"
+      R"("raddr":null,"rport":null,"how":"sendmsg","ephemeral":true,"pid":42,"tid":43,"ppid":1,"uid":0,"comm":"dig\"x",)"
+      R"("thread":"dig","exe":"/usr/bin/dig","cmdline":"dig a","netns":4026531840,"cgroup_id":1,"container":null,)"
+      R"("kernel":false,"host":"web-1","run":100,"seq":1})";
+  auto id = append_record_row(rows, start, session);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->run, 100u);
+  EXPECT_EQ(id->seq, 0u);
+  id = append_record_row(rows, assign, session);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->seq, 1u);
+  auto lines = pgtest::split_lines(rows);
+  ASSERT_EQ(lines.size(), 2u);
+  auto parsed = parse_json(lines[1]);
+  ASSERT_TRUE(parsed) << lines[1];
+  const auto& row = *parsed;
+  EXPECT_EQ(row.at("host").str(), "web-1");
+  EXPECT_EQ(row.at("type").str(), "assign");
+  EXPECT_EQ(row.at("ts_ns").u64(), 150u);
+  EXPECT_EQ(row.at("lport").u64(), 60302u);
+  EXPECT_EQ(row.find("raddr"), nullptr) << "left out: the column is NULL";
+  EXPECT_TRUE(row.at("rport").is_null());
+  EXPECT_EQ(row.at("comm").str(), "dig\"x");
+  EXPECT_EQ(row.at("netns").u64(), 4026531840u);
+  EXPECT_EQ(row.at("line").str(), assign) << "the line is kept as written";
+  // every key a column of the table
+  std::set<std::string> cols;
+  for (const auto& [name, type] : records_columns()) cols.insert(name);
+  for (const auto& k : row.keys()) EXPECT_TRUE(cols.count(k)) << k;
+}
+
+TEST(RecordsTable, OlderLogsWithoutRunAndSeqAreNumberedFromTheirStart) {
+  LegacySession session;
+  std::string rows;
+  EXPECT_FALSE(append_record_row(rows, R"({"type":"lost","ts":"x","ts_ns":90,"count":1,"total":1})", session))
+      << "no start seen yet: nothing to name it by";
+  auto id = append_record_row(rows, R"({"type":"start","ts":"x","ts_ns":100,"host":"h"})", session);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->run, 100u);
+  EXPECT_EQ(id->seq, 0u);
+  id = append_record_row(rows, R"({"type":"lost","ts":"x","ts_ns":110,"count":1,"total":1,"host":"h"})", session);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->run, 100u);
+  EXPECT_EQ(id->seq, 1u);
+  EXPECT_EQ(pgtest::split_lines(rows).size(), 2u);
+}
+
+TEST(RecordsTable, WhatIsNotARecordAddsNoRow) {
+  LegacySession session;
+  std::string rows;
+  for (const char* bad : {"", "garbage", "[1,2]", R"({"type":"assign"})", R"({"type":"future","ts_ns":1,"run":1,"seq":1})",
+                          R"({"type":"assign","ts_ns":"1","run":1,"seq":1})", "{\"type\":\"assign\",\"ts_ns\":1"})
+    EXPECT_FALSE(append_record_row(rows, bad, session)) << bad;
+  EXPECT_TRUE(rows.empty());
+  // a value past its column's range is left out, not wrapped
+  auto id = append_record_row(rows, R"({"type":"release","ts_ns":5,"sock":1,"lport":70000,"run":1,"seq":3})", session);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(rows.find("\"lport\""), std::string::npos) << rows;
+}
+
+TEST(RecordsTable, SchemaNamesEveryColumn) {
+  std::string s = records_schema("db", "t");
+  EXPECT_EQ(s.rfind("CREATE DATABASE IF NOT EXISTS db;\nCREATE TABLE IF NOT EXISTS db.t\n", 0), 0u) << s;
+  for (const auto& [name, type] : records_columns())
+    EXPECT_NE(s.find(std::string("    ") + name + " " + type), std::string::npos) << name;
+}
+
+TEST(ShipState, RoundTripAndDamage) {
+  std::string path = temp_file("");
+  ShipPosition p;
+  p.ino = 12;
+  p.offset = 3456;
+  p.last = {1796549956046236213ULL, 163};
+  p.has_last = true;
+  p.shipped = 99;
+  save_ship_state(path, p);
+  auto q = load_ship_state(path);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->ino, 12u);
+  EXPECT_EQ(q->offset, 3456u);
+  EXPECT_TRUE(q->has_last);
+  EXPECT_EQ(q->last.run, 1796549956046236213ULL);
+  EXPECT_EQ(q->last.seq, 163u);
+  EXPECT_EQ(q->shipped, 99u);
+  std::ofstream(path) << "{\"ino\":";
+  EXPECT_THROW(load_ship_state(path), FatalError);
+  unlink(path.c_str());
+  EXPECT_FALSE(load_ship_state(path));
+}
+
+TEST(Gzip, WhatGoesInComesOut) {
+  std::string text;
+  for (int i = 0; i < 10000; i++) text += "{\"type\":\"assign\",\"seq\":" + std::to_string(i) + "}\n";
+  std::string gz = gzip_compress(text);
+  EXPECT_LT(gz.size(), text.size() / 5);
+  EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);
+  EXPECT_EQ(static_cast<unsigned char>(gz[1]), 0x8b);
+  z_stream z{};
+  ASSERT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  std::string out(text.size() + 16, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(gz.data());
+  z.avail_in = static_cast<uInt>(gz.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  EXPECT_EQ(out, text);
+  EXPECT_EQ(sql_quote("it's a \\ test"), "'it\\'s a \\\\ test'");
+}
