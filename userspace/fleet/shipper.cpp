@@ -23,6 +23,7 @@ namespace portghost {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr size_t kMaxLine = 16u << 20;
 
 uint64_t ms_since(Clock::time_point t) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
@@ -218,6 +219,12 @@ class Shipper {
     if (n > 0) {
       carry_.append(buf, static_cast<size_t>(n));
       take_lines(carry_, false);
+      if (carry_.size() > kMaxLine) {  // no line of ours is this long: not a log
+        err_ << "portghost ship: " << cur_.path << ": " << carry_.size() << " bytes without a newline, skipped\n";
+        bad_lines_++;
+        cur_.offset += carry_.size();
+        carry_.clear();
+      }
       return true;
     }
     // at the end of this file: is there a newer one?
