@@ -10,6 +10,9 @@
 #include <memory>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+#include <sstream>
+
 #include "common/clock.hpp"
 #include "fault_proxy.hpp"
 #include "fleet_harness.hpp"
@@ -150,6 +153,65 @@ TEST_F(Fleet, ShipsEveryRecordOnceAndWhoAndStatsAgreeWithTheFiles) {
   expect_who_parity({dir_.path()}, shape);
   expect_parity({dir_.path()}, {"stats", "--format", "json"});
   expect_parity({dir_.path()}, {"stats"});
+}
+
+// The columns the server fills from each line hold the line's values (SQL
+// users read them), and the session records have no protocol (who's query
+// relies on it).
+TEST_F(Fleet, ColumnsHoldTheRecordsValues) {
+  LogShape shape;
+  shape.sessions = 2;
+  shape.records_per_session = 300;
+  make_log(dir_ / "events.jsonl", shape);
+  std::ofstream(dir_ / "events.jsonl", std::ios::app)
+      << R"({"type":"assign","ts":"x","ts_ns":1796500000000000001,"sock":9,"proto":"udp","family":"ipv6",)"
+      << R"("laddr":"::1","lport":53,"raddr":null,"rport":null,"how":"bind","ephemeral":false,"pid":7,"tid":8,)"
+      << R"("ppid":1,"uid":0,"comm":"a"b\c","thread":"t","exe":"/x y","cmdline":"q {"lport":1, "pid":2}",)"
+      << R"("netns":4026531840,"cgroup_id":1,"container":"docker://é","kernel":false,"host":"web-1","run":5,"seq":1})"
+      << "\n";
+  RunResult r = run_portghost(ship_args(dir_.path(), store_url(*server_, db_)));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  std::string rows = server_->query(
+      "SELECT line, sock, proto, family, laddr, lport, raddr, rport, how, pid, tid, uid, comm, exe, cmdline, netns, "
+      "container, duration_ns FROM " +
+      db_ + ".records FORMAT JSONEachRow");
+  size_t n = 0, checked = 0;
+  std::istringstream in(rows);
+  std::string text;
+  while (std::getline(in, text)) {
+    auto row = nlohmann::json::parse(text);
+    auto rec = nlohmann::json::parse(row["line"].get<std::string>());
+    std::string type = rec["type"];
+    n++;
+    if (type == "start" || type == "stop" || type == "lost") {
+      EXPECT_EQ(row["proto"], "") << text;
+      EXPECT_EQ(row["lport"], 0) << text;
+      EXPECT_TRUE(row["pid"].is_null()) << text;
+      continue;
+    }
+    for (const char* k : {"proto", "family", "laddr", "how", "comm", "exe", "cmdline", "container"}) {
+      if (rec.contains(k) && rec[k].is_string())
+        EXPECT_EQ(row[k], rec[k]) << k << " " << text;
+      else
+        EXPECT_EQ(row[k], "") << k << " " << text;
+    }
+    // 64-bit values come quoted (ClickHouse's JSON output)
+    auto same = [](const nlohmann::json& got, const nlohmann::json& want) {
+      return got.is_string() && want.is_number() ? got.get<std::string>() == std::to_string(want.get<uint64_t>())
+                                                 : got == want;
+    };
+    EXPECT_TRUE(same(row["sock"], rec.value("sock", 0))) << text;
+    EXPECT_EQ(row["lport"], rec.value("lport", 0)) << text;
+    for (const char* k : {"raddr", "rport", "pid", "tid", "uid", "netns", "duration_ns"}) {
+      if (rec.contains(k) && !rec[k].is_null())
+        EXPECT_TRUE(same(row[k], rec[k])) << k << " " << text;
+      else
+        EXPECT_TRUE(row[k].is_null()) << k << " " << text;
+    }
+    checked++;
+  }
+  EXPECT_GT(checked, 600u);
+  EXPECT_GT(n, checked);
 }
 
 // The firewall question: a peer and a host narrow the answer the same way.

@@ -1,7 +1,7 @@
 #include "fleet/clickhouse.hpp"
 
 #include <curl/curl.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include <cctype>
 #include <cstdlib>
@@ -274,18 +274,19 @@ void ClickHouseClient::insert_gzip(std::string_view gz_rows) {
 }
 
 std::string gzip_compress(std::string_view text) {
-  z_stream z{};
-  if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw FatalError("zlib: deflateInit2");
+  // libdeflate: whole-buffer, three to four times zlib's speed at level 1
+  struct Compressor {
+    libdeflate_compressor* c = libdeflate_alloc_compressor(1);
+    ~Compressor() {
+      if (c) libdeflate_free_compressor(c);
+    }
+  };
+  thread_local Compressor z;
+  if (!z.c) throw FatalError("libdeflate: cannot allocate a compressor");
   std::string out;
-  out.resize(deflateBound(&z, text.size()) + 32);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  z.avail_in = static_cast<uInt>(text.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  int rc = deflate(&z, Z_FINISH);
-  size_t n = z.total_out;
-  deflateEnd(&z);
-  if (rc != Z_STREAM_END) throw FatalError("zlib: deflate failed");
+  out.resize(libdeflate_gzip_compress_bound(z.c, text.size()));
+  size_t n = libdeflate_gzip_compress(z.c, text.data(), text.size(), out.data(), out.size());
+  if (n == 0) throw FatalError("libdeflate: gzip failed");
   out.resize(n);
   return out;
 }

@@ -9,45 +9,84 @@
 
 namespace portghost {
 
-const std::vector<std::pair<const char*, const char*>>& records_columns() {
-  static const std::vector<std::pair<const char*, const char*>> cols = {
-      {"host", "String"},
-      {"run", "UInt64"},
-      {"seq", "UInt64"},
-      {"type", "String"},
-      {"ts_ns", "UInt64"},
-      {"sock", "UInt64"},
-      {"proto", "String"},
-      {"family", "String"},
-      {"laddr", "String"},
-      {"lport", "UInt16"},
-      {"raddr", "Nullable(String)"},
-      {"rport", "Nullable(UInt16)"},
-      {"how", "String"},
-      {"pid", "Nullable(UInt32)"},
-      {"tid", "Nullable(UInt32)"},
-      {"uid", "Nullable(UInt32)"},
-      {"comm", "String"},
-      {"exe", "String"},
-      {"cmdline", "String"},
-      {"netns", "Nullable(UInt64)"},
-      {"container", "String"},
-      {"duration_ns", "Nullable(UInt64)"},
-      {"line", "String"},
+namespace {
+
+// A column the server fills from `line` (MATERIALIZED): the shipper sends
+// the line and its identity only, and the server's work per record is a
+// few scans of one string, not the parse of two dozen JSON fields. A
+// `start` record's `filters` object holds keys of the same names: its
+// columns keep their defaults.
+std::string text_of(const char* k) {
+  return std::string("if(type = 'start', '', visitParamExtractString(line, '") + k + "'))";
+}
+std::string null_text_of(const char* k) {
+  return std::string("if(type = 'start' OR visitParamExtractRaw(line, '") + k +
+         "') IN ('', 'null'), NULL, visitParamExtractString(line, '" + k + "'))";
+}
+std::string number_of(const char* k, const char* to) {
+  return std::string(to) + "(if(type = 'start', 0, visitParamExtractUInt(line, '" + k + "')))";
+}
+std::string null_number_of(const char* k, const char* to) {
+  return std::string("if(type = 'start' OR visitParamExtractRaw(line, '") + k + "') IN ('', 'null'), NULL, " + to +
+         "(visitParamExtractUInt(line, '" + k + "')))";
+}
+
+}  // namespace
+
+const std::vector<RecordsColumn>& records_columns() {
+  static const std::vector<RecordsColumn> cols = {
+      {"host", "String", ""},
+      {"run", "UInt64", ""},
+      {"seq", "UInt64", ""},
+      {"type", "String", ""},
+      {"ts_ns", "UInt64", ""},
+      {"line", "String", ""},
+      {"sock", "UInt64", number_of("sock", "toUInt64")},
+      // session records (start, stop, lost) have none: first in a host's keys
+      {"proto", "String", "if(type IN ('start', 'stop', 'lost'), '', visitParamExtractString(line, 'proto'))"},
+      {"family", "String", text_of("family")},
+      {"laddr", "String", text_of("laddr")},
+      {"lport", "UInt16", number_of("lport", "toUInt16")},
+      {"raddr", "Nullable(String)", null_text_of("raddr")},
+      {"rport", "Nullable(UInt16)", null_number_of("rport", "toUInt16")},
+      {"how", "String", text_of("how")},
+      {"pid", "Nullable(UInt32)", null_number_of("pid", "toUInt32")},
+      {"tid", "Nullable(UInt32)", null_number_of("tid", "toUInt32")},
+      {"uid", "Nullable(UInt32)", null_number_of("uid", "toUInt32")},
+      {"comm", "String", text_of("comm")},
+      {"exe", "String", text_of("exe")},
+      {"cmdline", "String", text_of("cmdline")},
+      {"netns", "Nullable(UInt64)", null_number_of("netns", "toUInt64")},
+      {"container", "String", text_of("container")},
+      {"duration_ns", "Nullable(UInt64)", null_number_of("duration_ns", "toUInt64")},
   };
   return cols;
 }
+
+std::string sessions_table(const std::string& table) { return table + "_sessions"; }
 
 std::string records_schema(const std::string& database, const std::string& table) {
   std::string s = "CREATE DATABASE IF NOT EXISTS " + database + ";\n";
   s += "CREATE TABLE IF NOT EXISTS " + database + "." + table + "\n(\n";
   const auto& cols = records_columns();
-  for (size_t i = 0; i < cols.size(); i++)
-    s += std::string("    ") + cols[i].first + " " + cols[i].second + (i + 1 < cols.size() ? ",\n" : "\n");
+  for (size_t i = 0; i < cols.size(); i++) {
+    s += std::string("    ") + cols[i].name + " " + cols[i].type;
+    if (!cols[i].materialized.empty()) s += " MATERIALIZED " + cols[i].materialized;
+    s += i + 1 < cols.size() ? ",\n" : "\n";
+  }
   s += ")\n"
        "ENGINE = ReplacingMergeTree()\n"
        "PARTITION BY toYYYYMMDD(toDateTime(intDiv(ts_ns, 1000000000)))\n"
        "ORDER BY (host, proto, lport, ts_ns, run, seq);\n";
+  // each session's latest record time, kept as rows arrive: how long a
+  // session is known to have run, without a scan of the records
+  s += "CREATE MATERIALIZED VIEW IF NOT EXISTS " + database + "." + sessions_table(table) +
+       "\n"
+       "ENGINE = AggregatingMergeTree()\n"
+       "PARTITION BY toYYYYMMDD(toDateTime(intDiv(run, 1000000000)))\n"
+       "ORDER BY (host, run)\n"
+       "AS SELECT host, run, maxState(ts_ns) AS last_ns FROM " +
+       database + "." + table + " GROUP BY host, run;\n";
   return s;
 }
 
@@ -60,7 +99,7 @@ void check_records_table(ClickHouseClient& c) {
                               ": no such table (create it with: portghost schema clickhouse | clickhouse-client -n)",
                           false);
   std::string want;
-  for (const auto& [name, type] : records_columns()) want += std::string(name) + "\t" + type + "\n";
+  for (const auto& c : records_columns()) want += c.name + "\t" + c.type + "\n";
   if (got != want)
     throw ClickHouseError(
         "ClickHouse " + ep.describe() + ": the table's columns are not portghost's (see 'portghost schema clickhouse')",
@@ -82,21 +121,22 @@ void num(std::string& out, std::string_view k, uint64_t v) {
   out.append(buf, r.ptr);
 }
 
-void copy_str(std::string& out, simdjson::dom::element& doc, const char* k) {
-  std::string_view v;
-  if (doc[k].get_string().get(v) != simdjson::SUCCESS) return;
-  key(out, k);
-  json_append_string(out, v);
-}
-
-// a number the column holds (a value past max is not ours: left out)
-void copy_num(std::string& out, simdjson::dom::element& doc, const char* k, uint64_t max, bool nullable) {
-  uint64_t v;
-  auto f = doc[k];
-  if (f.get_uint64().get(v) == simdjson::SUCCESS && v <= max)
-    num(out, k, v);
-  else if (nullable && f.is_null())
-    (key(out, k), out += "null");
+// line, a JSON text the parser accepted (valid UTF-8, no raw control
+// character), as a JSON string: only quotes and backslashes need escaping.
+void append_valid_json_as_string(std::string& out, std::string_view line) {
+  out += '"';
+  const char* p = line.data();
+  const char* end = p + line.size();
+  while (p < end) {
+    const char* q = p;
+    while (q < end && *q != '"' && *q != '\\') q++;
+    out.append(p, static_cast<size_t>(q - p));
+    if (q == end) break;
+    out += '\\';
+    out += *q;
+    p = q + 1;
+  }
+  out += '"';
 }
 
 bool known_type(std::string_view t) {
@@ -133,34 +173,18 @@ std::optional<RecordIdentity> append_record_row(std::string& rows, std::string_v
   } else {
     session = {id.run, id.seq + 1, true};
   }
-  size_t mark = rows.size();
   rows += '{';
-  copy_str(rows, doc, "host");
-  if (rows.back() == '{') rows.resize(mark), rows += "{\"host\":\"\"";
+  std::string_view host;
+  if (doc["host"].get_string().get(host) != simdjson::SUCCESS) host = "";
+  key(rows, "host");
+  json_append_string(rows, host);
   num(rows, "run", id.run);
   num(rows, "seq", id.seq);
   key(rows, "type");
   json_append_string(rows, type);
   num(rows, "ts_ns", ts);
-  copy_num(rows, doc, "sock", UINT64_MAX, false);
-  copy_str(rows, doc, "proto");
-  copy_str(rows, doc, "family");
-  copy_str(rows, doc, "laddr");
-  copy_num(rows, doc, "lport", 65535, false);
-  copy_str(rows, doc, "raddr");
-  copy_num(rows, doc, "rport", 65535, true);
-  copy_str(rows, doc, "how");
-  copy_num(rows, doc, "pid", UINT32_MAX, true);
-  copy_num(rows, doc, "tid", UINT32_MAX, true);
-  copy_num(rows, doc, "uid", UINT32_MAX, true);
-  copy_str(rows, doc, "comm");
-  copy_str(rows, doc, "exe");
-  copy_str(rows, doc, "cmdline");
-  copy_num(rows, doc, "netns", UINT64_MAX, true);
-  copy_str(rows, doc, "container");
-  copy_num(rows, doc, "duration_ns", UINT64_MAX, true);
   key(rows, "line");
-  json_append_string(rows, line);
+  append_valid_json_as_string(rows, line);
   rows += "}\n";
   return id;
 }

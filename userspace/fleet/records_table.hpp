@@ -12,12 +12,18 @@ namespace portghost {
 
 class ClickHouseClient;
 
-// The columns, in order, with their ClickHouse types.
-const std::vector<std::pair<const char*, const char*>>& records_columns();
+// The columns, in order, with their ClickHouse types; `materialized`: the
+// server computes it from `line` (empty: the shipper sends it).
+struct RecordsColumn {
+  std::string name, type, materialized;
+};
+const std::vector<RecordsColumn>& records_columns();
 
-// CREATE DATABASE and CREATE TABLE statements (separated by ";\n"), for
-// ClickHouse 18.16 and later: a ReplacingMergeTree ordered for the port
-// question (host, proto, port, time), partitioned by day.
+// CREATE DATABASE, CREATE TABLE and CREATE MATERIALIZED VIEW statements
+// (each ended by ";\n"), for ClickHouse 18.16 and later: a ReplacingMergeTree
+// ordered for the port question (host, proto, port, time), partitioned by
+// day, and beside it each session's latest record time (TABLE_sessions).
+std::string sessions_table(const std::string& table);
 std::string records_schema(const std::string& database, const std::string& table);
 
 // Throws ClickHouseError (not transient) unless the table exists with these

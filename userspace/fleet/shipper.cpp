@@ -9,8 +9,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
+#include <exception>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -95,18 +98,25 @@ class Shipper {
     position_sources();
     last_report_ = Clock::now();
     batch_started_ = Clock::now();
-    while (!stop_) {
-      bool more = read_some();
-      bool due = !rows_.empty() && (records_ >= o_.batch_records || rows_.size() >= o_.batch_bytes ||
-                                    ms_since(batch_started_) >= o_.flush_ms || (!more && o_.once));
-      if (due && !send()) break;
-      if (!more) {
-        if (o_.once && rows_.empty() && caught_up()) break;
-        report_lag(false);
-        sleep_ms(o_.poll_ms);
+    sender_ = std::thread([this] { sender_loop(); });
+    try {
+      while (!stop_ && !failure_) {
+        bool more = read_some();
+        bool due = !rows_.empty() && (records_ >= o_.batch_records || rows_.size() >= o_.batch_bytes ||
+                                      ms_since(batch_started_) >= o_.flush_ms || (!more && o_.once));
+        if (due && !send()) break;
+        if (!more) {
+          if (o_.once && rows_.empty() && caught_up()) break;
+          report_lag();
+          sleep_ms(o_.poll_ms);
+        }
       }
+      drain();
+    } catch (...) {
+      close_sender();
+      throw;
     }
-    if (!rows_.empty() && !stop_) send();
+    close_sender();
     err_ << "portghost ship: " << shipped_now_ << " records sent to " << client_.endpoint().describe() << " ("
          << pos_.shipped << " over the state's life)"
          << (bad_lines_ ? ", " + std::to_string(bad_lines_) + " unreadable lines skipped" : "") << "\n";
@@ -159,9 +169,10 @@ class Shipper {
         }
       }
       skipping_ = pos_.has_last;
+      skip_through_ = pos_.last;
       if (skipping_)
-        err_ << "portghost ship: the file it was reading was rotated away; reading every file again and "
-                "skipping what was already sent\n";
+        say("the file it was reading was rotated away; reading every file again and skipping what was "
+            "already sent");
     }
     for (auto& r : rotated) queue_.push_back(r);
     queue_.push_back(file_);
@@ -220,7 +231,7 @@ class Shipper {
       carry_.append(buf, static_cast<size_t>(n));
       take_lines(carry_, false);
       if (carry_.size() > kMaxLine) {  // no line of ours is this long: not a log
-        err_ << "portghost ship: " << cur_.path << ": " << carry_.size() << " bytes without a newline, skipped\n";
+        say(cur_.path + ": " + std::to_string(carry_.size()) + " bytes without a newline, skipped");
         bad_lines_++;
         cur_.offset += carry_.size();
         carry_.clear();
@@ -274,7 +285,7 @@ class Shipper {
 
   void drop_partial() {
     bad_lines_++;
-    err_ << "portghost ship: " << cur_.path << ": an unfinished last line, skipped\n";
+    say(cur_.path + ": an unfinished last line, skipped");
     cur_.offset += carry_.size();
     carry_.clear();
   }
@@ -310,7 +321,7 @@ class Shipper {
       return;
     }
     if (skipping_) {
-      if (!after(*id, pos_.last)) {
+      if (!after(*id, skip_through_)) {
         rows_.resize(mark);
         return;
       }
@@ -321,39 +332,111 @@ class Shipper {
     batch_last_ = *id;
   }
 
-  // Sends the batch until the server takes it; false if told to stop first.
+  // ---- the sender: compresses and sends one batch while the next is read ----
+  struct Batch {
+    std::string rows;
+    uint64_t records = 0;
+    RecordIdentity last;
+    std::pair<uint64_t, uint64_t> end{0, 0};
+    bool end_valid = false;
+  };
+
+  // Hands the batch to the sender (waiting while one is already queued);
+  // false if told to stop first.
   bool send() {
-    std::string gz = gzip_compress(rows_);
+    Batch b{std::move(rows_), records_, batch_last_, batch_end_, batch_end_valid_};
+    rows_.clear();
+    records_ = 0;
+    batch_started_ = Clock::now();
+    std::unique_lock lk(m_);
+    while (queued_ && !failure_ && !stop_) cv_.wait_for(lk, std::chrono::milliseconds(100));
+    if (failure_) std::rethrow_exception(failure_);
+    if (stop_) return false;
+    queued_ = std::move(b);
+    cv_.notify_all();
+    return true;
+  }
+
+  // Waits until every handed batch is taken (or the sender gave up).
+  void drain() {
+    std::unique_lock lk(m_);
+    while ((queued_ || sending_) && !failure_ && !stop_) cv_.wait_for(lk, std::chrono::milliseconds(100));
+  }
+
+  void close_sender() {
+    {
+      std::lock_guard lk(m_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    if (sender_.joinable()) sender_.join();
+    if (failure_) std::rethrow_exception(failure_);
+  }
+
+  void sender_loop() {
+    while (true) {
+      Batch b;
+      {
+        std::unique_lock lk(m_);
+        cv_.wait(lk, [&] { return queued_ || closing_; });
+        if (!queued_) return;
+        b = std::move(*queued_);
+        queued_.reset();
+        sending_ = true;
+      }
+      cv_.notify_all();
+      bool sent = false;
+      try {
+        sent = deliver(gzip_compress(b.rows));
+        if (sent) {
+          pos_.shipped += b.records;
+          shipped_now_ += b.records;
+          pos_.last = b.last;
+          pos_.has_last = true;
+          if (b.end_valid) {
+            pos_.ino = b.end.first;
+            pos_.offset = b.end.second;
+          }
+          save_ship_state(state_path_, pos_);
+        }
+      } catch (...) {
+        std::lock_guard lk(m_);
+        failure_ = std::current_exception();
+      }
+      {
+        std::lock_guard lk(m_);
+        sending_ = false;
+      }
+      cv_.notify_all();
+      if (!sent) return;  // stopping, or failed: nothing after it may go
+    }
+  }
+
+  // Sends until the server takes it; false if told to stop first.
+  bool deliver(const std::string& gz) {
     uint64_t backoff = 200;
     for (int attempt = 1;; attempt++) {
       try {
         client_.insert_gzip(gz);
-        if (attempt > 1) err_ << "portghost ship: ClickHouse took the batch after " << attempt << " attempts\n";
-        break;
+        if (attempt > 1) say("ClickHouse took the batch after " + std::to_string(attempt) + " attempts");
+        return true;
       } catch (const ClickHouseError& e) {
         if (!e.transient()) throw;
         if (attempt == 1 || attempt % 10 == 0)
-          err_ << "portghost ship: " << e.what() << " (attempt " << attempt << ", retrying; the log keeps "
-               << "everything meanwhile)\n";
+          say(std::string(e.what()) + " (attempt " + std::to_string(attempt) +
+              ", retrying; the log keeps everything meanwhile)");
       }
-      report_lag(true);
+      failing_ = true;
       if (stop_) return false;
       sleep_ms(backoff);
       backoff = std::min<uint64_t>(backoff * 2, 30'000);
+      failing_ = false;
     }
-    pos_.shipped += records_;
-    shipped_now_ += records_;
-    pos_.last = batch_last_;
-    pos_.has_last = true;
-    if (batch_end_valid_) {
-      pos_.ino = batch_end_.first;
-      pos_.offset = batch_end_.second;
-    }
-    save_ship_state(state_path_, pos_);
-    rows_.clear();
-    records_ = 0;
-    batch_started_ = Clock::now();
-    return true;
+  }
+
+  void say(const std::string& what) {
+    std::lock_guard lk(say_m_);
+    err_ << "portghost ship: " << what << "\n";
   }
 
   // Bytes of log not yet sent: the rest of the current file and the queued ones.
@@ -369,13 +452,13 @@ class Shipper {
     return n + rows_.size();
   }
 
-  void report_lag(bool failing) {
+  void report_lag() {
     if (ms_since(last_report_) < o_.lag_report_s * 1000) return;
     last_report_ = Clock::now();
     uint64_t lag = lag_bytes();
+    bool failing = failing_;
     if (!lag && !failing) return;
-    err_ << "portghost ship: " << lag << " bytes of log not yet in ClickHouse" << (failing ? " (server failing)" : "")
-         << "\n";
+    say(std::to_string(lag) + " bytes of log not yet in ClickHouse" + (failing ? " (server failing)" : ""));
   }
 
   const ShipOptions& o_;
@@ -393,9 +476,18 @@ class Shipper {
   std::pair<uint64_t, uint64_t> batch_end_{0, 0};
   bool batch_end_valid_ = false;
   bool skipping_ = false;
-  uint64_t done_ino_ = 0;  // the last file read to its end
+  RecordIdentity skip_through_;  // while skipping: the last record the state says was sent
+  uint64_t done_ino_ = 0;        // the last file read to its end
   LegacySession legacy_;
   Clock::time_point last_report_, batch_started_;
+  // the sender and what it shares with the reader
+  std::thread sender_;
+  std::mutex m_, say_m_;
+  std::condition_variable cv_;
+  std::optional<Batch> queued_;
+  bool sending_ = false, closing_ = false;
+  std::exception_ptr failure_;
+  std::atomic<bool> failing_{false};
 };
 
 }  // namespace
