@@ -268,7 +268,8 @@ if [ $mult -le 6 ]; then
 else
   points=$(printf '%s\n' 1 $((mult / 4)) $((mult / 2)) $((mult * 3 / 4)) "$mult" | sort -nu)
 fi
-cols=$(chq "SELECT name FROM system.columns WHERE database = '$db' AND table = 'records' FORMAT TSV" | tr '\n' ' ')
+cols=$(chq "SELECT name FROM system.columns WHERE database = '$db' AND table = 'records' AND default_kind != 'MATERIALIZED' FORMAT TSV" | tr '\n' ' ')
+cols=${cols% }
 copy_sql() {  # K: the shipped rows once more, as host bench-K
   local k=$1 sel="" c e
   for c in $cols; do
@@ -279,7 +280,7 @@ copy_sql() {  # K: the shipped rows once more, as host bench-K
     esac
     sel+="${sel:+, }$e"
   done
-  echo "INSERT INTO $db.records SELECT $sel FROM $db.records WHERE host = 'web-1'"
+  echo "INSERT INTO $db.records (${cols// /, }) SELECT $sel FROM $db.records WHERE host = 'web-1'"
 }
 whoraw=$out/who.txt
 copyraw=$out/copies.txt
