@@ -153,6 +153,10 @@ TEST_F(Fleet, ShipsEveryRecordOnceAndWhoAndStatsAgreeWithTheFiles) {
   expect_who_parity({dir_.path()}, shape);
   expect_parity({dir_.path()}, {"stats", "--format", "json"});
   expect_parity({dir_.path()}, {"stats"});
+  // a table made without the sessions view: who scans for the sessions' ends
+  server_->query("DROP TABLE " + db_ + ".records_sessions");
+  expect_parity({dir_.path()}, {"who", std::to_string(shape.first_port + 1), "--since", at(shape.t0_ns), "--until",
+                                at(shape.t0_ns + 3'600'000'000'000ULL)});
 }
 
 // The columns the server fills from each line hold the line's values (SQL
