@@ -54,6 +54,10 @@ Tracer::Tracer(std::vector<std::string> extra_args) {
 
 Tracer::~Tracer() {
   if (pid_ > 0) stop();
+  if (std::getenv("PG_KEEP_TRACE")) {  // for a look at a failure: the log and stderr stay
+    std::fprintf(stderr, "kept %s\n", dir_.c_str());
+    return;
+  }
   std::string cmd = "rm -rf '" + dir_ + "'";
   if (std::system(cmd.c_str()) != 0) {
   }
