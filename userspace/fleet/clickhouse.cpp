@@ -15,7 +15,7 @@ namespace portghost {
 
 namespace {
 
-std::string trim(std::string s) {
+std::string trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\r");
   size_t e = s.find_last_not_of(" \t\r");
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
