@@ -24,6 +24,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.hpp"
+
 namespace pgfleet {
 
 namespace {
@@ -38,28 +40,10 @@ constexpr auto kPollInterval = 50ms;
 constexpr auto kQueryTimeout = 60s;
 constexpr auto kProbeTimeout = 2s;
 
-// Closes the descriptor when it goes out of scope.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = portghost::UniqueFd;  // closed when it goes out of scope
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
   throw std::system_error(err, std::generic_category(), what);
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
 }
 
 std::string base64(const std::string& in) {
@@ -88,14 +72,6 @@ std::string base64(const std::string& in) {
     out += '=';
   }
   return out;
-}
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
 }
 
 // A connected socket to 127.0.0.1:port whose connect, sends and receives
@@ -229,6 +205,19 @@ std::string tail_of(const std::string& path, size_t max_chars) {
 }
 
 }  // namespace
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
 
 std::pair<int, std::string> http_post(uint16_t port, const std::string& user, const std::string& password,
                                       const std::string& path_and_query, const std::string& body) {

@@ -3,6 +3,7 @@
 // to it.
 #pragma once
 
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -20,6 +21,11 @@ namespace pgfleet {
 // malformed answer).
 std::pair<int, std::string> http_post(uint16_t port, const std::string& user, const std::string& password,
                                       const std::string& path_and_query, const std::string& body);
+
+// 127.0.0.1:port
+sockaddr_in loopback(uint16_t port);
+// s in lower case (ASCII)
+std::string lower(std::string s);
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t free_port();

@@ -1,5 +1,6 @@
 // Test support: a TCP proxy that fails the first HTTP requests with a 500.
 #include "fault_proxy.hpp"
+#include "clickhouse_server.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -17,6 +18,8 @@
 #include <system_error>
 #include <thread>
 
+#include "common/unique_fd.hpp"
+
 namespace pgfleet {
 
 namespace {
@@ -25,19 +28,6 @@ constexpr size_t kMaxHead = 1 << 20;
 constexpr int kDrainTimeoutMs = 2000;
 constexpr char kFailureBody[] =
     "Code: 241, e.displayText() = DB::Exception: Memory limit (simulated), e.what() = DB::Exception\n";
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 // The value of a header in a lowercased request head ("" if absent).
 std::string header_value(const std::string& lhead, const std::string& name) {
@@ -64,19 +54,7 @@ bool chunked_complete(const std::string& buf, size_t pos) {
   }
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = portghost::UniqueFd;  // closed when it goes out of scope
 
 }  // namespace
 
