@@ -53,10 +53,12 @@ class Fleet : public ::testing::Test {
             "--once"};
   }
   // who and stats on the files and on the store: the same text.
-  void expect_parity(const std::vector<std::string>& logs, const std::vector<std::string>& query) {
+  void expect_parity(const std::vector<std::string>& logs, const std::vector<std::string>& query,
+                     const std::string& url = "", const std::string& cred = "") {
     std::vector<std::string> files = query, store = query;
     for (const auto& l : logs) files.push_back(l);
-    store.insert(store.end(), {"--from", store_url(*server_, db_), "--credentials", cred_});
+    store.insert(store.end(), {"--from", url.empty() ? store_url(*server_, db_) : url, "--credentials",
+                               cred.empty() ? cred_ : cred});
     RunResult a = run_portghost(files), b = run_portghost(store);
     std::string q;
     for (const auto& s : query) q += s + " ";
@@ -74,21 +76,22 @@ class Fleet : public ::testing::Test {
     return n;
   }
   void expect_who_parity(const std::vector<std::string>& logs, const LogShape& shape,
-                         const std::vector<std::string>& extra = {}) {
+                         const std::vector<std::string>& extra = {}, const std::string& url = "",
+                         const std::string& cred = "") {
     for (uint16_t port : {shape.first_port, static_cast<uint16_t>(shape.first_port + 1),
                           static_cast<uint16_t>(shape.first_port + shape.ports / 2)}) {
       for (uint64_t t : probe_instants(shape)) {
         std::vector<std::string> q = {"who", std::to_string(port), "--at", at(t), "--format", "json"};
         q.insert(q.end(), extra.begin(), extra.end());
-        expect_parity(logs, q);
+        expect_parity(logs, q, url, cred);
       }
       std::vector<std::string> w = {"who",     std::to_string(port),
                                     "--since", at(shape.t0_ns - 1'000'000'000),
                                     "--until", at(shape.t0_ns + 3'600'000'000'000ULL)};
       w.insert(w.end(), extra.begin(), extra.end());
-      expect_parity(logs, w);  // the table, as people read it
+      expect_parity(logs, w, url, cred);  // the table, as people read it
       w.insert(w.end(), {"--format", "json"});
-      expect_parity(logs, w);
+      expect_parity(logs, w, url, cred);
     }
     // the answers compared were not empty ones: holders, gaps and losses
     EXPECT_GT(holdings_, 20u);
@@ -262,6 +265,7 @@ TEST_F(Fleet, ServerAnswering500IsRetried) {
   EXPECT_EQ(proxy.failed(), 3);
   EXPECT_NE(r.err.find("HTTP 500"), std::string::npos) << r.err;
   EXPECT_EQ(store_counts(*server_, db_), expected_counts(shape.host, written));
+  expect_who_parity({dir_.path()}, shape);
 }
 
 // Answers no retry can fix end the shipper at once, in one line.
@@ -319,6 +323,7 @@ TEST_F(Fleet, ShipperKilledAndRestartedLosesNothingAndDuplicatesNothing) {
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(store_counts(*server_, db_), want);
   EXPECT_GT(before, 0u);
+  expect_who_parity({dir_.path()}, shape);
 }
 
 // The server killed -9 in the middle of the batches and started again: the
@@ -354,6 +359,7 @@ TEST_F(Fleet, ServerKilledMidBatchAndRestarted) {
   uint64_t n;
   while (in >> h >> t >> n) got[{h, t}] = n;
   EXPECT_EQ(got, expected_counts(shape.host, written)) << err;
+  expect_who_parity({dir_.path()}, shape, {}, store_url(own, "fleet"), cred);
 }
 
 // The tracer's log rotated while the shipper follows it: every record of
@@ -384,6 +390,10 @@ TEST_F(Fleet, LogRotatedWhileShipping) {
   std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_TRUE(all) << err;
   EXPECT_EQ(store_counts(*server_, db_), want);
+  // six sessions of one host, an hour apart: who answers across all of them
+  for (uint16_t port : {shape.first_port, static_cast<uint16_t>(shape.first_port + 1)})
+    expect_parity({dir_.path()}, {"who", std::to_string(port), "--since", at(shape.t0_ns - 7 * 3'600'000'000'000ULL),
+                                  "--until", at(shape.t0_ns + 3'600'000'000'000ULL), "--format", "json"});
 }
 
 }  // namespace
