@@ -44,6 +44,12 @@ TEST_F(Trace, TcpConnectIpv4) {
   expect_lifetime(r, w);
   EXPECT_EQ(a["host"], r["host"]);
   EXPECT_FALSE(a["host"].get<std::string>().empty());
+  // the flow's Community ID (its algorithm is held to the spec's vectors in
+  // the unit tests): on both records, the same
+  ASSERT_TRUE(a["community_id"].is_string()) << a.dump();
+  EXPECT_EQ(a["community_id"].get<std::string>().rfind("1:", 0), 0u);
+  EXPECT_EQ(a["community_id"].get<std::string>().size(), 30u);
+  EXPECT_EQ(r["community_id"], a["community_id"]);
 }
 
 TEST_F(Trace, TcpConnectIpv6) {

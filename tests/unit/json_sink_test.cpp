@@ -44,9 +44,19 @@ TEST(JsonSink, ReleaseRecordKeyOrderAndValues) {
   EXPECT_EQ(v.at("pid").u64(), 4242u);
   EXPECT_EQ(v.at("comm").str(), "curl");
   EXPECT_TRUE(v.at("timewait").boolean());
+  // the spec's reference implementation gives this ID for 10.0.0.5:49152 <-> 93.184.216.34:443/tcp
+  EXPECT_EQ(v.at("community_id").str(), "1:WFu5YQGJptNO6IrtaHnl24qBbd0=");
+  EXPECT_NE(parse_line(JsonSink::render(release_record(), "", 7)).at("community_id").str(),
+            "1:WFu5YQGJptNO6IrtaHnl24qBbd0=")
+      << "another seed, another ID";
+  PortRecord no_peer = release_record();
+  no_peer.raddr.reset();
+  no_peer.rport.reset();
+  EXPECT_TRUE(parse_line(JsonSink::render(no_peer)).at("community_id").is_null());
   EXPECT_EQ(line,
             R"({"type":"release","ts":"2026-11-22T00:35:25.660368961Z","ts_ns":1795307725660368961,"sock":12345,)"
             R"("proto":"tcp","family":"ipv4","laddr":"10.0.0.5","lport":49152,"raddr":"93.184.216.34","rport":443,)"
+            R"("community_id":"1:WFu5YQGJptNO6IrtaHnl24qBbd0=",)"
             R"("duration_ns":1500000,"pid":4242,"comm":"curl","timewait":true,"closer_pid":null,"closer_tid":null,)"
             R"("closer_comm":null})"
             "\n");

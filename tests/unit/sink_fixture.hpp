@@ -93,10 +93,10 @@ inline std::vector<std::string> words(const std::string& s) {
   return w;
 }
 
-const std::vector<std::string> kAssignKeys = {"type",  "ts",      "ts_ns", "sock",      "proto",     "family",
-                                              "laddr", "lport",   "raddr", "rport",     "how",       "ephemeral",
-                                              "pid",   "tid",     "ppid",  "uid",       "comm",      "thread",
-                                              "exe",   "cmdline", "netns", "cgroup_id", "container", "kernel"};
-const std::vector<std::string> kReleaseKeys = {"type",  "ts",       "ts_ns",      "sock",       "proto",       "family",
-                                               "laddr", "lport",    "raddr",      "rport",      "duration_ns", "pid",
-                                               "comm",  "timewait", "closer_pid", "closer_tid", "closer_comm"};
+const std::vector<std::string> kAssignKeys = {
+    "type",   "ts",           "ts_ns",   "sock",      "proto",     "family",    "laddr", "lport", "raddr",
+    "rport",  "community_id", "how",     "ephemeral", "pid",       "tid",       "ppid",  "uid",   "comm",
+    "thread", "exe",          "cmdline", "netns",     "cgroup_id", "container", "kernel"};
+const std::vector<std::string> kReleaseKeys = {
+    "type",  "ts",           "ts_ns",       "sock", "proto", "family",   "laddr",      "lport",      "raddr",
+    "rport", "community_id", "duration_ns", "pid",  "comm",  "timewait", "closer_pid", "closer_tid", "closer_comm"};

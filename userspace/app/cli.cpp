@@ -134,6 +134,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
   trace
+      ->add_option("--community-id-seed", o.community_id_seed,
+                   "The Community ID's seed: the one the site's other tools (Zeek, Suricata, the SIEM) use")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  trace
       ->add_option("--nice", o.nice,
                    "Run the consumer at this nice value, above the workload's, so that busy CPUs do not starve it "
                    "into losing records")

@@ -114,7 +114,7 @@ int run(int argc, char** argv) {
     Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
     char host[256] = {};
     gethostname(host, sizeof host - 1);
-    sink = make_sink(format, out, host);
+    sink = make_sink(format, out, host, opt.community_id_seed);
   }
   install_signals();
   out.set_interrupt(&g_stop);

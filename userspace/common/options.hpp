@@ -46,6 +46,7 @@ struct TraceOptions {
   bool syscall_exits = false;       // without fexit: the syscall-exit world even where socket tracepoints serve
   bool probe_report = false;        // print which hook serves which path, then exit
   unsigned reconcile_s = 60;        // release recorded sockets gone unseen, this often; 0: never
+  uint16_t community_id_seed = 0;   // the Community ID's seed (a site's choice, shared by its tools)
   // the consumer's nice value: above the workload's, so that a flood that
   // keeps every CPU busy cannot starve it into losing records (auditd's
   // priority_boost does the same)

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common/clock.hpp"
+#include "common/community_id.hpp"
 
 namespace portghost {
 
@@ -116,18 +117,37 @@ void attribute(JsonObject& o, const PortRecord& r, AttributionCache* cache) {
 }
 }  // namespace
 
-JsonSink::JsonSink(Output& out, std::string host)
-    : out_(out), host_(std::move(host)), host_member_(host_member_of(host_)) {}
+std::optional<std::string_view> CommunityIds::of(const PortRecord& r) {
+  if (!r.raddr || !r.rport) return std::nullopt;
+  Slot& s = slots_[r.sock % kSlots];
+  if (!s.used || s.sock != r.sock || s.proto != r.proto || s.lport != r.lport || s.rport != *r.rport ||
+      s.laddr != r.laddr || s.raddr != *r.raddr) {
+    s.used = true;
+    s.sock = r.sock;
+    s.proto = r.proto;
+    s.lport = r.lport;
+    s.rport = *r.rport;
+    s.laddr.assign(r.laddr);
+    s.raddr.assign(*r.raddr);
+    s.id = community_id_v1(static_cast<uint8_t>(r.proto), r.laddr, r.lport, *r.raddr, *r.rport, seed_);
+  }
+  if (!s.id) return std::nullopt;
+  return std::string_view(*s.id);
+}
+
+JsonSink::JsonSink(Output& out, std::string host, uint16_t community_seed)
+    : out_(out), host_(std::move(host)), host_member_(host_member_of(host_)), community_ids_(community_seed) {}
 
 std::string JsonSink::host_member_of(const std::string& host) {
   if (host.empty()) return "";
   return json_members([&](JsonObject& o) { o.str("host", host); });
 }
 
-std::string JsonSink::render(const PortRecord& r, const std::string& host) {
+std::string JsonSink::render(const PortRecord& r, const std::string& host, uint16_t community_seed) {
   std::string s;
   JsonObject o(s);
-  render_into(o, r, host_member_of(host), nullptr);
+  CommunityIds ids(community_seed);
+  render_into(o, r, host_member_of(host), nullptr, ids);
   o.close();
   return s;
 }
@@ -139,7 +159,8 @@ void JsonSink::identity(JsonObject& o) {
   o.members(run_member_).num("seq", seq_++);
 }
 
-void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache) {
+void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache,
+                           CommunityIds& ids) {
   head(o, type_name(r.type), r.ts_ns);
   if (r.type == PortRecord::Type::Exhausted) {
     o.num("sock", r.sock).ascii("proto", to_string(r.proto)).ascii("family", to_string(r.family));
@@ -158,6 +179,7 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
       .num("lport", r.lport);
   opt_addr(o, "raddr", r.raddr);
   opt_u(o, "rport", r.rport);
+  opt_addr(o, "community_id", ids.of(r));  // base64 and "1:": plain ASCII
   if (r.type == PortRecord::Type::Release) {
     opt_u(o, "duration_ns", r.duration_ns);
     opt_u(o, "pid", r.pid);
@@ -187,7 +209,7 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
 
 void JsonSink::port(const PortRecord& r) {
   JsonObject o(line_, JsonObject::Overwrite{});
-  render_into(o, r, host_member_, &attribution_);
+  render_into(o, r, host_member_, &attribution_, community_ids_);
   identity(o);
   o.close();
   out_.write(std::string_view(line_.data(), o.length()));

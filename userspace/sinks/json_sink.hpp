@@ -37,13 +37,37 @@ class AttributionCache {
   uint64_t hits_ = 0;
 };
 
+// The Community ID of a record's flow (null without a peer), kept by
+// socket: a release usually names the flow its assign named, and a SHA-1
+// per record is not free.
+class CommunityIds {
+ public:
+  explicit CommunityIds(uint16_t seed) : seed_(seed) {}
+  // nullopt when the record names no flow (no peer, an unspecified end)
+  std::optional<std::string_view> of(const PortRecord& r);
+
+ private:
+  struct Slot {
+    uint64_t sock = 0;
+    Proto proto = Proto::Tcp;
+    std::string laddr, raddr;
+    uint16_t lport = 0, rport = 0;
+    std::optional<std::string> id;
+    bool used = false;
+  };
+  static constexpr size_t kSlots = 256;
+  std::array<Slot, kSlots> slots_;
+  uint16_t seed_;
+};
+
 class JsonSink : public Sink {
  public:
   // host: when set, every record but start ends with "host" (merged logs of
   // many hosts stay attributable). Every record then ends with "run" (the
   // session's start time) and "seq" (its line number in the session, start
   // being 0): with the host, the identity a store deduplicates on.
-  explicit JsonSink(Output& out, std::string host = "");
+  // community_seed: the Community ID's seed (--community-id-seed).
+  explicit JsonSink(Output& out, std::string host = "", uint16_t community_seed = 0);
   void start(const StartRecord& r) override;
   void port(const PortRecord& r) override;
   void lost(const LostRecord& r) override;
@@ -52,12 +76,13 @@ class JsonSink : public Sink {
   void flush() override { out_.flush(); }
 
   // One record's line (with its newline), as port() writes it.
-  static std::string render(const PortRecord& r, const std::string& host = "");
+  static std::string render(const PortRecord& r, const std::string& host = "", uint16_t community_seed = 0);
 
  private:
   // The record's members into o. host_member: ',"host":..' or empty;
   // cache: where the attribution of the same task is reused (none: rendered).
-  static void render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache);
+  static void render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache,
+                          CommunityIds& ids);
   static std::string host_member_of(const std::string& host);
   void finish(JsonObject& o, const std::string& s);  // host, run and seq last, close, write
   void identity(JsonObject& o);                      // ,"run":..,"seq":.. (and count the line)
@@ -68,6 +93,7 @@ class JsonSink : public Sink {
   uint64_t seq_ = 0;         // the next record's line number in the session
   std::string line_;         // reused: no allocation per record
   AttributionCache attribution_;
+  CommunityIds community_ids_;
 };
 
 }  // namespace portghost

@@ -73,9 +73,9 @@ void TableSink::stop(const StopRecord& r) {
   out_.write(s);
 }
 
-std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host) {
+std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host, uint16_t community_seed) {
   if (format == Format::Table) return std::make_unique<TableSink>(out);
-  return std::make_unique<JsonSink>(out, host);
+  return std::make_unique<JsonSink>(out, host, community_seed);
 }
 
 }  // namespace portghost

@@ -28,6 +28,6 @@ class TableSink : public Sink {
 };
 
 // The sink for --format (JSON Lines or the table) writing to out.
-std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host = "");
+std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host = "", uint16_t community_seed = 0);
 
 }  // namespace portghost
