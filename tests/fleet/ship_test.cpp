@@ -243,6 +243,28 @@ TEST_F(Fleet, TwoHostsInOneTableAndThePeerQuestion) {
   expect_who_parity({a.path(), b.path()}, sa);
   expect_parity({a.path(), b.path()}, {"stats", "--format", "json"});
   expect_parity({b.path()}, {"stats", "--host", "web-2"});
+  // the firewall's flow and its Community ID, from both hosts' records
+  std::ifstream logb(b / "events.jsonl");
+  std::string text;
+  int asked = 0;
+  while (std::getline(logb, text) && asked < 3) {
+    auto r = nlohmann::json::parse(text);
+    if (r["type"] != "assign" || !r["community_id"].is_string()) continue;
+    std::string laddr = r["laddr"], raddr = r["raddr"];
+    std::string flow =
+        laddr + ":" + std::to_string(r["lport"].get<int>()) + " " + raddr + ":" + std::to_string(r["rport"].get<int>());
+    std::string reverse = raddr + ":" + std::to_string(r["rport"].get<int>()) + " -> " + laddr + ":" +
+                          std::to_string(r["lport"].get<int>());
+    std::string when = at(r["ts_ns"].get<uint64_t>() + 1000);
+    for (const auto& q : std::vector<std::vector<std::string>>{
+             {"who", "--flow", flow, "--at", when, "--format", "json"},
+             {"who", "--flow", reverse, "--at", when, "--format", "json", "--host", "web-2"},
+             {"who", "--community-id", r["community_id"], "--since", at(sb.t0_ns), "--until",
+              at(sb.t0_ns + 3'600'000'000'000ULL), "--format", "json"}})
+      expect_parity({a.path(), b.path()}, q);
+    asked++;
+  }
+  EXPECT_EQ(asked, 3);
   // the peer narrows the holders: none of web-2's answers names another known peer
   RunResult w = run_portghost({"who", std::to_string(sb.first_port + 1), "--since", at(sb.t0_ns), "--until",
                                at(sb.t0_ns + 3'600'000'000'000ULL), "--host", "web-2", "--raddr", "10.0.0.10",

@@ -2,11 +2,14 @@
 #include <time.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/errors.hpp"
+#include "common/options.hpp"
 #include "logs/log_reader.hpp"
 #include "logs/who.hpp"
 #include "test_util.hpp"
@@ -261,4 +264,117 @@ TEST(Who, JsonOutputIsOneObjectPerLine) {
   EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 1) << s;
   EXPECT_NE(s.find("\"comm\":\"cu\\u001bl\""), std::string::npos) << s;
   EXPECT_NE(s.find("\"end\":\"still held when portghost stopped\""), std::string::npos) << s;
+}
+
+// ---- the firewall's flow, and its Community ID ----------------------------------
+
+TEST(WhoFlow, EndpointsAsFirewallsPrintThem) {
+  auto e = parse_endpoint("10.0.0.5:60302");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->addr, "10.0.0.5");
+  EXPECT_EQ(e->port, 60302);
+  e = parse_endpoint("[2001:DB8::0:1]:443");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->addr, "2001:db8::1") << "one spelling";
+  e = parse_endpoint("[::ffff:10.0.0.5]:1");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->addr, "10.0.0.5") << "an IPv4-mapped address is the IPv4 one";
+  for (const char* bad : {"", "10.0.0.5", "10.0.0.5:", "10.0.0.5:65536", "10.0.0.5:x", "2001:db8::1:443",
+                          "[2001:db8::1]443", "[2001:db8::1", "host:80", ":80"})
+    EXPECT_FALSE(parse_endpoint(bad)) << bad;
+  for (const char* flow : {"10.0.0.5:60302 10.0.0.9:443", "10.0.0.5:60302 -> 10.0.0.9:443",
+                           "10.0.0.5:60302,10.0.0.9:443", "  10.0.0.5:60302\t10.0.0.9:443 "}) {
+    auto f = parse_flow(flow);
+    ASSERT_TRUE(f) << flow;
+    EXPECT_EQ(f->first.port, 60302);
+    EXPECT_EQ(f->second.addr, "10.0.0.9");
+  }
+  EXPECT_FALSE(parse_flow("10.0.0.5:60302"));
+  EXPECT_FALSE(parse_flow("10.0.0.5:60302 10.0.0.9:443 10.0.0.1:1"));
+}
+
+namespace {
+
+std::string flow_line(const std::string& type, uint64_t ts, uint64_t sock, const std::string& laddr, uint16_t lport,
+                      const std::string& raddr, uint16_t rport, uint32_t pid, const std::string& cid = "") {
+  std::string peer = raddr.empty() ? "\"raddr\":null,\"rport\":null"
+                                   : "\"raddr\":\"" + raddr + "\",\"rport\":" + std::to_string(rport);
+  return "{\"type\":\"" + type + "\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) +
+         ",\"sock\":" + std::to_string(sock) + ",\"proto\":\"tcp\",\"family\":\"ipv4\",\"laddr\":\"" + laddr +
+         "\",\"lport\":" + std::to_string(lport) + "," + peer +
+         (cid.empty() ? "" : ",\"community_id\":\"" + cid + "\"") + ",\"pid\":" + std::to_string(pid) +
+         ",\"comm\":\"p" + std::to_string(pid) + "\"}\n";
+}
+
+// The holders a flow question finds, by pid.
+std::vector<uint64_t> holders(const std::vector<LogEvent>& events, const std::vector<WhoQuery>& qs) {
+  std::vector<WhoAnswer> parts;
+  for (const auto& q : qs) parts.push_back(answer_who(events, q));
+  std::vector<uint64_t> pids;
+  for (const auto& h : merge_answers(std::move(parts)).holdings) pids.push_back(h.first.pid.value_or(0));
+  return pids;
+}
+
+}  // namespace
+
+TEST(WhoFlow, EitherEndIsTheLocalOneAndOnlyThatPeerHoldsIt) {
+  TempDir d;
+  std::string log = start_line(kT0) +
+                    // the flow the firewall saw, from the client's side
+                    flow_line("assign", kT0 + 1 * kS, 1, "10.0.0.5", 60302, "10.0.0.9", 443, 101) +
+                    // the same local port to another peer at the same time (another socket)
+                    flow_line("assign", kT0 + 1 * kS, 2, "10.0.0.5", 60302, "10.0.0.7", 443, 102) +
+                    // a server's side of another flow: local 10.0.0.9:443, peer 10.0.0.5:60302
+                    flow_line("assign", kT0 + 1 * kS, 3, "10.0.0.9", 443, "10.0.0.5", 60302, 103) +
+                    // a socket bound to every address with no peer holds the port too
+                    flow_line("assign", kT0 + 1 * kS, 4, "0.0.0.0", 60302, "", 0, 104) +
+                    // another local address: not this flow's end
+                    flow_line("assign", kT0 + 1 * kS, 5, "10.0.0.6", 60302, "10.0.0.9", 443, 105) +
+                    stop_line(kT0 + 10 * kS);
+  write_file(d.path() + "/e.jsonl", log);
+  auto events = read_all(d.path() + "/e.jsonl", std::nullopt);
+  WhoQuery base = at(0, kT0 + 2 * kS);
+  auto flow = parse_flow("10.0.0.9:443 10.0.0.5:60302");  // as the server side logged it
+  ASSERT_TRUE(flow);
+  auto pids = holders(events, flow_queries(base, *flow));
+  std::sort(pids.begin(), pids.end());
+  EXPECT_EQ(pids, (std::vector<uint64_t>{101, 103, 104}));
+}
+
+TEST(WhoFlow, ByCommunityIdAndEndToEnd) {
+  TempDir d;
+  std::string cid = "1:LQU9qZlK+B5F3KDmev6m5PMibrg=";
+  std::string log =
+      start_line(kT0) + flow_line("assign", kT0 + 1 * kS, 1, "10.0.0.5", 60302, "10.0.0.9", 443, 101, cid) +
+      flow_line("assign", kT0 + 1 * kS, 2, "10.0.0.5", 60303, "10.0.0.9", 443, 102, "1:other") +
+      flow_line("release", kT0 + 3 * kS, 1, "10.0.0.5", 60302, "10.0.0.9", 443, 101, cid) + stop_line(kT0 + 10 * kS);
+  write_file(d.path() + "/events.jsonl", log);
+  WhoOptions o;
+  o.community_id = cid;
+  o.since = std::to_string(kT0 / kS);
+  o.until = std::to_string(kT0 / kS + 20);
+  o.json = true;
+  o.logs = {d.path()};
+  std::ostringstream out, err;
+  ASSERT_EQ(run_who(o, out, err), 0) << err.str();
+  EXPECT_NE(out.str().find("\"pid\":101"), std::string::npos) << out.str();
+  EXPECT_EQ(out.str().find("\"pid\":102"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("\"community_id\":\"" + cid + "\""), std::string::npos) << out.str();
+  // a flow nobody held: said so, with what the logs cover
+  o.community_id = "1:nobody";
+  o.json = false;
+  std::ostringstream out2;
+  ASSERT_EQ(run_who(o, out2, err), 0) << err.str();
+  EXPECT_NE(out2.str().find("No socket held the flow 1:nobody"), std::string::npos) << out2.str();
+  // the same question as a flow, and a malformed one
+  o.community_id.reset();
+  o.flow = "10.0.0.9:443 -> 10.0.0.5:60302";
+  o.json = true;
+  std::ostringstream out3;
+  ASSERT_EQ(run_who(o, out3, err), 0) << err.str();
+  EXPECT_NE(out3.str().find("\"pid\":101"), std::string::npos) << out3.str();
+  o.flow = "10.0.0.9:443";
+  std::ostringstream out4, err4;
+  EXPECT_EQ(run_who(o, out4, err4), kExitUsage);
+  EXPECT_NE(err4.str().find("--flow"), std::string::npos) << err4.str();
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -61,6 +62,12 @@ Examples:
   portghost who 53 --proto udp --at 2026-11-22T10:03:12Z --format json events.jsonl events.jsonl.1.gz
   portghost who 60302 --at 14:03:07 --host web-7 --raddr 10.0.0.9 --rport 443 \
       --from clickhouse://db1:8123/portghost --credentials /etc/portghost/clickhouse.conf
+  portghost who --flow '10.0.0.5:60302 10.0.0.9:443' --at 14:03:07
+  portghost who --community-id '1:LQU9qZlK+B5F3KDmev6m5PMibrg=' --since -1h
+
+--flow takes the 5-tuple as a firewall prints it, in either direction (IPv6 in
+brackets) and answers for whichever end was local; --community-id finds the flow
+by its Community ID (the records' community_id).
 
 With --from, the records come from ClickHouse (see 'portghost ship'); the answer is
 the one the same records give from files. Credentials: a file of lines user=NAME and
@@ -160,10 +167,10 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
 
   WhoOptions& w = res.who;
   std::string who_format = "table";
-  uint32_t who_port = 0;
   CLI::App* who = app.add_subcommand("who", "Who held local port PORT at a time, from the logs");
   who->footer(kWhoFooter);
-  who->add_option("PORT", who_port, "The local port")->required()->check(CLI::Range(0, 65535));
+  std::string who_port_text;
+  who->add_option("PORT", who_port_text, "The local port (none with --flow or --community-id)");
   who->add_option("LOG", w.logs, "Log files or directories (default: " + std::string(kDefaultLogDir) + ")");
   who->add_option("--at", w.at, "An instant: RFC 3339, HH:MM:SS (today, local), unix seconds, or -5m")
       ->check(kNonEmpty);
@@ -181,6 +188,15 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   CLI::Option* who_rport_opt =
       who->add_option("--rport", who_rport, "Only sockets with this peer port (or no known peer)")
           ->check(CLI::Range(1, 65535));
+  CLI::Option* flow_opt =
+      who->add_option("--flow", w.flow,
+                      "The holder of either end of a flow as a firewall logs it: 'SRC:SPORT DST:DPORT' "
+                      "(IPv6 in brackets)")
+          ->check(kNonEmpty);
+  CLI::Option* cid_opt =
+      who->add_option("--community-id", w.community_id, "The holder of the local end of this Community ID's flow")
+          ->check(kNonEmpty);
+  flow_opt->excludes(cid_opt);
   who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
   auto store_options = [&](CLI::App* cmd, StoreOptions& st) {
     cmd->add_option("--from", st.from, "Read the records from ClickHouse: clickhouse://HOST[:PORT][/DATABASE]")
@@ -292,7 +308,18 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   if (who->parsed()) {
     if (!w.at.empty() && (!w.since.empty() || !w.until.empty())) return fail("who: --at excludes --since and --until");
     if (!who_family.empty()) w.family = who_family == "4" ? "ipv4" : "ipv6";
-    w.port = static_cast<uint16_t>(who_port);
+    if (w.flow || w.community_id) {
+      if (w.flow && (w.laddr || w.raddr || *who_rport_opt))
+        return fail("who: --flow names both ends: no --laddr, --raddr or --rport with it");
+      if (!who_port_text.empty()) w.logs.insert(w.logs.begin(), who_port_text);  // no PORT: a log
+    } else {
+      uint32_t port = 0;
+      auto [end, ec] = std::from_chars(who_port_text.data(), who_port_text.data() + who_port_text.size(), port);
+      if (who_port_text.empty()) return fail("who: PORT is required (or --flow, or --community-id)");
+      if (ec != std::errc() || end != who_port_text.data() + who_port_text.size() || port > 65535)
+        return fail("who: PORT: expected a port number 0-65535, got '" + who_port_text + "'");
+      w.port = static_cast<uint16_t>(port);
+    }
     w.json = who_format == "json";
     if (*who_rport_opt) w.rport = static_cast<uint16_t>(who_rport);
     if (w.logs.empty()) w.logs.push_back(kDefaultLogDir);

@@ -68,6 +68,8 @@ struct WhoOptions {
   std::optional<uint64_t> netns;
   std::optional<std::string> raddr;  // the peer, as a firewall logged it
   std::optional<uint16_t> rport;
+  std::optional<std::string> flow;          // "SRC:SPORT DST:DPORT": the holder of either end
+  std::optional<std::string> community_id;  // the holder of this flow's local end
   bool json = false;
   std::vector<std::string> logs;  // default: the service's log directory
   StoreOptions store;             // --from clickhouse://...: ask the store, not the logs

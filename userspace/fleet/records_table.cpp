@@ -49,6 +49,7 @@ const std::vector<RecordsColumn>& records_columns() {
       {"lport", "UInt16", number_of("lport", "toUInt16")},
       {"raddr", "Nullable(String)", null_text_of("raddr")},
       {"rport", "Nullable(UInt16)", null_number_of("rport", "toUInt16")},
+      {"community_id", "String", text_of("community_id")},
       {"how", "String", text_of("how")},
       {"pid", "Nullable(UInt32)", null_number_of("pid", "toUInt32")},
       {"tid", "Nullable(UInt32)", null_number_of("tid", "toUInt32")},

@@ -1,6 +1,7 @@
 #include "fleet/store_reader.hpp"
 
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "common/errors.hpp"
@@ -79,9 +80,22 @@ std::string records_of(const std::string& table, const std::string& where) {
 int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   auto query = who_query_of(o, err);
   if (!query) return kExitUsage;
-  const WhoQuery& q = *query;
+  WhoQuery q = *query;
   ClickHouseClient c = client_of(o.store);
   const std::string table = c.endpoint().qualified_table();
+  auto questions = who_questions(
+      o, q,
+      [&](const std::string& id) {
+        std::set<uint16_t> ports;
+        std::istringstream in(c.query("SELECT DISTINCT lport FROM " + table + " PREWHERE " + host_filter(q.host) +
+                                      "community_id = " + sql_quote(id) + " FORMAT TabSeparated"));
+        for (unsigned p; in >> p;) ports.insert(static_cast<uint16_t>(p));
+        return ports;
+      },
+      err);
+  if (!questions) return kExitUsage;
+  std::string ports;
+  for (const auto& one : *questions) ports += (ports.empty() ? "" : ", ") + std::to_string(one.port);
   // Every session's own records (they have no protocol: first in each
   // host's part of the sort key), and the port's: a condition the primary
   // key can use, evaluated first (PREWHERE) so that only those rows' lines
@@ -89,8 +103,8 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   // (what the file reader's ticks carry: how long it is known to have run).
   std::string where = host_filter(q.host) +
                       "((proto = '' AND type IN ('start', 'stop', 'lost')) OR "
-                      "(proto IN ('tcp', 'udp', 'udplite', 'sctp') AND lport = " +
-                      std::to_string(q.port) + " AND type IN ('assign', 'existing', 'release')))";
+                      "(proto IN ('tcp', 'udp', 'udplite', 'sctp') AND lport IN (" +
+                      ports + ") AND type IN ('assign', 'existing', 'release')))";
   std::map<std::string, uint64_t> last_ns;  // by "run\thost"
   {
     std::string host_where = q.host ? " WHERE host = " + sql_quote(*q.host) : "";
@@ -120,7 +134,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
     std::string padded = padded_log_text(text);
     std::vector<LogEvent> evs;
     ReadStats st = read_log_text(
-        "ClickHouse " + c.endpoint().describe(), padded, size, q.port,
+        "ClickHouse " + c.endpoint().describe(), padded, size, std::nullopt,
         [&](LogEvent&& e) { evs.push_back(std::move(e)); }, warn);
     totals.bad_lines += st.bad_lines;
     totals.unknown_types += st.unknown_types;
@@ -144,7 +158,9 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
         << (q.host ? " for host " + printable(*q.host) : "") << "\n";
     return kExitRuntime;
   }
-  print_who(answer_who(events, q), q, out);
+  std::vector<WhoAnswer> parts;
+  for (const auto& one : *questions) parts.push_back(answer_who(events, one));
+  print_who(merge_answers(std::move(parts)), q, out);
   return kExitOk;
 }
 

@@ -249,6 +249,7 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
       str_field(doc, "family", e.family);
       str_field(doc, "laddr", e.laddr);
       opt_str_field(doc, "raddr", e.raddr);
+      opt_str_field(doc, "community_id", e.community_id);
       uint64_t rp = 0;
       if (doc["rport"].get_uint64().get(rp) == simdjson::SUCCESS && rp <= 65535) e.rport = static_cast<uint16_t>(rp);
       str_field(doc, "how", e.how);

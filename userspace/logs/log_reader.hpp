@@ -20,7 +20,7 @@ struct LogEvent {
   uint64_t ts_ns = 0;
   uint64_t sock = 0;
   std::string proto, family, laddr, how, comm, thread, exe, cmdline, container, host;
-  std::optional<std::string> raddr;
+  std::optional<std::string> raddr, community_id;
   uint16_t lport = 0;
   std::optional<uint16_t> rport;
   std::optional<uint64_t> pid, tid, uid, netns, duration_ns;

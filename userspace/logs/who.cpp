@@ -8,8 +8,10 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <string_view>
 
 #include "common/clock.hpp"
+#include "common/community_id.hpp"
 #include "common/errors.hpp"
 #include "common/json.hpp"
 #include "common/options.hpp"
@@ -24,11 +26,20 @@ constexpr uint64_t kNs = 1'000'000'000ULL;
 
 namespace {
 
+// The same address, whatever its spelling (IPv4-mapped IPv6, zeros).
+bool same_addr(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  auto ca = canonical_addr(a), cb = canonical_addr(b);
+  return ca && cb && *ca == *cb;
+}
+
+bool unspecified_addr(const std::string& a) { return a == "0.0.0.0" || a == "::"; }
+
 bool matches(const LogEvent& e, const WhoQuery& q) {
   if (e.lport != q.port) return false;
   if (q.proto && e.proto != *q.proto) return false;
   if (q.family && e.family != *q.family) return false;
-  if (q.laddr && e.laddr != *q.laddr) return false;
+  if (q.laddr && !same_addr(e.laddr, *q.laddr) && !(q.laddr_or_wildcard && unspecified_addr(e.laddr))) return false;
   if (q.netns && e.netns != q.netns) return false;
   if (q.host && e.host != *q.host) return false;
   return true;
@@ -44,7 +55,7 @@ bool peer_may_be(const Holding& h, const WhoQuery& q) {
   auto p = peer_of(h.first);
   if (!p && h.release) p = peer_of(*h.release);
   if (!p) return true;
-  if (q.raddr && p->first != *q.raddr) return false;
+  if (q.raddr && !same_addr(p->first, *q.raddr)) return false;
   if (q.rport && p->second != q.rport) return false;
   return true;
 }
@@ -128,7 +139,9 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
 
   for (auto& h : done) {
     uint64_t from = h.first.ts_ns;
-    if (from <= q.until_ns && (h.end_ns >= q.since_ns || h.from_existing) && peer_may_be(h, q))
+    bool flow_ok = !q.community_id || h.first.community_id == q.community_id ||
+                   (h.release && h.release->community_id == q.community_id);
+    if (from <= q.until_ns && (h.end_ns >= q.since_ns || h.from_existing) && peer_may_be(h, q) && flow_ok)
       a.holdings.push_back(std::move(h));
   }
   std::stable_sort(a.holdings.begin(), a.holdings.end(),
@@ -188,7 +201,7 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
       std::string s;
       JsonObject o(s);
       const LogEvent& f = h.first;
-      o.str("type", "holding").num("port", q.port).str("proto", f.proto).str("family", f.family);
+      o.str("type", "holding").num("port", f.lport).str("proto", f.proto).str("family", f.family);
       o.str("laddr", f.laddr).opt_str("raddr", f.raddr);
       if (f.rport)
         o.num("rport", *f.rport);
@@ -209,6 +222,10 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
         else
           o.str(k, v);
       };
+      if (f.community_id)
+        o.str("community_id", *f.community_id);
+      else
+        o.null("community_id");
       text("how", f.how);
       o.boolean("from_existing", h.from_existing);
       if (f.pid)
@@ -250,7 +267,8 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
     return;
   }
   if (a.holdings.empty())
-    out << "No socket held local port " << q.port << " in that window, as far as the logs show.\n";
+    out << "No socket held " << (q.what.empty() ? "local port " + std::to_string(q.port) : printable(q.what))
+        << " in that window, as far as the logs show.\n";
   for (const auto& h : a.holdings) {
     const LogEvent& f = h.first;
     out << printable(f.proto) << " " << printable(endpoint(f.family, f.laddr, f.lport));
@@ -334,16 +352,115 @@ std::optional<WhoQuery> who_query_of(const WhoOptions& o, std::ostream& err) {
   return q;
 }
 
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  std::string addr;
+  std::string_view port;
+  if (!text.empty() && text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return std::nullopt;
+    addr = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;  // IPv6 needs brackets
+    addr = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  auto canon = canonical_addr(addr);
+  uint32_t p = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (!canon || port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535) return std::nullopt;
+  return Endpoint{*canon, static_cast<uint16_t>(p)};
+}
+
+std::optional<std::pair<Endpoint, Endpoint>> parse_flow(std::string_view text) {
+  std::vector<std::string> parts;
+  std::string cur;
+  for (size_t i = 0; i <= text.size(); i++) {
+    char c = i < text.size() ? text[i] : ' ';
+    bool arrow = c == '-' && i + 1 < text.size() && text[i + 1] == '>';
+    if (c == ' ' || c == '\t' || c == ',' || arrow) {
+      if (!cur.empty()) parts.push_back(cur);
+      cur.clear();
+      if (arrow) i++;
+      continue;
+    }
+    cur += c;
+  }
+  if (parts.size() != 2) return std::nullopt;
+  auto a = parse_endpoint(parts[0]), b = parse_endpoint(parts[1]);
+  if (!a || !b) return std::nullopt;
+  return std::make_pair(*a, *b);
+}
+
+std::vector<WhoQuery> flow_queries(const WhoQuery& base, const std::pair<Endpoint, Endpoint>& flow) {
+  std::vector<WhoQuery> v;
+  for (int side = 0; side < 2; side++) {
+    const Endpoint& local = side ? flow.second : flow.first;
+    const Endpoint& remote = side ? flow.first : flow.second;
+    if (side && local.addr == flow.first.addr && local.port == flow.first.port) break;  // one end twice
+    WhoQuery q = base;
+    q.port = local.port;
+    q.laddr = local.addr;
+    q.laddr_or_wildcard = true;
+    q.raddr = remote.addr;
+    q.rport = remote.port;
+    v.push_back(q);
+  }
+  return v;
+}
+
+WhoAnswer merge_answers(std::vector<WhoAnswer> parts) {
+  if (parts.empty()) return {};
+  WhoAnswer a = std::move(parts.front());
+  for (size_t i = 1; i < parts.size(); i++) {
+    for (auto& h : parts[i].holdings) a.holdings.push_back(std::move(h));
+    a.hosts_mixed = a.hosts_mixed || parts[i].hosts_mixed;
+  }
+  std::stable_sort(a.holdings.begin(), a.holdings.end(),
+                   [](const Holding& x, const Holding& y) { return x.first.ts_ns < y.first.ts_ns; });
+  return a;
+}
+
+std::optional<std::vector<WhoQuery>> who_questions(
+    const WhoOptions& o, WhoQuery& q, const std::function<std::set<uint16_t>(const std::string&)>& ports_of,
+    std::ostream& err) {
+  if (o.flow) {
+    auto f = parse_flow(*o.flow);
+    if (!f) {
+      err << "portghost: --flow: expected 'SRC:SPORT DST:DPORT' (IPv6 in brackets: [2001:db8::1]:443), got '"
+          << printable(*o.flow) << "' (see 'portghost who --help')\n";
+      return std::nullopt;
+    }
+    q.what = "either end of " + *o.flow;
+    return flow_queries(q, *f);
+  }
+  if (o.community_id) {
+    q.community_id = o.community_id;
+    q.what = "the flow " + *o.community_id;
+    std::vector<WhoQuery> v;
+    for (uint16_t port : ports_of(*o.community_id)) {
+      v.push_back(q);
+      v.back().port = port;
+    }
+    if (v.empty()) v.push_back(q);  // no holder: the answer still says what the logs cover
+    return v;
+  }
+  return std::vector<WhoQuery>{q};
+}
+
 int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   auto query = who_query_of(o, err);
   if (!query) return kExitUsage;
-  const WhoQuery& q = *query;
-  std::vector<LogEvent> events;
+  WhoQuery q = *query;
   auto paths = expand_log_paths(o.logs);
   if (paths.empty()) {
     err << "portghost: no portghost log found in " << o.logs.front() << "\n";
     return kExitRuntime;
   }
+  // one port: the reader skips the others early; a flow or an ID: all
+  std::optional<uint16_t> want;
+  if (!o.flow && !o.community_id) want = q.port;
   // files in the order they were written: by their first record's time
   std::vector<std::pair<uint64_t, std::vector<LogEvent>>> per_file;
   ReadStats totals;
@@ -351,7 +468,7 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   for (const auto& p : paths) {
     std::vector<LogEvent> evs;
     ReadStats st = read_log(
-        p, q.port, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
+        p, want, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
     totals.bad_lines += st.bad_lines;
     totals.unknown_types += st.unknown_types;
     kept += evs.size();
@@ -360,9 +477,22 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   }
   if (no_records(paths, kept, totals, err)) return kExitRuntime;
   std::stable_sort(per_file.begin(), per_file.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<LogEvent> events;
   for (auto& [first, evs] : per_file)
     for (auto& e : evs) events.push_back(std::move(e));
-  print_who(answer_who(events, q), q, out);
+  auto questions = who_questions(
+      o, q,
+      [&](const std::string& id) {
+        std::set<uint16_t> ports;
+        for (const auto& e : events)
+          if (e.community_id == id) ports.insert(e.lport);
+        return ports;
+      },
+      err);
+  if (!questions) return kExitUsage;
+  std::vector<WhoAnswer> parts;
+  for (const auto& one : *questions) parts.push_back(answer_who(events, one));
+  print_who(merge_answers(std::move(parts)), q, out);
   return kExitOk;
 }
 

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,8 +21,22 @@ struct WhoQuery {
   std::optional<uint64_t> netns;
   std::optional<std::string> raddr;  // the peer: holdings with another known peer are left out
   std::optional<uint16_t> rport;
+  // --flow: a socket bound to the unspecified address holds the port on
+  // every local address
+  bool laddr_or_wildcard = false;
+  std::optional<std::string> community_id;  // only holdings of this flow
+  std::string what;                         // what was asked, for "none found" ("" : the port)
   bool json = false;
 };
+
+// One end of a flow as a firewall prints it: ADDR:PORT, [IPV6]:PORT.
+struct Endpoint {
+  std::string addr;
+  uint16_t port = 0;
+};
+std::optional<Endpoint> parse_endpoint(std::string_view text);
+// "SRC:SPORT DST:DPORT" (also with "->" or "," between): the two ends.
+std::optional<std::pair<Endpoint, Endpoint>> parse_flow(std::string_view text);
 
 // A socket holding the port for a while.
 struct Holding {
@@ -43,6 +59,12 @@ struct WhoAnswer {
   bool hosts_mixed = false;
 };
 
+// The port queries a --flow question makes: the local end may be either.
+std::vector<WhoQuery> flow_queries(const WhoQuery& base, const std::pair<Endpoint, Endpoint>& flow);
+// Holders of several queries of one question, in time order (their gaps
+// and losses are the same: they come from the sessions).
+WhoAnswer merge_answers(std::vector<WhoAnswer> parts);
+
 // Events in the order they were written (files oldest first).
 WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q);
 void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out);
@@ -50,6 +72,13 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out);
 struct WhoOptions;
 // The query the options ask (times parsed); nullopt after a one-line error.
 std::optional<WhoQuery> who_query_of(const WhoOptions& o, std::ostream& err);
+// The port queries the question makes (q gains what it asks): one port; both
+// ends of a --flow; for a --community-id, each local port whose records
+// carry that ID (ports_of asks the logs or the store). nullopt after a
+// one-line error.
+std::optional<std::vector<WhoQuery>> who_questions(
+    const WhoOptions& o, WhoQuery& q, const std::function<std::set<uint16_t>(const std::string&)>& ports_of,
+    std::ostream& err);
 // The whole command: read the logs, answer, print. Returns the exit code.
 int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err);
 
