@@ -1,50 +1,25 @@
 #include "common/community_id.hpp"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
 
 #include <cstring>
+#include <stdexcept>
 
 namespace portghost {
 
 namespace {
 
-uint32_t rotl(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-void sha1_block(uint32_t h[5], const uint8_t* p) {
-  uint32_t w[80];
-  for (int i = 0; i < 16; i++)
-    w[i] = static_cast<uint32_t>(p[4 * i]) << 24 | static_cast<uint32_t>(p[4 * i + 1]) << 16 |
-           static_cast<uint32_t>(p[4 * i + 2]) << 8 | p[4 * i + 3];
-  for (int i = 16; i < 80; i++) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-  for (int i = 0; i < 80; i++) {
-    uint32_t f, k;
-    if (i < 20) {
-      f = (b & c) | (~b & d);
-      k = 0x5A827999;
-    } else if (i < 40) {
-      f = b ^ c ^ d;
-      k = 0x6ED9EBA1;
-    } else if (i < 60) {
-      f = (b & c) | (b & d) | (c & d);
-      k = 0x8F1BBCDC;
-    } else {
-      f = b ^ c ^ d;
-      k = 0xCA62C1D6;
-    }
-    uint32_t t = rotl(a, 5) + f + e + k + w[i];
-    e = d;
-    d = c;
-    c = rotl(b, 30);
-    b = a;
-    a = t;
+// OpenSSL's SHA-1 (with the CPU's SHA instructions where it has them: about
+// a quarter of a portable one's time), one context per thread, reused.
+struct Sha1Context {
+  EVP_MD* md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~Sha1Context() {
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
   }
-  h[0] += a;
-  h[1] += b;
-  h[2] += c;
-  h[3] += d;
-  h[4] += e;
-}
+};
 
 // 4 bytes (IPv4, also from an IPv4-mapped IPv6 address) or 16 (IPv6)
 size_t addr_bytes(std::string_view text, uint8_t out[16]) {
@@ -71,20 +46,12 @@ bool unspecified(const uint8_t* a, size_t n) {
 }  // namespace
 
 std::array<uint8_t, 20> sha1(const uint8_t* data, size_t size) {
-  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-  size_t full = size / 64 * 64;
-  for (size_t i = 0; i < full; i += 64) sha1_block(h, data + i);
-  uint8_t tail[128] = {};
-  size_t rest = size - full;
-  std::memcpy(tail, data + full, rest);
-  tail[rest] = 0x80;
-  size_t blocks = rest + 9 <= 64 ? 1 : 2;
-  uint64_t bits = static_cast<uint64_t>(size) * 8;
-  for (int i = 0; i < 8; i++) tail[blocks * 64 - 1 - i] = static_cast<uint8_t>(bits >> (8 * i));
-  for (size_t b = 0; b < blocks; b++) sha1_block(h, tail + 64 * b);
+  thread_local Sha1Context c;
   std::array<uint8_t, 20> out{};
-  for (int i = 0; i < 5; i++)
-    for (int j = 0; j < 4; j++) out[4 * i + j] = static_cast<uint8_t>(h[i] >> (24 - 8 * j));
+  unsigned int len = 0;
+  if (!c.md || !c.ctx || EVP_DigestInit_ex(c.ctx, c.md, nullptr) != 1 || EVP_DigestUpdate(c.ctx, data, size) != 1 ||
+      EVP_DigestFinal_ex(c.ctx, out.data(), &len) != 1 || len != out.size())
+    throw std::runtime_error("OpenSSL cannot compute SHA-1");
   return out;
 }
 

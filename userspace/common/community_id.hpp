@@ -11,7 +11,7 @@
 
 namespace portghost {
 
-// SHA-1 (FIPS 180-4) of data.
+// SHA-1 (FIPS 180-4) of data (OpenSSL's).
 std::array<uint8_t, 20> sha1(const uint8_t* data, size_t size);
 // RFC 4648 base64, padded.
 std::string base64(const uint8_t* data, size_t size);
