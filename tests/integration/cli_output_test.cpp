@@ -67,6 +67,64 @@ std::string ns_as_seconds(uint64_t ns) {
 }
 }  // namespace
 
+// --format ecs and ocsf on a real connection: the documents name its two
+// ends, its process and its flow; who and stats say they read only the log.
+TEST_F(TraceOwn, EcsAndOcsfDocumentsOfARealConnection) {
+  for (std::string fmt : {"ecs", "ocsf"}) {
+    SCOPED_TRACE(fmt);
+    bool ecs = fmt == "ecs";
+    Listener l;
+    std::string kept;
+    {
+      Tracer tr({"--no-existing", "--format", fmt});
+      auto kind = [ecs](const Json& j) -> std::string {
+        if (ecs) return j.contains("portghost") ? j["portghost"].value("type", "") : "";
+        return j.contains("unmapped") ? j["unmapped"].value("type", "") : "";
+      };
+      ASSERT_TRUE(tr.wait_for([&](const Json& j) { return kind(j) == "start"; })) << tr.stderr_text();
+      FireResult f = run_pg_fire("tcp-connect", std::to_string(l.port));
+      accept_and_close(l);
+      ASSERT_NE(f.cookie, 0u);
+      auto of = [&](const std::string& type) {
+        return tr.wait_for([&, type](const Json& j) {
+          const Json& p = ecs ? j["portghost"] : j["unmapped"];
+          return kind(j) == type && p["sock"] == f.cookie;
+        });
+      };
+      auto a = of("assign");
+      auto r = of("release");
+      ASSERT_TRUE(a && r) << tr.stderr_text();
+      if (ecs) {
+        EXPECT_EQ((*a)["source"]["port"], f.port);
+        EXPECT_EQ((*a)["destination"]["port"], l.port);
+        EXPECT_EQ((*a)["process"]["name"], "pg_fire");
+        EXPECT_EQ((*a)["network"]["transport"], "tcp");
+        EXPECT_TRUE((*a)["network"]["community_id"].is_string());
+        EXPECT_EQ((*r)["network"]["community_id"], (*a)["network"]["community_id"]);
+        EXPECT_NE((*r)["event"]["type"].dump().find("end"), std::string::npos);
+        EXPECT_TRUE((*r)["event"]["duration"].is_number_integer());
+      } else {
+        EXPECT_EQ((*a)["class_uid"], 4001);
+        EXPECT_EQ((*a)["activity_id"], 1);
+        EXPECT_EQ((*a)["src_endpoint"]["port"], f.port);
+        EXPECT_EQ((*a)["dst_endpoint"]["port"], l.port);
+        EXPECT_EQ((*a)["actor"]["process"]["name"], "pg_fire");
+        EXPECT_EQ((*r)["activity_id"], 2);
+      }
+      EXPECT_EQ(tr.stop(), 0) << tr.stderr_text();
+      kept = "/tmp/portghost-std-" + std::to_string(getpid()) + "-" + fmt + ".jsonl";
+      std::ifstream src(tr.path(), std::ios::binary);
+      std::ofstream dst(kept, std::ios::binary);
+      dst << src.rdbuf();
+    }
+    auto [code, err] = run_cli({"stats", kept});
+    EXPECT_EQ(code, 1);
+    EXPECT_NE(err.find(ecs ? "ECS documents" : "OCSF documents"), std::string::npos) << err;
+    EXPECT_EQ(lines(err), 2u) << err;  // the first bad line, then why
+    unlink(kept.c_str());
+  }
+}
+
 TEST_F(TraceOwn, WhoNamesTheProcessThatHeldThePort) {
   Listener l;
   std::string log;

@@ -31,7 +31,10 @@ Tracer::Tracer(std::vector<std::string> extra_args) {
   dir_ = tmpl;
   path_ = dir_ + "/events.jsonl";
   err_path_ = dir_ + "/stderr.txt";
-  std::vector<std::string> args = {PORTGHOST_BIN, "trace", "--format", "json", "-o", path_};
+  std::vector<std::string> args = {PORTGHOST_BIN, "trace", "-o", path_};
+  // the log format unless the test asks for another (--format ecs, ocsf)
+  if (std::find(extra_args.begin(), extra_args.end(), "--format") == extra_args.end())
+    args.insert(args.end(), {"--format", "json"});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   // PG_TRACE_EXTRA: arguments for every tracer of a run (e.g. --no-fentry,
   // to test the fallback hooks on a kernel that has fentry)

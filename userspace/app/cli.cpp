@@ -104,8 +104,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   std::optional<uint32_t> port;
   CLI::App* trace = app.add_subcommand("trace", "Trace port assignments and releases (the default command)");
   trace->footer(kTraceFooter);
-  trace->add_option("--format", format, "Output format: json or table (default: table on a terminal, else json)")
-      ->check(CLI::IsMember({"json", "table"}));
+  trace
+      ->add_option("--format", format,
+                   "Output format: json (portghost's log), table, ecs (Elastic Common Schema 9.4.0) or ocsf (OCSF "
+                   "1.2.0 Network Activity) (default: table on a terminal, else json)")
+      ->check(CLI::IsMember({"json", "table", "ecs", "ocsf"}));
   trace->add_option("-o,--output", o.output, "Append records to FILE ('-' for stdout)")->capture_default_str();
   trace->add_option("--rotate-size", o.rotate_size_mb, "Rotate FILE when it would pass MB megabytes")
       ->check(CLI::Range(1, 1 << 20));
@@ -327,7 +330,11 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
     res.run = true;
     return res;
   }
-  if (!format.empty()) o.format = format == "json" ? Format::Json : Format::Table;
+  if (!format.empty())
+    o.format = format == "json"   ? Format::Json
+               : format == "ecs"  ? Format::Ecs
+               : format == "ocsf" ? Format::Ocsf
+                                  : Format::Table;
   if (!proto.empty()) o.filters.proto = proto_from_string(proto);
   if (!family.empty()) o.filters.family = family == "4" ? Family::Ipv4 : Family::Ipv6;
   if (port && !port_range.empty()) return fail("--port and --port-range exclude each other");

@@ -25,7 +25,7 @@ struct Filters {
   }
 };
 
-enum class Format { Json, Table };
+enum class Format { Json, Table, Ecs, Ocsf };
 
 inline constexpr int kDefaultNice = -4;
 

@@ -136,8 +136,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
     ReadStats st = read_log_text(
         "ClickHouse " + c.endpoint().describe(), padded, size, std::nullopt,
         [&](LogEvent&& e) { evs.push_back(std::move(e)); }, warn);
-    totals.bad_lines += st.bad_lines;
-    totals.unknown_types += st.unknown_types;
+    totals.add(st);
     auto it = last_ns.find(key);
     if (it != last_ns.end() && !evs.empty()) {
       LogEvent tick;

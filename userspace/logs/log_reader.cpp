@@ -142,6 +142,12 @@ bool no_records(const std::vector<std::string>& paths, uint64_t kept, const Read
   std::string names;
   for (size_t i = 0; i < paths.size() && i < 3; i++) names += (i ? ", " : "") + paths[i];
   if (paths.size() > 3) names += ", ...";
+  if (!totals.foreign.empty()) {
+    err << "portghost: " << names << " holds " << totals.foreign << " documents (trace --format "
+        << (totals.foreign == "ECS" ? "ecs" : "ocsf")
+        << "): who and stats read portghost's own log (trace --format json, the default for files)\n";
+    return true;
+  }
   err << "portghost: no portghost record in " << names << ": "
       << (totals.unknown_types ? "only record types this version does not know (a newer portghost's log?)"
           : totals.bad_lines   ? "not a portghost log (no line parses)"
@@ -211,6 +217,10 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
     uint64_t ts = 0;
     if (doc["type"].get_string().get(t) != simdjson::SUCCESS ||
         doc["ts_ns"].get_uint64().get(ts) != simdjson::SUCCESS) {
+      if (doc["@timestamp"].error() == simdjson::SUCCESS && doc["ecs"].error() == simdjson::SUCCESS)
+        st.foreign = "ECS";
+      else if (doc["class_uid"].error() == simdjson::SUCCESS && doc["metadata"].error() == simdjson::SUCCESS)
+        st.foreign = "OCSF";
       bad(st.lines, "no type or ts_ns");
       continue;
     }

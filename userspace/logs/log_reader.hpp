@@ -30,6 +30,16 @@ struct LogEvent {
 
 struct ReadStats {
   uint64_t lines = 0, bytes = 0, bad_lines = 0, unknown_types = 0;
+  // documents of another schema portghost also writes ("ECS", "OCSF"):
+  // --format ecs or ocsf, which who and stats do not read
+  std::string foreign;
+  void add(const ReadStats& o) {
+    lines += o.lines;
+    bytes += o.bytes;
+    bad_lines += o.bad_lines;
+    unknown_types += o.unknown_types;
+    if (foreign.empty()) foreign = o.foreign;
+  }
 };
 
 // Which files make up a log: FILE, FILE.1, FILE.2.gz ..., oldest first. A

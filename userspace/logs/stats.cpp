@@ -159,8 +159,7 @@ int run_stats(const StatsOptions& o, std::ostream& out, std::ostream& err) {
           kept++;
         },
         err);
-    totals.bad_lines += r.bad_lines;
-    totals.unknown_types += r.unknown_types;
+    totals.add(r);
   }
   if (no_records(paths, kept, totals, err)) return kExitRuntime;
   st.print(out, o.top, o.json);

@@ -469,8 +469,7 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
     std::vector<LogEvent> evs;
     ReadStats st = read_log(
         p, want, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
-    totals.bad_lines += st.bad_lines;
-    totals.unknown_types += st.unknown_types;
+    totals.add(st);
     kept += evs.size();
     uint64_t first = evs.empty() ? UINT64_MAX : evs.front().ts_ns;
     per_file.emplace_back(first, std::move(evs));

@@ -1,4 +1,5 @@
 #include "sinks/table_sink.hpp"
+#include "sinks/standard_sinks.hpp"
 
 #include "common/clock.hpp"
 #include "common/text.hpp"
@@ -75,6 +76,8 @@ void TableSink::stop(const StopRecord& r) {
 
 std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host, uint16_t community_seed) {
   if (format == Format::Table) return std::make_unique<TableSink>(out);
+  if (format == Format::Ecs) return std::make_unique<EcsSink>(out, host, community_seed);
+  if (format == Format::Ocsf) return std::make_unique<OcsfSink>(out, host, community_seed);
   return std::make_unique<JsonSink>(out, host, community_seed);
 }
 
