@@ -246,6 +246,41 @@ for rep in $(seq "$reps"); do
   log "ship rep $rep: ${sent:-0} records in $wall_ms ms ($(awk -v n="${sent:-0}" -v ms="$wall_ms" 'BEGIN { printf "%.0f", n * 1000 / ms }') records/s), shipper ${u}s user ${s}s sys, server ${server_s}s CPU"
 done
 
+# ---- 1b. the shipper alone: a sink that acknowledges every batch ----
+# What the shipper sends when ClickHouse runs elsewhere (as in a fleet): the
+# same log, the same shipper, a stand-in server that only reads and says 200.
+sinkraw=$out/ship-sink.txt
+echo "# rep lines sent wall_ms shipper_user_s shipper_sys_s" >"$sinkraw"
+sink_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PG" schema clickhouse --database sinkdb >"$work/schema.sql"
+python3 "$(dirname "$0")/bench/fleet_sink.py" "$sink_port" "$work/schema.sql" &
+sink_pid=$!
+for _ in $(seq 100); do curl -s "http://127.0.0.1:$sink_port/" >/dev/null && break; sleep 0.1; done
+for rep in $(seq "$reps"); do
+  rm -f "$work/sink.state"
+  t0=$(now_ns)
+  rc=0
+  ( set +e
+    "$PG" ship "$LOG" --to "clickhouse://127.0.0.1:$sink_port/sinkdb" --credentials "$work/credentials" --once \
+      --state "$work/sink.state" "${batch_args[@]}" 2>"$work/sink.err"
+    r=$?
+    times >"$work/sink.times"
+    exit $r ) || rc=$?
+  t1=$(now_ns)
+  sent=$(sed -n 's/^portghost ship: \([0-9]*\) records sent.*/\1/p' "$work/sink.err" | tail -n1)
+  if [ $rc -ne 0 ] || [ "${sent:-0}" != "$lines" ]; then
+    log "FAIL: ship to the sink exited $rc, sent ${sent:-nothing} of $lines lines"
+    cat "$work/sink.err" >&2
+    fail=1
+  fi
+  read -r u s < <(sed -n 2p "$work/sink.times" | awk '{ split($1, a, /[ms]/); split($2, b, /[ms]/); print a[1] * 60 + a[2], b[1] * 60 + b[2] }')
+  wall_ms=$(((t1 - t0) / 1000000))
+  echo "$rep $lines ${sent:-0} $wall_ms $u $s" >>"$sinkraw"
+  log "ship to a sink, rep $rep: ${sent:-0} records in $wall_ms ms ($(awk -v n="${sent:-0}" -v ms="$wall_ms" 'BEGIN { printf "%.0f", n * 1000 / ms }') records/s), shipper ${u}s user ${s}s sys"
+done
+kill "$sink_pid" 2>/dev/null || true
+wait "$sink_pid" 2>/dev/null || true
+
 # ---- 2. bytes stored per record, as shipped and after OPTIMIZE FINAL ----
 settle "$db"
 read -r b_ship r_ship p_ship l_ship <<<"$(stored "$db")"
@@ -378,6 +413,12 @@ if [ $smoke -eq 1 ]; then cmd+=" --smoke"; else cmd+=" --records $records --rows
   echo "|---|---|---|---|---|---|---|---|"
   awk '!/^#/ { printf "| %s | %s | %s | %.0f | %.2f + %.2f | %.0f | %.2f | %.0f |\n", $1, $3, $5, $3 * 1000 / $5, $6, $7, ($6 + $7) * 1e9 / $3, $8, $8 * 1e9 / $3 }' "$shipraw"
   echo "| **median** | | $ship_ms | **$(printf '%.0f' "$ship_rps")** | | **$(printf '%.0f' "$ship_ns")** | | $(printf '%.0f' "$server_ns") |"
+  echo
+  echo "### The shipper alone (\`ship --once\` to a stand-in server that acknowledges every batch and does nothing else: ClickHouse on another machine)"
+  echo
+  echo "| rep | lines sent | wall ms | records/s | shipper CPU s (user + sys) | shipper CPU ns/record |"
+  echo "|---|---|---|---|---|---|"
+  awk '!/^#/ { printf "| %s | %s | %s | %.0f | %.2f + %.2f | %.0f |\n", $1, $3, $4, $3 * 1000 / $4, $5, $6, ($5 + $6) * 1e9 / $3 }' "$sinkraw"
   echo
   echo "### Bytes per record"
   echo
