@@ -57,6 +57,8 @@ class ClickHouseServer {
   const std::string& password() const { return password_; }
   // Whether the server process is alive (reaps it if it exited).
   bool running();
+  // The server's process (SIGSTOP and SIGCONT make a server that hangs).
+  pid_t pid() const { return pid_; }
 
   // SIGKILL, and reap.
   void kill9();

@@ -419,3 +419,85 @@ TEST_F(Fleet, LogRotatedWhileShipping) {
 }
 
 }  // namespace
+
+namespace {
+
+// The tracer's rotation, by hand: FILE.N -> FILE.N+1 ..., FILE -> FILE.1.
+void rotate_by_hand(const std::string& file) {
+  int top = 0;
+  struct stat st {};
+  while (stat((file + "." + std::to_string(top + 1)).c_str(), &st) == 0) top++;
+  for (int i = top; i >= 1; i--)
+    ASSERT_EQ(rename((file + "." + std::to_string(i)).c_str(), (file + "." + std::to_string(i + 1)).c_str()), 0);
+  ASSERT_EQ(rename(file.c_str(), (file + ".1").c_str()), 0);
+}
+
+}  // namespace
+
+// Rotated while the shipper is behind (the server hanging): the copies it
+// has not read yet move one name up under it; none may be skipped.
+TEST_F(Fleet, RotatedWhileBehindSkipsNoFile) {
+  LogShape shape;
+  shape.sessions = 1;
+  shape.records_per_session = 3000;
+  shape.rotate_bytes = 400'000;  // several files already
+  Counts want;
+  for (auto& [k, v] : make_log(dir_ / "events.jsonl", shape)) want[{shape.host, k}] += v;
+  std::vector<std::string> args = ship_args(dir_.path(), store_url(*server_, db_));
+  args.pop_back();  // following
+  args.insert(args.end(), {"--batch", "200"});
+  std::string state = args[7];
+  pid_t pid = portghost_bg(args, dir_ / "ship.err");
+  struct stat st {};
+  for (int i = 0; i < 1000 && stat(state.c_str(), &st) != 0; i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // the first batch is in: the server hangs now, and the shipper, two
+  // batches on, waits inside the oldest file while the log rotates
+  ASSERT_EQ(kill(server_->pid(), SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  rotate_by_hand(dir_ / "events.jsonl");
+  shape.t0_ns += 3'600'000'000'000ULL;
+  shape.rotate_bytes = 0;
+  for (auto& [k, v] : make_log(dir_ / "events.jsonl", shape)) want[{shape.host, k}] += v;
+  ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
+  bool all = wait_for_counts(want, 60);
+  EXPECT_EQ(stop_bg(pid), 0);
+  std::ifstream f(dir_ / "ship.err");
+  std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(all) << err;
+  EXPECT_EQ(store_counts(*server_, db_), want);
+}
+
+// --rotate-keep 0 cuts the file back in place; written again past the old
+// position before the shipper looks (a restart here): nothing is skipped.
+TEST_F(Fleet, ALogCutBackAndWrittenAgainIsReadFromItsStart) {
+  LogShape shape;
+  shape.sessions = 1;
+  shape.records_per_session = 500;
+  Counts want;
+  for (auto& [k, v] : make_log(dir_ / "events.jsonl", shape)) want[{shape.host, k}] += v;
+  std::vector<std::string> args = ship_args(dir_.path(), store_url(*server_, db_));
+  RunResult r = run_portghost(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(truncate((dir_ / "events.jsonl").c_str(), 0), 0);
+  shape.t0_ns += 3'600'000'000'000ULL;
+  shape.records_per_session = 1500;  // longer than before: past the old offset
+  for (auto& [k, v] : make_log(dir_ / "events.jsonl", shape)) want[{shape.host, k}] += v;
+  r = run_portghost(args);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("no longer in the log"), std::string::npos) << r.err;
+  EXPECT_EQ(store_counts(*server_, db_), want);
+}
+
+// A log whose writer died mid-line: --once sends the whole lines and ends.
+TEST_F(Fleet, OnceEndsOnAnUnfinishedLastLine) {
+  LogShape shape;
+  shape.sessions = 1;
+  shape.records_per_session = 100;
+  auto written = make_log(dir_ / "events.jsonl", shape);
+  std::ofstream(dir_ / "events.jsonl", std::ios::app) << R"({"type":"assign","ts":"2026-)";
+  RunResult r = run_portghost(ship_args(dir_.path(), store_url(*server_, db_)), 20);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("unfinished last line"), std::string::npos) << r.err;
+  EXPECT_EQ(store_counts(*server_, db_), expected_counts(shape.host, written));
+}

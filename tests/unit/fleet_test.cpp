@@ -86,6 +86,14 @@ TEST(ClickHouseUrl, SecretsNeverOnTheCommandLine) {
     EXPECT_EQ(e.code(), kExitUsage);
     EXPECT_EQ(std::string(e.what()).find("s3cret"), std::string::npos) << "the error must not echo the secret";
   }
+  for (const char* url : {"clickhouse://admin:s3cr/et@db1/portghost", "clickhouse://a:b:s3cret@db1"}) {
+    try {
+      parse_clickhouse_url(url, std::nullopt);
+      ADD_FAILURE() << url;
+    } catch (const FatalError& e) {
+      EXPECT_EQ(std::string(e.what()).find("s3cr"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(ClickHouseUrl, CredentialsFromTheEnvironmentThenTheFile) {
@@ -117,6 +125,9 @@ TEST(ClickHouseAnswers, WhatIsWorthARetry) {
   EXPECT_FALSE(clickhouse_answer_transient(500, "Code: 193, e.displayText() = DB::Exception: Wrong password"));
   EXPECT_FALSE(clickhouse_answer_transient(401, ""));
   EXPECT_FALSE(clickhouse_answer_transient(404, "Code: 999"));
+  EXPECT_TRUE(clickhouse_answer_transient(500, "Code: 252, e.displayText() = DB::Exception: Too many parts (300)"));
+  EXPECT_FALSE(clickhouse_answer_transient(
+      500, "Code: 252, e.displayText() = DB::Exception: Too many partitions for single INSERT block (more than 100)"));
 }
 
 TEST(RecordsTable, ALineBecomesARow) {

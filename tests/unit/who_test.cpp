@@ -378,3 +378,30 @@ TEST(WhoFlow, ByCommunityIdAndEndToEnd) {
   EXPECT_EQ(run_who(o, out4, err4), kExitUsage);
   EXPECT_NE(err4.str().find("--flow"), std::string::npos) << err4.str();
 }
+
+// Logs of two hosts read together (the store returns them host by host): a
+// session still running on one is not taken for a crash when the other's
+// start comes next.
+TEST(Who, SessionsOfManyHostsAreEachTheirOwn) {
+  TempDir d;
+  auto with_host = [](std::string line, const std::string& host) {
+    return line.substr(0, line.size() - 2) + ",\"host\":\"" + host + "\"}\n";
+  };
+  std::string a =
+      with_host(start_line(kT0), "web-a") + with_host(port_line("assign", kT0 + 1 * kS, 1, 5000, 11, "curl"), "web-a");
+  std::string b = with_host(start_line(kT0), "web-b") +
+                  with_host(port_line("assign", kT0 + 2 * kS, 2, 5000, 22, "dig"), "web-b") +
+                  with_host(stop_line(kT0 + 9 * kS), "web-b");
+  write_file(d.path() + "/a.jsonl", a);
+  write_file(d.path() + "/b.jsonl", b);
+  std::vector<LogEvent> events = read_all(d.path() + "/a.jsonl", 5000);
+  for (auto& e : read_all(d.path() + "/b.jsonl", 5000)) events.push_back(std::move(e));
+  WhoQuery q = at(5000, kT0);
+  q.until_ns = kT0 + 10 * kS;
+  WhoAnswer ans = answer_who(events, q);
+  ASSERT_EQ(ans.holdings.size(), 2u);
+  EXPECT_TRUE(ans.hosts_mixed);
+  EXPECT_EQ(ans.holdings[0].first.host, "web-a");
+  EXPECT_EQ(ans.holdings[0].end, Holding::End::OpenAtEndOfLog) << "web-a's session is running, not crashed";
+  EXPECT_EQ(ans.holdings[1].end, Holding::End::StillHeldAtStop);
+}

@@ -93,11 +93,8 @@ ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optio
   // what an error quotes: never a password given in the URL
   std::string shown = url;
   size_t auth = shown.find("://");
-  if (auth != std::string::npos) {
-    size_t end = shown.find('/', auth + 3);
-    size_t at = shown.rfind('@', end == std::string::npos ? std::string::npos : end);
-    if (at != std::string::npos && at > auth) shown.replace(auth + 3, at - auth - 3, "...");
-  }
+  size_t at = shown.rfind('@');  // a password may hold '/' and ':' too
+  if (auth != std::string::npos && at != std::string::npos && at > auth) shown.replace(auth + 3, at - auth - 3, "...");
   auto bad = [&](const std::string& why) {
     return FatalError(
         "--to/--from '" + printable(shown) + "': " + why + " (expected clickhouse://HOST[:PORT][/DATABASE])",
@@ -108,7 +105,7 @@ ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optio
   size_t slash = rest.find('/');
   std::string hostport = rest.substr(0, slash);
   std::string db = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  if (hostport.find('@') != std::string::npos)
+  if (url.find('@', scheme.size()) != std::string::npos)
     throw bad("credentials do not belong on the command line; use --credentials FILE or the environment");
   ClickHouseEndpoint ep;
   if (hostport.empty()) throw bad("no host");
@@ -164,6 +161,10 @@ bool clickhouse_answer_transient(long http_status, std::string_view body) {
   // 18.16 answers every exception with 500: its code tells a wrong request
   // (no retry can help) from a server in trouble
   if (auto code = exception_code(body)) {
+    // TOO_MANY_PARTS (252) is a busy server, but the same code refuses a
+    // batch spanning more partitions than newer servers allow: that one
+    // fails again however often it is sent
+    if (*code == 252 && body.find("partitions") != std::string_view::npos) return false;
     switch (*code) {
       case 16:   // NO_SUCH_COLUMN_IN_TABLE
       case 26:   // CANNOT_PARSE_QUOTED_STRING
@@ -258,12 +259,14 @@ void ClickHouseClient::perform(const std::string& url, std::string_view body, bo
 
 std::string ClickHouseClient::query(std::string_view sql) {
   std::string out;
-  perform(ep_.base_url(), sql, false, [&](std::string_view d) { out.append(d); });
+  perform(ep_.base_url() + "?wait_end_of_query=1", sql, false, [&](std::string_view d) { out.append(d); });
   return out;
 }
 
 void ClickHouseClient::query_stream(std::string_view sql, const std::function<void(std::string_view)>& chunk) {
-  perform(ep_.base_url(), sql, false, chunk);
+  // the whole answer before the status: an error half-way cannot pass for
+  // the end of the rows
+  perform(ep_.base_url() + "?wait_end_of_query=1", sql, false, chunk);
 }
 
 void ClickHouseClient::insert_gzip(std::string_view gz_rows) {

@@ -60,26 +60,79 @@ bool after(const RecordIdentity& a, const RecordIdentity& b) {
   return a.run > b.run || (a.run == b.run && a.seq > b.seq);
 }
 
-// Whole .gz text (a cut-off one yields what it holds).
-std::string read_gz(const std::string& path) {
-  std::string data;
-  gzFile gz = gzopen(path.c_str(), "rb");
-  if (!gz) return data;
-  char buf[1 << 16];
-  int n;
-  while ((n = gzread(gz, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
-  gzclose(gz);
-  return data;
-}
+bool is_gz(const std::string& path) { return path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0; }
 
-// One file being read: plain (followed by offset) or gz (read whole).
+// A file of the log, opened: once open, a rename (the tracer's rotation)
+// cannot swap it for another. Plain files are followed by offset; .gz ones
+// are decompressed as a stream.
 struct Source {
   std::string path;
-  UniqueFd fd;  // plain files: held, so a rename does not lose it
+  UniqueFd fd;
   uint64_t ino = 0, offset = 0;
-  bool gz = false, gz_done = false;
+  gzFile gz = nullptr;
   bool live = false;  // FILE itself: may grow, may be rotated away
+  Source() = default;
+  Source(Source&& o) noexcept
+      : path(std::move(o.path)),
+        fd(std::move(o.fd)),
+        ino(o.ino),
+        offset(o.offset),
+        gz(std::exchange(o.gz, nullptr)),
+        live(o.live) {}
+  Source& operator=(Source&& o) noexcept {
+    if (this != &o) {
+      if (gz) gzclose(gz);
+      path = std::move(o.path);
+      fd = std::move(o.fd);
+      ino = o.ino;
+      offset = o.offset;
+      gz = std::exchange(o.gz, nullptr);
+      live = o.live;
+    }
+    return *this;
+  }
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
+  ~Source() {
+    if (gz) gzclose(gz);
+  }
 };
+
+// path opened now (nullopt if it is not there)
+std::optional<Source> open_source(const std::string& path) {
+  Source src;
+  src.path = path;
+  src.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!src.fd) return std::nullopt;
+  struct stat st {};
+  if (fstat(src.fd.get(), &st) != 0) return std::nullopt;
+  src.ino = static_cast<uint64_t>(st.st_ino);
+  if (is_gz(path)) {
+    int dup_fd = ::dup(src.fd.get());
+    src.gz = dup_fd >= 0 ? gzdopen(dup_fd, "rb") : nullptr;
+    if (!src.gz) {
+      if (dup_fd >= 0) ::close(dup_fd);
+      return std::nullopt;
+    }
+  }
+  return src;
+}
+
+// The identity of the line that ends just before offset (the last one the
+// state says was sent), read back from the file; nullopt if there is none.
+std::optional<RecordIdentity> identity_before(int fd, uint64_t offset) {
+  if (offset == 0) return std::nullopt;
+  size_t want = static_cast<size_t>(std::min<uint64_t>(offset, 1u << 20));
+  std::string buf(want, '\0');
+  ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset - want));
+  if (n != static_cast<ssize_t>(want) || buf.back() != '\n') return std::nullopt;
+  size_t start = buf.rfind('\n', want - 2);
+  start = start == std::string::npos ? 0 : start + 1;
+  if (start == 0 && want < offset) return std::nullopt;  // longer than any line of ours
+  std::string rows;
+  LegacySession none;
+  return append_record_row(rows, std::string_view(buf.data() + start, want - 1 - start), none);
+}
 
 class Shipper {
  public:
@@ -100,7 +153,7 @@ class Shipper {
     batch_started_ = Clock::now();
     sender_ = std::thread([this] { sender_loop(); });
     try {
-      while (!stop_ && !failure_) {
+      while (!stop_ && !failed_) {
         bool more = read_some();
         bool due = !rows_.empty() && (records_ >= o_.batch_records || rows_.size() >= o_.batch_bytes ||
                                       ms_since(batch_started_) >= o_.flush_ms || (!more && o_.once));
@@ -112,6 +165,7 @@ class Shipper {
         }
       }
       drain();
+      if (o_.once && !carry_.empty() && !stop_ && !failed_) drop_partial();  // the writer stopped mid-line
     } catch (...) {
       close_sender();
       throw;
@@ -147,85 +201,97 @@ class Shipper {
   }
 
   // Where to read from: the file the state names, found by its inode among
-  // FILE and its rotated copies, and what was rotated after it; without
-  // state, every file from the oldest; with a state whose file is gone
-  // (rotated out, or compressed), every file again, skipping what the state
-  // says was sent.
+  // FILE and its rotated copies, if the line before the state's offset is
+  // the last one it says was sent; then what was rotated after it. Without
+  // state, every file from the oldest. With a state whose file is gone
+  // (rotated out, compressed) or no longer holds that line (cut back and
+  // written again), every file again, skipping what the state says was sent.
   void position_sources() {
-    auto live = stat_of(file_);
-    std::vector<std::string> rotated = rotated_files(file_);
     if (pos_.ino) {
-      if (live && static_cast<uint64_t>(live->st_ino) == pos_.ino) {
-        open_plain(file_, true, pos_.offset);
+      std::vector<Source> all = open_log_files();
+      for (size_t i = 0; i < all.size(); i++) {
+        if (all[i].ino != pos_.ino || all[i].gz) continue;
+        auto last = identity_before(all[i].fd.get(), pos_.offset);
+        if (pos_.has_last && (!last || last->run != pos_.last.run || last->seq != pos_.last.seq)) break;
+        all[i].offset = pos_.offset;
+        for (size_t j = i; j < all.size(); j++) queue_.push_back(std::move(all[j]));
+        next_source();
         return;
-      }
-      for (size_t i = 0; i < rotated.size(); i++) {
-        auto st = stat_of(rotated[i]);
-        if (st && static_cast<uint64_t>(st->st_ino) == pos_.ino) {
-          open_plain(rotated[i], false, pos_.offset);
-          for (size_t j = i + 1; j < rotated.size(); j++) queue_.push_back(rotated[j]);
-          queue_.push_back(file_);
-          return;
-        }
       }
       skipping_ = pos_.has_last;
       skip_through_ = pos_.last;
       if (skipping_)
-        say("the file it was reading was rotated away; reading every file again and skipping what was "
-            "already sent");
+        say("the position in the state is no longer in the log (rotated away, compressed or cut back): "
+            "reading every file again and skipping what was already sent");
     }
-    for (auto& r : rotated) queue_.push_back(r);
-    queue_.push_back(file_);
-    next_source();
+    follow_rotation();
   }
 
-  void open_plain(const std::string& path, bool live, uint64_t offset) {
-    cur_ = Source{};
-    cur_.path = path;
-    cur_.live = live;
-    if (path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0) {
-      cur_.gz = true;
-      return;
+  // FILE's rotated copies, oldest first, then FILE, all opened, each name
+  // checked against what was opened (a rotation in between: again).
+  std::vector<Source> open_log_files() {
+    for (int attempt = 0;; attempt++) {
+      std::vector<Source> v;
+      std::vector<std::string> names = rotated_files(file_);
+      names.push_back(file_);
+      bool stable = true;
+      for (const auto& n : names) {
+        auto src = open_source(n);
+        if (!src) continue;  // gone since the listing (rotated out), or FILE not there yet
+        auto st = stat_of(n);
+        if (!st || static_cast<uint64_t>(st->st_ino) != src->ino) stable = false;
+        src->live = n == file_;
+        v.push_back(std::move(*src));
+      }
+      if (stable || attempt == 5) return v;
     }
-    cur_.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!cur_.fd) {
-      if (live) return;  // not written yet: looked at again
-      throw FatalError(errno_text("cannot read " + path, errno));
-    }
-    struct stat st {};
-    fstat(cur_.fd.get(), &st);
-    cur_.ino = static_cast<uint64_t>(st.st_ino);
-    cur_.offset = offset <= static_cast<uint64_t>(st.st_size) ? offset : 0;  // cut back: from the start
   }
 
   void next_source() {
-    if (queue_.empty()) return;
-    std::string p = queue_.front();
+    if (queue_.empty()) {
+      cur_ = Source{};
+      cur_.path = file_;
+      cur_.live = true;  // FILE, not there yet: looked for again
+      return;
+    }
+    cur_ = std::move(queue_.front());
     queue_.pop_front();
-    open_plain(p, queue_.empty() && p == file_, 0);
   }
 
-  bool caught_up() const { return queue_.empty() && cur_.live && carry_.empty(); }
+  // --once: all read; FILE itself missing counts once it has been for a
+  // while (between a rotation's rename and the new file there is a moment)
+  bool caught_up() const {
+    if (!queue_.empty() || !cur_.live || (!carry_.empty() && !o_.once)) return false;
+    return cur_.fd || (live_missing_since_ && ms_since(*live_missing_since_) >= 2000);
+  }
 
   // Reads what is there now into the batch; false when nothing more is.
   bool read_some() {
+    char buf[1 << 20];
     if (cur_.gz) {
-      if (!cur_.gz_done) {
-        std::string text = read_gz(cur_.path);
-        cur_.gz_done = true;
-        take_lines(text, /*whole=*/true);
+      int n = gzread(cur_.gz, buf, sizeof buf);
+      if (n > 0) {
+        carry_.append(buf, static_cast<size_t>(n));
+        take_lines(carry_, false);
         return true;
       }
-      if (auto st = stat_of(cur_.path)) done_ino_ = static_cast<uint64_t>(st->st_ino);
-      next_source();
+      if (!carry_.empty()) drop_partial();
+      done_ino_ = cur_.ino;
+      if (queue_.empty())
+        follow_rotation();
+      else
+        next_source();
       return true;
     }
     if (!cur_.fd) {  // the live file was not there yet
-      if (!cur_.live || !stat_of(file_)) return false;
+      if (!stat_of(file_)) {
+        if (!live_missing_since_) live_missing_since_ = Clock::now();
+        return false;
+      }
+      live_missing_since_.reset();
       follow_rotation();
       return true;
     }
-    char buf[1 << 20];
     ssize_t n = ::pread(cur_.fd.get(), buf, sizeof buf, static_cast<off_t>(cur_.offset + carry_.size()));
     if (n > 0) {
       carry_.append(buf, static_cast<size_t>(n));
@@ -252,7 +318,8 @@ class Shipper {
     if (st && static_cast<uint64_t>(st->st_ino) == cur_.ino) {
       struct stat mine {};
       fstat(cur_.fd.get(), &mine);
-      if (static_cast<uint64_t>(mine.st_size) < cur_.offset) {  // truncated in place (no rotated copies kept)
+      if (static_cast<uint64_t>(mine.st_size) < cur_.offset) {  // cut back in place (--rotate-keep 0)
+        say(cur_.path + " was cut back: reading it from its start");
         cur_.offset = 0;
         carry_.clear();
         return true;
@@ -267,19 +334,16 @@ class Shipper {
     return true;
   }
 
-  // The live file was rotated away (or was not there): what follows the
-  // last file read is every rotated copy newer than it, then FILE. If that
-  // file is no longer among them (removed, compressed), all of them: sent
-  // twice rather than not at all (the store counts a record once).
+  // What follows the last file read (done_ino_): every rotated copy newer
+  // than it, then FILE, opened now. If that file is no longer among them
+  // (removed, compressed), all of them: sent twice rather than not at all
+  // (the store counts a record once).
   void follow_rotation() {
-    std::vector<std::string> rotated = rotated_files(file_);
+    std::vector<Source> all = open_log_files();
     size_t from = 0;
-    for (size_t i = 0; done_ino_ && i < rotated.size(); i++) {
-      auto rs = stat_of(rotated[i]);
-      if (rs && static_cast<uint64_t>(rs->st_ino) == done_ino_) from = i + 1;
-    }
-    for (size_t j = from; j < rotated.size(); j++) queue_.push_back(rotated[j]);
-    queue_.push_back(file_);
+    for (size_t i = 0; done_ino_ && i < all.size(); i++)
+      if (all[i].ino == done_ino_ && !all[i].live) from = i + 1;
+    for (size_t j = from; j < all.size(); j++) queue_.push_back(std::move(all[j]));
     next_source();
   }
 
@@ -300,7 +364,7 @@ class Shipper {
       std::string_view line(text.data() + pos, nl - pos);
       pos = nl + 1;
       if (!line.empty()) add_line(line);
-      if (!whole) {
+      if (!whole && !cur_.gz) {
         batch_end_ = {cur_.ino, cur_.offset + pos};
         batch_end_valid_ = true;
       }
@@ -349,7 +413,7 @@ class Shipper {
     records_ = 0;
     batch_started_ = Clock::now();
     std::unique_lock lk(m_);
-    while (queued_ && !failure_ && !stop_) cv_.wait_for(lk, std::chrono::milliseconds(100));
+    while (queued_ && !failed_ && !stop_) cv_.wait_for(lk, std::chrono::milliseconds(100));
     if (failure_) std::rethrow_exception(failure_);
     if (stop_) return false;
     queued_ = std::move(b);
@@ -360,7 +424,7 @@ class Shipper {
   // Waits until every handed batch is taken (or the sender gave up).
   void drain() {
     std::unique_lock lk(m_);
-    while ((queued_ || sending_) && !failure_ && !stop_) cv_.wait_for(lk, std::chrono::milliseconds(100));
+    while ((queued_ || sending_) && !failed_ && !stop_) cv_.wait_for(lk, std::chrono::milliseconds(100));
   }
 
   void close_sender() {
@@ -368,6 +432,7 @@ class Shipper {
       std::lock_guard lk(m_);
       closing_ = true;
     }
+    closing_flag_ = true;
     cv_.notify_all();
     if (sender_.joinable()) sender_.join();
     if (failure_) std::rethrow_exception(failure_);
@@ -402,6 +467,7 @@ class Shipper {
       } catch (...) {
         std::lock_guard lk(m_);
         failure_ = std::current_exception();
+        failed_ = true;
       }
       {
         std::lock_guard lk(m_);
@@ -427,7 +493,7 @@ class Shipper {
               ", retrying; the log keeps everything meanwhile)");
       }
       failing_ = true;
-      if (stop_) return false;
+      if (stop_ || closing_flag_) return false;  // stopping, or the reader gave up
       sleep_ms(backoff);
       backoff = std::min<uint64_t>(backoff * 2, 30'000);
       failing_ = false;
@@ -447,8 +513,10 @@ class Shipper {
       if (fstat(cur_.fd.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) > cur_.offset)
         n += static_cast<uint64_t>(st.st_size) - cur_.offset;
     }
-    for (const auto& q : queue_)
-      if (auto st = stat_of(q)) n += static_cast<uint64_t>(st->st_size);
+    for (const auto& q : queue_) {
+      struct stat st {};
+      if (fstat(q.fd.get(), &st) == 0) n += static_cast<uint64_t>(st.st_size) - q.offset;
+    }
     return n + rows_.size();
   }
 
@@ -467,7 +535,7 @@ class Shipper {
   ClickHouseClient client_;
   std::string file_, state_path_;
   ShipPosition pos_;
-  std::deque<std::string> queue_;
+  std::deque<Source> queue_;  // files to read after cur_, oldest first, opened
   Source cur_;
   std::string carry_;  // read from cur_ past offset, not yet a whole line
   std::string rows_;
@@ -476,8 +544,9 @@ class Shipper {
   std::pair<uint64_t, uint64_t> batch_end_{0, 0};
   bool batch_end_valid_ = false;
   bool skipping_ = false;
-  RecordIdentity skip_through_;  // while skipping: the last record the state says was sent
-  uint64_t done_ino_ = 0;        // the last file read to its end
+  RecordIdentity skip_through_;                          // while skipping: the last record the state says was sent
+  uint64_t done_ino_ = 0;                                // the last file read to its end
+  std::optional<Clock::time_point> live_missing_since_;  // FILE not there since
   LegacySession legacy_;
   Clock::time_point last_report_, batch_started_;
   // the sender and what it shares with the reader
@@ -486,7 +555,8 @@ class Shipper {
   std::condition_variable cv_;
   std::optional<Batch> queued_;
   bool sending_ = false, closing_ = false;
-  std::exception_ptr failure_;
+  std::exception_ptr failure_;  // under m_
+  std::atomic<bool> failed_{false}, closing_flag_{false};
   std::atomic<bool> failing_{false};
 };
 

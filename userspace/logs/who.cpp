@@ -66,36 +66,39 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
   WhoAnswer a;
   // Sessions: from a start to its stop, or to the last record before the
   // next start (a crash), or to the end of the log. Holdings live in one.
+  // One current session per host: logs of many hosts interleave.
   struct Session {
     uint64_t start_ns = 0, end_ns = 0;
     std::map<uint64_t, Holding> open;  // by sock
   };
   std::vector<std::pair<uint64_t, uint64_t>> covered;
   std::set<std::string> hosts;
-  std::optional<Session> cur;
+  std::map<std::string, Session> current;  // by host
   std::vector<Holding> done;
-  auto close_session = [&](Holding::End how) {
-    if (!cur) return;
-    covered.emplace_back(cur->start_ns, cur->end_ns);
-    for (auto& [sock, h] : cur->open) {
+  auto close_session = [&](const std::string& host, Holding::End how) {
+    auto it = current.find(host);
+    if (it == current.end()) return;
+    Session& cur = it->second;
+    covered.emplace_back(cur.start_ns, cur.end_ns);
+    for (auto& [sock, h] : cur.open) {
       h.end = how;
-      h.end_ns = cur->end_ns;
+      h.end_ns = cur.end_ns;
       done.push_back(std::move(h));
     }
-    cur.reset();
+    current.erase(it);
   };
   for (const auto& e : events) {
     if (!e.host.empty()) hosts.insert(e.host);
     if (q.host && !e.host.empty() && e.host != *q.host) continue;
     switch (e.type) {
       case LogEvent::Type::Start:
-        close_session(Holding::End::UnknownAfterCrash);
-        cur = Session{e.ts_ns, e.ts_ns, {}};
+        close_session(e.host, Holding::End::UnknownAfterCrash);
+        current[e.host] = Session{e.ts_ns, e.ts_ns, {}};
         continue;
       case LogEvent::Type::Stop:
-        if (cur) {
-          cur->end_ns = std::max(cur->end_ns, e.ts_ns);
-          close_session(Holding::End::StillHeldAtStop);
+        if (auto it = current.find(e.host); it != current.end()) {
+          it->second.end_ns = std::max(it->second.end_ns, e.ts_ns);
+          close_session(e.host, Holding::End::StillHeldAtStop);
         }
         continue;
       case LogEvent::Type::Lost:
@@ -103,14 +106,15 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
         break;
       default: break;
     }
-    if (!cur) cur = Session{e.ts_ns, e.ts_ns, {}};  // records without a start: a cut log
-    cur->end_ns = std::max(cur->end_ns, e.ts_ns);
+    auto [it, fresh] = current.try_emplace(e.host, Session{e.ts_ns, e.ts_ns, {}});  // no start: a cut log
+    Session& cur = it->second;
+    cur.end_ns = std::max(cur.end_ns, e.ts_ns);
     if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
         e.type == LogEvent::Type::Warning || !matches(e, q))
       continue;
     if (e.type == LogEvent::Type::Release) {
-      auto it = cur->open.find(e.sock);
-      if (it == cur->open.end()) {  // its assign is in no log we have
+      auto h_it = cur.open.find(e.sock);
+      if (h_it == cur.open.end()) {  // its assign is in no log we have
         Holding h;
         h.first = e;
         h.from_existing = true;
@@ -122,19 +126,19 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
         }
         done.push_back(std::move(h));
       } else {
-        it->second.release = e;
-        it->second.end_ns = e.ts_ns;
-        done.push_back(std::move(it->second));
-        cur->open.erase(it);
+        h_it->second.release = e;
+        h_it->second.end_ns = e.ts_ns;
+        done.push_back(std::move(h_it->second));
+        cur.open.erase(h_it);
       }
       continue;
     }
     Holding h;
     h.first = e;
     h.from_existing = e.type == LogEvent::Type::Existing;
-    cur->open[e.sock] = std::move(h);  // a second assign of a sock replaces the first
+    cur.open[e.sock] = std::move(h);  // a second assign of a sock replaces the first
   }
-  close_session(Holding::End::OpenAtEndOfLog);
+  while (!current.empty()) close_session(current.begin()->first, Holding::End::OpenAtEndOfLog);
   a.hosts_mixed = hosts.size() > 1;
 
   for (auto& h : done) {
