@@ -87,18 +87,25 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
     }
     current.erase(it);
   };
+  // a record without a host (a tick read before any record of its file
+  // named one, a log from before host was written) is the last host's
+  std::string last_host;
   for (const auto& e : events) {
-    if (!e.host.empty()) hosts.insert(e.host);
-    if (q.host && !e.host.empty() && e.host != *q.host) continue;
+    if (!e.host.empty()) {
+      hosts.insert(e.host);
+      last_host = e.host;
+    }
+    const std::string& host = e.host.empty() ? last_host : e.host;
+    if (q.host && !host.empty() && host != *q.host) continue;
     switch (e.type) {
       case LogEvent::Type::Start:
-        close_session(e.host, Holding::End::UnknownAfterCrash);
-        current[e.host] = Session{e.ts_ns, e.ts_ns, {}};
+        close_session(host, Holding::End::UnknownAfterCrash);
+        current[host] = Session{e.ts_ns, e.ts_ns, {}};
         continue;
       case LogEvent::Type::Stop:
-        if (auto it = current.find(e.host); it != current.end()) {
+        if (auto it = current.find(host); it != current.end()) {
           it->second.end_ns = std::max(it->second.end_ns, e.ts_ns);
-          close_session(e.host, Holding::End::StillHeldAtStop);
+          close_session(host, Holding::End::StillHeldAtStop);
         }
         continue;
       case LogEvent::Type::Lost:
@@ -106,7 +113,7 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
         break;
       default: break;
     }
-    auto [it, fresh] = current.try_emplace(e.host, Session{e.ts_ns, e.ts_ns, {}});  // no start: a cut log
+    auto [it, fresh] = current.try_emplace(host, Session{e.ts_ns, e.ts_ns, {}});  // no start: a cut log
     Session& cur = it->second;
     cur.end_ns = std::max(cur.end_ns, e.ts_ns);
     if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
@@ -469,10 +476,33 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   std::vector<std::pair<uint64_t, std::vector<LogEvent>>> per_file;
   ReadStats totals;
   uint64_t kept = 0;
+  // a --flow names its two ports: records of others only say how long the
+  // session ran (kept as one tick at a time, not a copy of every record)
+  std::set<uint16_t> flow_ports;
+  if (o.flow)
+    if (auto f = parse_flow(*o.flow)) flow_ports = {f->first.port, f->second.port};
   for (const auto& p : paths) {
     std::vector<LogEvent> evs;
     ReadStats st = read_log(
-        p, want, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, err);
+        p, want,
+        [&](LogEvent&& e) {
+          bool port_record = e.type == LogEvent::Type::Assign || e.type == LogEvent::Type::Existing ||
+                             e.type == LogEvent::Type::Release;
+          if (!flow_ports.empty() && port_record && !flow_ports.count(e.lport)) {
+            if (!evs.empty() && evs.back().type == LogEvent::Type::Tick && evs.back().host == e.host) {
+              evs.back().ts_ns = std::max(evs.back().ts_ns, e.ts_ns);
+            } else {
+              LogEvent t;
+              t.type = LogEvent::Type::Tick;
+              t.ts_ns = e.ts_ns;
+              t.host = e.host;
+              evs.push_back(std::move(t));
+            }
+            return;
+          }
+          evs.push_back(std::move(e));
+        },
+        err);
     totals.add(st);
     kept += evs.size();
     uint64_t first = evs.empty() ? UINT64_MAX : evs.front().ts_ns;
