@@ -243,7 +243,7 @@ void ocsf_head(JsonObject& o, bool network, int activity, std::string_view activ
   o.num("activity_id", static_cast<uint64_t>(activity)).ascii("activity_name", activity_name);
   o.num("category_uid", network ? 4 : 0).ascii("category_name", network ? "Network Activity" : "Uncategorized");
   o.num("class_uid", static_cast<uint64_t>(cls)).ascii("class_name", network ? "Network Activity" : "Base Event");
-  o.num("type_uid", static_cast<uint64_t>(cls * 100 + activity));
+  o.num("type_uid", static_cast<uint64_t>(cls) * 100 + static_cast<uint64_t>(activity));
   o.str("type_name", std::string(network ? "Network Activity: " : "Base Event: ") + std::string(activity_name));
   o.num("severity_id", static_cast<uint64_t>(severity)).ascii("severity", severity_name);
   o.num("time", ts_ns / 1'000'000);
