@@ -32,6 +32,11 @@ Counts expected_counts(const std::string& host, const std::map<std::string, uint
 
 std::string at(uint64_t ns) { return portghost::format_rfc3339(ns); }
 
+std::string text_of(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
 class Fleet : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -370,8 +375,7 @@ TEST_F(Fleet, ServerKilledMidBatchAndRestarted) {
   for (int i = 0; i < 1200 && waitpid(pid, &status, WNOHANG) == 0; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  std::ifstream f(dir_ / "ship.err");
-  std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string err = text_of(dir_ / "ship.err");
   EXPECT_NE(err.find("retrying"), std::string::npos) << err;
   std::string text =
       own.query("SELECT host, type, uniqExact(run, seq) FROM fleet.records GROUP BY host, type FORMAT TSV");
@@ -408,8 +412,7 @@ TEST_F(Fleet, LogRotatedWhileShipping) {
   ASSERT_EQ(stat((dir_ / "events.jsonl.5").c_str(), &st), 0) << "the log should have rotated several times";
   bool all = wait_for_counts(want, 60);
   EXPECT_EQ(stop_bg(pid), 0);
-  std::ifstream f(dir_ / "ship.err");
-  std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string err = text_of(dir_ / "ship.err");
   EXPECT_TRUE(all) << err;
   EXPECT_EQ(store_counts(*server_, db_), want);
   // six sessions of one host, an hour apart: who answers across all of them
@@ -462,8 +465,7 @@ TEST_F(Fleet, RotatedWhileBehindSkipsNoFile) {
   ASSERT_EQ(kill(server_->pid(), SIGCONT), 0);
   bool all = wait_for_counts(want, 60);
   EXPECT_EQ(stop_bg(pid), 0);
-  std::ifstream f(dir_ / "ship.err");
-  std::string err((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::string err = text_of(dir_ / "ship.err");
   EXPECT_TRUE(all) << err;
   EXPECT_EQ(store_counts(*server_, db_), want);
 }
