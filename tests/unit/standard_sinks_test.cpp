@@ -113,7 +113,9 @@ TEST(EcsFormat, EveryFieldIsEcs940sWithItsTypeAndAllowedValues) {
     std::map<std::string, json> flat;
     flatten(doc, "", flat);
     EXPECT_EQ(doc["ecs"]["version"], "9.4.0");
-    for (const auto& [path, value] : flat) {
+    for (const auto& kv : flat) {
+      const std::string& path = kv.first;  // named, not bound: lambdas below capture them
+      const json& value = kv.second;
       if (path.rfind("portghost.", 0) == 0) continue;  // ours, by ECS's custom-field convention
       ASSERT_TRUE(fields.contains(path)) << path << " is not an ECS 9.4.0 field: " << doc.dump();
       const json& f = fields[path];
