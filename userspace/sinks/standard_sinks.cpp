@@ -77,6 +77,27 @@ std::string portghost_fields(const PortRecord& r, std::optional<std::string_view
   });
 }
 
+// A lost or stop record's own keys, under "portghost" (ECS) or "unmapped" (OCSF).
+std::string lost_fields(const LostRecord& r, uint64_t run, uint64_t seq) {
+  return object([&](JsonObject& p) {
+    p.ascii("type", "lost").num("ts_ns", r.ts_ns).num("count", r.count).num("total", r.total);
+    p.raw("reasons", object([&](JsonObject& x) {
+            for (const auto& [k, v] : r.by_reason) x.num(k, v);
+          }));
+    p.num("run", run).num("seq", seq);
+  });
+}
+
+std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
+  return object([&](JsonObject& p) {
+    p.ascii("type", "stop").num("ts_ns", r.ts_ns).str("reason", r.reason);
+    p.raw("records", object([&](JsonObject& x) {
+            for (const auto& [k, v] : r.records) x.num(k, v);
+          }));
+    p.num("lost", r.lost).num("table_evicted", r.table_evicted).num("run", run).num("seq", seq);
+  });
+}
+
 }  // namespace
 
 std::string container_id_of(std::string_view container) {
@@ -185,13 +206,7 @@ void EcsSink::lost(const LostRecord& r) {
   ecs_head(o, r.ts_ns, "host", "[\"info\"]", "records-lost", seq, [](JsonObject&) {});
   o.str("message", std::to_string(r.count) + " records lost");
   o.raw("host", object([&](JsonObject& h) { h.str("name", host_); }));
-  o.raw("portghost", object([&](JsonObject& p) {
-          p.ascii("type", "lost").num("ts_ns", r.ts_ns).num("count", r.count).num("total", r.total);
-          p.raw("reasons", object([&](JsonObject& x) {
-                  for (const auto& [k, v] : r.by_reason) x.num(k, v);
-                }));
-          p.num("run", run_).num("seq", seq);
-        }));
+  o.raw("portghost", lost_fields(r, run_, seq));
   o.close();
   out_.write(s);
 }
@@ -203,13 +218,7 @@ void EcsSink::stop(const StopRecord& r) {
   ecs_head(o, r.ts_ns, "host", "[\"end\"]", "trace-stopped", seq, [](JsonObject&) {});
   o.str("message", "portghost stopped (" + r.reason + ")");
   o.raw("host", object([&](JsonObject& h) { h.str("name", host_); }));
-  o.raw("portghost", object([&](JsonObject& p) {
-          p.ascii("type", "stop").num("ts_ns", r.ts_ns).str("reason", r.reason);
-          p.raw("records", object([&](JsonObject& x) {
-                  for (const auto& [k, v] : r.records) x.num(k, v);
-                }));
-          p.num("lost", r.lost).num("table_evicted", r.table_evicted).num("run", run_).num("seq", seq);
-        }));
+  o.raw("portghost", stop_fields(r, run_, seq));
   o.close();
   out_.write(s);
 }
@@ -336,13 +345,7 @@ void OcsfSink::lost(const LostRecord& r) {
   JsonObject o(s);
   ocsf_head(o, false, 99, "Other", 3, "Medium", r.ts_ns, host_, run_, seq);
   o.str("message", std::to_string(r.count) + " records lost");
-  o.raw("unmapped", object([&](JsonObject& p) {
-          p.ascii("type", "lost").num("ts_ns", r.ts_ns).num("count", r.count).num("total", r.total);
-          p.raw("reasons", object([&](JsonObject& x) {
-                  for (const auto& [k, v] : r.by_reason) x.num(k, v);
-                }));
-          p.num("run", run_).num("seq", seq);
-        }));
+  o.raw("unmapped", lost_fields(r, run_, seq));
   o.close();
   out_.write(s);
 }
@@ -353,13 +356,7 @@ void OcsfSink::stop(const StopRecord& r) {
   JsonObject o(s);
   ocsf_head(o, false, 99, "Other", 1, "Informational", r.ts_ns, host_, run_, seq);
   o.str("message", "portghost stopped (" + r.reason + ")");
-  o.raw("unmapped", object([&](JsonObject& p) {
-          p.ascii("type", "stop").num("ts_ns", r.ts_ns).str("reason", r.reason);
-          p.raw("records", object([&](JsonObject& x) {
-                  for (const auto& [k, v] : r.records) x.num(k, v);
-                }));
-          p.num("lost", r.lost).num("table_evicted", r.table_evicted).num("run", run_).num("seq", seq);
-        }));
+  o.raw("unmapped", stop_fields(r, run_, seq));
   o.close();
   out_.write(s);
 }
