@@ -96,3 +96,16 @@ TEST(CommunityId, FromEitherEndAndWhatHasNone) {
   EXPECT_EQ(canonical_addr("2001:DB8::0:1"), "2001:db8::1");
   EXPECT_FALSE(canonical_addr("[::1]"));
 }
+
+// The log's dotted quads are read without inet_pton; anything that is not
+// one (leading zeros, parts over 255, too few or too many parts, trailing
+// bytes) is judged as inet_pton judges it.
+TEST(CommunityId, DottedQuadsReadQuicklyAgreeWithInetPton) {
+  auto mapped = community_id_v1(6, "::ffff:192.168.10.255", 60302, "::ffff:0.0.0.9", 443);
+  ASSERT_TRUE(mapped);
+  EXPECT_EQ(community_id_v1(6, "192.168.10.255", 60302, "0.0.0.9", 443), mapped);
+  for (const char* bad : {"192.168.010.255", "192.168.10.256", "192.168.10", "192.168.10.255.1", "192.168.10.255 ",
+                          "192..10.255", ".192.168.10.255", "1921.68.10.255", "192.168.10.-1"})
+    EXPECT_FALSE(community_id_v1(6, bad, 60302, "10.0.0.9", 443)) << bad;
+  EXPECT_TRUE(community_id_v1(6, "255.255.255.255", 1, "1.0.0.0", 2));
+}

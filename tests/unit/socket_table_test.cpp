@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <utility>
+
+#include "common/flat_map.hpp"
 #include "test_util.hpp"
 #include "trace/socket_table.hpp"
 
@@ -315,4 +319,50 @@ TEST(SocketTable, ATimeWaitPortIsHeldUntilItExpires) {
   ASSERT_TRUE(t.assign(assign_ev(3, 40002, 5'000, 1)));
   t.release(release_ev(3, 40002, 6'000));
   EXPECT_EQ(t.held_in(0, Proto::Tcp), 0u);
+}
+
+// The flat map under the table: erases in the middle of probe runs keep
+// every other key findable (checked against std::map over random work).
+TEST(FlatMap, AgreesWithAStdMapOverRandomInsertsAndErases) {
+  portghost::FlatMap<uint64_t> flat;
+  std::map<uint64_t, uint64_t> ref;
+  uint64_t x = 88172645463325252ULL;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  for (int i = 0; i < 200000; i++) {
+    // few distinct keys (dense runs, many collisions), some consecutive
+    uint64_t key = (i % 3 == 0) ? 1000 + next() % 512 : next() % 4096;
+    if (next() % 3 == 0) {
+      EXPECT_EQ(flat.erase(key), ref.erase(key) == 1) << "erase " << key;
+    } else {
+      auto [v, fresh] = flat.try_emplace(key);
+      auto [it, ref_fresh] = ref.try_emplace(key, 0);
+      ASSERT_EQ(fresh, ref_fresh) << "insert " << key;
+      ASSERT_EQ(*v, it->second);
+      *v = it->second = next();
+    }
+    ASSERT_EQ(flat.size(), ref.size());
+  }
+  for (uint64_t k = 0; k < 5000; k++) {
+    const uint64_t* v = std::as_const(flat).find(k);
+    auto it = ref.find(k);
+    ASSERT_EQ(v != nullptr, it != ref.end()) << k;
+    if (v) {
+      EXPECT_EQ(*v, it->second);
+    }
+  }
+  size_t seen = 0;
+  flat.for_each([&](uint64_t k, uint64_t v) {
+    seen++;
+    EXPECT_EQ(ref.at(k), v);
+  });
+  EXPECT_EQ(seen, ref.size());
+  uint64_t other = 0;
+  ASSERT_TRUE(flat.any_key_but(ref.begin()->first, other));
+  EXPECT_NE(other, ref.begin()->first);
+  EXPECT_TRUE(ref.count(other));
 }

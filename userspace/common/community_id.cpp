@@ -1,7 +1,13 @@
 #include "common/community_id.hpp"
 
 #include <arpa/inet.h>
-#include <openssl/evp.h>
+// SHA1_Init/Update/Final: OpenSSL's calls straight into its block function
+// (with the CPU's SHA instructions where it has them). OpenSSL 3.0
+// deprecates them for the EVP interface, whose provider dispatch made a
+// Community ID cost 2.4x as much (and its one-shot SHA1() fetches the
+// algorithm on every call): this is per record.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 #include <cstring>
 #include <stdexcept>
@@ -10,19 +16,25 @@ namespace portghost {
 
 namespace {
 
-// OpenSSL's SHA-1 (with the CPU's SHA instructions where it has them: about
-// a quarter of a portable one's time), one context per thread, reused.
-struct Sha1Context {
-  EVP_MD* md = EVP_MD_fetch(nullptr, "SHA1", nullptr);
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  ~Sha1Context() {
-    EVP_MD_CTX_free(ctx);
-    EVP_MD_free(md);
+// A dotted quad as the log writes it (no leading zeros, each part at most
+// 255): read without inet_pton's copy and call. Anything else is left to it.
+bool canonical_ipv4(std::string_view t, uint8_t out[4]) {
+  size_t i = 0;
+  for (int part = 0; part < 4; part++) {
+    if (part > 0 && (i >= t.size() || t[i++] != '.')) return false;
+    size_t start = i;
+    unsigned v = 0;
+    while (i < t.size() && i - start < 3 && t[i] >= '0' && t[i] <= '9')
+      v = v * 10 + static_cast<unsigned>(t[i++] - '0');
+    if (i == start || v > 255 || (t[start] == '0' && i - start > 1)) return false;
+    out[part] = static_cast<uint8_t>(v);
   }
-};
+  return i == t.size();
+}
 
 // 4 bytes (IPv4, also from an IPv4-mapped IPv6 address) or 16 (IPv6)
 size_t addr_bytes(std::string_view text, uint8_t out[16]) {
+  if (canonical_ipv4(text, out)) return 4;
   char buf[INET6_ADDRSTRLEN + 1];
   if (text.empty() || text.size() > INET6_ADDRSTRLEN) return 0;
   std::memcpy(buf, text.data(), text.size());
@@ -46,43 +58,55 @@ bool unspecified(const uint8_t* a, size_t n) {
 }  // namespace
 
 std::array<uint8_t, 20> sha1(const uint8_t* data, size_t size) {
-  thread_local Sha1Context c;
   std::array<uint8_t, 20> out{};
-  unsigned int len = 0;
-  if (!c.md || !c.ctx || EVP_DigestInit_ex(c.ctx, c.md, nullptr) != 1 || EVP_DigestUpdate(c.ctx, data, size) != 1 ||
-      EVP_DigestFinal_ex(c.ctx, out.data(), &len) != 1 || len != out.size())
+  SHA_CTX c;
+  if (SHA1_Init(&c) != 1 || SHA1_Update(&c, data, size) != 1 || SHA1_Final(out.data(), &c) != 1)
     throw std::runtime_error("OpenSSL cannot compute SHA-1");
   return out;
 }
 
-std::string base64(const uint8_t* data, size_t size) {
-  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((size + 2) / 3 * 4);
+namespace {
+const char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// (size + 2) / 3 * 4 characters at out
+void base64_to(const uint8_t* data, size_t size, char* out) {
   size_t i = 0;
   for (; i + 2 < size; i += 3) {
     uint32_t v = static_cast<uint32_t>(data[i]) << 16 | static_cast<uint32_t>(data[i + 1]) << 8 | data[i + 2];
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
+    *out++ = kBase64[v >> 18];
+    *out++ = kBase64[(v >> 12) & 63];
+    *out++ = kBase64[(v >> 6) & 63];
+    *out++ = kBase64[v & 63];
   }
   if (i < size) {
     uint32_t v = static_cast<uint32_t>(data[i]) << 16 | (i + 1 < size ? static_cast<uint32_t>(data[i + 1]) << 8 : 0);
-    out += kAlphabet[v >> 18];
-    out += kAlphabet[(v >> 12) & 63];
-    out += i + 1 < size ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
+    *out++ = kBase64[v >> 18];
+    *out++ = kBase64[(v >> 12) & 63];
+    *out++ = i + 1 < size ? kBase64[(v >> 6) & 63] : '=';
+    *out++ = '=';
   }
+}
+}  // namespace
+
+std::string base64(const uint8_t* data, size_t size) {
+  std::string out((size + 2) / 3 * 4, '\0');
+  base64_to(data, size, out.data());
   return out;
 }
 
 std::optional<std::string> community_id_v1(uint8_t ip_proto, std::string_view saddr, uint16_t sport,
                                            std::string_view daddr, uint16_t dport, uint16_t seed) {
-  if (ip_proto != 6 && ip_proto != 17 && ip_proto != 132 && ip_proto != 136) return std::nullopt;
+  CommunityIdText id;
+  if (!community_id_v1_into(id, ip_proto, saddr, sport, daddr, dport, seed)) return std::nullopt;
+  return id.str();
+}
+
+bool community_id_v1_into(CommunityIdText& out, uint8_t ip_proto, std::string_view saddr, uint16_t sport,
+                          std::string_view daddr, uint16_t dport, uint16_t seed) {
+  if (ip_proto != 6 && ip_proto != 17 && ip_proto != 132 && ip_proto != 136) return false;
   uint8_t s[16], d[16];
   size_t sn = addr_bytes(saddr, s), dn = addr_bytes(daddr, d);
-  if (!sn || sn != dn || unspecified(s, sn) || unspecified(d, dn)) return std::nullopt;
+  if (!sn || sn != dn || unspecified(s, sn) || unspecified(d, dn)) return false;
   // the flow's two ends in order: the smaller address first (its port with
   // it), or the smaller port when the addresses are the same
   int c = std::memcmp(s, d, sn);
@@ -105,7 +129,10 @@ std::optional<std::string> community_id_v1(uint8_t ip_proto, std::string_view sa
   buf[n++] = static_cast<uint8_t>(dport >> 8);
   buf[n++] = static_cast<uint8_t>(dport);
   auto digest = sha1(buf, n);
-  return "1:" + base64(digest.data(), digest.size());
+  char text[2 + 28] = {'1', ':'};
+  base64_to(digest.data(), digest.size(), text + 2);
+  out.assign(text, sizeof text);
+  return true;
 }
 
 std::optional<std::string> canonical_addr(std::string_view addr) {

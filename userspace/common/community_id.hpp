@@ -9,7 +9,12 @@
 #include <string>
 #include <string_view>
 
+#include "common/fixed_text.hpp"
+
 namespace portghost {
+
+// "1:" and 28 characters of base64.
+using CommunityIdText = FixedText<30>;
 
 // SHA-1 (FIPS 180-4) of data (OpenSSL's).
 std::array<uint8_t, 20> sha1(const uint8_t* data, size_t size);
@@ -23,6 +28,10 @@ std::string base64(const uint8_t* data, size_t size);
 // not one, unspecified, of two families, or another protocol.
 std::optional<std::string> community_id_v1(uint8_t ip_proto, std::string_view saddr, uint16_t sport,
                                            std::string_view daddr, uint16_t dport, uint16_t seed = 0);
+// The same into `out`, with no allocation (the tracer's per-record path);
+// false where the above gives nullopt.
+bool community_id_v1_into(CommunityIdText& out, uint8_t ip_proto, std::string_view saddr, uint16_t sport,
+                          std::string_view daddr, uint16_t dport, uint16_t seed = 0);
 
 // An address in the form the Community ID hashes: IPv4 for an IPv4-mapped
 // IPv6 address, else as given; nullopt if it is not an address.

@@ -127,12 +127,12 @@ std::optional<std::string_view> CommunityIds::of(const PortRecord& r) {
     s.proto = r.proto;
     s.lport = r.lport;
     s.rport = *r.rport;
-    s.laddr.assign(r.laddr);
-    s.raddr.assign(*r.raddr);
-    s.id = community_id_v1(static_cast<uint8_t>(r.proto), r.laddr, r.lport, *r.raddr, *r.rport, seed_);
+    s.laddr = r.laddr;
+    s.raddr = *r.raddr;
+    s.has_id = community_id_v1_into(s.id, static_cast<uint8_t>(r.proto), r.laddr, r.lport, *r.raddr, *r.rport, seed_);
   }
-  if (!s.id) return std::nullopt;
-  return std::string_view(*s.id);
+  if (!s.has_id) return std::nullopt;
+  return s.id.view();
 }
 
 JsonSink::JsonSink(Output& out, std::string host, uint16_t community_seed)

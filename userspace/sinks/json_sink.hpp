@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "common/community_id.hpp"
 #include "common/json.hpp"
 #include "sinks/output.hpp"
 #include "trace/sink.hpp"
@@ -50,9 +51,10 @@ class CommunityIds {
   struct Slot {
     uint64_t sock = 0;
     Proto proto = Proto::Tcp;
-    std::string laddr, raddr;
+    AddrText laddr, raddr;
     uint16_t lport = 0, rport = 0;
-    std::optional<std::string> id;
+    CommunityIdText id;
+    bool has_id = false;
     bool used = false;
   };
   static constexpr size_t kSlots = 256;

@@ -3,9 +3,9 @@
 namespace portghost {
 
 namespace {
-void count_down(std::unordered_map<uint64_t, uint64_t>& m, uint64_t key) {
-  auto c = m.find(key);
-  if (c != m.end() && --c->second == 0) m.erase(c);
+void count_down(FlatMap<uint64_t>& m, uint64_t key) {
+  uint64_t* c = m.find(key);
+  if (c && --*c == 0) m.erase(key);
 }
 }  // namespace
 
@@ -19,12 +19,13 @@ void SocketTable::port_ref(uint32_t netns, Proto p, uint16_t port) {
 }
 
 void SocketTable::port_unref(uint32_t netns, Proto p, uint16_t port) {
-  auto it = ports_.find(port_key(netns, p, port));
-  if (it == ports_.end() || --it->second.refs > 0) return;
+  uint64_t pk = port_key(netns, p, port);
+  PortUse* u = ports_.find(pk);
+  if (!u || --u->refs > 0) return;
   uint64_t key = count_key(netns, p);
   count_down(counts_, key);
-  if (it->second.in_range) count_down(in_range_counts_, key);
-  ports_.erase(it);
+  if (u->in_range) count_down(in_range_counts_, key);
+  ports_.erase(pk);
 }
 
 void SocketTable::advance(uint64_t boot_ns) {
@@ -34,39 +35,39 @@ void SocketTable::advance(uint64_t boot_ns) {
   }
 }
 
-void SocketTable::erase(std::unordered_map<uint64_t, Holder>::iterator it) {
-  port_unref(it->second.netns, it->second.proto, it->second.lport);
-  held_.erase(it);
+void SocketTable::erase(uint64_t cookie) {
+  if (const Holder* h = held_.find(cookie)) port_unref(h->netns, h->proto, h->lport);
+  held_.erase(cookie);
 }
 
 // Bounded: the oldest holder cannot be found cheaply, any one goes. Its
 // release will then be reported without a duration. Counted, never silent.
-void SocketTable::evict_one_but(std::unordered_map<uint64_t, Holder>::iterator keep) {
-  auto victim = held_.begin();
-  if (victim == keep) ++victim;
-  if (victim == held_.end()) return;
+void SocketTable::evict_one_but(uint64_t keep) {
+  uint64_t victim = 0;
+  if (!held_.any_key_but(keep, victim)) return;
   erase(victim);
   evicted_++;
 }
 
 void SocketTable::insert(uint64_t cookie, const Holder& h) {
-  auto [it, fresh] = held_.try_emplace(cookie);
+  auto [slot, fresh] = held_.try_emplace(cookie);
   if (!fresh)
-    port_unref(it->second.netns, it->second.proto, it->second.lport);
+    port_unref(slot->netns, slot->proto, slot->lport);
   else if (held_.size() > max_entries_)
-    evict_one_but(it);
-  it->second = h;
-  port_ref(it->second.netns, it->second.proto, it->second.lport);
+    evict_one_but(cookie);  // moves entries: the slot is looked up again
+  Holder& kept = *held_.find(cookie);
+  kept = h;
+  port_ref(kept.netns, kept.proto, kept.lport);
 }
 
 uint64_t SocketTable::held_in_range(uint32_t netns, Proto proto) const {
-  auto c = in_range_counts_.find(count_key(netns, proto));
-  return c == in_range_counts_.end() ? 0 : c->second;
+  const uint64_t* c = in_range_counts_.find(count_key(netns, proto));
+  return c ? *c : 0;
 }
 
 uint64_t SocketTable::held_in(uint32_t netns, Proto proto) const {
-  auto c = counts_.find(count_key(netns, proto));
-  return c == counts_.end() ? 0 : c->second;
+  const uint64_t* c = counts_.find(count_key(netns, proto));
+  return c ? *c : 0;
 }
 
 namespace {
@@ -88,14 +89,15 @@ void fill_socket(SocketTable::Holder& h, const SockEvent& e, bool existing, bool
 
 bool SocketTable::assign(const SockEvent& e, bool hidden) {
   // built in its place in the table: the hot path copies each text once
-  auto [it, fresh] = held_.try_emplace(e.cookie);
-  Holder& h = it->second;
+  auto [slot, fresh] = held_.try_emplace(e.cookie);
   if (!fresh) {
-    if (h.lport == e.lport) return false;
-    port_unref(h.netns, h.proto, h.lport);
+    if (slot->lport == e.lport) return false;
+    port_unref(slot->netns, slot->proto, slot->lport);
   } else if (held_.size() > max_entries_) {
-    evict_one_but(it);
+    evict_one_but(e.cookie);  // moves entries: the slot is looked up again
+    slot = held_.find(e.cookie);
   }
+  Holder& h = *slot;
   fill_socket(h, e, false, hidden);
   if (e.has(PG_F_KERNEL)) {
     h.pid.reset();
@@ -122,8 +124,8 @@ void SocketTable::existing(const SockEvent& e, std::optional<uint32_t> pid, std:
 
 std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   Release r;
-  auto it = held_.find(e.cookie);
-  if (it == held_.end()) {
+  Holder* held = held_.find(e.cookie);
+  if (!held) {
     // Held since before we could see it (lost record, table eviction): report
     // what the kernel knows, without a lifetime.
     if (e.lport == 0) return std::nullopt;
@@ -133,9 +135,9 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     r.rport = e.rport;
     return r;
   }
-  Holder h = it->second;
+  Holder h = *held;
   r.matched = true;
-  erase(it);
+  erase(e.cookie);
   // the active closer's port stays taken in TIME_WAIT (releases come in
   // time order closely enough: the ones out of order expire a little late)
   if (e.has(PG_F_TIMEWAIT) && h.proto == Proto::Tcp) {
@@ -168,14 +170,12 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
 std::vector<uint64_t> SocketTable::gone(const std::unordered_set<uint64_t>& live, uint64_t before_boot_ns,
                                         const std::function<bool(const Holder&)>& covered) const {
   std::vector<uint64_t> out;
-  for (const auto& [cookie, h] : held_)
+  held_.for_each([&](uint64_t cookie, const Holder& h) {
     if (h.since_boot_ns < before_boot_ns && !live.count(cookie) && covered(h)) out.push_back(cookie);
+  });
   return out;
 }
 
-const SocketTable::Holder* SocketTable::find(uint64_t cookie) const {
-  auto it = held_.find(cookie);
-  return it == held_.end() ? nullptr : &it->second;
-}
+const SocketTable::Holder* SocketTable::find(uint64_t cookie) const { return held_.find(cookie); }
 
 }  // namespace portghost

@@ -7,10 +7,10 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "common/flat_map.hpp"
 #include "kernel/events.hpp"
 #include "trace/occupancy.hpp"
 
@@ -81,8 +81,8 @@ class SocketTable {
 
  private:
   void insert(uint64_t cookie, const Holder& h);
-  void evict_one_but(std::unordered_map<uint64_t, Holder>::iterator keep);
-  void erase(std::unordered_map<uint64_t, Holder>::iterator it);
+  void evict_one_but(uint64_t keep);
+  void erase(uint64_t cookie);
   static uint64_t count_key(uint32_t netns, Proto p) { return (uint64_t{netns} << 8) | static_cast<uint8_t>(p); }
   static uint64_t port_key(uint32_t netns, Proto p, uint16_t port) { return count_key(netns, p) << 16 | port; }
   // One more or one less reason for (netns, proto, port) to be taken.
@@ -95,10 +95,11 @@ class SocketTable {
   };
   size_t max_entries_;
   uint64_t evicted_ = 0;
-  std::unordered_map<uint64_t, Holder> held_;
-  std::unordered_map<uint64_t, PortUse> ports_;             // by port_key
-  std::unordered_map<uint64_t, uint64_t> counts_;           // distinct ports, by count_key
-  std::unordered_map<uint64_t, uint64_t> in_range_counts_;  // by count_key
+  // flat: a port's assign and release allocate nothing
+  FlatMap<Holder> held_;               // by cookie
+  FlatMap<PortUse> ports_;             // by port_key
+  FlatMap<uint64_t> counts_;           // distinct ports, by count_key
+  FlatMap<uint64_t> in_range_counts_;  // by count_key
   struct TimeWait {
     uint64_t until_boot_ns;
     uint32_t netns;
