@@ -132,6 +132,9 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   trace->add_flag(
+      "--no-nat", [&](int64_t) { o.nat = false; },
+      "Do not follow the kernel's NAT translations (conntrack events) of recorded sockets' flows");
+  trace->add_flag(
       "--no-existing", [&](int64_t) { o.existing = false; }, "Do not report sockets that held ports before the start");
   trace
       ->add_option("--warn-occupancy", o.warn_occupancy,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
@@ -14,9 +15,11 @@
 #include "common/procfs.hpp"
 #include "common/text.hpp"
 #include "common/version.hpp"
+#include "kernel/conntrack.hpp"
 #include "kernel/existing.hpp"
 #include "kernel/probes.hpp"
 #include "kernel/raw_dump.hpp"
+#include "trace/nat_join.hpp"
 #include "trace/record_builder.hpp"
 
 namespace portghost {
@@ -106,6 +109,32 @@ void print_probe_report(const Probes& probes, Output& out) {
 }
 
 constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
+
+// The conntrack events of this namespace, where the kernel has them (or
+// nothing: --no-nat, or no ctnetlink). `why` says why not.
+std::optional<ConntrackEvents> open_conntrack(bool wanted, std::string& why) {
+  if (!wanted) return std::nullopt;
+  try {
+    return ConntrackEvents();
+  } catch (const FatalError& e) {
+    why = std::string("NAT translations: ") + e.what();
+    spdlog::warn("{}: translated flows are not joined", why);
+    return std::nullopt;
+  }
+}
+
+// With conntrack events: waits for the ring or the events (at most
+// timeout_ms), reads the events, then empties the ring up to a batch.
+// `read_to_unix_ns`: every event read was read before it, and every port
+// record made before it is read once the ring is emptied (return < kBatch).
+int wait_ring_and_conntrack(Probes& probes, ConntrackEvents& ct, NatJoin& nat, uint64_t& overruns,
+                            uint64_t& read_to_unix_ns, int timeout_ms) {
+  pollfd fds[2] = {{probes.ring_fd(), POLLIN, 0}, {ct.fd(), POLLIN, 0}};
+  if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) return -errno;
+  overruns += ct.read([&](const CtEvent& e) { nat.on_conntrack(e); });
+  read_to_unix_ns = BootClock::now_unix_ns();
+  return probes.drain();
+}
 // a process is forgotten this long after its exit was read and the ring emptied
 constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;
 // under --user the kernel side cannot be silenced: the final drain's bound
@@ -122,7 +151,12 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     spdlog::warn("cannot set nice {} ({}): records may be lost when the workload keeps every CPU busy", opt.nice,
                  std::strerror(errno));
   ProcessCache procs;
-  RecordBuilder builder(sink, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
+  std::string nat_why;
+  std::optional<ConntrackEvents> conntrack = open_conntrack(opt.nat && !opt.probe_report, nat_why);
+  std::optional<NatJoin> nat;
+  if (conntrack) nat.emplace(sink);
+  Sink& records = nat ? static_cast<Sink&>(*nat) : sink;  // through the NAT join, when there is one
+  RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
 
@@ -170,6 +204,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   start.world = probes.world();
   start.hooks = probes.hooks();
   start.uncaught = probes.uncaught();
+  if (!nat_why.empty()) start.uncaught.push_back(nat_why);
   for (const auto& p : probes.paths()) start.paths.emplace_back(p.path, p.hook);
   std::tie(start.port_lo, start.port_hi) = local_port_range();
   start.ring_buffer_bytes = cfg.ring_buffer_bytes;
@@ -195,15 +230,18 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   Counters last{};
   uint64_t lost_total = 0;
   uint64_t unwritten_reported = 0;
+  uint64_t ct_overruns = 0, ct_overruns_reported = 0, nat_dropped_reported = 0;
   // Losses since the last report: the kernel's, and records the output gave
   // up on while it could not write (told once it writes again).
   auto report_lost = [&] {
     Counters c = probes.counters();
     uint64_t unwritten = out.failing() ? unwritten_reported : out.unwritten();
-    if (c.lost() > last.lost() || unwritten > unwritten_reported) {
+    uint64_t nat_dropped = nat ? nat->dropped() : 0;
+    uint64_t nat_lost = ct_overruns - ct_overruns_reported + nat_dropped - nat_dropped_reported;
+    if (c.lost() > last.lost() || unwritten > unwritten_reported || nat_lost) {
       LostRecord l;
       l.ts_ns = BootClock::now_unix_ns();
-      l.count = c.lost() - last.lost() + unwritten - unwritten_reported;
+      l.count = c.lost() - last.lost() + unwritten - unwritten_reported + nat_lost;
       lost_total += l.count;
       l.total = lost_total;
       if (c.drop_ringbuf > last.drop_ringbuf) l.by_reason["ring_buffer_full"] = c.drop_ringbuf - last.drop_ringbuf;
@@ -211,7 +249,12 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       if (c.drop_pending > last.drop_pending) l.by_reason["pending_connect"] = c.drop_pending - last.drop_pending;
       if (c.drop_proc > last.drop_proc) l.by_reason["proc_ring_full"] = c.drop_proc - last.drop_proc;
       if (unwritten > unwritten_reported) l.by_reason["write_failed"] = unwritten - unwritten_reported;
+      // each overrun of the conntrack socket lost one event or more
+      if (ct_overruns > ct_overruns_reported) l.by_reason["conntrack_overrun"] = ct_overruns - ct_overruns_reported;
+      if (nat_dropped > nat_dropped_reported) l.by_reason["nat_pending_full"] = nat_dropped - nat_dropped_reported;
       unwritten_reported = unwritten;
+      ct_overruns_reported = ct_overruns;
+      nat_dropped_reported = nat_dropped;
       sink.lost(l);
     }
     last = c;
@@ -220,8 +263,11 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   std::string reason = "signal";
   while (!stop.load()) {
     uint64_t polled_from = BootClock::now_boot_ns();
-    int n = probes.poll(kDrainMs);
+    uint64_t read_to_unix = 0;
+    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, ct_overruns, read_to_unix, kDrainMs)
+                      : probes.poll(kDrainMs);
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
+    if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);
     // the ring was emptied: every port record made before polled_from is
     // read, so processes that exited before then (less a margin for records
     // reserved but not yet committed) can be forgotten
@@ -261,6 +307,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   }
   spdlog::info("stopping ({}): drained {} records in {} ms", reason, drained,
                (BootClock::now_boot_ns() - drain_from) / 1'000'000);
+  if (nat) {  // the translations read by now, of the sockets read by now
+    ct_overruns += conntrack->read([&](const CtEvent& e) { nat->on_conntrack(e); });
+    nat->ready(BootClock::now_unix_ns());
+  }
   report_lost();
   StopRecord s;
   s.ts_ns = BootClock::now_unix_ns();
@@ -269,7 +319,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   for (const char* k : {"assign", "release", "existing", "exhausted"}) s.records.emplace(k, 0);
   s.lost = lost_total;
   s.table_evicted = builder.table().evicted();
-  sink.stop(s);
+  records.stop(s);
   sink.flush();
   out.flush();
   if (dump) dump->flush();

@@ -313,6 +313,8 @@ int Probes::poll(int timeout_ms) {
   return ring_ctx_->batch;
 }
 
+int Probes::ring_fd() const { return ring_buffer__epoll_fd(ring_.get()); }
+
 int Probes::drain() {
   ring_ctx_->batch = 0;
   ring_buffer__consume(proc_ring_.get());

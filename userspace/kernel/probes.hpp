@@ -53,6 +53,8 @@ class Probes {
   // other duties (flushing, noticing a stop). Returns records consumed;
   // -EINTR when interrupted by a signal.
   int poll(int timeout_ms);
+  // The ring's epoll descriptor, for a caller that waits on more than it.
+  int ring_fd() const;
   // Consumes up to kBatch pending records; returns how many (0: none left).
   int drain();
   static constexpr int kBatch = 16384;

@@ -77,6 +77,8 @@ std::optional<LogEvent::Type> type_of(std::string_view t) {
   if (t == "lost") return LogEvent::Type::Lost;
   if (t == "exhausted") return LogEvent::Type::Exhausted;
   if (t == "warning") return LogEvent::Type::Warning;
+  if (t == "nat") return LogEvent::Type::Nat;
+  if (t == "nat_end") return LogEvent::Type::NatEnd;
   return std::nullopt;
 }
 
@@ -275,6 +277,32 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
       opt_u64_field(doc, "duration_ns", e.duration_ns);
       bool tw = false;
       if (doc["timewait"].get_bool().get(tw) == simdjson::SUCCESS) e.timewait = tw;
+    }
+    if (e.type == LogEvent::Type::Nat || e.type == LogEvent::Type::NatEnd) {
+      uint64_t lport = 0, rport = 0, nat_lport = 0, nat_rport = 0;
+      if (doc["sock"].get_uint64().get(e.sock) != simdjson::SUCCESS ||
+          doc["lport"].get_uint64().get(lport) != simdjson::SUCCESS ||
+          doc["rport"].get_uint64().get(rport) != simdjson::SUCCESS ||
+          doc["nat_lport"].get_uint64().get(nat_lport) != simdjson::SUCCESS ||
+          doc["nat_rport"].get_uint64().get(nat_rport) != simdjson::SUCCESS ||
+          (lport | rport | nat_lport | nat_rport) > 65535) {
+        bad(st.lines, "nat record without sock or ports");
+        continue;
+      }
+      e.lport = static_cast<uint16_t>(lport);
+      e.rport = static_cast<uint16_t>(rport);
+      e.nat_lport = static_cast<uint16_t>(nat_lport);
+      e.nat_rport = static_cast<uint16_t>(nat_rport);
+      str_field(doc, "proto", e.proto);
+      str_field(doc, "family", e.family);
+      str_field(doc, "laddr", e.laddr);
+      opt_str_field(doc, "raddr", e.raddr);
+      str_field(doc, "nat_laddr", e.nat_laddr);
+      str_field(doc, "nat_raddr", e.nat_raddr);
+      str_field(doc, "comm", e.comm);
+      opt_u64_field(doc, "pid", e.pid);
+      opt_u64_field(doc, "netns", e.netns);
+      opt_u64_field(doc, "duration_ns", e.duration_ns);
     }
     flush_tick();
     keep(std::move(e));

@@ -16,7 +16,19 @@ namespace portghost {
 struct LogEvent {
   // Tick: records of no interest (other ports) were read up to ts_ns; they
   // still show that portghost was running then.
-  enum class Type { Start, Stop, Lost, Assign, Existing, Release, Tick, Exhausted, Warning } type = Type::Start;
+  enum class Type {
+    Start,
+    Stop,
+    Lost,
+    Assign,
+    Existing,
+    Release,
+    Tick,
+    Exhausted,
+    Warning,
+    Nat,
+    NatEnd
+  } type = Type::Start;
   uint64_t ts_ns = 0;
   uint64_t sock = 0;
   std::string proto, family, laddr, how, comm, thread, exe, cmdline, container, host;
@@ -26,6 +38,10 @@ struct LogEvent {
   std::optional<uint64_t> pid, tid, uid, netns, duration_ns;
   uint64_t lost_count = 0;
   bool timewait = false;
+  // nat, nat_end: the flow as the world saw it (laddr .. rport: as the
+  // socket sent it); kept whatever the port asked, they are few
+  std::string nat_laddr, nat_raddr;
+  uint16_t nat_lport = 0, nat_rport = 0;
 };
 
 struct ReadStats {

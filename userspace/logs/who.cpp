@@ -40,8 +40,10 @@ bool matches(const LogEvent& e, const WhoQuery& q) {
   if (q.proto && e.proto != *q.proto) return false;
   if (q.family && e.family != *q.family) return false;
   if (q.laddr && !same_addr(e.laddr, *q.laddr) && !(q.laddr_or_wildcard && unspecified_addr(e.laddr))) return false;
-  if (q.netns && e.netns != q.netns) return false;
+  // a release names no namespace: its socket (sock) says whose it is
+  if (q.netns && e.type != LogEvent::Type::Release && e.netns != q.netns) return false;
   if (q.host && e.host != *q.host) return false;
+  if (q.sock && e.sock != *q.sock) return false;
   return true;
 }
 
@@ -117,7 +119,8 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
     Session& cur = it->second;
     cur.end_ns = std::max(cur.end_ns, e.ts_ns);
     if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
-        e.type == LogEvent::Type::Warning || !matches(e, q))
+        e.type == LogEvent::Type::Warning || e.type == LogEvent::Type::Nat || e.type == LogEvent::Type::NatEnd ||
+        !matches(e, q))
       continue;
     if (e.type == LogEvent::Type::Release) {
       auto h_it = cur.open.find(e.sock);
@@ -258,6 +261,21 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
         o.null("netns");
       text("host", f.host);
       o.num("sock", f.sock);
+      if (h.nat) {
+        std::string n;
+        JsonObject no(n);
+        no.str("laddr", h.nat->nat_laddr).num("lport", h.nat->nat_lport);
+        no.str("raddr", h.nat->nat_raddr).num("rport", h.nat->nat_rport);
+        no.num("since_ns", h.nat->ts_ns);
+        if (h.nat_end_ns)
+          no.num("until_ns", *h.nat_end_ns);
+        else
+          no.null("until_ns");
+        no.end();
+        o.raw("nat", n);
+      } else {
+        o.null("nat");
+      }
       o.close();
       out << s;
     }
@@ -285,6 +303,15 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
     out << printable(f.proto) << " " << printable(endpoint(f.family, f.laddr, f.lport));
     if (f.raddr) out << " -> " << printable(endpoint(f.family, *f.raddr, f.rport));
     if (a.hosts_mixed) out << "  on " << printable(f.host);
+    if (h.nat) {
+      const LogEvent& n = *h.nat;
+      out << "\n  seen as   " << printable(endpoint(n.family, n.nat_laddr, n.nat_lport)) << " -> "
+          << printable(endpoint(n.family, n.nat_raddr, n.nat_rport)) << " through NAT, from " << when(n.ts_ns);
+      if (h.nat_end_ns)
+        out << " to " << when(*h.nat_end_ns);
+      else
+        out << " (its end is not in the logs)";
+    }
     out << "\n  assigned  ";
     if (h.from_existing)
       out << "before " << when(f.ts_ns) << " (held when portghost started: the true start is unknown)";
@@ -421,11 +448,80 @@ std::vector<WhoQuery> flow_queries(const WhoQuery& base, const std::pair<Endpoin
   return v;
 }
 
+std::vector<NatHop> nat_hops(const std::vector<LogEvent>& events, const WhoQuery& q) {
+  std::vector<NatHop> hops;
+  std::map<std::tuple<std::string, uint64_t, uint16_t>, size_t> open;  // (host, sock, outside port) -> hop
+  std::string last_host;
+  for (const auto& e : events) {
+    if (!e.host.empty()) last_host = e.host;
+    const std::string& host = e.host.empty() ? last_host : e.host;
+    if (e.type == LogEvent::Type::NatEnd) {
+      auto it = open.find({host, e.sock, e.nat_lport});
+      if (it != open.end()) {
+        hops[it->second].end_ns = e.ts_ns;
+        open.erase(it);
+      }
+      continue;
+    }
+    if (e.type != LogEvent::Type::Nat || e.nat_lport != q.port) continue;
+    if (q.proto && e.proto != *q.proto) continue;
+    if (q.family && e.family != *q.family) continue;
+    if (q.host && host != *q.host) continue;
+    if (q.laddr && !same_addr(e.nat_laddr, *q.laddr)) continue;
+    if (q.raddr && !same_addr(e.nat_raddr, *q.raddr)) continue;
+    if (q.rport && e.nat_rport != *q.rport) continue;
+    NatHop h;
+    h.nat = e;
+    h.nat.host = host;
+    h.inside = q;
+    h.inside.port = e.lport;
+    h.inside.laddr = e.laddr;
+    h.inside.laddr_or_wildcard = true;  // the socket may be bound to the wildcard
+    h.inside.raddr = e.raddr;
+    h.inside.rport = e.rport;
+    h.inside.netns = e.netns;
+    h.inside.sock = e.sock;
+    h.inside.community_id.reset();
+    if (!host.empty()) h.inside.host = host;
+    // the socket that made the translation, even if it let its port go
+    // since (a datagram's translation outlives its socket): any time up to
+    // the translation, the one socket named by its cookie
+    h.inside.since_ns = 0;
+    h.inside.until_ns = e.ts_ns;
+    open[{host, e.sock, e.nat_lport}] = hops.size();
+    hops.push_back(std::move(h));
+  }
+  // in the window: begun by its end, not ended before its start
+  std::vector<NatHop> in_window;
+  for (auto& h : hops)
+    if (h.nat.ts_ns <= q.until_ns && (!h.end_ns || *h.end_ns >= q.since_ns)) in_window.push_back(std::move(h));
+  return in_window;
+}
+
+WhoAnswer answer_through_nat(const std::vector<LogEvent>& events, const NatHop& hop) {
+  WhoAnswer a = answer_who(events, hop.inside);
+  for (auto& h : a.holdings) {
+    h.nat = hop.nat;
+    h.nat_end_ns = hop.end_ns;
+  }
+  return a;
+}
+
 WhoAnswer merge_answers(std::vector<WhoAnswer> parts) {
   if (parts.empty()) return {};
   WhoAnswer a = std::move(parts.front());
   for (size_t i = 1; i < parts.size(); i++) {
-    for (auto& h : parts[i].holdings) a.holdings.push_back(std::move(h));
+    for (auto& h : parts[i].holdings) {
+      // one holding found twice (asked directly, and through its NAT
+      // translation): once, with what the translation adds
+      auto same = std::find_if(a.holdings.begin(), a.holdings.end(), [&](const Holding& x) {
+        return x.first.sock == h.first.sock && x.first.ts_ns == h.first.ts_ns && x.first.host == h.first.host;
+      });
+      if (same == a.holdings.end())
+        a.holdings.push_back(std::move(h));
+      else if (!same->nat && h.nat)
+        *same = std::move(h);
+    }
     a.hosts_mixed = a.hosts_mixed || parts[i].hosts_mixed;
   }
   std::stable_sort(a.holdings.begin(), a.holdings.end(),
@@ -460,27 +556,17 @@ std::optional<std::vector<WhoQuery>> who_questions(
   return std::vector<WhoQuery>{q};
 }
 
-int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
-  auto query = who_query_of(o, err);
-  if (!query) return kExitUsage;
-  WhoQuery q = *query;
-  auto paths = expand_log_paths(o.logs);
-  if (paths.empty()) {
-    err << "portghost: no portghost log found in " << o.logs.front() << "\n";
-    return kExitRuntime;
-  }
-  // one port: the reader skips the others early; a flow or an ID: all
-  std::optional<uint16_t> want;
-  if (!o.flow && !o.community_id) want = q.port;
-  // files in the order they were written: by their first record's time
+namespace {
+
+// The logs' records in the order they were written (files by their first
+// record's time). `want`: only that port's records; `ports` (if any): only
+// those ports' records. The others are kept as ticks (how long each
+// session ran), not copied. False after a one-line error: nothing read.
+bool read_logs(const std::vector<std::string>& paths, std::optional<uint16_t> want, const std::set<uint16_t>& ports,
+               std::vector<LogEvent>& events, std::ostream& err) {
   std::vector<std::pair<uint64_t, std::vector<LogEvent>>> per_file;
   ReadStats totals;
   uint64_t kept = 0;
-  // a --flow names its two ports: records of others only say how long the
-  // session ran (kept as one tick at a time, not a copy of every record)
-  std::set<uint16_t> flow_ports;
-  if (o.flow)
-    if (auto f = parse_flow(*o.flow)) flow_ports = {f->first.port, f->second.port};
   for (const auto& p : paths) {
     std::vector<LogEvent> evs;
     ReadStats st = read_log(
@@ -488,7 +574,7 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
         [&](LogEvent&& e) {
           bool port_record = e.type == LogEvent::Type::Assign || e.type == LogEvent::Type::Existing ||
                              e.type == LogEvent::Type::Release;
-          if (!flow_ports.empty() && port_record && !flow_ports.count(e.lport)) {
+          if (!ports.empty() && port_record && !ports.count(e.lport)) {
             if (!evs.empty() && evs.back().type == LogEvent::Type::Tick && evs.back().host == e.host) {
               evs.back().ts_ns = std::max(evs.back().ts_ns, e.ts_ns);
             } else {
@@ -508,11 +594,34 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
     uint64_t first = evs.empty() ? UINT64_MAX : evs.front().ts_ns;
     per_file.emplace_back(first, std::move(evs));
   }
-  if (no_records(paths, kept, totals, err)) return kExitRuntime;
+  if (no_records(paths, kept, totals, err)) return false;
   std::stable_sort(per_file.begin(), per_file.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  std::vector<LogEvent> events;
   for (auto& [first, evs] : per_file)
     for (auto& e : evs) events.push_back(std::move(e));
+  return true;
+}
+
+}  // namespace
+
+int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
+  auto query = who_query_of(o, err);
+  if (!query) return kExitUsage;
+  WhoQuery q = *query;
+  auto paths = expand_log_paths(o.logs);
+  if (paths.empty()) {
+    err << "portghost: no portghost log found in " << o.logs.front() << "\n";
+    return kExitRuntime;
+  }
+  // one port: the reader skips the others early; a flow or an ID: all
+  std::optional<uint16_t> want;
+  if (!o.flow && !o.community_id) want = q.port;
+  // a --flow names its two ports: records of others only say how long the
+  // session ran (kept as one tick at a time, not a copy of every record)
+  std::set<uint16_t> flow_ports;
+  if (o.flow)
+    if (auto f = parse_flow(*o.flow)) flow_ports = {f->first.port, f->second.port};
+  std::vector<LogEvent> events;
+  if (!read_logs(paths, want, flow_ports, events, err)) return kExitRuntime;
   auto questions = who_questions(
       o, q,
       [&](const std::string& id) {
@@ -523,8 +632,19 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
       },
       err);
   if (!questions) return kExitUsage;
+  // the outside of a NAT: the sockets behind it hold other ports, read again
+  std::vector<NatHop> hops;
+  for (const auto& one : *questions)
+    for (auto& h : nat_hops(events, one)) hops.push_back(std::move(h));
+  if (!hops.empty() && (want || !flow_ports.empty())) {
+    if (want) flow_ports.insert(*want);
+    for (const auto& h : hops) flow_ports.insert(h.inside.port);
+    events.clear();
+    if (!read_logs(paths, std::nullopt, flow_ports, events, err)) return kExitRuntime;
+  }
   std::vector<WhoAnswer> parts;
   for (const auto& one : *questions) parts.push_back(answer_who(events, one));
+  for (const auto& h : hops) parts.push_back(answer_through_nat(events, h));
   print_who(merge_answers(std::move(parts)), q, out);
   return kExitOk;
 }

@@ -25,6 +25,7 @@ struct WhoQuery {
   // every local address
   bool laddr_or_wildcard = false;
   std::optional<std::string> community_id;  // only holdings of this flow
+  std::optional<uint64_t> sock;             // only this socket (the one behind a NAT translation)
   std::string what;                         // what was asked, for "none found" ("" : the port)
   bool json = false;
 };
@@ -45,6 +46,10 @@ struct Holding {
   bool from_existing = false;  // held since before its trace started
   enum class End { Released, StillHeldAtStop, OpenAtEndOfLog, UnknownAfterCrash } end = End::Released;
   uint64_t end_ns = 0;  // release, stop or last record time
+  // found through a NAT translation: its nat record (the outside tuple), and
+  // when it ended (nat_end; nullopt: not in the logs)
+  std::optional<LogEvent> nat;
+  std::optional<uint64_t> nat_end_ns;
 };
 
 struct Gap {
@@ -58,6 +63,19 @@ struct WhoAnswer {
   uint64_t lost_in_window = 0;
   bool hosts_mixed = false;
 };
+
+// A question about the outside of a NAT (the translated port, or a --flow as
+// the world saw it) turned into one about the socket behind it: a nat record
+// whose translated end matches, in the window.
+struct NatHop {
+  WhoQuery inside;  // that socket's port, addresses, namespace and cookie
+  LogEvent nat;
+  std::optional<uint64_t> end_ns;
+};
+// `events`: the logs' records in order (only nat and nat_end are looked at).
+std::vector<NatHop> nat_hops(const std::vector<LogEvent>& events, const WhoQuery& q);
+// The holders of the sockets behind those translations, each marked with it.
+WhoAnswer answer_through_nat(const std::vector<LogEvent>& events, const NatHop& hop);
 
 // The port queries a --flow question makes: the local end may be either.
 std::vector<WhoQuery> flow_queries(const WhoQuery& base, const std::pair<Endpoint, Endpoint>& flow);

@@ -276,6 +276,27 @@ void JsonSink::stop(const StopRecord& r) {
   head(o, "stop", r.ts_ns);
   o.str("reason", r.reason).raw("records", counts_object(r.records)).num("lost", r.lost);
   o.num("table_evicted", r.table_evicted);
+  if (r.nat_unjoined) o.num("nat_unjoined", *r.nat_unjoined);
+  if (r.nat_ambiguous) o.num("nat_ambiguous", *r.nat_ambiguous);
+  finish(o, s);
+}
+
+void JsonSink::nat(const NatRecord& r) {
+  std::string s;
+  JsonObject o(s);
+  head(o, type_name(r.type), r.ts_ns);
+  o.num("sock", r.sock).str("proto", to_string(r.proto)).str("family", to_string(r.family));
+  o.ascii("laddr", r.laddr).num("lport", r.lport).ascii("raddr", r.raddr).num("rport", r.rport);
+  o.ascii("nat_laddr", r.nat_laddr).num("nat_lport", r.nat_lport);
+  o.ascii("nat_raddr", r.nat_raddr).num("nat_rport", r.nat_rport);
+  o.num("ct_id", r.ct_id);
+  if (r.duration_ns) o.num("duration_ns", *r.duration_ns);
+  opt_u(o, "pid", r.pid);
+  if (r.comm)
+    o.str("comm", r.comm->view());
+  else
+    o.null("comm");
+  opt_u(o, "netns", r.netns);
   finish(o, s);
 }
 

@@ -75,6 +75,7 @@ class JsonSink : public Sink {
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override;
+  void nat(const NatRecord& r) override;
   void flush() override { out_.flush(); }
 
   // One record's line (with its newline), as port() writes it.

@@ -76,6 +76,28 @@ struct StartRecord {
   std::map<std::string, std::string> filters;
 };
 
+// A NAT translation (conntrack) of a flow of a recorded socket: how the
+// world saw the socket's end (and the peer's, under DNAT). "nat" when the
+// kernel confirmed the flow, "nat_end" when it forgot it.
+struct NatRecord {
+  enum class Type { Nat, NatEnd } type = Type::Nat;
+  uint64_t ts_ns = 0;  // unix ns, when read (conntrack events carry no time)
+  uint64_t sock = 0;
+  Proto proto = Proto::Tcp;
+  Family family = Family::Ipv4;
+  AddrText laddr, raddr;  // the flow as the socket sent it (conntrack's original tuple)
+  uint16_t lport = 0, rport = 0;
+  AddrText nat_laddr, nat_raddr;  // as the world saw it (the reply tuple, turned round)
+  uint16_t nat_lport = 0, nat_rport = 0;
+  uint32_t ct_id = 0;
+  std::optional<uint32_t> pid;  // the port's assigner
+  std::optional<CommText> comm;
+  std::optional<uint32_t> netns;        // the socket's
+  std::optional<uint64_t> duration_ns;  // nat_end: since the nat record
+};
+
+inline std::string_view type_name(NatRecord::Type t) { return t == NatRecord::Type::Nat ? "nat" : "nat_end"; }
+
 struct LostRecord {
   uint64_t ts_ns = 0;
   uint64_t count = 0;  // newly lost since the previous lost record
@@ -99,6 +121,9 @@ struct StopRecord {
   std::map<std::string, uint64_t> records;  // written, by type
   uint64_t lost = 0;
   uint64_t table_evicted = 0;
+  // with NAT joining: translations seen whose flow matched no recorded
+  // socket, or more than one
+  std::optional<uint64_t> nat_unjoined, nat_ambiguous;
 };
 
 }  // namespace portghost

@@ -14,6 +14,7 @@ class Sink {
   virtual void lost(const LostRecord& r) = 0;
   virtual void stop(const StopRecord& r) = 0;
   virtual void warning(const WarningRecord&) {}
+  virtual void nat(const NatRecord&) {}
   virtual void flush() = 0;
 };
 
