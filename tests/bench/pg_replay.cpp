@@ -1,9 +1,10 @@
 // pg_replay: the consumer's cost per record, without the kernel. Feeds the
 // records of a raw dump (portghost trace --raw-dump) through exactly what the
 // tracer runs per record: decoding, the process cache, the socket table,
-// attribution, JSON and the file write.
+// attribution, the NAT join's bookkeeping (as where the kernel has
+// conntrack events; --no-nat: as without), JSON and the file write.
 //
-//   pg_replay DUMP [--out FILE] [--repeat N]
+//   pg_replay DUMP [--out FILE] [--repeat N] [--no-nat]
 //
 // Prints records, JSON bytes written and the CPU time per record. Under
 // valgrind --tool=callgrind, the instruction count per record is the
@@ -21,6 +22,7 @@
 #include "sinks/json_sink.hpp"
 #include "sinks/output.hpp"
 #include "trace/container.hpp"
+#include "trace/nat_join.hpp"
 #include "trace/process_cache.hpp"
 #include "trace/record_builder.hpp"
 #include "trace/sink.hpp"
@@ -30,9 +32,14 @@ using namespace portghost;
 namespace {
 // Kept out of line so that callgrind can count it alone:
 //   valgrind --tool=callgrind --toggle-collect='*replay_records*' pg_replay DUMP
-__attribute__((noinline)) void replay_records(RecordBuilder& builder, Sink& sink,
+__attribute__((noinline)) void replay_records(RecordBuilder& builder, Sink& sink, NatJoin* nat,
                                               const std::vector<std::string>& records) {
-  for (const auto& rec : records) builder.on_record(rec.data(), rec.size());
+  size_t n = 0;
+  for (const auto& rec : records) {
+    builder.on_record(rec.data(), rec.size());
+    // the tracer's loop: a batch at most between two looks at conntrack
+    if (nat && ++n % 16384 == 0) nat->ready(BootClock::now_unix_ns());
+  }
   sink.flush();
 }
 
@@ -45,13 +52,20 @@ double cpu_now() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: pg_replay DUMP [--out FILE] [--repeat N]\n");
+    std::fprintf(stderr, "usage: pg_replay DUMP [--out FILE] [--repeat N] [--no-nat]\n");
     return 2;
   }
   std::string out_path = "/dev/null";
   long repeat = 1;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--out")) {
+  bool with_nat = true;
+  for (int i = 2; i < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--no-nat")) {
+      with_nat = false;
+      i--;
+    } else if (i + 1 >= argc) {
+      std::fprintf(stderr, "pg_replay: %s needs a value\n", argv[i]);
+      return 2;
+    } else if (!std::strcmp(argv[i], "--out")) {
       out_path = argv[i + 1];
     } else if (!std::strcmp(argv[i], "--repeat")) {
       repeat = std::strtol(argv[i + 1], nullptr, 10);
@@ -64,13 +78,20 @@ int main(int argc, char** argv) {
   try {
     auto records = read_raw_dump(argv[1]);
     FileOutput out(out_path, RotateConfig{});
-    JsonSink sink(out, "bench-host");
+    JsonSink json(out, "bench-host");
+    std::optional<NatJoin> nat;
+    if (with_nat) nat.emplace(json);
+    Sink& sink = nat ? static_cast<Sink&>(*nat) : json;
     ProcessCache procs;
     std::optional<CgroupResolver> cgroups;
     if (auto root = find_cgroup2_mount()) cgroups.emplace(*root);
     RecordBuilder builder(sink, Filters{}, BootClock(), procs, std::move(cgroups));
+    if (nat) {  // as on a host where NAT is at work: released sockets kept
+      nat->use_table(builder.table());
+      nat->activate();
+    }
     double t0 = cpu_now();
-    for (long r = 0; r < repeat; r++) replay_records(builder, sink, records);
+    for (long r = 0; r < repeat; r++) replay_records(builder, sink, nat ? &*nat : nullptr, records);
     double cpu = cpu_now() - t0;
     uint64_t n = records.size() * static_cast<uint64_t>(repeat);
     uint64_t written = 0;

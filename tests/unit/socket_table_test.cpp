@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <utility>
 
@@ -365,4 +366,46 @@ TEST(FlatMap, AgreesWithAStdMapOverRandomInsertsAndErases) {
   ASSERT_TRUE(flat.any_key_but(ref.begin()->first, other));
   EXPECT_NE(other, ref.begin()->first);
   EXPECT_TRUE(ref.count(other));
+}
+
+// The holders of one port, every namespace: what a NAT translation is
+// joined against; the list stays right as holders come and go.
+TEST(SocketTable, TheHoldersOfAPortAcrossNamespacesAndTheLatelyReleased) {
+  SocketTable t;
+  auto of_port = [&](Proto p, uint16_t port, uint64_t now) {
+    std::vector<std::pair<uint64_t, uint64_t>> v;  // (cookie, released)
+    t.for_each_of_port(p, port, now,
+                       [&](uint64_t c, const SocketTable::Holder&, uint64_t rel) { v.emplace_back(c, rel); });
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  for (uint64_t c = 1; c <= 4; c++) {
+    SockEvent e = assign_ev(c, 5000, 10, 1);
+    e.netns = c <= 2 ? 7 : 8;  // two in each namespace (SO_REUSEPORT)
+    t.assign(e);
+  }
+  t.assign(assign_ev(9, 5001, 10, 1));
+  using V = std::vector<std::pair<uint64_t, uint64_t>>;
+  EXPECT_EQ(of_port(Proto::Tcp, 5000, 20), (V{{1, 0}, {2, 0}, {3, 0}, {4, 0}}));
+  EXPECT_EQ(of_port(Proto::Udp, 5000, 20), V{});
+  t.release(release_ev(2, 5000, 30));  // not kept: keep_released is off
+  EXPECT_EQ(of_port(Proto::Tcp, 5000, 40), (V{{1, 0}, {3, 0}, {4, 0}}));
+  t.keep_released(true);
+  t.release(release_ev(3, 5000, 50));
+  SockEvent moved = assign_ev(4, 5002, 60, 1);  // a socket's new port replaces its old one
+  moved.netns = 8;
+  t.assign(moved);
+  EXPECT_EQ(of_port(Proto::Tcp, 5000, 70), (V{{1, 0}, {3, 50}}));
+  EXPECT_EQ(of_port(Proto::Tcp, 5002, 70), (V{{4, 0}}));
+  EXPECT_EQ(of_port(Proto::Tcp, 5000, 50 + SocketTable::kKeepReleasedNs + 1), (V{{1, 0}})) << "too long ago";
+  // the ring of releases keeps the latest kMaxReleased: the oldest go
+  for (uint64_t c = 100; c < 100 + SocketTable::kMaxReleased; c++) {
+    auto port = static_cast<uint16_t>(10000 + c % 3);
+    t.assign(assign_ev(c, port, 80, 1));
+    t.release(release_ev(c, port, 90));
+  }
+  EXPECT_EQ(of_port(Proto::Tcp, 5000, 100), (V{{1, 0}})) << "socket 3's release was the oldest";
+  size_t kept = 0;
+  for (uint16_t port = 10000; port < 10003; port++) kept += of_port(Proto::Tcp, port, 100).size();
+  EXPECT_EQ(kept, SocketTable::kMaxReleased);
 }

@@ -157,6 +157,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   if (conntrack) nat.emplace(sink);
   Sink& records = nat ? static_cast<Sink&>(*nat) : sink;  // through the NAT join, when there is one
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
+  if (nat) {
+    nat->use_table(builder.table());
+    if (conntrack_has_nat()) nat->activate();  // NAT already at work here
+  }
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
 

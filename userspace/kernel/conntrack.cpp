@@ -71,11 +71,30 @@ int on_conntrack(enum nf_conntrack_msg_type type, struct nf_conntrack* ct, void*
   CtEvent::Kind kind = type == NFCT_T_DESTROY ? CtEvent::Kind::Destroy : CtEvent::Kind::New;
   if ((type == NFCT_T_NEW || type == NFCT_T_DESTROY) && decode_conntrack(ct, kind, h->scratch)) {
     h->scratch.read_unix_ns = BootClock::now_unix_ns();
+    h->scratch.read_boot_ns = BootClock::now_boot_ns();
     (*h->f)(h->scratch);
   }
   return NFCT_CB_CONTINUE;
 }
 }  // namespace
+
+namespace {
+int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  if (!(nfct_get_attr_u32(ct, ATTR_STATUS) & (IPS_SRC_NAT | IPS_DST_NAT))) return NFCT_CB_CONTINUE;
+  *static_cast<bool*>(data) = true;
+  return NFCT_CB_STOP;
+}
+}  // namespace
+
+bool conntrack_has_nat() {
+  nfct_handle* h = nfct_open(CONNTRACK, 0);
+  if (!h) return false;
+  bool found = false;
+  uint32_t family = AF_UNSPEC;
+  if (nfct_callback_register(h, NFCT_T_ALL, on_dumped, &found) == 0) nfct_query(h, NFCT_Q_DUMP, &family);
+  nfct_close(h);
+  return found;
+}
 
 ConntrackEvents::ConntrackEvents() : h_(std::make_unique<Handle>()) {
   h_->nfct = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY);

@@ -32,6 +32,7 @@ struct CtEvent {
   CtEnd orig_src, orig_dst;    // as the flow's first packet left its sender
   CtEnd reply_src, reply_dst;  // as the answers come back
   uint64_t read_unix_ns = 0;   // when portghost read it (events carry no time)
+  uint64_t read_boot_ns = 0;   // the same on the kernel's boot clock
 
   // The source end the world saw differs from the sender's (SNAT or
   // MASQUERADE), or the destination the sender named was rewritten (DNAT).
@@ -42,6 +43,10 @@ struct CtEvent {
 // Decodes a conntrack object (libnetfilter_conntrack's nf_conntrack) into
 // an event; false for a flow that is not TCP, UDP, UDP-Lite or SCTP.
 bool decode_conntrack(const void* nf_conntrack, CtEvent::Kind kind, CtEvent& out);
+
+// Does the kernel's table (this namespace) hold a translated flow now? A
+// dump, stopped at the first one. False when it cannot be read.
+bool conntrack_has_nat();
 
 // The subscription. Non-copyable, movable; closing it unsubscribes.
 class ConntrackEvents {

@@ -18,137 +18,82 @@ std::string_view plain(std::string_view a) {
 
 bool wildcard(std::string_view a) { return a.empty() || a == "0.0.0.0" || a == "::"; }
 
-constexpr size_t kMaxAddresses = 1 << 16;
-
 }  // namespace
-
-void NatJoin::forget(uint64_t sock) {
-  Socket* s = sockets_.find(sock);
-  if (!s) return;
-  auto it = by_port_.find(port_key(s->proto, s->lport));
-  if (it != by_port_.end()) {
-    auto& v = it->second;
-    v.erase(std::remove(v.begin(), v.end(), sock), v.end());
-    if (v.empty()) by_port_.erase(it);
-  }
-  sockets_.erase(sock);
-}
-
-void NatJoin::port(const PortRecord& r) {
-  using T = PortRecord::Type;
-  if ((r.type == T::Assign || r.type == T::Existing) && r.lport != 0) {
-    forget(r.sock);  // a socket holds one port: a new one replaces the old
-    auto [s, fresh] = sockets_.try_emplace(r.sock);
-    (void)fresh;
-    s->proto = r.proto;
-    s->family = r.family;
-    s->laddr = plain(r.laddr);
-    s->lport = r.lport;
-    s->raddr = r.raddr && r.rport ? plain(*r.raddr) : std::string_view();
-    s->rport = r.rport.value_or(0);
-    s->netns = r.netns;
-    s->pid = r.pid;
-    if (r.comm)
-      s->comm = CommText(*r.comm);
-    else
-      s->comm.reset();
-    s->assigned_ns = r.ts_ns;
-    s->released_ns = 0;
-    by_port_[port_key(r.proto, r.lport)].push_back(r.sock);
-    if (r.netns && !wildcard(s->laddr.view())) {
-      if (addr_netns_.size() >= kMaxAddresses) addr_netns_.clear();
-      addr_netns_[std::string(s->laddr.view())] = *r.netns;
-    }
-  } else if (r.type == T::Release) {
-    if (Socket* s = sockets_.find(r.sock); s && !s->released_ns) {
-      s->released_ns = std::max<uint64_t>(r.ts_ns, 1);
-      released_.emplace_back(s->released_ns, r.sock);
-    }
-  }
-  next_.port(r);
-}
 
 void NatJoin::on_conntrack(const CtEvent& e) {
   if (e.kind == CtEvent::Kind::New && !e.src_translated() && !e.dst_translated()) return;
-  if (e.kind == CtEvent::Kind::Destroy && !open_.count(e.id)) return;
+  activate();  // NAT is here: released sockets are kept for their late translations
+  // the end of a flow whose translation was written, or may be yet
+  if (e.kind == CtEvent::Kind::Destroy && !open_.count(e.id) && !pending_new_.count(e.id)) return;
   if (pending_.size() >= kMaxPending) {
     dropped_++;
     return;
   }
+  if (e.kind == CtEvent::Kind::New) pending_new_.insert(e.id);
   pending_.push_back(e);
 }
 
 void NatJoin::ready(uint64_t read_to_unix_ns) {
   while (!pending_.empty() && pending_.front().read_unix_ns <= read_to_unix_ns) {
-    if (pending_.front().kind == CtEvent::Kind::New)
+    if (pending_.front().kind == CtEvent::Kind::New) {
+      pending_new_.erase(pending_.front().id);
       join(pending_.front());
-    else
+    } else {
       end(pending_.front());
+    }
     pending_.pop_front();
-  }
-  // the events still pending were read after read_to: a socket released
-  // long before that cannot be theirs
-  while (!released_.empty() && released_.front().first + kKeepReleasedNs < read_to_unix_ns) {
-    uint64_t sock = released_.front().second;
-    const Socket* s = sockets_.find(sock);
-    if (s && s->released_ns == released_.front().first) forget(sock);
-    released_.pop_front();
   }
 }
 
 void NatJoin::join(const CtEvent& e) {
-  auto it = by_port_.find(port_key(e.proto, e.orig_src.port));
-  if (it == by_port_.end()) {
-    unjoined_++;
-    return;
-  }
+  if (!table_) return;
   std::string_view src = plain(e.orig_src.addr.view()), dst = plain(e.orig_dst.addr.view());
-  auto learned = addr_netns_.find(std::string(src));
   // a candidate's rank: alive when the event was read, the peer named, the
-  // local address named (not a wildcard), in the namespace that address
-  // was seen in; then the latest assign
-  using Rank = std::tuple<bool, bool, bool, bool, uint64_t>;
+  // local address named (not a wildcard); then the latest assign
+  using Fit = std::tuple<bool, bool, bool>;
   struct Candidate {
-    Rank rank{};
-    uint64_t sock = 0;
-    const Socket* s = nullptr;  // null: none yet
+    Fit fit{};
+    uint64_t since = 0, cookie = 0;
+    const SocketTable::Holder* h = nullptr;  // null: none yet
   };
   Candidate best, runner_up;
-  for (uint64_t sock : it->second) {
-    const Socket* s = sockets_.find(sock);
-    if (!s || s->assigned_ns > e.read_unix_ns) continue;
-    bool local_named = !wildcard(s->laddr.view());
-    if (local_named && s->laddr.view() != src) continue;
-    bool peer_named = !s->raddr.empty() && s->rport != 0;
-    if (peer_named && (s->raddr.view() != dst || s->rport != e.orig_dst.port)) continue;
-    bool alive = s->released_ns == 0 || s->released_ns >= e.read_unix_ns;
-    bool ns_ok = learned != addr_netns_.end() && s->netns == learned->second;
-    Candidate c{{alive, peer_named, local_named, ns_ok, s->assigned_ns}, sock, s};
-    if (!best.s || c.rank > best.rank) {
-      runner_up = best;
-      best = c;
-    } else if (!runner_up.s || c.rank > runner_up.rank) {
-      runner_up = c;
-    }
-  }
-  if (!best.s) {
+  table_->for_each_of_port(
+      e.proto, e.orig_src.port, e.read_boot_ns, [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
+        if (h.hidden || h.since_boot_ns > e.read_boot_ns) return;  // not recorded, or taken after the event
+        std::string_view laddr = plain(h.laddr.view()), raddr = plain(h.raddr.view());
+        bool local_named = !wildcard(laddr);
+        if (local_named && laddr != src) return;
+        bool peer_named = !raddr.empty() && h.rport != 0;
+        if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
+        bool alive = released == 0 || released >= e.read_boot_ns;
+        Candidate c{{alive, peer_named, local_named}, h.since_boot_ns, cookie, &h};
+        if (!best.h || std::tie(c.fit, c.since) > std::tie(best.fit, best.since)) {
+          runner_up = best;
+          best = c;
+        } else if (!runner_up.h || std::tie(c.fit, c.since) > std::tie(runner_up.fit, runner_up.since)) {
+          runner_up = c;
+        }
+      });
+  if (!best.h) {
     unjoined_++;
     return;
   }
-  // two namespaces' sockets equally fit (the same port in each, bound to
-  // the wildcard): no way to tell which one sent it
-  auto fit = [](const Rank& r) {
-    return std::make_tuple(std::get<0>(r), std::get<1>(r), std::get<2>(r), std::get<3>(r));
-  };
-  if (runner_up.s && fit(runner_up.rank) == fit(best.rank) && runner_up.s->netns != best.s->netns) {
-    ambiguous_++;
-    return;
+  // two namespaces' sockets fit equally (the same port in each, bound to
+  // the wildcard): the one whose namespace uses the flow's source address,
+  // if a socket there says so; else no telling which one sent it
+  if (runner_up.h && runner_up.fit == best.fit && runner_up.h->netns != best.h->netns) {
+    auto ns = table_->netns_using(src);
+    if (ns && *ns == runner_up.h->netns && *ns != best.h->netns) std::swap(best, runner_up);
+    if (!ns || (*ns != best.h->netns)) {
+      ambiguous_++;
+      return;
+    }
   }
-  const Socket& s = *best.s;
+  const SocketTable::Holder& s = *best.h;
   NatRecord r;
   r.type = NatRecord::Type::Nat;
   r.ts_ns = e.read_unix_ns;
-  r.sock = best.sock;
+  r.sock = best.cookie;
   r.proto = e.proto;
   r.family = e.family;
   r.laddr = e.orig_src.addr;

@@ -28,6 +28,95 @@ void SocketTable::port_unref(uint32_t netns, Proto p, uint16_t port) {
   ports_.erase(pk);
 }
 
+void SocketTable::link(uint64_t cookie, Holder& h) {
+  PortUse* u = ports_.find(port_key(h.netns, h.proto, h.lport));
+  if (!u) return;
+  h.next_same_port = u->first;
+  u->first = cookie;
+}
+
+void SocketTable::unlink(uint64_t cookie, const Holder& h) {
+  PortUse* u = ports_.find(port_key(h.netns, h.proto, h.lport));
+  if (!u) return;
+  if (u->first == cookie) {
+    u->first = h.next_same_port;
+    return;
+  }
+  for (uint64_t at = u->first; at;) {
+    Holder* prev = held_.find(at);
+    if (!prev) return;
+    if (prev->next_same_port == cookie) {
+      prev->next_same_port = h.next_same_port;
+      return;
+    }
+    at = prev->next_same_port;
+  }
+}
+
+namespace {
+uint64_t released_key(Proto p, uint16_t port) { return uint64_t{static_cast<uint8_t>(p)} << 16 | port; }
+}  // namespace
+
+void SocketTable::remember_released(uint64_t cookie, const Holder& h, uint64_t released_boot_ns) {
+  size_t i = released_next_;
+  released_next_ = (released_next_ + 1) % kMaxReleased;
+  if (i == released_.size()) {
+    released_.emplace_back();
+  } else {
+    // the oldest goes: out of its port's list, where it is the last
+    Released& old = released_[i];
+    uint64_t key = released_key(old.h.proto, old.h.lport);
+    uint64_t* first = released_by_port_.find(key);
+    if (first && *first == i + 1) {
+      released_by_port_.erase(key);
+    } else if (first) {
+      for (uint64_t at = *first; at;) {
+        Released& r = released_[at - 1];
+        if (r.next == i + 1) {
+          r.next = 0;
+          break;
+        }
+        at = r.next;
+      }
+    }
+  }
+  Released& r = released_[i];
+  r.cookie = cookie;
+  r.at_boot_ns = released_boot_ns;
+  r.h = h;
+  uint64_t& first = released_by_port_[released_key(h.proto, h.lport)];
+  r.next = first;
+  first = i + 1;
+}
+
+void SocketTable::for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
+                                   const std::function<void(uint64_t, const Holder&, uint64_t)>& f) const {
+  counts_.for_each([&](uint64_t key, uint64_t) {  // the namespaces holding ports of proto
+    if (static_cast<Proto>(key & 0xff) != proto) return;
+    const PortUse* u = ports_.find(key << 16 | port);
+    for (uint64_t at = u ? u->first : 0; at;) {
+      const Holder* h = held_.find(at);
+      if (!h) break;
+      f(at, *h, 0);
+      at = h->next_same_port;
+    }
+  });
+  const uint64_t* first = released_by_port_.find(released_key(proto, port));
+  for (uint64_t at = first ? *first : 0; at;) {
+    const Released& r = released_[at - 1];
+    if (r.at_boot_ns + kKeepReleasedNs >= now_boot_ns) f(r.cookie, r.h, r.at_boot_ns);
+    at = r.next;
+  }
+}
+
+std::optional<uint32_t> SocketTable::netns_using(std::string_view laddr) const {
+  std::optional<uint32_t> ns;
+  held_.for_each([&](uint64_t, const Holder& h) {
+    if (!ns && h.laddr.view() == laddr) ns = h.netns;
+  });
+  return ns;
+}
+
 void SocketTable::advance(uint64_t boot_ns) {
   while (!timewait_.empty() && timewait_.front().until_boot_ns <= boot_ns) {
     port_unref(timewait_.front().netns, Proto::Tcp, timewait_.front().port);
@@ -36,7 +125,10 @@ void SocketTable::advance(uint64_t boot_ns) {
 }
 
 void SocketTable::erase(uint64_t cookie) {
-  if (const Holder* h = held_.find(cookie)) port_unref(h->netns, h->proto, h->lport);
+  if (const Holder* h = held_.find(cookie)) {
+    unlink(cookie, *h);
+    port_unref(h->netns, h->proto, h->lport);
+  }
   held_.erase(cookie);
 }
 
@@ -51,13 +143,16 @@ void SocketTable::evict_one_but(uint64_t keep) {
 
 void SocketTable::insert(uint64_t cookie, const Holder& h) {
   auto [slot, fresh] = held_.try_emplace(cookie);
-  if (!fresh)
+  if (!fresh) {
+    unlink(cookie, *slot);
     port_unref(slot->netns, slot->proto, slot->lport);
-  else if (held_.size() > max_entries_)
+  } else if (held_.size() > max_entries_) {
     evict_one_but(cookie);  // moves entries: the slot is looked up again
+  }
   Holder& kept = *held_.find(cookie);
   kept = h;
   port_ref(kept.netns, kept.proto, kept.lport);
+  link(cookie, kept);
 }
 
 uint64_t SocketTable::held_in_range(uint32_t netns, Proto proto) const {
@@ -92,6 +187,7 @@ bool SocketTable::assign(const SockEvent& e, bool hidden) {
   auto [slot, fresh] = held_.try_emplace(e.cookie);
   if (!fresh) {
     if (slot->lport == e.lport) return false;
+    unlink(e.cookie, *slot);
     port_unref(slot->netns, slot->proto, slot->lport);
   } else if (held_.size() > max_entries_) {
     evict_one_but(e.cookie);  // moves entries: the slot is looked up again
@@ -107,6 +203,7 @@ bool SocketTable::assign(const SockEvent& e, bool hidden) {
     h.comm = e.comm;
   }
   port_ref(h.netns, h.proto, h.lport);
+  link(e.cookie, h);
   return true;
 }
 
@@ -138,6 +235,7 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   Holder h = *held;
   r.matched = true;
   erase(e.cookie);
+  if (keep_released_) remember_released(e.cookie, h, e.ts_boot_ns);
   // the active closer's port stays taken in TIME_WAIT (releases come in
   // time order closely enough: the ones out of order expire a little late)
   if (e.has(PG_F_TIMEWAIT) && h.proto == Proto::Tcp) {

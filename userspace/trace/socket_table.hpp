@@ -31,7 +31,8 @@ class SocketTable {
     uint16_t rport = 0;
     Proto proto = Proto::Tcp;
     uint32_t netns = 0;
-    How how = How::None;  // of the assign (None: existing)
+    How how = How::None;          // of the assign (None: existing)
+    uint64_t next_same_port = 0;  // the next holder of (netns, proto, lport); 0: none
   };
 
   // What a release is matched to.
@@ -58,6 +59,21 @@ class SocketTable {
   std::optional<Release> release(const SockEvent& e);
 
   const Holder* find(uint64_t cookie) const;
+
+  // The sockets that hold (proto, port) in any namespace now, and (once
+  // keep_released() is on) those that let it go within kKeepReleasedNs of
+  // now_boot_ns, among the last kMaxReleased releases: f(cookie, holder,
+  // released_boot_ns), 0 for a live one. What a NAT translation is joined
+  // against.
+  void for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
+                        const std::function<void(uint64_t, const Holder&, uint64_t)>& f) const;
+  void keep_released(bool on) { keep_released_ = on; }
+  // The namespace of a live socket bound to this local address (a scan:
+  // for the rare question only).
+  std::optional<uint32_t> netns_using(std::string_view laddr) const;
+  bool keeps_released() const { return keep_released_; }
+  static constexpr uint64_t kKeepReleasedNs = 10'000'000'000ULL;
+  static constexpr size_t kMaxReleased = 1 << 16;
   // The sockets held since before `before_boot_ns` whose cookie is not in
   // `live`: gone without a release the trace saw.
   // `covered` says which holders the list could have named.
@@ -92,7 +108,21 @@ class SocketTable {
   struct PortUse {
     uint32_t refs = 0;  // holders and TIME_WAIT entries
     bool in_range = false;
+    uint64_t first = 0;  // the first holder's cookie (0: only TIME_WAIT)
   };
+  // the holder list of a port: after port_ref, before port_unref
+  void link(uint64_t cookie, Holder& h);
+  void unlink(uint64_t cookie, const Holder& h);
+  void remember_released(uint64_t cookie, const Holder& h, uint64_t released_boot_ns);
+  struct Released {
+    uint64_t cookie = 0, at_boot_ns = 0;
+    uint64_t next = 0;  // the next older of the same (proto, port): its index + 1; 0: none
+    Holder h;
+  };
+  bool keep_released_ = false;
+  std::vector<Released> released_;      // a ring of the latest releases
+  size_t released_next_ = 0;            // where the next one goes
+  FlatMap<uint64_t> released_by_port_;  // (proto, port) -> the latest one's index + 1
   size_t max_entries_;
   uint64_t evicted_ = 0;
   // flat: a port's assign and release allocate nothing
