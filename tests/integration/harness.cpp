@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -25,7 +26,7 @@ std::optional<std::string> skip_reason() {
   return std::nullopt;
 }
 
-Tracer::Tracer(std::vector<std::string> extra_args) {
+Tracer::Tracer(std::vector<std::string> extra_args, const std::string& netns) {
   char tmpl[] = "/tmp/portghost-it-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
   dir_ = tmpl;
@@ -47,6 +48,11 @@ Tracer::Tracer(std::vector<std::string> extra_args) {
     int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (err >= 0) dup2(err, STDERR_FILENO);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!netns.empty()) {
+      int fd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) _exit(126);
+      close(fd);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -41,7 +41,9 @@ std::vector<Json> read_jsonl(const std::string& path);
 
 class Tracer {
  public:
-  explicit Tracer(std::vector<std::string> extra_args = {});
+  // netns: a network namespace file (/run/netns/NAME) to run it in (only
+  // that: no other namespace changes, so it sees the cgroup mounts)
+  explicit Tracer(std::vector<std::string> extra_args = {}, const std::string& netns = "");
   ~Tracer();
   Tracer(const Tracer&) = delete;
   Tracer& operator=(const Tracer&) = delete;

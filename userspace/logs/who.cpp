@@ -118,29 +118,34 @@ WhoAnswer answer_who(const std::vector<LogEvent>& events, const WhoQuery& q) {
     auto [it, fresh] = current.try_emplace(host, Session{e.ts_ns, e.ts_ns, {}});  // no start: a cut log
     Session& cur = it->second;
     cur.end_ns = std::max(cur.end_ns, e.ts_ns);
+    // the release of a holding: its socket says so, whatever the address it
+    // names now (a socket bound to the wildcard that connected since)
+    if (e.type == LogEvent::Type::Release) {
+      auto h_it = cur.open.find(e.sock);
+      if (h_it != cur.open.end() && h_it->second.first.lport == e.lport) {
+        h_it->second.release = e;
+        h_it->second.end_ns = e.ts_ns;
+        done.push_back(std::move(h_it->second));
+        cur.open.erase(h_it);
+        continue;
+      }
+    }
     if (e.type == LogEvent::Type::Lost || e.type == LogEvent::Type::Tick || e.type == LogEvent::Type::Exhausted ||
         e.type == LogEvent::Type::Warning || e.type == LogEvent::Type::Nat || e.type == LogEvent::Type::NatEnd ||
         !matches(e, q))
       continue;
     if (e.type == LogEvent::Type::Release) {
-      auto h_it = cur.open.find(e.sock);
-      if (h_it == cur.open.end()) {  // its assign is in no log we have
-        Holding h;
-        h.first = e;
-        h.from_existing = true;
-        h.release = e;
-        h.end_ns = e.ts_ns;
-        if (e.duration_ns && *e.duration_ns <= e.ts_ns) {
-          h.first.ts_ns = e.ts_ns - *e.duration_ns;
-          h.from_existing = false;
-        }
-        done.push_back(std::move(h));
-      } else {
-        h_it->second.release = e;
-        h_it->second.end_ns = e.ts_ns;
-        done.push_back(std::move(h_it->second));
-        cur.open.erase(h_it);
+      // its assign is in no log we have
+      Holding h;
+      h.first = e;
+      h.from_existing = true;
+      h.release = e;
+      h.end_ns = e.ts_ns;
+      if (e.duration_ns && *e.duration_ns <= e.ts_ns) {
+        h.first.ts_ns = e.ts_ns - *e.duration_ns;
+        h.from_existing = false;
       }
+      done.push_back(std::move(h));
       continue;
     }
     Holding h;
