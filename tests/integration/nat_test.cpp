@@ -173,7 +173,7 @@ pid_t start_server(const std::string& ns) {
 }
 
 uint32_t netns_of(const std::string& ns) {
-  struct stat st{};
+  struct stat st {};
   return stat(ns.c_str(), &st) == 0 ? static_cast<uint32_t>(st.st_ino) : 0;
 }
 
@@ -229,15 +229,15 @@ TEST_F(Nat, WhoAskedWithTheTupleTheServerSawNamesTheProcessInTheContainer) {
   cases.push_back({"udp, port changed", in_netns(topo.ns("ctr"), [] { return udp_to(7003); }), "udp", 7003, true});
   // one local port, two processes one after the other: TCP (the first
   // connection over before the second opens) and UDP (two flows)
-  cases.push_back({"tcp 45000, first", in_netns(topo.ns("ctr"), [] { return tcp_to(7000, 45000); }), "tcp", 7000,
-                   false});
+  cases.push_back(
+      {"tcp 45000, first", in_netns(topo.ns("ctr"), [] { return tcp_to(7000, 45000); }), "tcp", 7000, false});
   usleep(200'000);
-  cases.push_back({"tcp 45000, again", in_netns(topo.ns("ctr"), [] { return tcp_to(7000, 45000); }), "tcp", 7000,
-                   false});
-  cases.push_back({"udp 45001, first", in_netns(topo.ns("ctr"), [] { return udp_to(7001, 45001); }), "udp", 7001,
-                   false});
-  cases.push_back({"udp 45001, again", in_netns(topo.ns("ctr"), [] { return udp_to(7003, 45001); }), "udp", 7003,
-                   true});
+  cases.push_back(
+      {"tcp 45000, again", in_netns(topo.ns("ctr"), [] { return tcp_to(7000, 45000); }), "tcp", 7000, false});
+  cases.push_back(
+      {"udp 45001, first", in_netns(topo.ns("ctr"), [] { return udp_to(7001, 45001); }), "udp", 7001, false});
+  cases.push_back(
+      {"udp 45001, again", in_netns(topo.ns("ctr"), [] { return udp_to(7003, 45001); }), "udp", 7003, true});
   const uint32_t ctr_netns = netns_of(topo.ns("ctr"));
 
   std::vector<Json> nats;

@@ -118,12 +118,16 @@ TEST_F(NatJoinTest, ATranslationNoRecordedSocketMadeIsCountedNotWritten) {
   see(ct(CtEvent::Kind::New, 1, Proto::Udp, "198.18.0.9", 5353, "198.19.0.1", 5353, 11 * kSec));
   // a hidden (filtered out) socket is not recorded either
   table.assign(sock(Kind::Assign, 2, Proto::Udp, "0.0.0.0", 40000, 10 * kSec), true);
-  see(ct(CtEvent::Kind::New, 2, Proto::Udp, "198.18.0.2", 40000, "198.19.0.1", 40000, 12 * kSec));
+  see(ct(CtEvent::Kind::New, 2, Proto::Udp, "198.18.0.2", 40000, "198.19.0.1", 40000, 11 * kSec + 100));
   // another peer than the connected socket's
   table.assign(sock(Kind::Assign, 3, Proto::Tcp, "198.18.0.2", 40001, 10 * kSec, 7, "198.19.0.3", 80));
-  see(ct(CtEvent::Kind::New, 3, Proto::Tcp, "198.18.0.2", 40001, "198.19.0.1", 40001, 12 * kSec));
+  see(ct(CtEvent::Kind::New, 3, Proto::Tcp, "198.18.0.2", 40001, "198.19.0.1", 40001, 11 * kSec + 200));
+  EXPECT_EQ(nat.unjoined(), 0u) << "each waits for its socket's record a while";
+  EXPECT_EQ(nat.pending(), 3u);
+  nat.ready(kUnix + 11 * kSec + 200 + NatJoin::kWaitNs);
   EXPECT_TRUE(kept.nats.empty());
   EXPECT_EQ(nat.unjoined(), 3u);
+  EXPECT_EQ(nat.pending(), 0u);
 }
 
 // A datagram's socket is often closed before its translation is read: kept
@@ -132,6 +136,7 @@ TEST_F(NatJoinTest, AReleasedDatagramSocketIsJoinedOnceNatIsSeen) {
   table.assign(sock(Kind::Assign, 1, Proto::Udp, "0.0.0.0", 40000, 10 * kSec));
   table.release(sock(Kind::Release, 1, Proto::Udp, "0.0.0.0", 40000, 10 * kSec + 5000));
   see(ct(CtEvent::Kind::New, 9, Proto::Udp, "198.18.0.2", 40000, "198.19.0.1", 62000, 10 * kSec + 9000));
+  nat.ready(kUnix + 12 * kSec);
   EXPECT_TRUE(kept.nats.empty());
   EXPECT_EQ(nat.unjoined(), 1u);
   EXPECT_TRUE(table.keeps_released());
@@ -168,6 +173,18 @@ TEST_F(NatJoinTest, APortReusedGoesToTheSocketOfTheTime) {
   see(ct(CtEvent::Kind::New, 3, Proto::Udp, "198.18.0.2", 45000, "198.19.0.1", 62002, 13 * kSec + 500));
   ASSERT_EQ(kept.nats.size(), 3u);
   EXPECT_EQ(kept.nats[2].sock, 2u) << "socket 3 was assigned after the event was read";
+}
+
+// The translation of a datagram is made inside its send; the send's port
+// record comes at the send's end, after the event may have been read.
+TEST_F(NatJoinTest, AnEventReadBeforeItsSendsRecordWaitsForIt) {
+  see(ct(CtEvent::Kind::New, 9, Proto::Udp, "198.18.0.2", 40000, "198.19.0.1", 62000, 10 * kSec));
+  EXPECT_EQ(nat.pending(), 1u);
+  table.assign(sock(Kind::Assign, 1, Proto::Udp, "0.0.0.0", 40000, 10 * kSec + 20'000));
+  nat.ready(kUnix + 10 * kSec + 30'000);
+  ASSERT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(kept.nats[0].sock, 1u);
+  EXPECT_EQ(nat.unjoined(), 0u);
 }
 
 TEST_F(NatJoinTest, AnEventWaitsUntilTheRecordsBeforeItAreRead) {

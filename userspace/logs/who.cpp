@@ -15,6 +15,7 @@
 #include "common/errors.hpp"
 #include "common/json.hpp"
 #include "common/options.hpp"
+#include "trace/nat_join.hpp"
 
 namespace portghost {
 
@@ -490,9 +491,10 @@ std::vector<NatHop> nat_hops(const std::vector<LogEvent>& events, const WhoQuery
     if (!host.empty()) h.inside.host = host;
     // the socket that made the translation, even if it let its port go
     // since (a datagram's translation outlives its socket): any time up to
-    // the translation, the one socket named by its cookie
+    // the translation (a send's port record may come a moment after it),
+    // the one socket named by its cookie
     h.inside.since_ns = 0;
-    h.inside.until_ns = e.ts_ns;
+    h.inside.until_ns = e.ts_ns + NatJoin::kWaitNs;
     open[{host, e.sock, e.nat_lport}] = hops.size();
     hops.push_back(std::move(h));
   }

@@ -34,23 +34,37 @@ void NatJoin::on_conntrack(const CtEvent& e) {
 }
 
 void NatJoin::ready(uint64_t read_to_unix_ns) {
-  while (!pending_.empty() && pending_.front().read_unix_ns <= read_to_unix_ns) {
-    if (pending_.front().kind == CtEvent::Kind::New) {
-      pending_new_.erase(pending_.front().id);
-      join(pending_.front());
-    } else {
-      end(pending_.front());
+  // in order; what must wait (a flow whose socket is not seen yet, and
+  // the end of such a flow) stays, in order too
+  std::deque<CtEvent> waiting;
+  std::unordered_set<uint32_t> waiting_new;
+  while (!pending_.empty()) {
+    CtEvent& e = pending_.front();
+    bool wait = e.read_unix_ns > read_to_unix_ns;
+    if (!wait && e.kind == CtEvent::Kind::New) {
+      wait = !join(e, e.read_unix_ns + kWaitNs <= read_to_unix_ns);
+      if (wait) waiting_new.insert(e.id);
+    } else if (!wait) {
+      wait = waiting_new.count(e.id) != 0;
+      if (!wait) end(e);
     }
+    if (wait) waiting.push_back(std::move(e));
     pending_.pop_front();
   }
+  pending_ = std::move(waiting);
+  pending_new_.clear();
+  for (const auto& e : pending_)
+    if (e.kind == CtEvent::Kind::New) pending_new_.insert(e.id);
 }
 
-void NatJoin::join(const CtEvent& e) {
-  if (!table_) return;
+bool NatJoin::join(const CtEvent& e, bool last_try) {
+  if (!table_) return true;
   std::string_view src = plain(e.orig_src.addr.view()), dst = plain(e.orig_dst.addr.view());
-  // a candidate's rank: alive when the event was read, the peer named, the
-  // local address named (not a wildcard); then the latest assign
-  using Fit = std::tuple<bool, bool, bool>;
+  // a candidate's rank: taken before the event was read (the port record of
+  // a send comes at its end, a moment after the translation it made), alive
+  // then, the peer named, the local address named (not a wildcard); then
+  // the latest assign
+  using Fit = std::tuple<bool, bool, bool, bool>;
   struct Candidate {
     Fit fit{};
     uint64_t since = 0, cookie = 0;
@@ -59,14 +73,15 @@ void NatJoin::join(const CtEvent& e) {
   Candidate best, runner_up;
   table_->for_each_of_port(
       e.proto, e.orig_src.port, e.read_boot_ns, [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
-        if (h.hidden || h.since_boot_ns > e.read_boot_ns) return;  // not recorded, or taken after the event
+        if (h.hidden || h.since_boot_ns > e.read_boot_ns + kWaitNs) return;  // not recorded, or long after
         std::string_view laddr = plain(h.laddr.view()), raddr = plain(h.raddr.view());
         bool local_named = !wildcard(laddr);
         if (local_named && laddr != src) return;
         bool peer_named = !raddr.empty() && h.rport != 0;
         if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
         bool alive = released == 0 || released >= e.read_boot_ns;
-        Candidate c{{alive, peer_named, local_named}, h.since_boot_ns, cookie, &h};
+        bool before = h.since_boot_ns <= e.read_boot_ns;
+        Candidate c{{before, alive, peer_named, local_named}, h.since_boot_ns, cookie, &h};
         if (!best.h || std::tie(c.fit, c.since) > std::tie(best.fit, best.since)) {
           runner_up = best;
           best = c;
@@ -75,8 +90,8 @@ void NatJoin::join(const CtEvent& e) {
         }
       });
   if (!best.h) {
-    unjoined_++;
-    return;
+    if (last_try) unjoined_++;
+    return last_try;
   }
   // two namespaces' sockets fit equally (the same port in each, bound to
   // the wildcard): the one whose namespace uses the flow's source address,
@@ -86,7 +101,7 @@ void NatJoin::join(const CtEvent& e) {
     if (ns && *ns == runner_up.h->netns && *ns != best.h->netns) std::swap(best, runner_up);
     if (!ns || (*ns != best.h->netns)) {
       ambiguous_++;
-      return;
+      return true;
     }
   }
   const SocketTable::Holder& s = *best.h;
@@ -111,6 +126,7 @@ void NatJoin::join(const CtEvent& e) {
   next_.nat(r);
   written_++;
   if (e.id && open_.size() < kMaxOpen) open_[e.id] = r;
+  return true;
 }
 
 void NatJoin::end(const CtEvent& e) {

@@ -41,7 +41,10 @@ class NatJoin : public Sink {
   // has passed (see ready()).
   void on_conntrack(const CtEvent& e);
   // Every port record made before `read_to_unix_ns` has passed: the events
-  // read before then are joined now.
+  // read before then are joined now. One whose socket is not in the table
+  // yet waits for it, up to kWaitNs: a datagram's translation is made inside
+  // its send, and the send's port record at its end (after the event may
+  // already have been read).
   void ready(uint64_t read_to_unix_ns);
 
   uint64_t unjoined() const { return unjoined_; }
@@ -50,10 +53,12 @@ class NatJoin : public Sink {
   uint64_t dropped() const { return dropped_; }  // events past kMaxPending
 
   static constexpr size_t kMaxPending = 1 << 18;
+  static constexpr uint64_t kWaitNs = 1'000'000'000ULL;
   static constexpr size_t kMaxOpen = 1 << 20;  // translations awaiting their end
 
  private:
-  void join(const CtEvent& e);
+  // false: no socket fits yet
+  bool join(const CtEvent& e, bool last_try);
   void end(const CtEvent& e);
 
   Sink& next_;
