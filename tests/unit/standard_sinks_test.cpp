@@ -68,6 +68,27 @@ std::vector<json> documents() {
   ex.comm = "dig";
   ex.held = 28232;
   sink.port(ex);
+  NatRecord n;
+  n.ts_ns = kTs;
+  n.sock = 12345;
+  n.laddr = "10.88.0.5";
+  n.lport = 49152;
+  n.raddr = "203.0.113.7";
+  n.rport = 443;
+  n.nat_laddr = "192.0.2.1";
+  n.nat_lport = 61234;
+  n.nat_raddr = "203.0.113.7";
+  n.nat_rport = 443;
+  n.ct_id = 99;
+  n.pid = 4242;
+  n.comm = CommText("curl");
+  n.netns = 4026532174u;
+  sink.nat(n);
+  n.type = NatRecord::Type::NatEnd;
+  n.duration_ns = 30'000'000'000ULL;
+  n.nat_raddr = "10.96.0.10";  // the destination rewritten too (DNAT)
+  n.nat_rport = 8443;
+  sink.nat(n);
   LostRecord l;
   l.ts_ns = kTs;
   l.count = 3;
@@ -89,7 +110,7 @@ std::vector<json> documents() {
   sink.flush();
   std::vector<json> docs;
   for (const auto& line : pgtest::split_lines(out.text())) docs.push_back(json::parse(line));
-  EXPECT_EQ(docs.size(), 9u);
+  EXPECT_EQ(docs.size(), 11u);
   return docs;
 }
 
@@ -232,7 +253,31 @@ TEST(OcsfFormat, NetworkActivityAsOcsf120DefinesIt) {
     EXPECT_EQ(doc["class_uid"], ocsf["class_uid"]);
     check_object(cls, doc, "", doc);
   }
-  EXPECT_EQ(network, 5u);
+  EXPECT_EQ(network, 7u);
+}
+
+// A translation: the socket's end as the source, what the world saw as its
+// NAT (ECS source.nat, destination.nat when that end was rewritten too;
+// OCSF 1.2.0 has no such field: under unmapped).
+TEST(EcsFormat, ANatTranslationIsTheSourcesNat) {
+  auto docs = documents<EcsSink>();
+  const json& n = docs[6];
+  EXPECT_EQ(n["event"]["action"], "nat-translation");
+  EXPECT_EQ(n["source"]["ip"], "10.88.0.5");
+  EXPECT_EQ(n["source"]["nat"]["ip"], "192.0.2.1");
+  EXPECT_EQ(n["source"]["nat"]["port"], 61234);
+  EXPECT_FALSE(n["destination"].contains("nat"));
+  EXPECT_EQ(n["process"]["pid"], 4242);
+  const json& e = docs[7];
+  EXPECT_EQ(e["event"]["action"], "nat-translation-ended");
+  EXPECT_EQ(e["event"]["duration"], 30'000'000'000ULL);
+  EXPECT_EQ(e["destination"]["nat"]["ip"], "10.96.0.10");
+  EXPECT_EQ(e["portghost"]["ct_id"], 99);
+  auto o = documents<OcsfSink>();
+  EXPECT_EQ(o[6]["activity_id"], 6);
+  EXPECT_EQ(o[6]["src_endpoint"]["ip"], "10.88.0.5");
+  EXPECT_EQ(o[6]["unmapped"]["nat"]["laddr"], "192.0.2.1");
+  EXPECT_EQ(o[7]["unmapped"]["nat"]["rport"], 8443);
 }
 
 TEST(OcsfFormat, OpenCloseFailAndTheFlow) {

@@ -405,3 +405,59 @@ TEST(Who, SessionsOfManyHostsAreEachTheirOwn) {
   EXPECT_EQ(ans.holdings[0].end, Holding::End::OpenAtEndOfLog) << "web-a's session is running, not crashed";
   EXPECT_EQ(ans.holdings[1].end, Holding::End::StillHeldAtStop);
 }
+
+namespace {
+std::string nat_line(const std::string& type, uint64_t ts, uint64_t sock, uint16_t lport, uint16_t nat_lport,
+                     const std::string& extra = "") {
+  return "{\"type\":\"" + type + "\",\"ts\":\"x\",\"ts_ns\":" + std::to_string(ts) +
+         ",\"sock\":" + std::to_string(sock) +
+         ",\"proto\":\"udp\",\"family\":\"ipv4\",\"laddr\":\"10.88.0.5\",\"lport\":" + std::to_string(lport) +
+         ",\"raddr\":\"203.0.113.7\",\"rport\":53,\"nat_laddr\":\"192.0.2.1\",\"nat_lport\":" +
+         std::to_string(nat_lport) +
+         ",\"nat_raddr\":\"203.0.113.7\",\"nat_rport\":53,\"ct_id\":9,\"pid\":101,\"comm\":\"dig\",\"netns\":"
+         "4026531833" +
+         extra + "}\n";
+}
+}  // namespace
+
+// Asked with what the world saw (the host's address and the translated
+// port), who names the socket behind the NAT: a datagram socket closed at
+// once, whose translation lived on; the same outside port later used for
+// another socket's flow; and a time when no translation held it.
+TEST(WhoNat, TheOutsideTupleNamesTheSocketBehindTheTranslation) {
+  TempDir d;
+  std::string log = start_line(kT0) +
+                    // socket 1 sends once and closes; its translation lasts 30 s
+                    port_line("assign", kT0 + 1 * kS, 1, 40000, 101, "dig") +
+                    port_line("release", kT0 + 1 * kS + 1000, 1, 40000, 101, "dig") +
+                    nat_line("nat", kT0 + 1 * kS + 500, 1, 40000, 61234) +
+                    nat_line("nat_end", kT0 + 31 * kS, 1, 40000, 61234, ",\"duration_ns\":30000000000") +
+                    // socket 2 (another process) gets the same outside port after
+                    port_line("assign", kT0 + 40 * kS, 2, 40100, 202, "curl") +
+                    nat_line("nat", kT0 + 40 * kS, 2, 40100, 61234) + stop_line(kT0 + 50 * kS);
+  write_file(d.path() + "/events.jsonl", log);
+  auto ask = [&](const std::string& flow, uint64_t at_s, uint16_t port = 0) {
+    WhoOptions o;
+    if (flow.empty())
+      o.port = port;
+    else
+      o.flow = flow;
+    if (port) o.laddr = "192.0.2.1";
+    o.at = std::to_string(kT0 / kS + at_s);
+    o.json = true;
+    o.logs = {d.path()};
+    std::ostringstream out, err;
+    EXPECT_EQ(run_who(o, out, err), 0) << err.str();
+    return out.str();
+  };
+  std::string a = ask("192.0.2.1:61234 203.0.113.7:53", 10);
+  EXPECT_NE(a.find("\"pid\":101"), std::string::npos) << a;
+  EXPECT_NE(a.find("\"nat\":{\"laddr\":\"192.0.2.1\",\"lport\":61234"), std::string::npos) << a;
+  EXPECT_NE(a.find("\"end\":\"released\""), std::string::npos) << "its own release, long before" << a;
+  EXPECT_EQ(a.find("\"pid\":202"), std::string::npos) << a;
+  std::string b = ask("", 45, 61234);
+  EXPECT_NE(b.find("\"pid\":202"), std::string::npos) << b;
+  EXPECT_EQ(b.find("\"pid\":101"), std::string::npos) << "its translation ended at 31 s" << b;
+  std::string c = ask("203.0.113.7:53 192.0.2.1:61234", 35);
+  EXPECT_EQ(c.find("\"type\":\"holding\""), std::string::npos) << "no translation held it then" << c;
+}

@@ -78,6 +78,22 @@ std::string portghost_fields(const PortRecord& r, std::optional<std::string_view
 }
 
 // A lost or stop record's own keys, under "portghost" (ECS) or "unmapped" (OCSF).
+// A NAT record's own keys, under "portghost" (ECS) or "unmapped" (OCSF;
+// with the translated ends there too: OCSF 1.2.0 has no field for them).
+std::string nat_fields(const NatRecord& r, uint64_t run, uint64_t seq, bool with_ends) {
+  return object([&](JsonObject& p) {
+    p.ascii("type", type_name(r.type)).num("ts_ns", r.ts_ns).num("sock", r.sock).num("ct_id", r.ct_id);
+    opt(p, "netns", r.netns);
+    opt(p, "duration_ns", r.duration_ns);
+    if (with_ends)
+      p.raw("nat", object([&](JsonObject& n) {
+              n.ascii("laddr", r.nat_laddr).num("lport", r.nat_lport);
+              n.ascii("raddr", r.nat_raddr).num("rport", r.nat_rport);
+            }));
+    p.num("run", run).num("seq", seq);
+  });
+}
+
 std::string lost_fields(const LostRecord& r, uint64_t run, uint64_t seq) {
   return object([&](JsonObject& p) {
     p.ascii("type", "lost").num("ts_ns", r.ts_ns).num("count", r.count).num("total", r.total);
@@ -173,6 +189,40 @@ void EcsSink::port(const PortRecord& r) {
   if (r.container) o.raw("container", object([&](JsonObject& c) { c.str("id", container_id_of(*r.container)); }));
   o.raw("host", object([&](JsonObject& h) { h.str("name", host_); }));
   o.raw("portghost", portghost_fields(r, cid, run_, seq));
+  o.close();
+  out_.write(s);
+}
+
+// A translation: the socket's end is the source, as everywhere; what the
+// world saw, its NAT (and the destination's, when that was rewritten).
+void EcsSink::nat(const NatRecord& r) {
+  uint64_t seq = next_seq();
+  std::string s;
+  JsonObject o(s);
+  bool end = r.type == NatRecord::Type::NatEnd;
+  ecs_head(o, r.ts_ns, "network", end ? "[\"connection\",\"end\"]" : "[\"connection\",\"start\"]",
+           end ? "nat-translation-ended" : "nat-translation", seq,
+           [&](JsonObject& e) { opt(e, "duration", r.duration_ns); });
+  o.raw("network", object([&](JsonObject& n) {
+          n.ascii("transport", to_string(r.proto)).ascii("type", to_string(r.family));
+          n.ascii("iana_number", std::to_string(static_cast<unsigned>(r.proto)));
+        }));
+  o.raw("source", object([&](JsonObject& e) {
+          e.ascii("ip", r.laddr).num("port", r.lport);
+          e.raw("nat", object([&](JsonObject& n) { n.ascii("ip", r.nat_laddr).num("port", r.nat_lport); }));
+        }));
+  o.raw("destination", object([&](JsonObject& e) {
+          e.ascii("ip", r.raddr).num("port", r.rport);
+          if (!(r.nat_raddr == r.raddr) || r.nat_rport != r.rport)
+            e.raw("nat", object([&](JsonObject& n) { n.ascii("ip", r.nat_raddr).num("port", r.nat_rport); }));
+        }));
+  if (r.pid || r.comm)
+    o.raw("process", object([&](JsonObject& p) {
+            opt(p, "pid", r.pid);
+            if (r.comm) p.str("name", r.comm->view());
+          }));
+  o.raw("host", object([&](JsonObject& h) { h.str("name", host_); }));
+  o.raw("portghost", nat_fields(r, run_, seq, false));
   o.close();
   out_.write(s);
 }
@@ -317,6 +367,35 @@ void OcsfSink::port(const PortRecord& r) {
     o.num("end_time", r.ts_ns / 1'000'000);
   }
   o.raw("unmapped", portghost_fields(r, cid, run_, seq));
+  o.close();
+  out_.write(s);
+}
+
+// A translation as Network Activity "Traffic" (6): the socket's end and its
+// peer; the ends the world saw under unmapped (OCSF 1.2.0 has no NAT field).
+void OcsfSink::nat(const NatRecord& r) {
+  uint64_t seq = next_seq();
+  std::string s;
+  JsonObject o(s);
+  ocsf_head(o, true, 6, "Traffic", 1, "Informational", r.ts_ns, host_, run_, seq);
+  o.num("status_id", 1).ascii("status", "Success");
+  o.raw("src_endpoint", object([&](JsonObject& e) { e.ascii("ip", r.laddr).num("port", r.lport); }));
+  o.raw("dst_endpoint", object([&](JsonObject& e) { e.ascii("ip", r.raddr).num("port", r.rport); }));
+  o.raw("connection_info", object([&](JsonObject& c) {
+          c.num("protocol_num", static_cast<unsigned>(r.proto)).ascii("protocol_name", to_string(r.proto));
+          c.num("protocol_ver_id", r.family == Family::Ipv4 ? 4 : 6);
+          c.num("direction_id", 2).ascii("direction", "Outbound");
+          c.str("uid", std::to_string(r.sock));
+        }));
+  if (r.pid || r.comm)
+    o.raw("actor", object([&](JsonObject& a) {
+            a.raw("process", object([&](JsonObject& p) {
+                    opt(p, "pid", r.pid);
+                    if (r.comm) p.str("name", r.comm->view());
+                  }));
+          }));
+  if (r.duration_ns) o.num("duration", *r.duration_ns / 1'000'000);
+  o.raw("unmapped", nat_fields(r, run_, seq, true));
   o.close();
   out_.write(s);
 }

@@ -43,6 +43,7 @@ class EcsSink : public StandardSink {
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override;
+  void nat(const NatRecord& r) override;
 };
 
 class OcsfSink : public StandardSink {
@@ -53,6 +54,7 @@ class OcsfSink : public StandardSink {
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override;
+  void nat(const NatRecord& r) override;
 };
 
 // "docker://abc" -> "abc": the container's own id, as ECS and OCSF hold it.

@@ -47,6 +47,24 @@ std::string TableSink::render(const PortRecord& r) {
   return buf;
 }
 
+// the flow as the socket sent it; the last column, as the world saw it
+std::string TableSink::render(const NatRecord& r) {
+  std::string pid = r.pid ? std::to_string(*r.pid) : "-";
+  std::string comm = r.comm ? printable(r.comm->view()) : "-";
+  std::string seen = "as " + endpoint(r.family, r.nat_laddr, r.nat_lport);
+  if (!(r.nat_raddr == r.raddr) || r.nat_rport != r.rport)
+    seen += " -> " + endpoint(r.family, r.nat_raddr, r.nat_rport);
+  if (r.duration_ns) seen += ", " + format_duration(*r.duration_ns);
+  char buf[512];
+  std::snprintf(buf, sizeof buf, kRowFmt, format_clock_local(r.ts_ns).c_str(), std::string(type_name(r.type)).c_str(),
+                pid.c_str(), comm.c_str(), std::string(to_string(r.proto)).c_str(),
+                endpoint(r.family, r.laddr, r.lport).c_str(), endpoint(r.family, r.raddr, r.rport).c_str(), "nat",
+                seen.c_str());
+  return buf;
+}
+
+void TableSink::nat(const NatRecord& r) { out_.write(render(r)); }
+
 void TableSink::start(const StartRecord& r) {
   std::string s = "# portghost " + r.version + " on " + printable(r.kernel) + ", ephemeral range " +
                   std::to_string(r.port_lo) + "-" + std::to_string(r.port_hi) + "\n";

@@ -18,10 +18,12 @@ class TableSink : public Sink {
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override;
+  void nat(const NatRecord& r) override;
   void flush() override { out_.flush(); }
 
   static std::string header();
   static std::string render(const PortRecord& r);
+  static std::string render(const NatRecord& r);
 
  private:
   Output& out_;
