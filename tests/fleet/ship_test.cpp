@@ -503,3 +503,59 @@ TEST_F(Fleet, OnceEndsOnAnUnfinishedLastLine) {
   EXPECT_NE(r.err.find("unfinished last line"), std::string::npos) << r.err;
   EXPECT_EQ(store_counts(*server_, db_), expected_counts(shape.host, written));
 }
+
+// who through NAT from the store: the translation records come with the
+// others, and the answer is the files' (the socket behind a translated
+// port, a datagram's socket long closed, the port later another's).
+TEST_F(Fleet, WhoThroughNatAgreesWithTheFiles) {
+  const uint64_t s = 1'000'000'000ULL, t0 = 1'796'000'000 * s, run = t0;
+  uint64_t seq = 0;
+  auto line = [&](const std::string& body, uint64_t ts) {
+    return "{\"type\":" + body + ",\"ts\":\"" + at(ts) + "\",\"ts_ns\":" + std::to_string(ts) +
+           ",\"host\":\"nat-host\",\"run\":" + std::to_string(run) + ",\"seq\":" + std::to_string(seq++) + "}\n";
+  };
+  auto port = [&](const char* type, uint64_t sock, uint16_t lport, uint32_t pid, uint64_t ts) {
+    return line("\"" + std::string(type) + "\",\"sock\":" + std::to_string(sock) +
+                    ",\"proto\":\"udp\",\"family\":\"ipv4\",\"laddr\":\"0.0.0.0\",\"lport\":" + std::to_string(lport) +
+                    ",\"raddr\":null,\"rport\":null,\"how\":\"sendmsg\",\"pid\":" + std::to_string(pid) +
+                    ",\"comm\":\"dig\",\"netns\":4026532174",
+                ts);
+  };
+  auto nat = [&](const char* type, uint64_t sock, uint16_t lport, uint64_t ts) {
+    return line(
+        "\"" + std::string(type) + "\",\"sock\":" + std::to_string(sock) +
+            ",\"proto\":\"udp\",\"family\":\"ipv4\",\"laddr\":\"10.88.0.5\",\"lport\":" + std::to_string(lport) +
+            ",\"raddr\":\"203.0.113.7\",\"rport\":53,\"nat_laddr\":\"192.0.2.1\",\"nat_lport\":61234,"
+            "\"nat_raddr\":\"203.0.113.7\",\"nat_rport\":53,\"ct_id\":7,\"pid\":1,\"comm\":\"dig\","
+            "\"netns\":4026532174",
+        ts);
+  };
+  // one statement per line: seq counts in the file's order
+  std::string log = line("\"start\",\"version\":\"0.1.0\"", t0);
+  log += port("assign", 1, 40000, 101, t0 + s);
+  log += port("release", 1, 40000, 101, t0 + s + 1000);
+  log += nat("nat", 1, 40000, t0 + s + 500);
+  log += nat("nat_end", 1, 40000, t0 + 31 * s);
+  log += port("assign", 2, 40100, 202, t0 + 40 * s);
+  log += nat("nat", 2, 40100, t0 + 40 * s + 100);
+  log += line("\"stop\",\"reason\":\"signal\"", t0 + 50 * s);
+  {
+    std::ofstream f(dir_ / "events.jsonl");
+    f << log;
+  }
+  RunResult r = run_portghost(ship_args(dir_.path(), store_url(*server_, db_)));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  for (uint64_t when : {t0 + 10 * s, t0 + 35 * s, t0 + 45 * s}) {
+    // (at 35 s, between the two translations, the JSON answer is empty)
+    if (when != t0 + 35 * s)
+      expect_parity({dir_.path()},
+                    {"who", "--flow", "192.0.2.1:61234 203.0.113.7:53", "--at", at(when), "--format", "json"});
+    expect_parity({dir_.path()}, {"who", "61234", "--laddr", "192.0.2.1", "--at", at(when)});
+  }
+  RunResult w = run_portghost({"who", "--flow", "203.0.113.7:53 192.0.2.1:61234", "--at", at(t0 + 10 * s), "--format",
+                               "json", "--from", store_url(*server_, db_), "--credentials", cred_});
+  ASSERT_EQ(w.rc, 0) << w.err;
+  EXPECT_NE(w.out.find("\"pid\":101"), std::string::npos) << w.out;
+  EXPECT_NE(w.out.find("\"nat\":{\"laddr\":\"192.0.2.1\",\"lport\":61234"), std::string::npos) << w.out;
+  EXPECT_EQ(holdings_, 2u) << "the JSON answers at 10 s and at 45 s, one holder each";
+}

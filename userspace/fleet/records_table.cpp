@@ -142,7 +142,7 @@ void append_valid_json_as_string(std::string& out, std::string_view line) {
 
 bool known_type(std::string_view t) {
   return t == "start" || t == "existing" || t == "assign" || t == "release" || t == "exhausted" || t == "warning" ||
-         t == "lost" || t == "stop";
+         t == "lost" || t == "stop" || t == "nat" || t == "nat_end";
 }
 
 }  // namespace

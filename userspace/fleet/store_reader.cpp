@@ -75,6 +75,23 @@ std::string records_of(const std::string& table, const std::string& where) {
          " ORDER BY host, run, seq LIMIT 1 BY host, run, seq FORMAT TabSeparatedRaw";
 }
 
+// The nat and nat_end records (few: one per translated flow), in order.
+std::vector<LogEvent> nat_records(ClickHouseClient& c, const std::string& table, const std::optional<std::string>& host,
+                                  std::ostream& warn) {
+  std::vector<LogEvent> events;
+  SessionSplitter split([&](const std::string&, std::string& text) {
+    size_t size = text.size();
+    std::string padded = padded_log_text(text);
+    read_log_text(
+        "ClickHouse " + c.endpoint().describe(), padded, size, std::nullopt,
+        [&](LogEvent&& e) { events.push_back(std::move(e)); }, warn);
+  });
+  c.query_stream(records_of(table, host_filter(host) + "type IN ('nat', 'nat_end')"),
+                 [&](std::string_view d) { split.feed(d); });
+  split.finish();
+  return events;
+}
+
 }  // namespace
 
 int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err) {
@@ -94,8 +111,17 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
       },
       err);
   if (!questions) return kExitUsage;
+  std::ostringstream warn;
+  // the outside of a NAT: the sockets behind its translations hold other ports
+  std::vector<NatHop> hops;
+  {
+    auto nats = nat_records(c, table, q.host, warn);
+    for (const auto& one : *questions)
+      for (auto& h : nat_hops(nats, one)) hops.push_back(std::move(h));
+  }
   std::string ports;
   for (const auto& one : *questions) ports += (ports.empty() ? "" : ", ") + std::to_string(one.port);
+  for (const auto& h : hops) ports += ", " + std::to_string(h.inside.port);
   // Every session's own records (they have no protocol: first in each
   // host's part of the sort key), and the port's: a condition the primary
   // key can use, evaluated first (PREWHERE) so that only those rows' lines
@@ -128,7 +154,6 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   }
   std::vector<LogEvent> events;
   ReadStats totals;
-  std::ostringstream warn;
   SessionSplitter split([&](const std::string& key, std::string& text) {
     size_t size = text.size();
     std::string padded = padded_log_text(text);
@@ -159,6 +184,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   }
   std::vector<WhoAnswer> parts;
   for (const auto& one : *questions) parts.push_back(answer_who(events, one));
+  for (const auto& h : hops) parts.push_back(answer_through_nat(events, h));
   print_who(merge_answers(std::move(parts)), q, out);
   return kExitOk;
 }
