@@ -9,7 +9,7 @@ PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog
       libfmt-dev libsimdjson-dev libcurl4-openssl-dev libssl-dev libdeflate-dev libnetfilter-conntrack-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config
       libclang-rt-dev iproute2 clang-format clang-tidy git clickhouse-server nftables)
 if [ "${1:-}" = bench ]; then
-  PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps redis-server redis-tools)
+  PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps redis-server redis-tools conntrack)
 fi
 if [ "${1:-}" = vmtest ]; then
   PKGS+=(qemu-system-x86 busybox-static cpio xz-utils zstd apt iproute2)

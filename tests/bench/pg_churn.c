@@ -2,6 +2,7 @@
 // loopback, one kind of operation per run, for a bounded time.
 //
 //   pg_churn LOOP [--threads N] [--seconds S] [--rate OPS] [--ports FILE] [--count N]
+//                 [--to ADDR:PORT] [--port N]
 //
 // LOOP is one of
 //   tcp      connect to a listener of the thread's own, accept, close the
@@ -17,7 +18,12 @@
 //   exec     fork, exec /bin/true, wait (CPU counts the children's too)
 //   hold     bind --count TCP sockets to port 0 (spread over 127.0.0.1-16),
 //            hold them all until the time is up, then close them
+//   serve    accept TCP connections on --port (every address) and close each
+//            at once, until the time is up: the far end of --to
 //
+// --to ADDR:PORT: tcp, tcp-rst and udp go to that server (IPv4), not to one
+// of their own (tcp then waits for the server to close first, so that its
+// port leaves no TIME_WAIT behind): traffic through a NAT.
 // --rate paces the total to OPS operations per second (default: as fast as
 // it goes). --ports writes one line per operation, "PROTO PORT LIFETIME_NS",
 // the local port the kernel gave and how long the socket held it.
@@ -42,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND, LOOP_RW, LOOP_EXEC, LOOP_HOLD };
+enum loop { LOOP_TCP, LOOP_TCP_RST, LOOP_UDP, LOOP_BIND, LOOP_RW, LOOP_EXEC, LOOP_HOLD, LOOP_SERVE };
 
 struct port_use {
   uint16_t port;
@@ -63,6 +69,8 @@ struct worker {
 
 static atomic_int g_stop;
 static int g_record;
+static int g_remote;  // --to: the server is elsewhere
+static struct sockaddr_in g_to;
 
 static uint64_t now_ns(void) {
   struct timespec t;
@@ -122,8 +130,21 @@ static int one_op(struct worker* w, int server, const struct sockaddr_in* addr) 
         close(s);
         return -1;
       }
-      int c = accept(server, NULL, NULL);
       uint16_t port = g_record ? local_port(s) : 0;
+      if (g_remote) {
+        if (w->loop == LOOP_TCP_RST) {
+          struct linger lg = {1, 0};
+          setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        } else {
+          char c;
+          while (read(s, &c, 1) > 0) {
+          }
+        }
+        close(s);
+        record(w, port, t0);
+        return 0;
+      }
+      int c = accept(server, NULL, NULL);
       if (w->loop == LOOP_TCP_RST) {
         struct linger lg = {1, 0};
         setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -171,7 +192,8 @@ static int one_op(struct worker* w, int server, const struct sockaddr_in* addr) 
       if (waitpid(pid, &status, 0) != pid) return -1;
       return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
     }
-    case LOOP_HOLD: break;  // not a per-operation loop
+    case LOOP_HOLD:
+    case LOOP_SERVE: break;  // not per-operation loops
   }
   return -1;
 }
@@ -187,6 +209,8 @@ static void* run(void* arg) {
       snprintf(w->error, sizeof w->error, "/dev/zero, /dev/null: %s", strerror(errno));
       return NULL;
     }
+  } else if (g_remote) {
+    addr = g_to;
   } else if (w->loop != LOOP_BIND && w->loop != LOOP_EXEC) {
     server = server_socket(w->loop == LOOP_UDP ? SOCK_DGRAM : SOCK_STREAM, &addr);
     if (server < 0) {
@@ -269,6 +293,29 @@ static double number(const char* flag, const char* v, double lo, double hi) {
   return d;
 }
 
+// Accepts on `port` and closes each connection at once until the time is up.
+static long serve(uint16_t port, double seconds) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int one = 1;
+  setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  if (l < 0 || bind(l, (struct sockaddr*)&a, sizeof a) != 0 || listen(l, 4096) != 0) die("serve: cannot listen");
+  long n = 0;
+  uint64_t end = now_ns() + (uint64_t)(seconds * 1e9);
+  while (now_ns() < end) {
+    int c = accept(l, NULL, NULL);
+    if (c >= 0) {
+      close(c);
+      n++;
+    } else {
+      struct timespec ts = {0, 200000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  close(l);
+  return n;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2)
     die("usage: pg_churn tcp|tcp-rst|udp|bind|rw|exec|hold [--threads N] [--seconds S] [--rate OPS] [--ports FILE] "
@@ -288,10 +335,12 @@ int main(int argc, char** argv) {
     loop = LOOP_EXEC;
   else if (!strcmp(argv[1], "hold"))
     loop = LOOP_HOLD;
+  else if (!strcmp(argv[1], "serve"))
+    loop = LOOP_SERVE;
   else
-    die("unknown loop (tcp, tcp-rst, udp, bind, rw, exec, hold)");
+    die("unknown loop (tcp, tcp-rst, udp, bind, rw, exec, hold, serve)");
   long threads = sysconf(_SC_NPROCESSORS_ONLN);
-  double seconds = 5, rate = 0, count = 100000;
+  double seconds = 5, rate = 0, count = 100000, port = 0;
   const char* ports = NULL;
   for (int i = 2; i < argc; i++) {
     if (i + 1 >= argc) die("every option takes a value");
@@ -307,8 +356,27 @@ int main(int argc, char** argv) {
       ports = v;
     else if (!strcmp(f, "--count"))
       count = number(f, v, 1, 1e7);
-    else
+    else if (!strcmp(f, "--port"))
+      port = number(f, v, 1, 65535);
+    else if (!strcmp(f, "--to")) {
+      char host[64];
+      const char* colon = strrchr(v, ':');
+      if (!colon || (size_t)(colon - v) >= sizeof host) die("--to: ADDR:PORT");
+      memcpy(host, v, (size_t)(colon - v));
+      host[colon - v] = 0;
+      g_to.sin_family = AF_INET;
+      g_to.sin_port = htons((uint16_t)number(f, colon + 1, 1, 65535));
+      if (inet_pton(AF_INET, host, &g_to.sin_addr) != 1) die("--to: not an IPv4 address");
+      g_remote = 1;
+    } else
       die("unknown option");
+  }
+  if (g_remote && loop != LOOP_TCP && loop != LOOP_TCP_RST && loop != LOOP_UDP) die("--to: only tcp, tcp-rst, udp");
+  if (loop == LOOP_SERVE) {
+    if (!port) die("serve: --port N");
+    long n = serve((uint16_t)port, seconds);
+    printf("loop=serve pid=%d accepted=%ld\n", (int)getpid(), n);
+    return 0;
   }
   g_record = ports != NULL;
   if (loop == LOOP_HOLD) {
