@@ -6,19 +6,20 @@
 # portghost told not to follow NAT (--no-nat), and with portghost joining
 # every translation (the default). Interleaved repetitions, medians.
 #
-#   scripts/bench-nat.sh [--reps N] [--seconds S] [--out DIR]
+#   scripts/bench-nat.sh [--reps N] [--seconds S] [--rate CONN_PER_S] [--out DIR]
 #   scripts/bench-nat.sh --smoke    one short repetition, loose checks
 #
 # Writes DIR/results.md (default build/bench-nat). Runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-reps=5 secs=3 out=build/bench-nat smoke=0
+reps=5 secs=3 out=build/bench-nat smoke=0 rate=
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps=$2; shift ;;
     --seconds) secs=$2; shift ;;
     --out) out=$2; shift ;;
+    --rate) rate=$2; shift ;;
     --smoke) smoke=1 reps=1 secs=1 ;;
     *) echo "bench-nat.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -71,7 +72,7 @@ for rep in $(seq "$reps"); do
       for _ in $(seq 300); do grep -q '"type":"start"' "$f" 2>/dev/null && break; sleep 0.05; done
     fi
     c0=$([ -n "$pid" ] && cpu_of "$pid" || echo 0)
-    line=$(ns ctr "$CHURN" tcp-rst --to 198.19.0.2:7000 --threads 2 --seconds "$secs")
+    line=$(ns ctr "$CHURN" tcp-rst --to 198.19.0.2:7000 --threads 2 --seconds "$secs" ${rate:+--rate "$rate"})
     c1=$([ -n "$pid" ] && cpu_of "$pid" || echo 0)
     nats=- unjoined=-
     if [ -n "$pid" ]; then
@@ -92,10 +93,10 @@ res=$out/results.md
 {
   echo "## NAT: connections per second through MASQUERADE ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, Linux $(uname -r))"
   echo
-  echo "Command: \`scripts/bench-nat.sh --reps $reps --seconds $secs\`: \`pg_churn tcp-rst --to\` with 2 threads from the container namespace, medians of $reps interleaved runs"
+  echo "Command: \`scripts/bench-nat.sh --reps $reps --seconds $secs${rate:+ --rate $rate}\`: \`pg_churn tcp-rst --to\` with 2 threads from the container namespace${rate:+, paced to $rate connections/s}, medians of $reps interleaved runs"
   echo
-  echo "| tracer | conn/s | vs none | CPU ns/op (workload) | tracer CPU s | nat records / connections | unjoined |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| tracer | conn/s | vs none | CPU ns/op (workload) | tracer CPU s | tracer CPU ns/conn | nat records / connections | unjoined |"
+  echo "|---|---|---|---|---|---|---|---|"
   for tool in "${tools[@]}"; do
     ops=$(awk -v t="$tool" '$1 == t { print $3 }' "$raw" | median)
     cpu=$(awk -v t="$tool" '$1 == t { print $4 }' "$raw" | median)
@@ -104,7 +105,8 @@ res=$out/results.md
     nats=$(awk -v t="$tool" '$1 == t && $7 != "-" { print $7 }' "$raw" | median)
     unj=$(awk -v t="$tool" '$1 == t && $8 != "-" { print $8 }' "$raw" | median)
     slow=$(awk -v a="$ops" -v b="$base" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }')
-    echo "| $tool | $ops | $slow | $cpu | $tcpu | $nats / $conns | $unj |"
+    per=$(awk -v t="$tool" '$1 == t && $6 > 0 { print $5 * 1e9 / $6 }' "$raw" | median)
+    echo "| $tool | $ops | $slow | $cpu | $tcpu | ${per%.*} | $nats / $conns | $unj |"
   done
   echo
   echo "Raw: tool rep conn/s cpu_ns_per_op tracer_cpu_s connections nat_records unjoined"

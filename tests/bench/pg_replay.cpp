@@ -1,10 +1,12 @@
 // pg_replay: the consumer's cost per record, without the kernel. Feeds the
 // records of a raw dump (portghost trace --raw-dump) through exactly what the
 // tracer runs per record: decoding, the process cache, the socket table,
-// attribution, the NAT join's bookkeeping (as where the kernel has
-// conntrack events; --no-nat: as without), JSON and the file write.
+// attribution, the NAT join (as on a host with conntrack events where no
+// NAT was seen yet; --nat-active: where it was, so released sockets are
+// kept for late translations; --no-nat: no join at all), JSON and the
+// file write.
 //
-//   pg_replay DUMP [--out FILE] [--repeat N] [--no-nat]
+//   pg_replay DUMP [--out FILE] [--repeat N] [--no-nat | --nat-active]
 //
 // Prints records, JSON bytes written and the CPU time per record. Under
 // valgrind --tool=callgrind, the instruction count per record is the
@@ -52,15 +54,18 @@ double cpu_now() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: pg_replay DUMP [--out FILE] [--repeat N] [--no-nat]\n");
+    std::fprintf(stderr, "usage: pg_replay DUMP [--out FILE] [--repeat N] [--no-nat | --nat-active]\n");
     return 2;
   }
   std::string out_path = "/dev/null";
   long repeat = 1;
-  bool with_nat = true;
+  bool with_nat = true, nat_active = false;
   for (int i = 2; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--no-nat")) {
       with_nat = false;
+      i--;
+    } else if (!std::strcmp(argv[i], "--nat-active")) {
+      nat_active = true;
       i--;
     } else if (i + 1 >= argc) {
       std::fprintf(stderr, "pg_replay: %s needs a value\n", argv[i]);
@@ -86,9 +91,9 @@ int main(int argc, char** argv) {
     std::optional<CgroupResolver> cgroups;
     if (auto root = find_cgroup2_mount()) cgroups.emplace(*root);
     RecordBuilder builder(sink, Filters{}, BootClock(), procs, std::move(cgroups));
-    if (nat) {  // as on a host where NAT is at work: released sockets kept
+    if (nat) {
       nat->use_table(builder.table());
-      nat->activate();
+      if (nat_active) nat->activate();  // as on a host where NAT is at work: released sockets kept
     }
     double t0 = cpu_now();
     for (long r = 0; r < repeat; r++) replay_records(builder, sink, nat ? &*nat : nullptr, records);

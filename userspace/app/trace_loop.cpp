@@ -123,15 +123,32 @@ std::optional<ConntrackEvents> open_conntrack(bool wanted, std::string& why) {
   }
 }
 
+// Conntrack events wake the loop at most this often: every event would be a
+// wakeup (a context switch per connection through the NAT), and a batch
+// read kConntrackBatchMs apart costs the join's timing no more than that.
+constexpr int kConntrackBatchMs = 10;
+
 // With conntrack events: waits for the ring or the events (at most
-// timeout_ms), reads the events, then empties the ring up to a batch.
-// `read_to_unix_ns`: every event read was read before it, and every port
-// record made before it is read once the ring is emptied (return < kBatch).
+// timeout_ms; the events' socket only once kConntrackBatchMs have passed
+// since it was last read), reads the events, then empties the ring up to a
+// batch. `read_to_unix_ns`: every event read was read before it, and every
+// port record made before it is read once the ring is emptied (return <
+// kBatch).
 int wait_ring_and_conntrack(Probes& probes, ConntrackEvents& ct, NatJoin& nat, uint64_t& overruns,
-                            uint64_t& read_to_unix_ns, int timeout_ms) {
+                            uint64_t& last_read_boot_ns, uint64_t& read_to_unix_ns, int timeout_ms) {
+  uint64_t since = BootClock::now_boot_ns() - last_read_boot_ns;
+  uint64_t batch_ns = uint64_t{kConntrackBatchMs} * 1'000'000;
   pollfd fds[2] = {{probes.ring_fd(), POLLIN, 0}, {ct.fd(), POLLIN, 0}};
-  if (::poll(fds, 2, timeout_ms) < 0 && errno != EINTR) return -errno;
-  overruns += ct.read([&](const CtEvent& e) { nat.on_conntrack(e); });
+  int nfds = 2;
+  if (since < batch_ns) {  // too soon for the events: the ring, until it is time
+    nfds = 1;
+    timeout_ms = std::min<int>(timeout_ms, static_cast<int>((batch_ns - since) / 1'000'000) + 1);
+  }
+  if (::poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) return -errno;
+  if (BootClock::now_boot_ns() - last_read_boot_ns >= batch_ns) {
+    overruns += ct.read([&](const CtEvent& e) { nat.on_conntrack(e); });
+    last_read_boot_ns = BootClock::now_boot_ns();
+  }
   read_to_unix_ns = BootClock::now_unix_ns();
   return probes.drain();
 }
@@ -234,7 +251,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   Counters last{};
   uint64_t lost_total = 0;
   uint64_t unwritten_reported = 0;
-  uint64_t ct_overruns = 0, ct_overruns_reported = 0, nat_dropped_reported = 0;
+  uint64_t ct_overruns = 0, ct_overruns_reported = 0, nat_dropped_reported = 0, ct_read_boot_ns = 0;
   // Losses since the last report: the kernel's, and records the output gave
   // up on while it could not write (told once it writes again).
   auto report_lost = [&] {
@@ -268,7 +285,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   while (!stop.load()) {
     uint64_t polled_from = BootClock::now_boot_ns();
     uint64_t read_to_unix = 0;
-    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, ct_overruns, read_to_unix, kDrainMs)
+    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, ct_overruns, ct_read_boot_ns, read_to_unix,
+                                                kDrainMs)
                       : probes.poll(kDrainMs);
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);

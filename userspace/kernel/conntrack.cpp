@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "common/clock.hpp"
 #include "common/errors.hpp"
+#include "kernel/events.hpp"
 
 namespace portghost {
 
@@ -21,14 +23,14 @@ constexpr int kReceiveBuffer = 64 << 20;
 
 void put_end(const nf_conntrack* ct, Family f, enum nf_conntrack_attr v4, enum nf_conntrack_attr v6,
              enum nf_conntrack_attr port, CtEnd& out) {
-  char text[INET6_ADDRSTRLEN] = {};
+  uint8_t bytes[16] = {};
   if (f == Family::Ipv4) {
     uint32_t a = nfct_get_attr_u32(ct, v4);
-    inet_ntop(AF_INET, &a, text, sizeof text);
+    std::memcpy(bytes, &a, 4);
   } else {
-    inet_ntop(AF_INET6, nfct_get_attr(ct, v6), text, sizeof text);
+    std::memcpy(bytes, nfct_get_attr(ct, v6), 16);
   }
-  out.addr = std::string_view(text);
+  format_addr_to(out.addr, f, bytes);
   out.port = ntohs(nfct_get_attr_u16(ct, port));
 }
 
