@@ -33,7 +33,7 @@ if pgrep -x portghost >/dev/null; then
   echo "bench-nat.sh: portghost is already running: stop it first" >&2
   exit 1
 fi
-./scripts/deps.sh bench
+if [ $smoke -eq 0 ]; then ./scripts/deps.sh bench; fi  # conntrack(8), to flush the table between runs
 ./scripts/build.sh >/dev/null 2>&1
 PG=$PWD/build/portghost CHURN=$PWD/build/tests/pg_churn TOPO=$PWD/tests/integration/nat_topology.sh
 name=pgbn$$

@@ -128,26 +128,39 @@ std::optional<ConntrackEvents> open_conntrack(bool wanted, std::string& why) {
 // read kConntrackBatchMs apart costs the join's timing no more than that.
 constexpr int kConntrackBatchMs = 10;
 
+// The conntrack side of the loop: when its events were last read, and
+// whether that read found any (a quiet socket is waited on at once).
+struct ConntrackPace {
+  uint64_t last_read_boot_ns = 0;
+  bool busy = false;
+  uint64_t overruns = 0;
+};
+
 // With conntrack events: waits for the ring or the events (at most
-// timeout_ms; the events' socket only once kConntrackBatchMs have passed
-// since it was last read), reads the events, then empties the ring up to a
-// batch. `read_to_unix_ns`: every event read was read before it, and every
-// port record made before it is read once the ring is emptied (return <
-// kBatch).
-int wait_ring_and_conntrack(Probes& probes, ConntrackEvents& ct, NatJoin& nat, uint64_t& overruns,
-                            uint64_t& last_read_boot_ns, uint64_t& read_to_unix_ns, int timeout_ms) {
-  uint64_t since = BootClock::now_boot_ns() - last_read_boot_ns;
+// timeout_ms; after a read that found events, the events' socket only once
+// kConntrackBatchMs have passed), reads the events, then empties the ring
+// up to a batch. `read_to_unix_ns`: every event read was read before it,
+// and every port record made before it is read once the ring is emptied
+// (return < kBatch).
+int wait_ring_and_conntrack(Probes& probes, ConntrackEvents& ct, NatJoin& nat, ConntrackPace& pace,
+                            uint64_t& read_to_unix_ns, int timeout_ms) {
+  uint64_t since = BootClock::now_boot_ns() - pace.last_read_boot_ns;
   uint64_t batch_ns = uint64_t{kConntrackBatchMs} * 1'000'000;
   pollfd fds[2] = {{probes.ring_fd(), POLLIN, 0}, {ct.fd(), POLLIN, 0}};
   int nfds = 2;
-  if (since < batch_ns) {  // too soon for the events: the ring, until it is time
+  if (pace.busy && since < batch_ns) {  // too soon for the events: the ring, until it is time
     nfds = 1;
     timeout_ms = std::min<int>(timeout_ms, static_cast<int>((batch_ns - since) / 1'000'000) + 1);
   }
   if (::poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) return -errno;
-  if (BootClock::now_boot_ns() - last_read_boot_ns >= batch_ns) {
-    overruns += ct.read([&](const CtEvent& e) { nat.on_conntrack(e); });
-    last_read_boot_ns = BootClock::now_boot_ns();
+  if (!pace.busy || BootClock::now_boot_ns() - pace.last_read_boot_ns >= batch_ns) {
+    size_t n = 0;
+    pace.overruns += ct.read([&](const CtEvent& e) {
+      n++;
+      nat.on_conntrack(e);
+    });
+    pace.busy = n > 0;
+    pace.last_read_boot_ns = BootClock::now_boot_ns();
   }
   read_to_unix_ns = BootClock::now_unix_ns();
   return probes.drain();
@@ -251,14 +264,15 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   Counters last{};
   uint64_t lost_total = 0;
   uint64_t unwritten_reported = 0;
-  uint64_t ct_overruns = 0, ct_overruns_reported = 0, nat_dropped_reported = 0, ct_read_boot_ns = 0;
+  ConntrackPace ct_pace;
+  uint64_t ct_overruns_reported = 0, nat_dropped_reported = 0;
   // Losses since the last report: the kernel's, and records the output gave
   // up on while it could not write (told once it writes again).
   auto report_lost = [&] {
     Counters c = probes.counters();
     uint64_t unwritten = out.failing() ? unwritten_reported : out.unwritten();
     uint64_t nat_dropped = nat ? nat->dropped() : 0;
-    uint64_t nat_lost = ct_overruns - ct_overruns_reported + nat_dropped - nat_dropped_reported;
+    uint64_t nat_lost = ct_pace.overruns - ct_overruns_reported + nat_dropped - nat_dropped_reported;
     if (c.lost() > last.lost() || unwritten > unwritten_reported || nat_lost) {
       LostRecord l;
       l.ts_ns = BootClock::now_unix_ns();
@@ -271,10 +285,11 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       if (c.drop_proc > last.drop_proc) l.by_reason["proc_ring_full"] = c.drop_proc - last.drop_proc;
       if (unwritten > unwritten_reported) l.by_reason["write_failed"] = unwritten - unwritten_reported;
       // each overrun of the conntrack socket lost one event or more
-      if (ct_overruns > ct_overruns_reported) l.by_reason["conntrack_overrun"] = ct_overruns - ct_overruns_reported;
+      if (ct_pace.overruns > ct_overruns_reported)
+        l.by_reason["conntrack_overrun"] = ct_pace.overruns - ct_overruns_reported;
       if (nat_dropped > nat_dropped_reported) l.by_reason["nat_pending_full"] = nat_dropped - nat_dropped_reported;
       unwritten_reported = unwritten;
-      ct_overruns_reported = ct_overruns;
+      ct_overruns_reported = ct_pace.overruns;
       nat_dropped_reported = nat_dropped;
       sink.lost(l);
     }
@@ -285,8 +300,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   while (!stop.load()) {
     uint64_t polled_from = BootClock::now_boot_ns();
     uint64_t read_to_unix = 0;
-    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, ct_overruns, ct_read_boot_ns, read_to_unix,
-                                                kDrainMs)
+    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, ct_pace, read_to_unix, kDrainMs)
                       : probes.poll(kDrainMs);
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);
@@ -330,7 +344,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   spdlog::info("stopping ({}): drained {} records in {} ms", reason, drained,
                (BootClock::now_boot_ns() - drain_from) / 1'000'000);
   if (nat) {  // the translations read by now, of the sockets read by now
-    ct_overruns += conntrack->read([&](const CtEvent& e) { nat->on_conntrack(e); });
+    ct_pace.overruns += conntrack->read([&](const CtEvent& e) { nat->on_conntrack(e); });
     nat->ready(BootClock::now_unix_ns());
   }
   report_lost();

@@ -164,6 +164,20 @@ std::string padded_log_text(std::string_view text) {
   return data;
 }
 
+namespace {
+// What port and nat records share: the socket's flow and its holder.
+void flow_fields(simdjson::dom::element& doc, LogEvent& e) {
+  str_field(doc, "proto", e.proto);
+  str_field(doc, "family", e.family);
+  str_field(doc, "laddr", e.laddr);
+  opt_str_field(doc, "raddr", e.raddr);
+  str_field(doc, "comm", e.comm);
+  opt_u64_field(doc, "pid", e.pid);
+  opt_u64_field(doc, "netns", e.netns);
+  opt_u64_field(doc, "duration_ns", e.duration_ns);
+}
+}  // namespace
+
 ReadStats read_log_text(const std::string& path, const std::string& data, size_t size,
                         std::optional<uint16_t> want_port, const std::function<void(LogEvent&&)>& keep,
                         std::ostream& warn) {
@@ -257,24 +271,17 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
         continue;
       }
       e.lport = static_cast<uint16_t>(lport);
-      str_field(doc, "proto", e.proto);
-      str_field(doc, "family", e.family);
-      str_field(doc, "laddr", e.laddr);
-      opt_str_field(doc, "raddr", e.raddr);
+      flow_fields(doc, e);
       opt_str_field(doc, "community_id", e.community_id);
       uint64_t rp = 0;
       if (doc["rport"].get_uint64().get(rp) == simdjson::SUCCESS && rp <= 65535) e.rport = static_cast<uint16_t>(rp);
       str_field(doc, "how", e.how);
-      str_field(doc, "comm", e.comm);
       str_field(doc, "thread", e.thread);
       str_field(doc, "exe", e.exe);
       str_field(doc, "cmdline", e.cmdline);
       str_field(doc, "container", e.container);
-      opt_u64_field(doc, "pid", e.pid);
       opt_u64_field(doc, "tid", e.tid);
       opt_u64_field(doc, "uid", e.uid);
-      opt_u64_field(doc, "netns", e.netns);
-      opt_u64_field(doc, "duration_ns", e.duration_ns);
       bool tw = false;
       if (doc["timewait"].get_bool().get(tw) == simdjson::SUCCESS) e.timewait = tw;
     }
@@ -293,16 +300,9 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
       e.rport = static_cast<uint16_t>(rport);
       e.nat_lport = static_cast<uint16_t>(nat_lport);
       e.nat_rport = static_cast<uint16_t>(nat_rport);
-      str_field(doc, "proto", e.proto);
-      str_field(doc, "family", e.family);
-      str_field(doc, "laddr", e.laddr);
-      opt_str_field(doc, "raddr", e.raddr);
+      flow_fields(doc, e);
       str_field(doc, "nat_laddr", e.nat_laddr);
       str_field(doc, "nat_raddr", e.nat_raddr);
-      str_field(doc, "comm", e.comm);
-      opt_u64_field(doc, "pid", e.pid);
-      opt_u64_field(doc, "netns", e.netns);
-      opt_u64_field(doc, "duration_ns", e.duration_ns);
     }
     flush_tick();
     keep(std::move(e));

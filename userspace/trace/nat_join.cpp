@@ -24,37 +24,61 @@ void NatJoin::on_conntrack(const CtEvent& e) {
   if (e.kind == CtEvent::Kind::New && !e.src_translated() && !e.dst_translated()) return;
   activate();  // NAT is here: released sockets are kept for their late translations
   // the end of a flow whose translation was written, or may be yet
-  if (e.kind == CtEvent::Kind::Destroy && !open_.count(e.id) && !pending_new_.count(e.id)) return;
-  if (pending_.size() >= kMaxPending) {
+  if (e.kind == CtEvent::Kind::Destroy && !open_.count(e.id) && !pending_new_.find(e.id)) return;
+  if (pending() >= kMaxPending) {
     dropped_++;
     return;
   }
-  if (e.kind == CtEvent::Kind::New) pending_new_.insert(e.id);
+  if (e.kind == CtEvent::Kind::New) count(pending_new_, e.id, true);
   pending_.push_back(e);
 }
 
+void NatJoin::count(FlatMap<uint32_t>& m, uint32_t id, bool add) {
+  if (add) {
+    m[id]++;
+  } else if (uint32_t* n = m.find(id); n && --*n == 0) {
+    m.erase(id);
+  }
+}
+
 void NatJoin::ready(uint64_t read_to_unix_ns) {
-  // in order; what must wait (a flow whose socket is not seen yet, and
-  // the end of such a flow) stays, in order too
-  std::deque<CtEvent> waiting;
-  std::unordered_set<uint32_t> waiting_new;
-  while (!pending_.empty()) {
-    CtEvent& e = pending_.front();
-    bool wait = e.read_unix_ns > read_to_unix_ns;
-    if (!wait && e.kind == CtEvent::Kind::New) {
-      wait = !join(e, e.read_unix_ns + kWaitNs <= read_to_unix_ns);
-      if (wait) waiting_new.insert(e.id);
-    } else if (!wait) {
-      wait = waiting_new.count(e.id) != 0;
-      if (!wait) end(e);
+  // first the flows already tried once and waiting (older than the rest),
+  // each tried again at kRetryNs and a last time at kWaitNs; the end of a
+  // waiting flow waits behind it. Then the events read since, in order.
+  std::deque<Waiting> still;
+  for (auto& w : retry_) {
+    if (w.e.kind == CtEvent::Kind::New) {
+      bool last = w.e.read_unix_ns + kWaitNs <= read_to_unix_ns;
+      bool due = last || (w.tries == 1 && w.e.read_unix_ns + kRetryNs <= read_to_unix_ns);
+      if (due) w.tries++;
+      if (due && join(w.e, last)) {
+        count(pending_new_, w.e.id, false);
+        count(retry_new_, w.e.id, false);
+        continue;
+      }
+    } else if (!retry_new_.find(w.e.id)) {
+      end(w.e);
+      continue;
     }
-    if (wait) waiting.push_back(std::move(e));
+    still.push_back(std::move(w));
+  }
+  retry_ = std::move(still);
+  while (!pending_.empty() && pending_.front().read_unix_ns <= read_to_unix_ns) {
+    CtEvent& e = pending_.front();
+    if (e.kind == CtEvent::Kind::New) {
+      if (join(e, false)) {
+        count(pending_new_, e.id, false);
+      } else {
+        count(retry_new_, e.id, true);
+        retry_.push_back({std::move(e), 1});
+      }
+    } else if (retry_new_.find(e.id)) {
+      retry_.push_back({std::move(e), 0});
+    } else {
+      end(e);
+    }
     pending_.pop_front();
   }
-  pending_ = std::move(waiting);
-  pending_new_.clear();
-  for (const auto& e : pending_)
-    if (e.kind == CtEvent::Kind::New) pending_new_.insert(e.id);
 }
 
 bool NatJoin::join(const CtEvent& e, bool last_try) {

@@ -9,7 +9,8 @@
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
-#include <unordered_set>
+
+#include "common/flat_map.hpp"
 
 #include "kernel/conntrack.hpp"
 #include "trace/sink.hpp"
@@ -49,12 +50,13 @@ class NatJoin : public Sink {
 
   uint64_t unjoined() const { return unjoined_; }
   uint64_t ambiguous() const { return ambiguous_; }
-  size_t pending() const { return pending_.size(); }
+  size_t pending() const { return pending_.size() + retry_.size(); }
   uint64_t dropped() const { return dropped_; }  // events past kMaxPending
 
   static constexpr size_t kMaxPending = 1 << 18;
   static constexpr uint64_t kWaitNs = 1'000'000'000ULL;
-  static constexpr size_t kMaxOpen = 1 << 20;  // translations awaiting their end
+  static constexpr uint64_t kRetryNs = 50'000'000ULL;  // the second try; the third and last at kWaitNs
+  static constexpr size_t kMaxOpen = 1 << 20;          // translations awaiting their end
 
  private:
   // false: no socket fits yet
@@ -63,8 +65,15 @@ class NatJoin : public Sink {
 
   Sink& next_;
   SocketTable* table_ = nullptr;
-  std::deque<CtEvent> pending_;
-  std::unordered_set<uint32_t> pending_new_;      // ids of the new flows pending
+  struct Waiting {
+    CtEvent e;
+    int tries = 0;
+  };
+  std::deque<CtEvent> pending_;    // read, not yet tried, in order
+  std::deque<Waiting> retry_;      // tried and waiting for their socket (and the ends of those), in order
+  FlatMap<uint32_t> pending_new_;  // ids of the new flows in either: how many
+  FlatMap<uint32_t> retry_new_;    // ids of the new flows in retry_: how many
+  void count(FlatMap<uint32_t>& m, uint32_t id, bool add);
   std::unordered_map<uint32_t, NatRecord> open_;  // by conntrack id: written, not yet ended
   uint64_t unjoined_ = 0, ambiguous_ = 0, dropped_ = 0;
   uint64_t written_ = 0, ended_ = 0;
