@@ -60,7 +60,7 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
       end(w.e);
       continue;
     }
-    still.push_back(std::move(w));
+    still.push_back(w);
   }
   retry_ = std::move(still);
   while (!pending_.empty() && pending_.front().read_unix_ns <= read_to_unix_ns) {
@@ -70,10 +70,10 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
         count(pending_new_, e.id, false);
       } else {
         count(retry_new_, e.id, true);
-        retry_.push_back({std::move(e), 1});
+        retry_.push_back({e, 1});
       }
     } else if (retry_new_.find(e.id)) {
-      retry_.push_back({std::move(e), 0});
+      retry_.push_back({e, 0});
     } else {
       end(e);
     }
