@@ -227,3 +227,17 @@ TEST_F(NatJoinTest, ADualStackSocketsFlowIsItsIpv4One) {
   ASSERT_EQ(kept.nats.size(), 1u);
   EXPECT_EQ(kept.nats[0].sock, 1u);
 }
+
+// At the stop nothing may be left waiting unseen: every event gets its last
+// try, and what stays unjoined is counted.
+TEST_F(NatJoinTest, AtTheStopEveryWaitingFlowIsJoinedOrCounted) {
+  see(ct(CtEvent::Kind::New, 1, Proto::Udp, "198.18.0.2", 40000, "198.19.0.1", 62000, 10 * kSec));
+  see(ct(CtEvent::Kind::New, 2, Proto::Udp, "198.18.0.2", 40001, "198.19.0.1", 62001, 10 * kSec + 10));
+  table.assign(sock(Kind::Assign, 1, Proto::Udp, "0.0.0.0", 40000, 10 * kSec + 20));
+  EXPECT_EQ(nat.pending(), 2u);
+  nat.finish();
+  EXPECT_EQ(nat.pending(), 0u);
+  ASSERT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(kept.nats[0].sock, 1u);
+  EXPECT_EQ(nat.unjoined(), 1u);
+}

@@ -345,7 +345,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
                (BootClock::now_boot_ns() - drain_from) / 1'000'000);
   if (nat) {  // the translations read by now, of the sockets read by now
     ct_pace.overruns += conntrack->read([&](const CtEvent& e) { nat->on_conntrack(e); });
-    nat->ready(BootClock::now_unix_ns());
+    nat->finish();
   }
   report_lost();
   StopRecord s;

@@ -47,6 +47,12 @@ class NatJoin : public Sink {
   // its send, and the send's port record at its end (after the event may
   // already have been read).
   void ready(uint64_t read_to_unix_ns);
+  // The end of the trace, every record read: each event still waiting gets
+  // its last try now (a flow still unjoined then is counted).
+  void finish() {
+    ready(UINT64_MAX);
+    ready(UINT64_MAX);  // those tried for the first time just now, a last time
+  }
 
   uint64_t unjoined() const { return unjoined_; }
   uint64_t ambiguous() const { return ambiguous_; }
