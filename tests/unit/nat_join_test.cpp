@@ -189,6 +189,28 @@ TEST_F(NatJoinTest, AnEventReadBeforeItsSendsRecordWaitsForIt) {
   EXPECT_EQ(nat.unjoined(), 0u);
 }
 
+// Two CPUs' records need not come in the order they were made: a socket
+// that took the port just after the event was read may be seen before the
+// one that sent it. Only sockets taken after the event: not told at the
+// first try; at the next, the first of them.
+TEST_F(NatJoinTest, ASocketTakenAfterTheEventIsNotChosenBeforeTheSendersRecordCanCome) {
+  CtEvent e = ct(CtEvent::Kind::New, 9, Proto::Udp, "198.18.0.2", 40000, "198.19.0.1", 62000, 10 * kSec);
+  nat.on_conntrack(e);
+  // another process's socket, taken 10 us after the event was read
+  table.assign(sock(Kind::Assign, 2, Proto::Udp, "0.0.0.0", 40000, 10 * kSec + 10'000));
+  nat.ready(kUnix + 10 * kSec + 20'000);
+  EXPECT_TRUE(kept.nats.empty()) << "the sender's record may still come";
+  // the sender's, made at 5 us, read after it (released since: one datagram)
+  table.keep_released(true);
+  table.assign(sock(Kind::Assign, 1, Proto::Udp, "0.0.0.0", 40000, 10 * kSec + 5'000));
+  table.release(sock(Kind::Release, 1, Proto::Udp, "0.0.0.0", 40000, 10 * kSec + 8'000));
+  nat.ready(kUnix + 10 * kSec + NatJoin::kRetryNs);
+  ASSERT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(kept.nats[0].sock, 1u) << "the first socket taken after the event, not the latest";
+  EXPECT_EQ(nat.unjoined(), 0u);
+  EXPECT_EQ(nat.pending(), 0u);
+}
+
 TEST_F(NatJoinTest, AnEventWaitsUntilTheRecordsBeforeItAreRead) {
   CtEvent e = ct(CtEvent::Kind::New, 5, Proto::Tcp, "198.18.0.2", 49152, "198.19.0.1", 62003, 11 * kSec);
   nat.on_conntrack(e);

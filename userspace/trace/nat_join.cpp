@@ -51,7 +51,7 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
       bool last = w.e.read_unix_ns + kWaitNs <= read_to_unix_ns;
       bool due = last || (w.tries == 1 && w.e.read_unix_ns + kRetryNs <= read_to_unix_ns);
       if (due) w.tries++;
-      if (due && join(w.e, last)) {
+      if (due && join(w.e, last ? Try::Last : Try::Again)) {
         count(pending_new_, w.e.id, false);
         count(retry_new_, w.e.id, false);
         continue;
@@ -66,7 +66,7 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
   while (!pending_.empty() && pending_.front().read_unix_ns <= read_to_unix_ns) {
     CtEvent& e = pending_.front();
     if (e.kind == CtEvent::Kind::New) {
-      if (join(e, false)) {
+      if (join(e, Try::First)) {
         count(pending_new_, e.id, false);
       } else {
         count(retry_new_, e.id, true);
@@ -81,17 +81,17 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
   }
 }
 
-bool NatJoin::join(const CtEvent& e, bool last_try) {
+bool NatJoin::join(const CtEvent& e, Try attempt) {
   if (!table_) return true;
   std::string_view src = plain(e.orig_src.addr.view()), dst = plain(e.orig_dst.addr.view());
   // a candidate's rank: taken before the event was read (the port record of
   // a send comes at its end, a moment after the translation it made), alive
-  // then, the peer named, the local address named (not a wildcard); then
-  // the latest assign
+  // then, the peer named, the local address named (not a wildcard); then,
+  // of those taken before, the latest; of those taken after, the first
   using Fit = std::tuple<bool, bool, bool, bool>;
   struct Candidate {
     Fit fit{};
-    uint64_t since = 0, cookie = 0;
+    uint64_t since = 0, cookie = 0;          // since: the later the better
     const SocketTable::Holder* h = nullptr;  // null: none yet
   };
   Candidate best, runner_up;
@@ -105,7 +105,8 @@ bool NatJoin::join(const CtEvent& e, bool last_try) {
         if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
         bool alive = released == 0 || released >= e.read_boot_ns;
         bool before = h.since_boot_ns <= e.read_boot_ns;
-        Candidate c{{before, alive, peer_named, local_named}, h.since_boot_ns, cookie, &h};
+        uint64_t since = before ? h.since_boot_ns : UINT64_MAX - h.since_boot_ns;
+        Candidate c{{before, alive, peer_named, local_named}, since, cookie, &h};
         if (!best.h || std::tie(c.fit, c.since) > std::tie(best.fit, best.since)) {
           runner_up = best;
           best = c;
@@ -114,9 +115,13 @@ bool NatJoin::join(const CtEvent& e, bool last_try) {
         }
       });
   if (!best.h) {
-    if (last_try) unjoined_++;
-    return last_try;
+    if (attempt == Try::Last) unjoined_++;
+    return attempt == Try::Last;
   }
+  // only sockets taken after the event was read: the one that sent it may
+  // be among them, with its record not read yet (two CPUs' records need not
+  // come in the order they were made); the next try has them all
+  if (!std::get<0>(best.fit) && attempt == Try::First) return false;
   // two namespaces' sockets fit equally (the same port in each, bound to
   // the wildcard): the one whose namespace uses the flow's source address,
   // if a socket there says so; else no telling which one sent it

@@ -65,8 +65,10 @@ class NatJoin : public Sink {
   static constexpr size_t kMaxOpen = 1 << 20;          // translations awaiting their end
 
  private:
-  // false: no socket fits yet
-  bool join(const CtEvent& e, bool last_try);
+  // First: the event's first try; Again: the one at kRetryNs; Last: the last
+  enum class Try { First, Again, Last };
+  // false: no socket fits yet, or none can be told yet (tried again later)
+  bool join(const CtEvent& e, Try attempt);
   void end(const CtEvent& e);
 
   Sink& next_;
