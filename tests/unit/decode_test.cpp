@@ -240,3 +240,17 @@ TEST(Decode, ExhaustedIsASockEvent) {
   ASSERT_TRUE(std::holds_alternative<SockEvent>(*ev));
   EXPECT_EQ(std::get<SockEvent>(*ev).kind, SockEvent::Kind::Exhausted);
 }
+
+// The address spellings the socket table and who compare (common/net).
+TEST(Addresses, UnspecifiedAndIpv4Mapped) {
+  EXPECT_TRUE(unspecified_addr("0.0.0.0"));
+  EXPECT_TRUE(unspecified_addr("::"));
+  EXPECT_FALSE(unspecified_addr(""));
+  EXPECT_FALSE(unspecified_addr("::1"));
+  EXPECT_FALSE(unspecified_addr("0.0.0.1"));
+  EXPECT_EQ(unmapped_ipv4("::ffff:198.18.0.2"), "198.18.0.2");
+  EXPECT_EQ(unmapped_ipv4("198.18.0.2"), "198.18.0.2");
+  EXPECT_EQ(unmapped_ipv4("::ffff:c612:2"), "::ffff:c612:2") << "only the dotted spelling";
+  EXPECT_EQ(unmapped_ipv4("::ffff:"), "::ffff:");
+  EXPECT_EQ(unmapped_ipv4("2001:db8::ffff:1.2.3.4"), "2001:db8::ffff:1.2.3.4");
+}

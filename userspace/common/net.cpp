@@ -33,4 +33,13 @@ std::string_view to_string(How h) {
   return "unknown";
 }
 
+bool unspecified_addr(std::string_view a) { return a == "0.0.0.0" || a == "::"; }
+
+std::string_view unmapped_ipv4(std::string_view a) {
+  constexpr std::string_view kMapped = "::ffff:";
+  if (a.size() > kMapped.size() && a.substr(0, kMapped.size()) == kMapped && a.find('.') != std::string_view::npos)
+    return a.substr(kMapped.size());
+  return a;
+}
+
 }  // namespace portghost

@@ -1,4 +1,5 @@
 #include "logs/who.hpp"
+#include "common/net.hpp"
 #include "common/text.hpp"
 
 #include <time.h>
@@ -33,8 +34,6 @@ bool same_addr(const std::string& a, const std::string& b) {
   auto ca = canonical_addr(a), cb = canonical_addr(b);
   return ca && cb && *ca == *cb;
 }
-
-bool unspecified_addr(const std::string& a) { return a == "0.0.0.0" || a == "::"; }
 
 bool matches(const LogEvent& e, const WhoQuery& q) {
   if (e.lport != q.port) return false;

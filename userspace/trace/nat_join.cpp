@@ -1,24 +1,11 @@
 #include "trace/nat_join.hpp"
 
+#include "common/net.hpp"
+
 #include <algorithm>
 #include <tuple>
 
 namespace portghost {
-
-namespace {
-
-// An IPv4-mapped IPv6 address as the IPv4 one (a dual-stack socket's
-// packets are IPv4, and so is their conntrack entry).
-std::string_view plain(std::string_view a) {
-  constexpr std::string_view kMapped = "::ffff:";
-  if (a.size() > kMapped.size() && a.substr(0, kMapped.size()) == kMapped && a.find('.') != std::string_view::npos)
-    return a.substr(kMapped.size());
-  return a;
-}
-
-bool wildcard(std::string_view a) { return a.empty() || a == "0.0.0.0" || a == "::"; }
-
-}  // namespace
 
 void NatJoin::on_conntrack(const CtEvent& e) {
   if (e.kind == CtEvent::Kind::New && !e.src_translated() && !e.dst_translated()) return;
@@ -83,7 +70,7 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
 
 bool NatJoin::join(const CtEvent& e, Try attempt) {
   if (!table_) return true;
-  std::string_view src = plain(e.orig_src.addr.view()), dst = plain(e.orig_dst.addr.view());
+  std::string_view src = unmapped_ipv4(e.orig_src.addr.view()), dst = unmapped_ipv4(e.orig_dst.addr.view());
   // a candidate's rank: taken before the event was read (the port record of
   // a send comes at its end, a moment after the translation it made), alive
   // then, the peer named, the local address named (not a wildcard); then,
@@ -98,8 +85,8 @@ bool NatJoin::join(const CtEvent& e, Try attempt) {
   table_->for_each_of_port(
       e.proto, e.orig_src.port, e.read_boot_ns, [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
         if (h.hidden || h.since_boot_ns > e.read_boot_ns + kWaitNs) return;  // not recorded, or long after
-        std::string_view laddr = plain(h.laddr.view()), raddr = plain(h.raddr.view());
-        bool local_named = !wildcard(laddr);
+        std::string_view laddr = unmapped_ipv4(h.laddr.view()), raddr = unmapped_ipv4(h.raddr.view());
+        bool local_named = !laddr.empty() && !unspecified_addr(laddr);
         if (local_named && laddr != src) return;
         bool peer_named = !raddr.empty() && h.rport != 0;
         if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
