@@ -254,3 +254,39 @@ TEST(Addresses, UnspecifiedAndIpv4Mapped) {
   EXPECT_EQ(unmapped_ipv4("::ffff:"), "::ffff:");
   EXPECT_EQ(unmapped_ipv4("2001:db8::ffff:1.2.3.4"), "2001:db8::ffff:1.2.3.4");
 }
+
+// One SockEvent decoded into again and again (the hot path): each record's
+// addresses are its own, whatever the one before named.
+TEST(Decode, IntoTheSameEventEachRecordGetsItsOwnAddresses) {
+  SockEvent e{};
+  auto into = [&](uint8_t family, const uint8_t(&l)[16], const uint8_t(&rr)[16], uint16_t rport) {
+    pg_sock_event r = raw_sock(PG_KIND_ASSIGN);
+    r.family = family;
+    std::memcpy(r.laddr, l, 16);
+    std::memcpy(r.raddr, rr, 16);
+    r.rport = rport;
+    EXPECT_TRUE(decode_sock_into(&r, sizeof r, e));
+  };
+  uint8_t a[16] = {127, 0, 0, 1}, b[16] = {10, 1, 2, 3}, zero[16] = {};
+  uint8_t v6[16] = {127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9};  // IPv4 a's first bytes
+  into(PG_AF_INET, a, b, 80);
+  EXPECT_EQ(e.laddr, "127.0.0.1");
+  EXPECT_EQ(e.raddr, "10.1.2.3");
+  into(PG_AF_INET, a, b, 80);
+  EXPECT_EQ(e.laddr, "127.0.0.1");
+  EXPECT_EQ(e.raddr, "10.1.2.3");
+  into(PG_AF_INET, b, a, 80);
+  EXPECT_EQ(e.laddr, "10.1.2.3");
+  EXPECT_EQ(e.raddr, "127.0.0.1");
+  into(PG_AF_INET6, v6, v6, 80);
+  EXPECT_EQ(e.laddr, "7f00:1::9");
+  EXPECT_EQ(e.raddr, "7f00:1::9");
+  into(PG_AF_INET, a, zero, 0);
+  EXPECT_EQ(e.laddr, "127.0.0.1");
+  EXPECT_TRUE(e.raddr.empty());
+  // text written into the event by someone else is not taken for the memo's
+  e.laddr = "192.0.2.7";
+  into(PG_AF_INET, a, b, 80);
+  EXPECT_EQ(e.laddr, "127.0.0.1");
+  EXPECT_EQ(e.raddr, "10.1.2.3");
+}

@@ -202,9 +202,24 @@ TEST(JsonSink, ReusedAttributionIsExactlyTheRenderedOne) {
   f.tid = a.tid.value() + 64;
   put(f);
   put(a);
+  // text of the same length that differs in one byte, at each place and
+  // for each length the comparison treats apart (up to 4, 8, 16, longer)
+  size_t lines = 12;
+  for (size_t n : {1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 40}) {
+    for (size_t at : {size_t{0}, n / 2, n - 1}) {
+      PortRecord g = a;
+      std::string one(n, 'x'), other(n, 'x');
+      other[at] = 'y';
+      g.comm = one;
+      put(g);
+      g.comm = other;
+      put(g);
+      lines += 2;
+    }
+  }
   sink.flush();
   EXPECT_EQ(out.text(), expected);
-  EXPECT_EQ(pgtest::split_lines(out.text()).size(), 12u);
+  EXPECT_EQ(pgtest::split_lines(out.text()).size(), lines);
 }
 
 TEST(JsonSink, StartLostStopRecords) {

@@ -48,6 +48,7 @@ struct SecondText {
   char decimal[24];
   size_t decimal_len = 0;
 };
+static_assert(sizeof(InstantText::decimal) >= sizeof(SecondText::decimal), "format_instant copies it whole");
 constexpr size_t kPrefix = 20;  // u64 nanoseconds end in the year 2554: always 4-digit years
 
 const SecondText& second_text(uint64_t secs) {
@@ -95,7 +96,7 @@ void format_instant(uint64_t unix_ns, InstantText& out) {
     return;
   }
   const SecondText& c = second_text(secs);
-  std::memcpy(out.decimal, c.decimal, c.decimal_len);
+  std::memcpy(out.decimal, c.decimal, sizeof c.decimal);  // all of it: a fixed size is not a call
   std::memcpy(out.decimal + c.decimal_len, out.rfc3339 + kPrefix, 9);
   out.decimal_len = c.decimal_len + 9;
 }

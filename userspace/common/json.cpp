@@ -69,7 +69,7 @@ size_t plain_prefix(std::string_view s) {
 
 char* put_quoted(char* p, std::string_view s, size_t plain) {
   *p++ = '"';
-  std::memcpy(p, s.data(), plain);
+  copy_small(p, s.data(), plain);
   p += plain;
   size_t i = plain;
   while (i < s.size()) {
@@ -162,13 +162,25 @@ unsigned decimal_digits(uint64_t v) {
 }  // namespace
 
 namespace {
-// The digits of v < 2^32 ending at q, two per step in 32-bit arithmetic.
+// Four digits of v < 10000 at q, from two table pairs.
+inline void put4(char* q, uint32_t v) {
+  std::memcpy(q, kPairs.d + 2 * (v / 100), 2);
+  std::memcpy(q + 2, kPairs.d + 2 * (v % 100), 2);
+}
+
+// The digits of v < 2^32 ending at q: four per step (one division by
+// 10,000 and two table pairs), then the one to four left.
 inline void put_u32_back(char* q, uint32_t v) {
-  while (v >= 100) {
-    uint32_t r = v % 100;
-    v /= 100;
+  while (v >= 10'000) {
+    uint32_t r = v % 10'000;
+    v /= 10'000;
+    q -= 4;
+    put4(q, r);
+  }
+  if (v >= 100) {
     q -= 2;
-    std::memcpy(q, kPairs.d + 2 * r, 2);
+    std::memcpy(q, kPairs.d + 2 * (v % 100), 2);
+    v /= 100;
   }
   if (v >= 10) {
     q -= 2;
@@ -187,11 +199,9 @@ char* put_u64(char* p, uint64_t v) {
   while (v > UINT32_MAX) {
     auto low = static_cast<uint32_t>(v % 100'000'000);
     v /= 100'000'000;
-    for (int i = 0; i < 4; i++) {
-      q -= 2;
-      std::memcpy(q, kPairs.d + 2 * (low % 100), 2);
-      low /= 100;
-    }
+    q -= 8;
+    put4(q, low / 10'000);
+    put4(q + 4, low % 10'000);
   }
   put_u32_back(q, static_cast<uint32_t>(v));
   return end;
@@ -244,7 +254,7 @@ void JsonObject::finish(std::string_view tail) {
   if (done_) return;
   done_ = true;
   char* p = room(tail.size());
-  std::memcpy(p, tail.data(), tail.size());
+  json_detail::copy_small(p, tail.data(), tail.size());
   length_ = static_cast<size_t>(p + tail.size() - out_.data());
   if (!overwrite_) out_.resize(length_);
 }

@@ -23,9 +23,12 @@ size_t plain_prefix(std::string_view s);
 inline size_t quoted_max(std::string_view s, size_t plain) { return plain + (s.size() - plain) * 6 + 2; }
 // Writes s quoted and escaped at p; returns the end.
 char* put_quoted(char* p, std::string_view s, size_t plain);
-// Copies n bytes: up to 16 by two overlapping word moves, not a call.
+// Copies n bytes: up to 32 by two overlapping moves, not a call.
 inline void copy_small(char* p, const char* s, size_t n) {
-  if (n >= 8 && n <= 16) {
+  if (n > 16 && n <= 32) {
+    std::memcpy(p, s, 16);
+    std::memcpy(p + n - 16, s + n - 16, 16);
+  } else if (n >= 8 && n <= 16) {
     std::memcpy(p, s, 8);
     std::memcpy(p + n - 8, s + n - 8, 8);
   } else if (n >= 4 && n < 8) {
@@ -88,14 +91,14 @@ class JsonObject {
   // value must already be valid JSON
   JsonObject& raw(std::string_view key, std::string_view json) {
     char* p = put_key(room(key.size() + kKeyExtra + json.size()), key);
-    std::memcpy(p, json.data(), json.size());
+    json_detail::copy_small(p, json.data(), json.size());
     p_ = p + json.size();
     return *this;
   }
   // Members rendered before (",\"k\":v,..."), after at least one other.
   JsonObject& members(std::string_view text) {
     char* p = room(text.size());
-    std::memcpy(p, text.data(), text.size());
+    json_detail::copy_small(p, text.data(), text.size());
     p_ = p + text.size();
     return *this;
   }

@@ -67,6 +67,18 @@ std::string cmdline_from_args(const char* buf, size_t len) {
 
 namespace {
 
+// out = the text of addr, from the memo when it holds the same address.
+void format_addr_memo(AddrText& out, SockEvent::AddrMemo& m, Family family, const uint8_t addr[16]) {
+  size_t n = family == Family::Ipv4 ? 4 : 16;
+  if (!m.used || m.family != family || std::memcmp(m.raw, addr, n) != 0) {
+    format_addr_to(m.text, family, addr);
+    m.used = true;
+    m.family = family;
+    std::memcpy(m.raw, addr, n);
+  }
+  out = m.text;
+}
+
 // Every field of e is set: it may hold the previous record.
 bool decode_sock(const pg_sock_event& r, SockEvent& e) {
   switch (r.kind) {
@@ -102,9 +114,9 @@ bool decode_sock(const pg_sock_event& r, SockEvent& e) {
   e.assigned_boot_ns = release ? r.ino : 0;
   e.holder = release ? r.holder : 0;
   e.ino = release ? 0 : r.ino;
-  format_addr_to(e.laddr, e.family, r.laddr);
+  format_addr_memo(e.laddr, e.laddr_memo, e.family, r.laddr);
   if (r.rport != 0 || !addr_is_unspecified(e.family, r.raddr))
-    format_addr_to(e.raddr, e.family, r.raddr);
+    format_addr_memo(e.raddr, e.raddr_memo, e.family, r.raddr);
   else
     e.raddr.clear();
   e.comm.assign_cstr(r.comm, sizeof r.comm);

@@ -66,6 +66,17 @@ struct SockEvent {
   bool reconciled = false;  // release: made by the consumer, the socket was found gone
 
   bool has(uint16_t flag) const { return (flags & flag) != 0; }
+
+  // The last address each of laddr and raddr was decoded from, and its
+  // text: decode_sock_into() reuses it when the next record names the same
+  // one (most do), instead of formatting it again.
+  struct AddrMemo {
+    bool used = false;
+    Family family = Family::Ipv4;
+    uint8_t raw[16] = {};
+    AddrText text;
+  };
+  AddrMemo laddr_memo, raddr_memo;
 };
 
 // exec, fork or exit of a process (thread-group leader).
