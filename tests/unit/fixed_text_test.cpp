@@ -29,3 +29,18 @@ TEST(FixedText, HoldsCutsAndCompares) {
   c.assign_cstr(full, sizeof full);
   EXPECT_EQ(c.str(), "0123456789abcdef") << "no NUL within the array: all 16";
 }
+
+// A task's name (16 bytes, NUL-terminated unless full) is cut at its first
+// NUL, whatever follows it; bytes next to zero (0x01, 0x80, 0xff) are text.
+TEST(FixedText, AKernelNameEndsAtItsFirstNul) {
+  for (size_t len = 0; len <= 16; len++) {
+    for (char fill : {'\x01', '\x80', '\xff', 'a'}) {
+      char name[16];
+      for (size_t i = 0; i < 16; i++) name[i] = i < len ? fill : (i == len ? '\0' : '\x01');
+      CommText t;
+      t.assign_cstr(name, sizeof name);
+      EXPECT_EQ(t.size(), len) << "fill " << static_cast<int>(fill);
+      EXPECT_EQ(t.view(), std::string(len, fill));
+    }
+  }
+}

@@ -275,6 +275,21 @@ TEST(JsonPutU64, EveryDigitCountAndBoundary) {
   }
 }
 
+TEST(DecimalCounter, CountsAsToStringDoes) {
+  DecimalCounter c;
+  for (uint64_t i = 0; i <= 1'000'123; i++) {
+    if (c.text() != std::to_string(i)) {
+      ADD_FAILURE() << "at " << i << ": " << c.text();
+      break;
+    }
+    c.next();
+  }
+  c.reset();
+  EXPECT_EQ(c.text(), "0");
+  c.next();
+  EXPECT_EQ(c.text(), "1");
+}
+
 TEST(JsonObject, OverwriteReusesTheBufferAndReportsTheLength) {
   std::string buf;
   {

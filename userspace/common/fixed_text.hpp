@@ -3,6 +3,7 @@
 // times per record.
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -29,7 +30,7 @@ class FixedText {
     std::memcpy(buf_, s, len_);
   }
   // A kernel char array up to its first NUL.
-  void assign_cstr(const char* s, size_t max) { assign(s, strnlen(s, max)); }
+  void assign_cstr(const char* s, size_t max) { assign(s, max == 16 ? len16(s) : strnlen(s, max)); }
   operator std::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
   std::string_view view() const { return {buf_, len_}; }
   std::string str() const { return std::string(view()); }
@@ -41,6 +42,19 @@ class FixedText {
   friend std::ostream& operator<<(std::ostream& os, const FixedText& t) { return os << t.view(); }
 
  private:
+  // strnlen(s, 16) without a call (a task's name, TASK_COMM_LEN): the
+  // first zero byte of two words.
+  static size_t len16(const char* s) {
+    static_assert(std::endian::native == std::endian::little, "the first zero byte is the lowest");
+    constexpr uint64_t kOnes = 0x0101010101010101ULL, kHigh = 0x8080808080808080ULL;
+    for (size_t i = 0; i < 16; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, s + i, 8);
+      uint64_t zero = (w - kOnes) & ~w & kHigh;  // exact for the first zero byte (little-endian)
+      if (zero) return i + static_cast<size_t>(__builtin_ctzll(zero)) / 8;
+    }
+    return 16;
+  }
   char buf_[N];
   uint8_t len_ = 0;
 };

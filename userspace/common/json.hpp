@@ -45,6 +45,33 @@ inline void copy_small(char* p, const char* s, size_t n) {
 char* put_u64(char* p, uint64_t v);
 }  // namespace json_detail
 
+// A count kept as its decimal text and counted up in place (a line number
+// written on every line, without formatting it each time).
+class DecimalCounter {
+ public:
+  DecimalCounter() { reset(); }
+  void reset() {
+    len_ = 1;
+    digits_[kMax - 1] = '0';
+  }
+  std::string_view text() const { return {digits_ + kMax - len_, len_}; }
+  void next() {
+    for (size_t i = kMax; i-- > kMax - len_;) {
+      if (digits_[i] != '9') {
+        digits_[i]++;
+        return;
+      }
+      digits_[i] = '0';
+    }
+    if (len_ < kMax) digits_[kMax - ++len_] = '1';  // 2^64 lines: never
+  }
+
+ private:
+  static constexpr size_t kMax = 20;
+  char digits_[kMax];
+  size_t len_;
+};
+
 // Builds one JSON object at the end of `out`, keys in insertion order. It
 // writes through a cursor into room reserved ahead (one bounds check per
 // value); `out` must not be touched until close() or end().

@@ -183,7 +183,8 @@ std::string JsonSink::render(const PortRecord& r, const std::string& host, uint1
 // number in it. Records before a start (none in a real run) have run 0.
 void JsonSink::identity(JsonObject& o) {
   if (run_member_.empty()) run_member_ = json_members([](JsonObject& m) { m.num("run", 0); });
-  o.members(run_member_).num("seq", seq_++);
+  o.members(run_member_).raw("seq", seq_.text());
+  seq_.next();
 }
 
 void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view host_member, AttributionCache* cache,
@@ -276,7 +277,7 @@ void JsonSink::start(const StartRecord& r) {
   o.raw("filters", filters);
   // a new session: its lines are numbered from this one, and named by its time
   run_member_ = json_members([&](JsonObject& m) { m.num("run", r.ts_ns); });
-  seq_ = 0;
+  seq_.reset();
   identity(o);
   o.close();
   out_.write(s);

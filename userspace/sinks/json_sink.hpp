@@ -93,7 +93,7 @@ class JsonSink : public Sink {
   std::string host_;
   std::string host_member_;  // ,"host":"..." rendered once (empty without a host)
   std::string run_member_;   // ,"run":N rendered once, at start
-  uint64_t seq_ = 0;         // the next record's line number in the session
+  DecimalCounter seq_;       // the next record's line number in the session
   std::string line_;         // reused: no allocation per record
   AttributionCache attribution_;
   CommunityIds community_ids_;
