@@ -281,6 +281,12 @@ TEST(Decode, IntoTheSameEventEachRecordGetsItsOwnAddresses) {
   into(PG_AF_INET6, v6, v6, 80);
   EXPECT_EQ(e.laddr, "7f00:1::9");
   EXPECT_EQ(e.raddr, "7f00:1::9");
+  uint8_t v6b[16];
+  std::memcpy(v6b, v6, 16);
+  v6b[15] = 10;  // only the last byte differs
+  into(PG_AF_INET6, v6b, v6b, 80);
+  EXPECT_EQ(e.laddr, "7f00:1::a");
+  EXPECT_EQ(e.raddr, "7f00:1::a");
   into(PG_AF_INET, a, zero, 0);
   EXPECT_EQ(e.laddr, "127.0.0.1");
   EXPECT_TRUE(e.raddr.empty());

@@ -243,6 +243,27 @@ TEST_F(NatJoinTest, TwoNamespacesOnePortIsAmbiguousUnlessAnAddressTells) {
   EXPECT_EQ(kept.nats[0].netns, 7u);
 }
 
+// Three sockets fit equally, two in one namespace and one in another: not
+// the first namespace's because its two sockets outrank each other.
+TEST_F(NatJoinTest, ThreeSocketsOfTwoNamespacesAreAmbiguousToo) {
+  CtEvent e = ct(CtEvent::Kind::New, 3, Proto::Udp, "198.18.0.3", 5353, "198.19.0.1", 5353, 10 * kSec);
+  nat.on_conntrack(e);
+  table.assign(sock(Kind::Assign, 1, Proto::Udp, "0.0.0.0", 5353, 10 * kSec + 5'000, 7));
+  table.assign(sock(Kind::Assign, 2, Proto::Udp, "0.0.0.0", 5353, 10 * kSec + 6'000, 7));
+  table.assign(sock(Kind::Assign, 3, Proto::Udp, "0.0.0.0", 5353, 10 * kSec + 7'000, 8));
+  nat.ready(kUnix + 10 * kSec + NatJoin::kRetryNs);
+  EXPECT_TRUE(kept.nats.empty());
+  EXPECT_EQ(nat.ambiguous(), 1u);
+  // a socket of namespace 7 bound to the flow's source tells: the best of
+  // that namespace's (the latest, all taken before this event), not the
+  // best of all (namespace 8's)
+  table.assign(sock(Kind::Assign, 4, Proto::Tcp, "198.18.0.3", 43000, 9 * kSec, 7, "198.19.0.2", 7000));
+  see(ct(CtEvent::Kind::New, 4, Proto::Udp, "198.18.0.3", 5353, "198.19.0.1", 5353, 11 * kSec));
+  ASSERT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(kept.nats[0].sock, 2u);
+  EXPECT_EQ(kept.nats[0].netns, 7u);
+}
+
 TEST_F(NatJoinTest, ADualStackSocketsFlowIsItsIpv4One) {
   table.assign(sock(Kind::Assign, 1, Proto::Tcp, "::ffff:198.18.0.2", 49152, 10 * kSec, 7, "::ffff:198.19.0.2", 7000));
   see(ct(CtEvent::Kind::New, 5, Proto::Tcp, "198.18.0.2", 49152, "198.19.0.1", 49152, 11 * kSec));

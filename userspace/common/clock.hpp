@@ -38,7 +38,7 @@ size_t format_rfc3339(uint64_t unix_ns, char (&buf)[kRfc3339Max]);
 struct InstantText {
   char rfc3339[kRfc3339Max];
   size_t rfc3339_len;
-  char decimal[32];  // 20 digits at most; room for a 32-byte copy
+  char decimal[32];  // 20 digits at most; the room past them lets the compiler see copy_small() stay inside
   size_t decimal_len;
 };
 void format_instant(uint64_t unix_ns, InstantText& out);

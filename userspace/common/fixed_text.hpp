@@ -29,7 +29,8 @@ class FixedText {
     len_ = static_cast<uint8_t>(n < N ? n : N);
     std::memcpy(buf_, s, len_);
   }
-  // A kernel char array up to its first NUL.
+  // A kernel char array up to its first NUL. s must have max readable
+  // bytes (a char array of that size): at 16 all of them are read.
   void assign_cstr(const char* s, size_t max) { assign(s, max == 16 ? len16(s) : strnlen(s, max)); }
   operator std::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
   std::string_view view() const { return {buf_, len_}; }

@@ -40,8 +40,9 @@ inline void copy_small(char* p, const char* s, size_t n) {
     std::memcpy(p, s, n);
   }
 }
-// Decimal text of v at p (at most 20 bytes); returns the end. Two digits per
-// step from a table, written backwards from the end that the digit count gives.
+// Decimal text of v at p (at most 20 bytes); returns the end. Four digits per
+// step (two pairs from a table), written backwards from the end that the
+// digit count gives.
 char* put_u64(char* p, uint64_t v);
 }  // namespace json_detail
 

@@ -53,7 +53,9 @@ void NatJoin::ready(uint64_t read_to_unix_ns) {
   while (!pending_.empty() && pending_.front().read_unix_ns <= read_to_unix_ns) {
     CtEvent& e = pending_.front();
     if (e.kind == CtEvent::Kind::New) {
-      if (join(e, Try::First)) {
+      // a consumer already behind by the retry's wait has read every
+      // record the sender could make: no reason to wait for one
+      if (join(e, e.read_unix_ns + kRetryNs <= read_to_unix_ns ? Try::Again : Try::First)) {
         count(pending_new_, e.id, false);
       } else {
         count(retry_new_, e.id, true);
@@ -78,29 +80,34 @@ bool NatJoin::join(const CtEvent& e, Try attempt) {
   using Fit = std::tuple<bool, bool, bool, bool>;
   struct Candidate {
     Fit fit{};
-    uint64_t since = 0, cookie = 0;          // since: the later the better
+    uint64_t since = 0, cookie = 0;          // since: the greater the better (inverted for those taken after)
     const SocketTable::Holder* h = nullptr;  // null: none yet
   };
-  Candidate best, runner_up;
-  table_->for_each_of_port(
-      e.proto, e.orig_src.port, e.read_boot_ns, [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
-        if (h.hidden || h.since_boot_ns > e.read_boot_ns + kWaitNs) return;  // not recorded, or long after
-        std::string_view laddr = unmapped_ipv4(h.laddr.view()), raddr = unmapped_ipv4(h.raddr.view());
-        bool local_named = !laddr.empty() && !unspecified_addr(laddr);
-        if (local_named && laddr != src) return;
-        bool peer_named = !raddr.empty() && h.rport != 0;
-        if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
-        bool alive = released == 0 || released >= e.read_boot_ns;
-        bool before = h.since_boot_ns <= e.read_boot_ns;
-        uint64_t since = before ? h.since_boot_ns : UINT64_MAX - h.since_boot_ns;
-        Candidate c{{before, alive, peer_named, local_named}, since, cookie, &h};
-        if (!best.h || std::tie(c.fit, c.since) > std::tie(best.fit, best.since)) {
-          runner_up = best;
-          best = c;
-        } else if (!runner_up.h || std::tie(c.fit, c.since) > std::tie(runner_up.fit, runner_up.since)) {
-          runner_up = c;
-        }
-      });
+  auto better = [](const Candidate& a, const Candidate& b) {
+    return !b.h || std::tie(a.fit, a.since) > std::tie(b.fit, b.since);
+  };
+  // each socket that may have sent the flow, to take(c)
+  auto candidates = [&](auto&& take) {
+    table_->for_each_of_port(e.proto, e.orig_src.port, e.read_boot_ns,
+                             [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
+                               if (h.hidden || h.since_boot_ns > e.read_boot_ns + kWaitNs)
+                                 return;  // not recorded, or long after
+                               std::string_view laddr = unmapped_ipv4(h.laddr.view()),
+                                                raddr = unmapped_ipv4(h.raddr.view());
+                               bool local_named = !laddr.empty() && !unspecified_addr(laddr);
+                               if (local_named && laddr != src) return;
+                               bool peer_named = !raddr.empty() && h.rport != 0;
+                               if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
+                               bool alive = released == 0 || released >= e.read_boot_ns;
+                               bool before = h.since_boot_ns <= e.read_boot_ns;
+                               uint64_t since = before ? h.since_boot_ns : UINT64_MAX - h.since_boot_ns;
+                               take(Candidate{{before, alive, peer_named, local_named}, since, cookie, &h});
+                             });
+  };
+  Candidate best;
+  candidates([&](const Candidate& c) {
+    if (better(c, best)) best = c;
+  });
   if (!best.h) {
     if (attempt == Try::Last) unjoined_++;
     return attempt == Try::Last;
@@ -109,13 +116,24 @@ bool NatJoin::join(const CtEvent& e, Try attempt) {
   // be among them, with its record not read yet (two CPUs' records need not
   // come in the order they were made); the next try has them all
   if (!std::get<0>(best.fit) && attempt == Try::First) return false;
-  // two namespaces' sockets fit equally (the same port in each, bound to
-  // the wildcard): the one whose namespace uses the flow's source address,
-  // if a socket there says so; else no telling which one sent it
-  if (runner_up.h && runner_up.fit == best.fit && runner_up.h->netns != best.h->netns) {
+  // sockets of two namespaces fit equally (the same port in each, bound to
+  // the wildcard): the best of the namespace that uses the flow's source
+  // address, if a socket there says so; else no telling which one sent it
+  bool other_namespace = false;
+  candidates([&](const Candidate& c) { other_namespace |= c.fit == best.fit && c.h->netns != best.h->netns; });
+  if (other_namespace) {
     auto ns = table_->netns_using(src);
-    if (ns && *ns == runner_up.h->netns && *ns != best.h->netns) std::swap(best, runner_up);
-    if (!ns || (*ns != best.h->netns)) {
+    if (ns && *ns != best.h->netns) {
+      Candidate in_ns;
+      candidates([&](const Candidate& c) {
+        if (c.fit == best.fit && c.h->netns == *ns && better(c, in_ns)) in_ns = c;
+      });
+      if (in_ns.h)
+        best = in_ns;
+      else
+        ns.reset();
+    }
+    if (!ns) {
       ambiguous_++;
       return true;
     }
