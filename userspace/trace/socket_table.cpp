@@ -125,10 +125,12 @@ void SocketTable::advance(uint64_t boot_ns) {
 }
 
 void SocketTable::erase(uint64_t cookie) {
-  if (const Holder* h = held_.find(cookie)) {
-    unlink(cookie, *h);
-    port_unref(h->netns, h->proto, h->lport);
-  }
+  if (const Holder* h = held_.find(cookie)) erase(cookie, *h);
+}
+
+void SocketTable::erase(uint64_t cookie, const Holder& h) {
+  unlink(cookie, h);
+  port_unref(h.netns, h.proto, h.lport);
   held_.erase(cookie);
 }
 
@@ -232,9 +234,8 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     r.rport = e.rport;
     return r;
   }
-  Holder h = *held;
+  const Holder& h = *held;  // read in place; erased at the end
   r.matched = true;
-  erase(e.cookie);
   if (keep_released_) remember_released(e.cookie, h, e.ts_boot_ns);
   // the active closer's port stays taken in TIME_WAIT (releases come in
   // time order closely enough: the ones out of order expire a little late)
@@ -244,24 +245,28 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
     if (!timewait_.empty() && until < timewait_.back().until_boot_ns) until = timewait_.back().until_boot_ns;
     timewait_.push_back({until, h.netns, h.lport});
   }
-  if (h.hidden) return std::nullopt;
-  if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
-  r.pid = h.pid;
-  r.comm = h.comm;
-  // The sock_release hook cannot read the local address: the assign knows it.
-  bool has_local = e.lport != 0;
-  r.lport = has_local ? e.lport : h.lport;
-  if (has_local && !addr_text_unspecified(e.laddr))
-    r.laddr = e.laddr;
-  else
-    r.laddr = h.laddr;
-  // a failed connect has forgotten its peer by the time the file is released
-  bool has_peer = !e.raddr.empty() && e.rport != 0;
-  r.rport = has_peer ? e.rport : h.rport;
-  if (has_peer)
-    r.raddr = e.raddr;
-  else
-    r.raddr = h.raddr;
+  bool hidden = h.hidden;
+  if (!hidden) {
+    if (!h.existing && e.ts_boot_ns >= h.since_boot_ns) r.duration_ns = e.ts_boot_ns - h.since_boot_ns;
+    r.pid = h.pid;
+    r.comm = h.comm;
+    // The sock_release hook cannot read the local address: the assign knows it.
+    bool has_local = e.lport != 0;
+    r.lport = has_local ? e.lport : h.lport;
+    if (has_local && !addr_text_unspecified(e.laddr))
+      r.laddr = e.laddr;
+    else
+      r.laddr = h.laddr;
+    // a failed connect has forgotten its peer by the time the file is released
+    bool has_peer = !e.raddr.empty() && e.rport != 0;
+    r.rport = has_peer ? e.rport : h.rport;
+    if (has_peer)
+      r.raddr = e.raddr;
+    else
+      r.raddr = h.raddr;
+  }
+  erase(e.cookie, h);  // h is gone from here on
+  if (hidden) return std::nullopt;
   return r;
 }
 

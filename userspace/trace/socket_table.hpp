@@ -99,6 +99,7 @@ class SocketTable {
   void insert(uint64_t cookie, const Holder& h);
   void evict_one_but(uint64_t keep);
   void erase(uint64_t cookie);
+  void erase(uint64_t cookie, const Holder& h);  // h: its slot in held_ (gone after)
   static uint64_t count_key(uint32_t netns, Proto p) { return (uint64_t{netns} << 8) | static_cast<uint8_t>(p); }
   static uint64_t port_key(uint32_t netns, Proto p, uint16_t port) { return count_key(netns, p) << 16 | port; }
   // One more or one less reason for (netns, proto, port) to be taken.
