@@ -217,6 +217,21 @@ TEST(JsonSink, ReusedAttributionIsExactlyTheRenderedOne) {
       lines += 2;
     }
   }
+  // a release's holder and closer names, kept while the same one comes
+  // again: each line still exactly the uncached one
+  PortRecord rel = release_record();
+  for (const char* name : {"nginx", "nginx", "ngin\"x", "ngin\xffx", "", "nginy", "nginx"}) {
+    rel.comm = name;
+    put(rel);
+    rel.closer_comm = name;
+    put(rel);
+    rel.closer_comm.reset();
+    put(rel);
+    lines += 3;
+  }
+  rel.comm.reset();
+  put(rel);
+  lines++;
   sink.flush();
   EXPECT_EQ(out.text(), expected);
   EXPECT_EQ(pgtest::split_lines(out.text()).size(), lines);

@@ -135,12 +135,26 @@ std::string_view AttributionCache::members(const PortRecord& r) {
   return s.text;
 }
 
+std::string_view AttributionCache::quoted_name(std::string_view name) {
+  if (!same(name_, std::optional<std::string_view>(name))) {
+    name_.emplace(name);
+    name_quoted_ = json_quote(name);
+  }
+  return name_quoted_;
+}
+
 namespace {
 void attribute(JsonObject& o, const PortRecord& r, AttributionCache* cache) {
   if (cache)
     o.members(cache->members(r));
   else
     attribution(o, r);
+}
+
+JsonObject& task_name(JsonObject& o, std::string_view key, const std::optional<std::string_view>& name,
+                      AttributionCache* cache) {
+  if (cache && name) return o.raw(key, cache->quoted_name(*name));
+  return o.opt_str(key, name);
 }
 }  // namespace
 
@@ -211,10 +225,10 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
   if (r.type == PortRecord::Type::Release) {
     opt_u(o, "duration_ns", r.duration_ns);
     opt_u(o, "pid", r.pid);
-    o.opt_str("comm", r.comm).boolean("timewait", r.timewait);
+    task_name(o, "comm", r.comm, cache).boolean("timewait", r.timewait);
     opt_u(o, "closer_pid", r.closer_pid);
     opt_u(o, "closer_tid", r.closer_tid);
-    o.opt_str("closer_comm", r.closer_comm);
+    task_name(o, "closer_comm", r.closer_comm, cache);
     if (r.reconciled) o.ascii("reason", "reconciled");
     if (r.mptcp) o.boolean("mptcp", true);
     if (!host_member.empty()) o.members(host_member);

@@ -21,8 +21,13 @@ class AttributionCache {
   // The rendered members for r (",\"pid\":..,\"kernel\":false"), from a slot or new.
   std::string_view members(const PortRecord& r);
   uint64_t hits() const { return hits_; }
+  // A task's name (a release's holder and closer) as a JSON string, kept
+  // while the same name comes again.
+  std::string_view quoted_name(std::string_view name);
 
  private:
+  std::optional<std::string> name_;
+  std::string name_quoted_;
   struct Slot {
     bool used = false;
     std::optional<uint32_t> pid, tid, ppid, uid, netns;
