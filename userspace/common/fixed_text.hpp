@@ -31,7 +31,14 @@ class FixedText {
   }
   // A kernel char array up to its first NUL. s must have max readable
   // bytes (a char array of that size): at 16 all of them are read.
-  void assign_cstr(const char* s, size_t max) { assign(s, max == 16 ? len16(s) : strnlen(s, max)); }
+  void assign_cstr(const char* s, size_t max) {
+    if (max == 16 && N == 16) {  // a task's name: all 16 bytes copied (a fixed size is not a call)
+      len_ = static_cast<uint8_t>(len16(s));
+      std::memcpy(buf_, s, 16);
+      return;
+    }
+    assign(s, strnlen(s, max));
+  }
   operator std::string_view() const { return view(); }  // NOLINT(google-explicit-constructor)
   std::string_view view() const { return {buf_, len_}; }
   std::string str() const { return std::string(view()); }
