@@ -15,6 +15,7 @@
 #include "lib/sock.bpf.h"
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
+#include "lib/release.bpf.h"
 
 SEC("fentry/inet_autobind")
 int BPF_PROG(pg_autobind_enter, struct sock *sk)
@@ -50,6 +51,8 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 		return 0;
 	port = BPF_CORE_READ(sk, __sk_common.skc_num);
 	st = sk_state_of(sk);
+	/* an abort (sock_diag SOCK_DESTROY) unhashed the port reported before */
+	port_given_up(sk, st, PG_GIVEN_UP_LATER);
 	if (!port || (st && already_reported(st, port)))
 		return 0;
 	e = sock_event_new(PG_KIND_ASSIGN);

@@ -12,6 +12,7 @@
 #include "lib/sock.bpf.h"
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
+#include "lib/release.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -41,6 +42,9 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx, __u8 family)
 	if (!st)
 		return PG_ALLOW;
 	pending_resolve(kernel_sk(sk), st);
+	/* bind() again: only a socket whose port was given up can */
+	if (is_datagram(ctx->protocol))
+		port_given_up(kernel_sk(sk), st, PG_GIVEN_UP_LATER);
 	st->req_port = bpf_ntohs(ctx->user_port);
 	st->flags |= PG_SK_BIND_PENDING;
 	if (targ_defer && ctx->user_port == 0 && !sk->src_port && bind_addr_is_local(ctx, family)) {

@@ -13,6 +13,7 @@
 #include "lib/sock.bpf.h"
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
+#include "lib/release.bpf.h"
 
 static __always_inline void note_connect(struct bpf_sock_addr *ctx, struct pg_sk_state *st, __u16 port_before)
 {
@@ -35,6 +36,7 @@ static __always_inline void defer_connect(struct bpf_sock_addr *ctx, struct pg_s
 		return;
 	bpf_get_socket_cookie(ctx); /* the records name the socket */
 	snap_current_task(&st->conn);
+	st->conn_txhash = BPF_CORE_READ(kernel_sk(ctx->sk), sk_txhash);
 	st->flags |= PG_SK_DEFERRED;
 }
 
@@ -70,9 +72,12 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	if (st)
 		pending_resolve(kernel_sk(sk), st);
 	sk_state_fold(st, bpf_get_socket_cookie(ctx));
+	/* the port reported before is gone (a disconnect since) */
+	port_given_up(kernel_sk(sk), st, PG_GIVEN_UP_LATER);
 	/* a port nobody reported: taken by a send that failed after its autobind */
-	if (port && st && !ever_reported(st))
+	if (port && st && !already_reported(st, port))
 		assign_late(kernel_sk(sk), bpf_get_socket_cookie(ctx), ctx->protocol, port, PG_HOW_SENDMSG, st);
+
 	if (!targ_defer)
 		note_connect(ctx, st, port);
 	else if (!port)
@@ -131,26 +136,70 @@ static __always_inline void connect_done_at(struct sock *sk, struct pg_sk_state 
 		bpf_map_update_elem(&connect_done, &p.cookie, &port, BPF_ANY);
 }
 
+/* connect(AF_UNSPEC) on a datagram socket left it without a port: whatever
+ * port was reported is given up. This program cannot read socket storage, so
+ * the release names no port: the consumer releases the one it holds for the
+ * socket, if any (a later sight of the socket releases it again, unchecked,
+ * and that one the consumer no longer holds). */
+static __always_inline void disconnect_done_at(struct pt_regs *regs, struct task_struct *t)
+{
+	struct sockaddr *uaddr = (struct sockaddr *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+	struct pg_sock_event *e;
+	sa_family_t family = PG_AF_INET;
+	struct sock *sk;
+	__u64 cookie;
+	__u8 proto;
+
+	if (bpf_probe_read_user(&family, sizeof(family), &uaddr->sa_family) || family != PG_AF_UNSPEC)
+		return;
+	sk = sock_of_fd(t, (int)PT_REGS_PARM1_CORE_SYSCALL(regs));
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_num))
+		return;
+	proto = sk_port_space(sk);
+	/* no cookie: no hook of ours ever saw the socket */
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!is_datagram(proto) || !cookie)
+		return;
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e)
+		return;
+	e->proto = proto;
+	fill_from_sk(e, sk);
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->cookie = cookie;
+	e->flags |= PG_F_DISCONNECT | PG_F_UNCHECKED;
+	counter_inc(PG_CNT_RELEASE);
+	event_submit(e, sizeof(*e), e->ts_ns);
+}
+
 SEC("tracepoint/syscalls/sys_exit_connect")
 int pg_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
-	int fd;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
 
-	if (!bpf_map_lookup_elem(&pending_connect, &(__u32){(__u32)bpf_get_current_pid_tgid()}))
+	if (!bpf_map_lookup_elem(&pending_connect, &(__u32){(__u32)bpf_get_current_pid_tgid()})) {
+		if (ctx->ret == 0)
+			disconnect_done_at(regs, t);
 		return 0;
-	fd = (int)PT_REGS_PARM1_CORE_SYSCALL((struct pt_regs *)bpf_task_pt_regs(t));
-	connect_done_at(sock_of_fd((struct task_struct *)t, fd), NULL);
+	}
+	connect_done_at(sock_of_fd((struct task_struct *)t, (int)PT_REGS_PARM1_CORE_SYSCALL(regs)), NULL);
 	return 0;
 }
 
-/* The same where the kernel has fexit: any connect, io_uring's too. */
+/* The same where the kernel has fexit: any connect, io_uring's too, and
+ * connect(AF_UNSPEC), which no cgroup hook sees: the port it gave up. */
 SEC("fexit/inet_dgram_connect")
 int BPF_PROG(pg_dgram_connect_exit, struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags, int ret)
 {
 	struct sock *sk = sock->sk;
+	struct pg_sk_state *st;
 
-	connect_done_at(sk, sk ? sk_state_of(sk) : NULL);
+	if (!sk)
+		return 0;
+	st = sk_state_of(sk);
+	port_given_up(sk, st, BPF_CORE_READ(uaddr, sa_family) == PG_AF_UNSPEC ? PG_GIVEN_UP_EXACT : PG_GIVEN_UP_LATER);
+	connect_done_at(sk, st);
 	return 0;
 }
 

@@ -19,6 +19,7 @@
 #define PG_ARGS_LIMIT 4096 /* power of two */
 
 /* Numbers both sides use (the kernel's uapi values). */
+#define PG_AF_UNSPEC 0
 #define PG_AF_INET 2
 #define PG_AF_INET6 10
 /* pg_sock_event.proto: the port space the port is in. MPTCP subflows take
@@ -70,17 +71,22 @@ enum pg_how {
 
 /* pg_sock_event.flags */
 enum pg_sock_flags {
-	PG_F_EPHEMERAL = 1 << 0, /* the kernel chose the port */
-	PG_F_KERNEL = 1 << 1,	 /* assigned in kernel context, no user process */
-	PG_F_TIMEWAIT = 1 << 2,	 /* release: the port lives on in TIME_WAIT */
-	PG_F_LATE = 1 << 3,	 /* assign: the port was taken earlier, unseen; this is
-				  * its first sight (ts and task are the sighting's) */
-	PG_F_MPTCP = 1 << 4,	 /* the socket is an MPTCP subflow */
-	PG_F_CLOSER = 1 << 5,	 /* release: pid, tid, comm, thread name the task whose
+	PG_F_EPHEMERAL = 1 << 0,  /* the kernel chose the port */
+	PG_F_KERNEL = 1 << 1,	  /* assigned in kernel context, no user process */
+	PG_F_TIMEWAIT = 1 << 2,	  /* release: the port lives on in TIME_WAIT */
+	PG_F_LATE = 1 << 3,	  /* assign: the port was taken earlier, unseen; this is
+				  * its first sight (ts and task are the sighting's);
+				  * release: given up earlier (PG_F_DISCONNECT) */
+	PG_F_MPTCP = 1 << 4,	  /* the socket is an MPTCP subflow */
+	PG_F_CLOSER = 1 << 5,	  /* release: pid, tid, comm, thread name the task whose
 				  * close() let the port go */
-	PG_F_UNCHECKED = 1 << 6, /* release: the kernel could not tell whether the
+	PG_F_UNCHECKED = 1 << 6,  /* release: the kernel could not tell whether the
 				  * port was reported; the consumer keeps it only
-				  * for a socket it holds (Linux < 5.12) */
+				  * for a socket it holds (Linux < 5.12), with that
+				  * port when lport is set */
+	PG_F_DISCONNECT = 1 << 7, /* release: the socket gave its port up and
+				   * stays open (a UDP connect(AF_UNSPEC));
+				   * with PG_F_LATE, seen at its next sight */
 };
 
 /* pg_exec_event.flags */
@@ -92,14 +98,16 @@ enum pg_exec_flags {
 
 /* Per-CPU counters (index into the "counters" map). */
 enum pg_counter {
-	PG_CNT_ASSIGN = 0,   /* assign records produced */
-	PG_CNT_RELEASE,	     /* release records produced */
-	PG_CNT_PROC,	     /* exec/fork/exit records produced */
-	PG_CNT_DROP_RINGBUF, /* records lost: ring buffer full */
-	PG_CNT_DROP_STORAGE, /* socket storage could not be allocated */
-	PG_CNT_DROP_PENDING, /* udp connect could not be remembered until syscall exit */
-	PG_CNT_FILTERED,     /* assignments hidden by the kernel-side filters */
-	PG_CNT_DROP_PROC,    /* exec/fork/exit records lost: their ring was full */
+	PG_CNT_ASSIGN = 0,     /* assign records produced */
+	PG_CNT_RELEASE,	       /* release records produced */
+	PG_CNT_PROC,	       /* exec/fork/exit records produced */
+	PG_CNT_DROP_RINGBUF,   /* records lost: ring buffer full */
+	PG_CNT_DROP_STORAGE,   /* socket storage could not be allocated */
+	PG_CNT_DROP_PENDING,   /* udp connect could not be remembered until syscall exit */
+	PG_CNT_FILTERED,       /* assignments hidden by the kernel-side filters */
+	PG_CNT_DROP_PROC,      /* exec/fork/exit records lost: their ring was full */
+	PG_CNT_UNSEEN_CONNECT, /* a udp connect()'s port given up before any hook
+				* could read it (socket and cgroup worlds) */
 	PG_CNT_MAX,
 };
 

@@ -14,6 +14,7 @@
 #include "lib/sock.bpf.h"
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
+#include "lib/release.bpf.h"
 
 static __always_inline bool release_due(struct pg_sk_state *st)
 {
@@ -43,17 +44,6 @@ static __always_inline void fill_closer(struct pg_sock_event *e)
 {
 	if (read_closer(&e->pid, &e->tid, e->comm))
 		e->flags |= PG_F_CLOSER;
-}
-
-static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
-{
-	if (st) {
-		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
-		e->holder = st->holder_pid;
-		e->ino = st->assigned_ns;
-	}
-	counter_inc(PG_CNT_RELEASE);
-	event_submit(e, sizeof(*e), e->ts_ns);
 }
 
 /* A tcp socket moves to CLOSE: its port goes (to TIME_WAIT, or free).
@@ -208,11 +198,15 @@ int pg_sock_release(struct bpf_sock *sk)
 	}
 	if (st && (st->flags & (PG_SK_DEFERRED | PG_SK_BIND_ANY)))
 		pending_resolve(kernel_sk(sk), st);
-	if (!ever_reported(st) || !st->port) {
+	if (st && is_datagram(proto))
+		port_given_up(kernel_sk(sk), st, PG_GIVEN_UP_LATER);
+	/* a datagram socket may hold another port than the one reported (that
+	 * one was given up, and released just now) */
+	if (!ever_reported(st) || !st->port || is_datagram(proto)) {
 		ksk = kernel_sk(sk);
 		port = BPF_CORE_READ(ksk, __sk_common.skc_num);
 	}
-	if (!ever_reported(st)) {
+	if (!ever_reported(st) || (port && !already_reported(st, port))) {
 		/* a port held without a record: a datagram send that failed after
 		 * its autobind, a connect whose end no hook saw, a socket bound
 		 * before the trace that no iterator lists */

@@ -13,6 +13,7 @@
 #include "lib/sock.bpf.h"
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
+#include "lib/release.bpf.h"
 
 /* udp sendto/sendmsg/sendmmsg to an address: autobind has already run. */
 static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
@@ -33,6 +34,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	if (st)
 		pending_resolve(kernel_sk(sk), st);
 	sk_state_fold(st, bpf_get_socket_cookie(ctx));
+	port_given_up(kernel_sk(sk), st, PG_GIVEN_UP_LATER);
 	if (st && already_reported(st, port))
 		return PG_ALLOW;
 	e = sock_event_new(PG_KIND_ASSIGN);
@@ -78,8 +80,10 @@ int BPF_PROG(pg_send_length, struct sock *sk, int ret, int flags)
 	if (!is_datagram(proto))
 		return 0;
 	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	if (st)
+	if (st) {
 		pending_resolve(sk, st);
+		port_given_up(sk, st, PG_GIVEN_UP_LATER);
+	}
 	port = sk->__sk_common.skc_num;
 	if (!port) {
 		/* a full send buffer gives EAGAIN too, but on a socket with a port */

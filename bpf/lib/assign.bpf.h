@@ -143,6 +143,16 @@ static __always_inline void pending_resolve(struct sock *sk, struct pg_sk_state 
 	proto = sk_port_space(sk);
 	if (st->flags & PG_SK_DEFERRED) {
 		st->flags &= ~PG_SK_BIND_ANY;
+		if (is_datagram(proto) && BPF_CORE_READ(sk, sk_txhash) != st->conn_txhash &&
+		    BPF_CORE_READ(sk, __sk_common.skc_state) != PG_TCP_ESTABLISHED) {
+			/* the connect() succeeded (it drew a new txhash) and was
+			 * undone since (connect(AF_UNSPEC), an abort): the port it
+			 * took is gone unread, and the socket's port now, if any,
+			 * is a later one's. Counted, never pinned on the connect. */
+			st->flags &= ~PG_SK_DEFERRED;
+			counter_inc(PG_CNT_UNSEEN_CONNECT);
+			return;
+		}
 		if (port) {
 			if (already_reported(st, port))
 				st->flags &= ~PG_SK_DEFERRED;

@@ -104,7 +104,9 @@ struct pg_sk_state {
 	/* what the assign said, so that a release still names it when the
 	 * consumer's table no longer holds the socket */
 	__u32 holder_pid;
-	__u32 _pad1;
+	/* the socket's sk_txhash when a deferred connect() began: every
+	 * connect() that succeeds draws a new one, which no disconnect undoes */
+	__u32 conn_txhash;
 	__u64 assigned_ns;
 	/* tcp: who released the file, for the release at CLOSE (often later,
 	 * in softirq, where the current task is anyone's) */

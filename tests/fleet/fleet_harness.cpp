@@ -92,16 +92,11 @@ int stop_bg(pid_t pid, int sig) {
 }
 
 void create_records_table(const ClickHouseServer& s, const std::string& db) {
-  RunResult r = run_portghost({"schema", "clickhouse", "--database", db});
-  if (r.rc != 0) throw std::runtime_error("portghost schema failed: " + r.err);
-  size_t pos = 0;
-  while (pos < r.out.size()) {
-    size_t end = r.out.find(";\n", pos);
-    if (end == std::string::npos) end = r.out.size();
-    std::string stmt = r.out.substr(pos, end - pos);
-    if (stmt.find_first_not_of(" \n") != std::string::npos) s.query(stmt);
-    pos = end + 2;
-  }
+  // as README tells an operator to: the server's HTTP port, no client program
+  TempDir dir;
+  RunResult r =
+      run_portghost({"schema", "clickhouse", "--apply", store_url(s, db), "--credentials", credentials_file(s, dir)});
+  if (r.rc != 0) throw std::runtime_error("portghost schema --apply failed: " + r.err);
 }
 
 std::string store_url(const ClickHouseServer& s, const std::string& db) { return s.url() + db; }

@@ -134,6 +134,18 @@ TEST_F(Fleet, SchemaIsForTheOldestServerAndOrderedForThePortQuestion) {
       server_->query("SELECT name FROM system.columns WHERE database = '" + db_ + "' AND table = 'records' FORMAT TSV");
   EXPECT_EQ(cols.substr(0, 14), "host\nrun\nseq\nt") << cols;
   EXPECT_NE(cols.find("\nline\n"), std::string::npos) << cols;
+  // --apply (README's command) made it over HTTP; again changes nothing, and
+  // a server that refuses the user is one line and exit 1
+  RunResult again =
+      run_portghost({"schema", "clickhouse", "--apply", store_url(*server_, db_), "--credentials", cred_});
+  EXPECT_EQ(again.rc, 0) << again.err;
+  EXPECT_NE(again.out.find(db_ + ".records"), std::string::npos) << again.out;
+  std::string bad = dir_ / "bad.conf";
+  std::ofstream(bad) << "user=" << server_->user() << "\npassword=wrong\n";
+  RunResult refused =
+      run_portghost({"schema", "clickhouse", "--apply", store_url(*server_, db_), "--credentials", bad});
+  EXPECT_EQ(refused.rc, 1) << refused.err;
+  EXPECT_EQ(count(refused.err, "\n"), 1u) << refused.err;
 }
 
 // One host, three sessions (the last cut short), rotated into several files:

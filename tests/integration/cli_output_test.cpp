@@ -26,6 +26,18 @@ TEST_F(TraceOwn, OutputInAMissingDirectoryIsExit1BeforeLoading) {
   EXPECT_NE(err.find("/nonexistent-dir/x.jsonl"), std::string::npos) << err;
 }
 
+// A destination no line can ever reach (a kernel interface file that fails
+// every write, a device other than a terminal or /dev/null) is refused
+// before anything loads, with one line and exit 2.
+TEST_F(TraceOwn, OutputThatCanNeverBeWrittenIsRefusedAtStart) {
+  for (const char* path : {"/proc/version", "/dev/full"}) {
+    auto [code, err] = run_cli({"trace", "-o", path});
+    EXPECT_EQ(code, 2) << path << ": " << err;
+    EXPECT_EQ(lines(err), 1u) << err;
+    EXPECT_NE(err.find(path), std::string::npos) << err;
+  }
+}
+
 TEST_F(TraceOwn, BadValueIsExit2) {
   auto [code, err] = run_cli({"trace", "--port-range", "9-1"});
   EXPECT_EQ(code, 2);

@@ -200,11 +200,38 @@ TEST(HookPlan, Linux510IsTheCgroupWorldWithUncheckedTcpReleases) {
 // an empty one), so that a query over a fleet's logs finds each key.
 TEST(HookPlan, EveryWorldNamesTheSamePaths) {
   auto keys = path_keys(plan_hooks(everything(), {}));
-  EXPECT_EQ(keys.size(), 15u);
+  EXPECT_EQ(keys.size(), 16u);
   EXPECT_EQ(path_keys(plan_hooks(without_fexit(), {})), keys);
   EXPECT_EQ(path_keys(plan_hooks(old_kernel(), {})), keys);
   EXPECT_EQ(path_keys(plan_hooks(KernelFeatures{}, {})), keys);
   EXPECT_EQ(path_keys(plan_hooks(linux_5_10(), {})), keys);
+}
+
+// A UDP port given up while the socket stays open: seen at the disconnect
+// where a hook runs after connect(AF_UNSPEC), else at the next sight, and
+// the socket and cgroup worlds say what that leaves unseen.
+TEST(HookPlan, AUdpDisconnectIsSeenWhereAHookRunsAfterIt) {
+  const std::string path = "udp port given up while the socket stays open (connect(AF_UNSPEC))";
+  const std::string unseen = "udp connect() undone by connect(AF_UNSPEC)";
+  auto mentions = [](const HookPlan& p, const std::string& what) {
+    for (const auto& u : p.uncaught)
+      if (u.find(what) != std::string::npos) return true;
+    return false;
+  };
+  HookPlan fexit = plan_hooks(everything(), {});
+  EXPECT_EQ(fexit.world, "fexit");
+  EXPECT_EQ(hook_of(fexit, path), "fexit/inet_dgram_connect");
+  EXPECT_FALSE(mentions(fexit, unseen));
+  HookPlan sys = plan_hooks(old_kernel(), {});
+  EXPECT_EQ(sys.world, "syscall");
+  EXPECT_EQ(hook_of(sys, path), "tracepoint/syscalls/sys_exit_connect");
+  EXPECT_FALSE(mentions(sys, unseen));
+  for (const auto& k : {without_fexit(), linux_5_10()}) {
+    HookPlan p = plan_hooks(k, {});
+    EXPECT_TRUE(p.world == "socket" || p.world == "cgroup") << p.world;
+    EXPECT_EQ(hook_of(p, path).rfind("late: ", 0), 0u) << p.world << ": " << hook_of(p, path);
+    EXPECT_TRUE(mentions(p, unseen)) << p.world;
+  }
 }
 
 // The plan and the BPF object name the same programs: none is loaded by

@@ -382,3 +382,26 @@ TEST(FileOutput, ADirectoryOthersCanWriteIsRefused) {
   ASSERT_EQ(stat((dir / "events.jsonl").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0137, 0u) << "created 0640 or tighter";
 }
+
+// /proc/self/comm looks like a regular file and takes writes: each would
+// rename the process. A kernel interface is never opened as a log.
+TEST(FileOutput, AKernelInterfaceFileIsRefused) {
+  std::string before = read_file("/proc/self/comm");
+  try {
+    FileOutput out("/proc/self/comm", {});
+    out.write("{\"type\":\"start\"}\n");
+    out.flush();
+    FAIL() << "a /proc file was opened as the log";
+  } catch (const FatalError& e) {
+    EXPECT_NE(std::string(e.what()).find("kernel interface"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), kExitUsage);
+  }
+  EXPECT_EQ(read_file("/proc/self/comm"), before);
+}
+
+TEST(FileOutput, DevNullIsAPlaceToWrite) {
+  FileOutput out("/dev/null", {});
+  out.write("x\n");
+  out.flush();
+  EXPECT_FALSE(out.failing());
+}

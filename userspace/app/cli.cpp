@@ -82,7 +82,7 @@ nothing is lost: the log is the buffer; retries back off up to 30 s and the lag 
 reported on stderr. Answers that no retry can fix (authentication, a missing or different
 table) stop it with exit status 1.
 
-Create the table first:  portghost schema clickhouse | clickhouse-client -n
+Create the table first:  portghost schema clickhouse --apply clickhouse://db1:8123/portghost
 
 Examples:
   portghost ship /var/log/portghost --to clickhouse://db1:8123/portghost \
@@ -252,6 +252,15 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   schema->add_option("STORE", schema_store, "clickhouse")->required()->check(CLI::IsMember({"clickhouse"}));
   schema->add_option("--database", sc.database, "Database")->capture_default_str()->check(kNonEmpty);
   schema->add_option("--table", sc.table, "Table")->capture_default_str()->check(kNonEmpty);
+  CLI::Option* apply =
+      schema
+          ->add_option("--apply", sc.apply,
+                       "Create it on this server over HTTP (clickhouse://HOST[:PORT]/DATABASE) instead of printing it")
+          ->check(kNonEmpty);
+  schema->add_option("--credentials", sc.credentials, "With --apply: a file of lines user=NAME, password=SECRET")
+      ->check(kNonEmpty)
+      ->needs(apply);
+  schema->get_option("--database")->excludes(apply);
 
   // `portghost [trace options]` is `portghost trace [trace options]`
   std::vector<const char*> args(argv, argv + argc);

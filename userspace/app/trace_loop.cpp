@@ -283,6 +283,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       if (c.drop_storage > last.drop_storage) l.by_reason["socket_storage"] = c.drop_storage - last.drop_storage;
       if (c.drop_pending > last.drop_pending) l.by_reason["pending_connect"] = c.drop_pending - last.drop_pending;
       if (c.drop_proc > last.drop_proc) l.by_reason["proc_ring_full"] = c.drop_proc - last.drop_proc;
+      if (c.unseen_connect > last.unseen_connect)
+        l.by_reason["udp_connect_given_up_unseen"] = c.unseen_connect - last.unseen_connect;
       if (unwritten > unwritten_reported) l.by_reason["write_failed"] = unwritten - unwritten_reported;
       // each overrun of the conntrack socket lost one event or more
       if (ct_pace.overruns > ct_overruns_reported)

@@ -104,6 +104,8 @@ struct ShipOptions {
 struct SchemaOptions {
   std::string database = "portghost";
   std::string table = "records";
+  // --apply URL: create it on that server over HTTP instead of printing it
+  std::optional<std::string> apply, credentials;
 };
 
 // Where the service writes its log: who and stats read it by default.

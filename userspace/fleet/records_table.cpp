@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <charconv>
+#include <ostream>
 
 #include "common/json.hpp"
 #include "fleet/clickhouse.hpp"
@@ -66,9 +67,10 @@ const std::vector<RecordsColumn>& records_columns() {
 
 std::string sessions_table(const std::string& table) { return table + "_sessions"; }
 
-std::string records_schema(const std::string& database, const std::string& table) {
-  std::string s = "CREATE DATABASE IF NOT EXISTS " + database + ";\n";
-  s += "CREATE TABLE IF NOT EXISTS " + database + "." + table + "\n(\n";
+std::vector<std::string> records_schema_statements(const std::string& database, const std::string& table) {
+  std::vector<std::string> out;
+  out.push_back("CREATE DATABASE IF NOT EXISTS " + database);
+  std::string s = "CREATE TABLE IF NOT EXISTS " + database + "." + table + "\n(\n";
   const auto& cols = records_columns();
   for (size_t i = 0; i < cols.size(); i++) {
     s += std::string("    ") + cols[i].name + " " + cols[i].type;
@@ -78,17 +80,41 @@ std::string records_schema(const std::string& database, const std::string& table
   s += ")\n"
        "ENGINE = ReplacingMergeTree()\n"
        "PARTITION BY toYYYYMMDD(toDateTime(intDiv(ts_ns, 1000000000)))\n"
-       "ORDER BY (host, proto, lport, ts_ns, run, seq);\n";
+       "ORDER BY (host, proto, lport, ts_ns, run, seq)";
+  out.push_back(std::move(s));
   // each session's latest record time, kept as rows arrive: how long a
   // session is known to have run, without a scan of the records
-  s += "CREATE MATERIALIZED VIEW IF NOT EXISTS " + database + "." + sessions_table(table) +
-       "\n"
-       "ENGINE = AggregatingMergeTree()\n"
-       "PARTITION BY toYYYYMMDD(toDateTime(intDiv(run, 1000000000)))\n"
-       "ORDER BY (host, run)\n"
-       "AS SELECT host, run, maxState(ts_ns) AS last_ns FROM " +
-       database + "." + table + " GROUP BY host, run;\n";
+  out.push_back("CREATE MATERIALIZED VIEW IF NOT EXISTS " + database + "." + sessions_table(table) +
+                "\n"
+                "ENGINE = AggregatingMergeTree()\n"
+                "PARTITION BY toYYYYMMDD(toDateTime(intDiv(run, 1000000000)))\n"
+                "ORDER BY (host, run)\n"
+                "AS SELECT host, run, maxState(ts_ns) AS last_ns FROM " +
+                database + "." + table + " GROUP BY host, run");
+  return out;
+}
+
+std::string records_schema(const std::string& database, const std::string& table) {
+  std::string s;
+  for (const auto& stmt : records_schema_statements(database, table)) s += stmt + ";\n";
   return s;
+}
+
+void apply_records_schema(ClickHouseClient& c) {
+  const auto& ep = c.endpoint();
+  for (const auto& stmt : records_schema_statements(ep.database, ep.table)) c.query(stmt);
+  check_records_table(c);
+}
+
+int run_schema(const SchemaOptions& o, std::ostream& out) {
+  if (!o.apply) {
+    out << records_schema(o.database, o.table);
+    return kExitOk;
+  }
+  ClickHouseClient c(clickhouse_endpoint(*o.apply, o.credentials, o.table));
+  apply_records_schema(c);
+  out << "created " << c.endpoint().describe() << " (or found it as portghost makes it)\n";
+  return kExitOk;
 }
 
 void check_records_table(ClickHouseClient& c) {
@@ -96,9 +122,9 @@ void check_records_table(ClickHouseClient& c) {
   std::string got = c.query("SELECT name, type FROM system.columns WHERE database = " + sql_quote(ep.database) +
                             " AND table = " + sql_quote(ep.table) + " FORMAT TSV");
   if (got.empty())
-    throw ClickHouseError("ClickHouse " + ep.describe() +
-                              ": no such table (create it with: portghost schema clickhouse | clickhouse-client -n)",
-                          false);
+    throw ClickHouseError(
+        "ClickHouse " + ep.describe() + ": no such table (create it with: portghost schema clickhouse --apply URL)",
+        false);
   std::string want;
   for (const auto& c : records_columns()) want += c.name + "\t" + c.type + "\n";
   if (got != want)

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "common/options.hpp"
 
 namespace portghost {
 
@@ -25,6 +28,16 @@ const std::vector<RecordsColumn>& records_columns();
 // day, and beside it each session's latest record time (TABLE_sessions).
 std::string sessions_table(const std::string& table);
 std::string records_schema(const std::string& database, const std::string& table);
+// The same statements one by one (no ";"): ClickHouse's HTTP interface takes
+// one statement per request.
+std::vector<std::string> records_schema_statements(const std::string& database, const std::string& table);
+// Creates the endpoint's database, table and view over HTTP (each statement
+// IF NOT EXISTS: safe to repeat), then checks the table as a shipper would.
+// Throws ClickHouseError.
+void apply_records_schema(ClickHouseClient& c);
+// `portghost schema clickhouse`: prints the statements, or with --apply
+// runs them on the server. Throws FatalError.
+int run_schema(const SchemaOptions& o, std::ostream& out);
 
 // Throws ClickHouseError (not transient) unless the table exists with these
 // columns and types: a shipper must not send into a table it does not know.

@@ -52,6 +52,10 @@ void common_paths(HookPlan& p, bool fexit, bool sock_tp, bool sctp) {
                                            "time and task"
                         : p.connect_exit ? "cgroup/connect4, cgroup/connect6 + tracepoint/syscalls/sys_exit_connect"
                                          : udp_connect_late},
+      {"udp port given up while the socket stays open (connect(AF_UNSPEC))",
+       fexit            ? "fexit/inet_dgram_connect"
+       : p.connect_exit ? "tracepoint/syscalls/sys_exit_connect"
+                        : std::string("late: ") + kNextSight},
       {"tcp release", "tp_btf/inet_sock_set_state"},
       {"udp release, tcp close before a state change", "cgroup/sock_release"},
       {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
@@ -168,6 +172,13 @@ void extras(HookPlan& p, const KernelFeatures& k, bool fexit, bool sctp) {
   p.uncaught.push_back(
       "tcp sockets bound before start but neither listening nor connected (no kernel list has them), until their "
       "close (recorded late)");
+  p.uncaught.push_back(
+      "a udp port unhashed by an abort (sock_diag SOCK_DESTROY, ss -K): released at the socket's next send, connect, "
+      "bind or close (late)");
+  if (p.defer)
+    p.uncaught.push_back(
+        "udp connect() undone by connect(AF_UNSPEC) before the socket's next send, connect, bind or close: its port is "
+        "not recorded (counted in lost records, udp_connect_given_up_unseen), and its release is seen only then");
   p.uncaught.push_back("udp-lite sockets holding ports before start: the socket iterators list tcp and udp only");
   if (sctp) {
     add(p, kSctp);

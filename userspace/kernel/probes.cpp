@@ -374,6 +374,7 @@ Counters Probes::counters() const {
   c.drop_ringbuf = sum[PG_CNT_DROP_RINGBUF];
   c.drop_storage = sum[PG_CNT_DROP_STORAGE];
   c.drop_pending = sum[PG_CNT_DROP_PENDING];
+  c.unseen_connect = sum[PG_CNT_UNSEEN_CONNECT];
   c.filtered = sum[PG_CNT_FILTERED];
   c.drop_proc = sum[PG_CNT_DROP_PROC];
   return c;

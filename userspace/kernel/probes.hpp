@@ -33,7 +33,10 @@ struct ProbeConfig {
 struct Counters {
   uint64_t assign = 0, release = 0, proc = 0;
   uint64_t drop_ringbuf = 0, drop_storage = 0, drop_pending = 0, filtered = 0, drop_proc = 0;
-  uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending + drop_proc; }
+  // a udp connect()'s port given up before any hook could read it (socket
+  // and cgroup worlds): a port held that no record names
+  uint64_t unseen_connect = 0;
+  uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending + drop_proc + unseen_connect; }
 };
 
 class Probes {

@@ -229,7 +229,11 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
     opt_u(o, "closer_pid", r.closer_pid);
     opt_u(o, "closer_tid", r.closer_tid);
     task_name(o, "closer_comm", r.closer_comm, cache);
-    if (r.reconciled) o.ascii("reason", "reconciled");
+    if (r.reconciled)
+      o.ascii("reason", "reconciled");
+    else if (r.disconnect)
+      o.ascii("reason", "disconnect");
+    if (r.late) o.boolean("late", true);
     if (r.mptcp) o.boolean("mptcp", true);
     if (!host_member.empty()) o.members(host_member);
     return;

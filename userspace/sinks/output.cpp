@@ -1,8 +1,11 @@
 #include "sinks/output.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,6 +38,10 @@ FileOutput::FileOutput(std::string path, RotateConfig rotate) : path_(std::move(
   if (path_ == "-") {
     stdout_ = true;
     fd_ = STDOUT_FILENO;
+    struct stat st {};
+    if (fstat(fd_, &st) == 0)
+      if (std::string why = unwritable_kind(fd_, st); !why.empty())
+        throw FatalError("refusing to write the output to stdout: " + why, kExitUsage);
     return;
   }
   open_file();
@@ -64,6 +71,46 @@ void check_directory(const std::string& path) {
 }
 }  // namespace
 
+namespace {
+// A kernel file system whose files look regular but are the kernel's
+// interfaces (/proc, /sys and their kind): a log there can never be written
+// (EIO, EINVAL) or, worse, a write changes a setting.
+bool kernel_interface_fs(int fd) {
+  struct statfs fs {};
+  if (fstatfs(fd, &fs) != 0) return false;
+  switch (static_cast<unsigned long>(fs.f_type)) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC:
+    case SECURITYFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case BPF_FS_MAGIC:
+    case PSTOREFS_MAGIC:
+    case EFIVARFS_MAGIC:
+    case SELINUX_MAGIC:
+    case SMACK_MAGIC:
+    case BINFMTFS_MAGIC: return true;
+    default: return false;
+  }
+}
+}  // namespace
+
+// What makes fd no place for a log ("" when it is one): a log goes to a
+// regular file, a pipe, a socket, a terminal or /dev/null, never to a
+// device or a kernel interface.
+std::string unwritable_kind(int fd, const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return kernel_interface_fs(fd) ? "a kernel interface file, not a log file" : "";
+  if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) return "";
+  if (S_ISCHR(st.st_mode)) {
+    if (isatty(fd) || st.st_rdev == makedev(1, 3)) return "";  // a terminal, /dev/null
+    return "a device, not a file, pipe, socket or terminal";
+  }
+  if (S_ISDIR(st.st_mode)) return "a directory";
+  return "not a regular file, pipe, socket or terminal";
+}
+
 void FileOutput::open_file() {
   check_directory(path_);
   // O_NOFOLLOW: a symbolic link in the log's place is never followed
@@ -72,9 +119,9 @@ void FileOutput::open_file() {
   if (fd < 0) throw FatalError(errno_text("cannot open output " + path_, errno));
   struct stat st {};
   if (fstat(fd, &st) == 0) {
-    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+    if (std::string why = unwritable_kind(fd, st); !why.empty()) {
       close(fd);
-      throw FatalError("cannot write output " + path_ + ": not a regular file");
+      throw FatalError("refusing to write output " + path_ + ": " + why, kExitUsage);
     }
     size_ = static_cast<uint64_t>(st.st_size);
     regular_ = S_ISREG(st.st_mode);

@@ -7,7 +7,14 @@
 #include <string>
 #include <string_view>
 
+struct stat;
+
 namespace portghost {
+
+// Why the open file fd (whose stat is st) can hold no log: "" for a regular
+// file, a pipe, a socket, a terminal or /dev/null; else a few words (a
+// kernel interface such as /proc/version, another device, a directory).
+std::string unwritable_kind(int fd, const struct stat& st);
 
 class Output {
  public:

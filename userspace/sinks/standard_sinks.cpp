@@ -63,7 +63,10 @@ std::string portghost_fields(const PortRecord& r, std::optional<std::string_view
     opt_text(p, "state", r.state);
     opt(p, "duration_ns", r.duration_ns);
     if (r.type == PortRecord::Type::Release) p.boolean("timewait", r.timewait);
-    if (r.reconciled) p.ascii("reason", "reconciled");
+    if (r.reconciled)
+      p.ascii("reason", "reconciled");
+    else if (r.disconnect)
+      p.ascii("reason", "disconnect");
     opt(p, "held", r.held);
     opt_text(p, "community_id", community_id);
     if (r.closer_pid)

@@ -144,6 +144,12 @@ void RecordBuilder::on_sock(const SockEvent& e) {
     }
     case SockEvent::Kind::Release: {
       if (!e.reconciled && !reconciled_.empty() && reconciled_.erase(e.cookie)) return;
+      // unchecked with a port: only for a socket held with that port (it
+      // may have been released already, and hold another one by now)
+      if (e.has(PG_F_UNCHECKED) && e.lport) {
+        const SocketTable::Holder* h = table_.find(e.cookie);
+        if (!h || h->lport != e.lport) return;
+      }
       auto m = table_.release(e);
       if (occupancy_) occupancy_->after_release(table_);
       if (!m) return;
@@ -173,6 +179,8 @@ void RecordBuilder::on_sock(const SockEvent& e) {
       r.timewait = e.has(PG_F_TIMEWAIT);
       r.mptcp = e.has(PG_F_MPTCP);
       r.reconciled = e.reconciled;
+      r.disconnect = e.has(PG_F_DISCONNECT);
+      r.late = e.has(PG_F_LATE);
       if (e.has(PG_F_CLOSER)) {
         r.closer_pid = e.pid;
         r.closer_tid = e.tid;

@@ -47,6 +47,9 @@ struct PortRecord {
   std::optional<uint32_t> closer_pid, closer_tid;
   std::optional<std::string_view> closer_comm;
   bool reconciled = false;  // the socket was found gone: its release was never seen
+  // release: the socket gave its port up and stayed open (a UDP
+  // connect(AF_UNSPEC)); with `late`, seen only at its next sight
+  bool disconnect = false;
 };
 
 // The record's "type" in the log.

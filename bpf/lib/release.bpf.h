@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Building release records, shared by the close, the move to CLOSE, and the
+ * sights of a socket that gave up its port while it stays open. */
+#ifndef PORTGHOST_LIB_RELEASE_BPF_H
+#define PORTGHOST_LIB_RELEASE_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "portghost.h"
+#include "maps.bpf.h"
+#include "ring.bpf.h"
+#include "sock.bpf.h"
+#include "state.bpf.h"
+
+static __always_inline void release_commit(struct pg_sock_event *e, struct pg_sk_state *st)
+{
+	if (st) {
+		st->flags = (st->flags | PG_SK_RELEASED) & ~PG_SK_CONNECTING;
+		e->holder = st->holder_pid;
+		e->ino = st->assigned_ns;
+	}
+	counter_inc(PG_CNT_RELEASE);
+	event_submit(e, sizeof(*e), e->ts_ns);
+}
+
+/* How a port given up without a close was seen. */
+enum pg_given_up_sight {
+	PG_GIVEN_UP_EXACT = 0, /* at the call that gave it up (its fexit) */
+	PG_GIVEN_UP_LATER = 1, /* at the socket's next sight: a send, connect, bind or close */
+};
+
+/* A datagram socket that is still open no longer holds the port it was
+ * reported with: connect(AF_UNSPEC) or an abort (sock_diag SOCK_DESTROY)
+ * unhashed it (__udp_disconnect(), unless the user bound that port), and a
+ * later autobind may have taken another. The reported port's release, before
+ * anything else of the socket is written. Seen later, it is marked late; in
+ * the syscall-exit world the connect's exit may have released it already, so
+ * the consumer keeps it only for a socket it still holds with that port. */
+static __always_inline void port_given_up(struct sock *sk, struct pg_sk_state *st, enum pg_given_up_sight sight)
+{
+	struct pg_sock_event *e;
+	__u16 now;
+
+	if (!st || !(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) || (st->flags & PG_SK_RELEASED) || !st->port)
+		return;
+	now = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (now == st->port)
+		return;
+	if (st->flags & PG_SK_FILTERED) {
+		st->flags |= PG_SK_RELEASED;
+		return;
+	}
+	e = sock_event_new(PG_KIND_RELEASE);
+	if (!e) {
+		/* lost, and counted: the port is gone all the same */
+		st->flags |= PG_SK_RELEASED;
+		return;
+	}
+	e->proto = sk_port_space(sk);
+	fill_from_sk(e, sk);
+	e->lport = st->port;
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	e->flags |= PG_F_DISCONNECT;
+	if (sight == PG_GIVEN_UP_LATER)
+		e->flags |= targ_connect_exit ? PG_F_LATE | PG_F_UNCHECKED : PG_F_LATE;
+	release_commit(e, st);
+}
+
+#endif /* PORTGHOST_LIB_RELEASE_BPF_H */
