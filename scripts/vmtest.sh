@@ -111,42 +111,60 @@ fetch_kernel() {
     rm -rf "$kdir.tmp/root"
     rm -rf "$kdir" && mv "$kdir.tmp" "$kdir"
   fi
-  # the modules a vxlan device needs (the reconciliation test makes one),
-  # SCTP (with the crc32c it checksums with) and sock_diag's, taken out of
-  # the same package; they are loaded in the guest at boot, in this order
-  local have_mods=1 m p paths=() listing kre
-  for m in "${mods[@]}"; do [ -f "$kdir/modules/$(basename "$m")" ] || have_mods=0; done
-  if [ $have_mods -eq 0 ]; then
+  # the modules the guest loads at boot (see mods below), each after the
+  # ones it depends on, taken out of the same package
+  local m have
+  have=$(cat "$kdir/modules/.wanted" 2>/dev/null || true)
+  if [ "$have" != "${mods[*]}" ] || [ ! -f "$kdir/modules/.order" ]; then
     deb=$(ls "$cache/${pkg}"_*.deb 2>/dev/null | head -1 || true)
     [ -n "$deb" ] || { log "no $pkg package in $cache to take modules from"; return 1; }
-    # under /lib or /usr/lib, plain or compressed (.ko.xz, .ko.zst since trixie)
-    listing=$(dpkg-deb --fsys-tarfile "$deb" | tar -t)
-    kre=$(sed 's/[.+]/\\&/g' <<<"$kver")
-    for m in "${mods[@]}"; do
-      p=$(grep -E "/lib/modules/$kre/${m//./\\.}(\\.xz|\\.zst)?\$" <<<"$listing" | head -1)
-      [ -n "$p" ] || { log "no $m in $deb"; return 1; }
-      paths+=("$p")
-    done
-    rm -rf "$kdir/modules.tmp" && mkdir -p "$kdir/modules.tmp"
-    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/modules.tmp" "${paths[@]}" ||
-      { log "cannot take the modules out of $deb"; return 1; }
-    mkdir -p "$kdir/modules"
-    for p in "${paths[@]}"; do
-      case $p in
-        *.xz) xz -dc "$kdir/modules.tmp/$p" >"$kdir/modules/$(basename "${p%.xz}")" ;;
-        *.zst) zstd -dcq "$kdir/modules.tmp/$p" >"$kdir/modules/$(basename "${p%.zst}")" ;;
-        *) mv "$kdir/modules.tmp/$p" "$kdir/modules/" ;;
-      esac
-    done
-    rm -rf "$kdir/modules.tmp"
+    rm -rf "$kdir/modules" && mkdir -p "$kdir/modules"
+    mod_listing=$(dpkg-deb --fsys-tarfile "$deb" | tar -t)
+    mod_builtin=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards "*/lib/modules/$kver/modules.builtin" \
+                  2>/dev/null || true)
+    mod_deb=$deb mod_order=()
+    for m in "${mods[@]}"; do take_module "$m" || return 1; done
+    printf '%s\n' "${mod_order[@]}" >"$kdir/modules/.order"
+    echo "${mods[*]}" >"$kdir/modules/.wanted"
   fi
 }
-# sock_diag for inet sockets (a modprobe would load them; the guest has
-# none): where the iterators cannot make cookies, the tracer has sock_diag
-# make them (Linux < 5.12)
-mods=(kernel/net/ipv4/udp_tunnel.ko kernel/net/ipv6/ip6_udp_tunnel.ko kernel/drivers/net/vxlan/vxlan.ko
-      kernel/crypto/crc32c_generic.ko kernel/lib/libcrc32c.ko kernel/net/sctp/sctp.ko
-      kernel/net/ipv4/inet_diag.ko kernel/net/ipv4/tcp_diag.ko kernel/net/ipv4/udp_diag.ko)
+
+# take_module NAME: NAME.ko out of $mod_deb into $kdir/modules, after the
+# modules its .modinfo says it depends on; appends to mod_order (load order).
+# A module built into the kernel is skipped; one that is neither fails.
+take_module() {
+  local name=$1 p f dep deps kre pat
+  for f in "${mod_order[@]}"; do [ "$f" = "$name.ko" ] && return 0; done
+  pat=${name//[-_]/[-_]}
+  kre=$(sed 's/[.+]/\\&/g' <<<"$kver")
+  p=$(grep -E "/lib/modules/$kre/.*/$pat\.ko(\.xz|\.zst)?\$" <<<"$mod_listing" | head -1 || true)
+  if [ -z "$p" ]; then
+    grep -qE "/$pat\.ko\$" <<<"$mod_builtin" && return 0
+    log "$kver: no module $name (and it is not built in)"
+    return 1
+  fi
+  rm -rf "$kdir/modules.tmp" && mkdir -p "$kdir/modules.tmp"
+  dpkg-deb --fsys-tarfile "$mod_deb" | tar -x -C "$kdir/modules.tmp" "$p" ||
+    { log "cannot take $p out of $mod_deb"; return 1; }
+  f=$kdir/modules/$name.ko
+  case $p in
+    *.xz) xz -dc "$kdir/modules.tmp/$p" >"$f" ;;
+    *.zst) zstd -dcq "$kdir/modules.tmp/$p" >"$f" ;;
+    *) mv "$kdir/modules.tmp/$p" "$f" ;;
+  esac
+  rm -rf "$kdir/modules.tmp"
+  deps=$(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p' | head -1)
+  for dep in ${deps//,/ }; do take_module "$dep" || return 1; done
+  mod_order+=("$name.ko")
+}
+# What the guest loads, by module name (dependencies are found): a vxlan
+# device (the reconciliation test makes one); SCTP and the crc32c it
+# checksums with; sock_diag for inet sockets (where the iterators cannot
+# make cookies, the tracer has sock_diag make them: Linux < 5.12); and the
+# NAT test's namespaces: veth, a bridge, nftables' NAT and masquerade, and
+# conntrack's netlink events.
+mods=(udp_tunnel ip6_udp_tunnel vxlan crc32c_generic libcrc32c sctp inet_diag tcp_diag udp_diag
+      veth bridge nf_tables nft_chain_nat nft_masq nf_conntrack_netlink)
 
 # ---- the initramfs (its modules are each kernel's) ----
 work=$(mktemp -d)
@@ -154,9 +172,15 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root}
 cp /bin/busybox "$root/bin/busybox"
-for a in sh mount umount mkdir ip poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname insmod; do
+for a in sh mount umount mkdir ip poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname insmod \
+         sysctl; do
   ln -sf busybox "$root/bin/$a"
 done
+# scripts name their interpreter through /usr/bin/env; ip(8) keeps its
+# namespaces under /var/run/netns
+mkdir -p "$root/usr/bin" "$root/var"
+ln -sf ../../bin/busybox "$root/usr/bin/env"
+ln -sf ../run "$root/var/run"
 bins=("$PWD/build/portghost" "$PWD/build/tests/integration_tests" "$PWD/build/tests/pg_fire")
 # for a command of one's own in the guest (PG_VMTEST_CMD): bpftool feature probe
 [ -n "${PG_VMTEST_CMD:-}" ] && [ -x /usr/sbin/bpftool ] && bins+=(/usr/sbin/bpftool)
@@ -166,6 +190,12 @@ bins=("$PWD/build/portghost" "$PWD/build/tests/integration_tests" "$PWD/build/te
 for ipbin in /usr/bin/ip /usr/sbin/ip /sbin/ip /bin/ip; do
   if [ -x "$ipbin" ]; then bins+=("$ipbin"); break; fi
 done
+# the NAT test builds its namespaces with bash, ip(8), sysctl and nft, from
+# a script at its place in the tree
+bins+=("$(command -v bash)" "$(command -v nft)")
+mkdir -p "$root$PWD/tests/integration"
+cp tests/integration/nat_topology.sh "$root$PWD/tests/integration/"
+for f in /etc/protocols /etc/services; do [ -f "$f" ] && cp "$f" "$root$f"; done
 for b in "${bins[@]}"; do
   mkdir -p "$root$(dirname "$b")"
   cp "$b" "$root$b"
@@ -205,7 +235,7 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 chmod 1777 /tmp
 ip link set lo up
-for m in $(printf '%s ' "${mods[@]}" | sed 's|[^ ]*/||g'); do insmod /modules/\$m || echo "vmtest: insmod \$m failed"; done
+for m in \$(cat /modules/.order); do insmod /modules/\$m || echo "vmtest: insmod \$m failed"; done
 hostname vmtest 2>/dev/null
 echo "vmtest: kernel \$(uname -r)"
 cd /tmp
@@ -284,7 +314,7 @@ for suite in $suites; do
     continue
   fi
   rm -rf "$root/modules" && mkdir -p "$root/modules"
-  for m in "${mods[@]}"; do cp "$kdir/modules/$(basename "$m")" "$root/modules/"; done
+  cp "$kdir/modules/"*.ko "$kdir/modules/.order" "$root/modules/"
   read -r -a runs <<<"$(worlds_of "$suite")"
   make_init "${runs[@]}"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"

@@ -259,3 +259,39 @@ TEST_F(TraceOwn, AStuckReaderDoesNotBlockTheStop) {
   unlink(tmpl);
   close(p[0]);
 }
+
+// The stop record counts the sockets still holding a recorded port, and a
+// socket whose release no hook wrote is not among them: the last walk of the
+// kernel's sockets before the stop releases what the kernel no longer has.
+TEST_F(TraceOwn, TheStopCountsWhatIsStillHeld) {
+  int go[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(done), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char x;
+    if (read(go[0], &x, 1) != 1) _exit(1);
+    int a = socket(AF_INET, SOCK_DGRAM, 0), b = socket(AF_INET, SOCK_DGRAM, 0);
+    auto any = v4(0);
+    if (bind(a, sa(any), sizeof any) != 0 || bind(b, sa(any), sizeof any) != 0) _exit(2);
+    close(b);
+    if (write(done[1], "x", 1) != 1) _exit(3);
+    pause();  // holds a until killed
+    _exit(0);
+  }
+  Tracer t({"--pid", std::to_string(child)});
+  ASSERT_TRUE(t.wait_started()) << t.stderr_text();
+  ASSERT_EQ(write(go[1], "x", 1), 1);
+  char x;
+  ASSERT_EQ(read(done[0], &x, 1), 1);
+  ASSERT_TRUE(t.wait_for([](const Json& r) { return r["type"] == "release"; }));
+  ASSERT_EQ(t.stop(), 0) << t.stderr_text();
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  const Json stop = t.records().back();
+  ASSERT_EQ(stop["type"], "stop") << stop.dump();
+  EXPECT_EQ(stop["held"], 1) << stop.dump();
+  EXPECT_EQ(stop["records"]["assign"], 2) << stop.dump();
+  EXPECT_EQ(stop["records"]["release"], 1) << stop.dump();
+  for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
+}

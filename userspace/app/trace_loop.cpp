@@ -349,6 +349,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     ct_pace.overruns += conntrack->read([&](const CtEvent& e) { nat->on_conntrack(e); });
     nat->finish();
   }
+  // a last walk of what the kernel still holds: a socket whose release no
+  // hook produced is released now (reason "reconciled", at the stop)
+  // rather than left as held in the log's last word
+  if (reconcile_ns) reconcile(probes, builder, !ctx.run_as);
   report_lost();
   StopRecord s;
   s.ts_ns = BootClock::now_unix_ns();
@@ -357,6 +361,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   for (const char* k : {"assign", "release", "existing", "exhausted"}) s.records.emplace(k, 0);
   s.lost = lost_total;
   s.table_evicted = builder.table().evicted();
+  s.held = builder.table().visible();
   records.stop(s);
   sink.flush();
   out.flush();

@@ -113,7 +113,9 @@ std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
     p.raw("records", object([&](JsonObject& x) {
             for (const auto& [k, v] : r.records) x.num(k, v);
           }));
-    p.num("lost", r.lost).num("table_evicted", r.table_evicted).num("run", run).num("seq", seq);
+    p.num("lost", r.lost).num("table_evicted", r.table_evicted);
+    if (r.held) p.num("held", *r.held);
+    p.num("run", run).num("seq", seq);
   });
 }
 

@@ -124,6 +124,9 @@ struct StopRecord {
   std::map<std::string, uint64_t> records;  // written, by type
   uint64_t lost = 0;
   uint64_t table_evicted = 0;
+  // sockets still holding a recorded port at the stop (the last
+  // reconciliation found each of them alive); absent when not counted
+  std::optional<uint64_t> held;
   // with NAT joining: translations seen whose flow matched no recorded
   // socket, or more than one
   std::optional<uint64_t> nat_unjoined, nat_ambiguous;

@@ -281,4 +281,10 @@ std::vector<uint64_t> SocketTable::gone(const std::unordered_set<uint64_t>& live
 
 const SocketTable::Holder* SocketTable::find(uint64_t cookie) const { return held_.find(cookie); }
 
+uint64_t SocketTable::visible() const {
+  uint64_t n = 0;
+  held_.for_each([&](uint64_t, const Holder& h) { n += !h.hidden; });
+  return n;
+}
+
 }  // namespace portghost

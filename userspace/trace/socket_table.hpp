@@ -93,6 +93,8 @@ class SocketTable {
   // Counts held_in_range() against these ranges (default: none, so 0).
   void count_in_range_of(PortRanges* ranges) { ranges_ = ranges; }
   size_t size() const { return held_.size(); }
+  // The sockets held and written (not hidden by a filter): a walk, for the stop.
+  uint64_t visible() const;
   uint64_t evicted() const { return evicted_; }
 
  private:
