@@ -184,6 +184,29 @@ TEST(Who, HolderAtAnInstantWithItsProcess) {
   EXPECT_TRUE(answer_who(evs, at(5000, kT0 + 3 * kS + 1)).holdings.empty());
 }
 
+// One socket, two ports one after the other (a UDP disconnect between):
+// each port's holder is that socket only while it held that port, and a
+// release seen only at the socket's next use says "at or before".
+TEST(Who, ASocketThatChangedItsPortHeldEachForItsOwnTime) {
+  auto evs = log_of(start_line(kT0) + port_line("assign", kT0 + 1 * kS, 7, 5000, 42, "dig") +
+                    port_line("release", kT0 + 3 * kS, 7, 5000, 42, "dig", ",\"reason\":\"disconnect\",\"late\":true") +
+                    port_line("assign", kT0 + 3 * kS, 7, 6000, 42, "dig") +
+                    port_line("release", kT0 + 4 * kS, 7, 6000, 42, "dig") + stop_line(kT0 + 9 * kS));
+  WhoAnswer first = answer_who(evs, at(5000, kT0 + 2 * kS));
+  ASSERT_EQ(first.holdings.size(), 1u);
+  EXPECT_EQ(first.holdings[0].end_ns, kT0 + 3 * kS);
+  std::ostringstream text;
+  print_who(first, at(5000, kT0 + 2 * kS), text);
+  EXPECT_NE(text.str().find("released  at or before "), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("after at most 2.0s"), std::string::npos) << text.str();
+  EXPECT_TRUE(answer_who(evs, at(6000, kT0 + 2 * kS)).holdings.empty()) << "the second port did not exist yet";
+  WhoAnswer second = answer_who(evs, at(6000, kT0 + 3 * kS + 1));
+  ASSERT_EQ(second.holdings.size(), 1u);
+  EXPECT_EQ(second.holdings[0].first.ts_ns, kT0 + 3 * kS);
+  EXPECT_EQ(second.holdings[0].end_ns, kT0 + 4 * kS);
+  EXPECT_TRUE(answer_who(evs, at(5000, kT0 + 3 * kS + 1)).holdings.empty()) << "the first port was given up";
+}
+
 TEST(Who, TimeOutsideAnyRunIsNotCovered) {
   auto evs = log_of(start_line(kT0) + stop_line(kT0 + 10 * kS) + start_line(kT0 + 20 * kS) + stop_line(kT0 + 30 * kS));
   WhoAnswer between = answer_who(evs, at(5000, kT0 + 15 * kS));

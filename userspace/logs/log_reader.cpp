@@ -284,6 +284,8 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
       opt_u64_field(doc, "uid", e.uid);
       bool tw = false;
       if (doc["timewait"].get_bool().get(tw) == simdjson::SUCCESS) e.timewait = tw;
+      bool late = false;
+      if (doc["late"].get_bool().get(late) == simdjson::SUCCESS) e.late = late;
     }
     if (e.type == LogEvent::Type::Nat || e.type == LogEvent::Type::NatEnd) {
       uint64_t lport = 0, rport = 0, nat_lport = 0, nat_rport = 0;

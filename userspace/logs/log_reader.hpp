@@ -38,6 +38,8 @@ struct LogEvent {
   std::optional<uint64_t> pid, tid, uid, netns, duration_ns;
   uint64_t lost_count = 0;
   bool timewait = false;
+  // assign: its first sight; release: a port given up earlier, seen late
+  bool late = false;
   // nat, nat_end: the flow as the world saw it (laddr .. rport: as the
   // socket sent it); kept whatever the port asked, they are few
   std::string nat_laddr, nat_raddr;

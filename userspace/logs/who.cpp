@@ -322,11 +322,15 @@ void print_who(const WhoAnswer& a, const WhoQuery& q, std::ostream& out) {
       out << "before " << when(f.ts_ns) << " (held when portghost started: the true start is unknown)";
     else
       out << when(f.ts_ns) << (f.how.empty() ? "" : " by " + printable(f.how));
-    out << "\n  " << (h.end == Holding::End::Released ? "released  " : "until     ") << when(h.end_ns);
+    // a port given up while its socket stayed open, seen only at the
+    // socket's next use: it went at or before that
+    bool late = h.end == Holding::End::Released && h.release && h.release->late;
+    out << "\n  " << (h.end == Holding::End::Released ? "released  " : "until     ") << (late ? "at or before " : "")
+        << when(h.end_ns);
     if (h.end != Holding::End::Released)
       out << " (" << end_text(h) << ")";
     else if (!h.from_existing)
-      out << " after " << format_duration(h.end_ns - f.ts_ns);
+      out << " after " << (late ? "at most " : "") << format_duration(h.end_ns - f.ts_ns);
     if (h.release && h.release->timewait) out << ", then TIME_WAIT";
     out << "\n  process   ";
     if (f.pid)
