@@ -161,10 +161,10 @@ take_module() {
 # device (the reconciliation test makes one); SCTP and the crc32c it
 # checksums with; sock_diag for inet sockets (where the iterators cannot
 # make cookies, the tracer has sock_diag make them: Linux < 5.12); and the
-# NAT test's namespaces: veth, a bridge, nftables' NAT and masquerade, and
+# NAT test's namespaces: veth, a bridge, nftables' SNAT and masquerade, and
 # conntrack's netlink events.
 mods=(udp_tunnel ip6_udp_tunnel vxlan crc32c_generic libcrc32c sctp inet_diag tcp_diag udp_diag
-      veth bridge nf_tables nft_chain_nat nft_masq nf_conntrack_netlink)
+      veth bridge nf_tables nft_chain_nat nft_nat nft_masq nf_conntrack_netlink)
 
 # ---- the initramfs (its modules are each kernel's) ----
 work=$(mktemp -d)
@@ -172,7 +172,8 @@ trap 'rm -rf "$work"' EXIT
 root=$work/root
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,tmp,run,root}
 cp /bin/busybox "$root/bin/busybox"
-for a in sh mount umount mkdir ip poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname insmod \
+# (ip is iproute2's, below: busybox's lacks netns, veth and bridges)
+for a in sh mount umount mkdir poweroff cat echo rm ls sleep true id chmod ln mv cp grep sed env uname insmod \
          sysctl; do
   ln -sf busybox "$root/bin/$a"
 done
@@ -186,10 +187,14 @@ bins=("$PWD/build/portghost" "$PWD/build/tests/integration_tests" "$PWD/build/te
 [ -n "${PG_VMTEST_CMD:-}" ] && [ -x /usr/sbin/bpftool ] && bins+=(/usr/sbin/bpftool)
 # the capability-set test runs the tracer under setpriv (util-linux)
 [ -x /usr/bin/setpriv ] && bins+=(/usr/bin/setpriv)
-# the reconciliation test makes a vxlan device with ip(8) (iproute2)
-for ipbin in /usr/bin/ip /usr/sbin/ip /sbin/ip /bin/ip; do
-  if [ -x "$ipbin" ]; then bins+=("$ipbin"); break; fi
+# the guest's init, the reconciliation test (a vxlan device) and the NAT
+# test (namespaces, veth, a bridge) use ip(8) from iproute2
+ipbin=
+for b in /usr/bin/ip /usr/sbin/ip /sbin/ip /bin/ip; do
+  if [ -x "$b" ]; then ipbin=$b; break; fi
 done
+[ -n "$ipbin" ] || { log "no ip(8) from iproute2 on this machine"; exit 1; }
+bins+=("$ipbin")
 # the NAT test builds its namespaces with bash, ip(8), sysctl and nft, from
 # a script at its place in the tree
 bins+=("$(command -v bash)" "$(command -v nft)")
@@ -226,6 +231,7 @@ make_init() {
   {
     cat <<INIT
 #!/bin/sh
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
