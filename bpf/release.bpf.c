@@ -16,13 +16,6 @@
 #include "lib/assign.bpf.h"
 #include "lib/release.bpf.h"
 
-static __always_inline bool release_due(struct pg_sk_state *st)
-{
-	if (st->flags & (PG_SK_RELEASED | PG_SK_FILTERED))
-		return false;
-	return st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING);
-}
-
 /* The task that let the port go by closing its last file reference: false
  * for a kernel thread (no process let it go). Its process's name only (a
  * release names no thread): every release pays for this read. */
@@ -88,26 +81,29 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 			assign_late(sk, bpf_get_socket_cookie(sk), PG_IPPROTO_TCP, sport, PG_HOW_FASTOPEN, st);
 		}
 	}
-	if (targ_sk_tracing && (!st || !release_due(st)))
+	if (targ_sk_tracing) {
+		/* also run by sockops BPF_SOCK_OPS_STATE_CB for the sockets whose
+		 * port sockops reported: this program is skipped when it runs
+		 * nested on its CPU (a softirq moving a socket to CLOSE while
+		 * it runs in process context: the kernel's recursion guard for
+		 * tracing programs, counted only in recursion_misses) */
+		if (tcp_close_release_due(sk, st))
+			tcp_close_release(sk, st, oldstate, bpf_get_socket_cookie(sk));
 		return 0;
+	}
 	/* A port bound by the user (SOCK_BINDPORT_LOCK) survives CLOSE while the
-	 * socket is open (failed connect, reset, shutdown of a listener): it goes
-	 * when the file does, and cgroup/sock_release reports it then. Once the
-	 * user has closed it (close() sets the whole shutdown mask first), the
-	 * move to CLOSE is the end. A kernel socket (an MPTCP subflow) has no
-	 * file and no sock_release hook: CLOSE is the last sight of it. */
+	 * socket is open: cgroup/sock_release reports it then (see
+	 * tcp_close_release_due) */
 	if ((BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK) &&
 	    BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != PG_SHUTDOWN_MASK &&
 	    !BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock))
 		return 0;
-	if (!targ_sk_tracing) {
-		/* no cookie: no hook of ours saw the socket (an accepted child),
-		 * so the consumer holds nothing of it */
-		cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
-		sport = sk_sport(sk);
-		if (!sport || !cookie)
-			return 0;
-	}
+	/* no cookie: no hook of ours saw the socket (an accepted child),
+	 * so the consumer holds nothing of it */
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	sport = sk_sport(sk);
+	if (!sport || !cookie)
+		return 0;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
 		return 0;
@@ -117,26 +113,13 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	/* The active closer keeps the port in TIME_WAIT. */
 	if (oldstate == PG_TCP_FIN_WAIT1 || oldstate == PG_TCP_FIN_WAIT2 || oldstate == PG_TCP_CLOSING)
 		e->flags |= PG_F_TIMEWAIT;
-	if (!targ_sk_tracing) {
-		/* no state: the port the socket still names (tcp_set_state()
-		 * has put it, but inet_sport stays), and a cookie that any
-		 * hook that saw the socket generated */
-		e->lport = sport;
-		e->cookie = cookie;
-		e->flags |= PG_F_UNCHECKED;
-		release_commit(e, NULL);
-		return 0;
-	}
-	/* tcp_set_state() has already put the port (skc_num is 0 by now) */
-	e->lport = st->port;
-	e->cookie = bpf_get_socket_cookie(sk);
-	if (st->flags & PG_SK_CLOSED) {
-		e->flags |= PG_F_CLOSER;
-		e->pid = st->closer_pid;
-		e->tid = st->closer_tid;
-		__builtin_memcpy(e->comm, st->closer_comm, PG_COMM_LEN);
-	}
-	release_commit(e, st);
+	/* no state: the port the socket still names (tcp_set_state()
+	 * has put it, but inet_sport stays), and a cookie that any
+	 * hook that saw the socket generated */
+	e->lport = sport;
+	e->cookie = cookie;
+	e->flags |= PG_F_UNCHECKED;
+	release_commit(e, NULL);
 	return 0;
 }
 

@@ -12,6 +12,32 @@
 #include "lib/sock.bpf.h"
 #include "lib/state.bpf.h"
 #include "lib/assign.bpf.h"
+#include "lib/release.bpf.h"
+
+/* A socket whose port sockops reported moves to CLOSE: its release, here as
+ * well as in tp_btf/inet_sock_set_state, which the kernel skips when it runs
+ * nested on its CPU (a softirq moving a socket to CLOSE while the program
+ * runs in process context: the recursion guard of tracing programs, seen
+ * only in its recursion_misses). Sockops programs have no such guard. */
+static __always_inline void state_cb(struct bpf_sock_ops *ops)
+{
+	struct pg_sk_state *st;
+	struct bpf_sock *sk;
+	struct tcp_sock *tp;
+
+	if (ops->args[1] != PG_TCP_CLOSE)
+		return;
+	sk = ops->sk;
+	if (!sk)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	st = bpf_sk_storage_get(&sk_state, tp, 0, 0);
+	sk_state_fold(st, bpf_get_socket_cookie(ops));
+	if (tcp_close_release_due((struct sock *)tp, st))
+		tcp_close_release((struct sock *)tp, st, ops->args[0], bpf_get_socket_cookie(ops));
+}
 
 /* tcp connect() / TFO / listen(): the port is known when these run. */
 SEC("sockops")
@@ -22,6 +48,10 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
 
+	if (op == BPF_SOCK_OPS_STATE_CB) {
+		state_cb(ops);
+		return PG_SOCKOPS_DONE;
+	}
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB)
 		return PG_SOCKOPS_DONE;
 	if (ops->family != PG_AF_INET && ops->family != PG_AF_INET6)
@@ -35,5 +65,8 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	st = sk_state_of(sk);
 	tcp_assign((struct sock *)tp, ops, bpf_get_socket_cookie(ops), st,
 		   op == BPF_SOCK_OPS_TCP_LISTEN_CB ? PG_HOW_LISTEN : PG_HOW_CONNECT);
+	/* its release at CLOSE (state_cb) */
+	if (st)
+		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	return PG_SOCKOPS_DONE;
 }

@@ -1,6 +1,7 @@
 #include "kernel/probes.hpp"
 
 #include "kernel/existing.hpp"
+#include "kernel/skipped_runs.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -379,6 +380,8 @@ Counters Probes::counters() const {
   c.drop_proc = sum[PG_CNT_DROP_PROC];
   return c;
 }
+
+uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->obj); }
 
 namespace {
 // Everything an iterator writes; false when it could not be read whole.

@@ -75,6 +75,8 @@ class Probes {
   bool read_only() const { return read_only_; }
   // Throws FatalError when the kernel refuses to read them.
   Counters counters() const;
+  // Runs of the tracing programs the kernel skipped (kernel/skipped_runs.hpp).
+  uint64_t skipped_runs() const;
 
   // "fexit", "socket" (socket tracepoints, nothing on the syscall layer) or
   // "syscall" (the syscall exits): where the ends of connect, bind and send

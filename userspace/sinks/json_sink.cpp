@@ -323,6 +323,7 @@ void JsonSink::stop(const StopRecord& r) {
   o.str("reason", r.reason).raw("records", counts_object(r.records)).num("lost", r.lost);
   o.num("table_evicted", r.table_evicted);
   if (r.held) o.num("held", *r.held);
+  if (r.skipped_runs) o.num("skipped_runs", *r.skipped_runs);
   if (r.nat_unjoined) o.num("nat_unjoined", *r.nat_unjoined);
   if (r.nat_ambiguous) o.num("nat_ambiguous", *r.nat_ambiguous);
   finish(o, s);

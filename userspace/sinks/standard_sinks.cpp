@@ -115,6 +115,7 @@ std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
           }));
     p.num("lost", r.lost).num("table_evicted", r.table_evicted);
     if (r.held) p.num("held", *r.held);
+    if (r.skipped_runs) p.num("skipped_runs", *r.skipped_runs);
     p.num("run", run).num("seq", seq);
   });
 }

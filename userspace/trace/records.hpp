@@ -127,6 +127,8 @@ struct StopRecord {
   // sockets still holding a recorded port at the stop (the last
   // reconciliation found each of them alive); absent when not counted
   std::optional<uint64_t> held;
+  // runs of the tracing programs the kernel skipped (nested on a CPU)
+  std::optional<uint64_t> skipped_runs;
   // with NAT joining: translations seen whose flow matched no recorded
   // socket, or more than one
   std::optional<uint64_t> nat_unjoined, nat_ambiguous;
