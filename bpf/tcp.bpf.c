@@ -65,8 +65,11 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	st = sk_state_of(sk);
 	tcp_assign((struct sock *)tp, ops, bpf_get_socket_cookie(ops), st,
 		   op == BPF_SOCK_OPS_TCP_LISTEN_CB ? PG_HOW_LISTEN : PG_HOW_CONNECT);
-	/* its release at CLOSE (state_cb) */
-	if (st)
+	/* its release at CLOSE (state_cb). Only a connecting socket: a
+	 * listener moves to CLOSE in process context, where no run of the
+	 * tracing program can be nested (and its accepted children would
+	 * inherit the flag, a run for each of their state changes) */
+	if (st && op == BPF_SOCK_OPS_TCP_CONNECT_CB)
 		bpf_sock_ops_cb_flags_set(ops, ops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	return PG_SOCKOPS_DONE;
 }
