@@ -39,7 +39,7 @@ struct Tally {
   // releases the reconciliation wrote for sockets whose release was lost
   // (counted in `lost` too: these are found again, not made twice)
   uint64_t reconciled = 0;
-  uint64_t lost = 0;     // the stop record's total
+  uint64_t lost = 0;  // the stop record's total
   std::map<std::string, uint64_t> reasons;
   bool stopped = false;
 };
