@@ -56,7 +56,7 @@ void common_paths(HookPlan& p, bool fexit, bool sock_tp, bool sctp) {
        fexit            ? "fexit/inet_dgram_connect"
        : p.connect_exit ? "tracepoint/syscalls/sys_exit_connect"
                         : std::string("late: ") + kNextSight},
-      {"tcp release", "tp_btf/inet_sock_set_state"},
+      {"tcp release", "sockops BPF_SOCK_OPS_STATE_CB (a socket that connected), tp_btf/inet_sock_set_state"},
       {"udp release, tcp close before a state change", "cgroup/sock_release"},
       {"tcp connect() finding no free port", "tp_btf/inet_sock_set_state (SYN_SENT to CLOSE)"},
       {"listen() finding no free port", "tp_btf/inet_sock_set_state (LISTEN to CLOSE without a port)"},
@@ -175,6 +175,10 @@ void extras(HookPlan& p, const KernelFeatures& k, bool fexit, bool sctp) {
   p.uncaught.push_back(
       "a udp port unhashed by an abort (sock_diag SOCK_DESTROY, ss -K): released at the socket's next send, connect, "
       "bind or close (late)");
+  p.uncaught.push_back(
+      "the move to CLOSE of a tcp socket that did not connect while traced (held before the start, a Fast Open "
+      "connect seen only by fexit) while the tracepoint program runs on that CPU: the kernel skips the nested run "
+      "(stop.skipped_runs counts it), and the reconciliation that this starts at once writes the release");
   if (p.defer)
     p.uncaught.push_back(
         "udp connect() undone by connect(AF_UNSPEC) before the socket's next send, connect, bind or close: its port is "
