@@ -241,3 +241,42 @@ TEST_F(Lifecycle, APortTakenAfterTheLeaderThreadExitedKeepsExeAndCmdline) {
   expect_exe_and_cmdline(tr.records().front(), *a, PG_FIRE_BIN, std::string(PG_FIRE_BIN) + " leader-exit 9");
   EXPECT_EQ(tr.stop(), 0);
 }
+
+// A process that takes a port and then at once execs another program, the
+// socket inherited: the port is the first program's, though the exec's
+// record may be read before the port's. And the reverse order: a program
+// exec'd first names the port it takes.
+TEST_F(Trace, ThePortIsTheProgramsThatTookItNotTheOneExecdAfter) {
+  Listener l;
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(p[0]);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);  // no CLOEXEC: the next program holds it
+    if (do_connect(fd, v4(l.port)) != 0) _exit(1);
+    uint64_t c = sock_cookie(fd);
+    if (write(p[1], &c, sizeof c) != sizeof c) _exit(2);
+    execl("/bin/sleep", "sleep", "0.3", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(p[1]);
+  uint64_t cookie = 0;
+  ASSERT_EQ(read(p[0], &cookie, sizeof cookie), static_cast<ssize_t>(sizeof cookie));
+  close(p[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  accept_and_close(l);
+  Json a = assign_of(cookie);
+  EXPECT_EQ(a["pid"], child);
+  EXPECT_EQ(a["exe"], self_exe()) << a.dump();
+  ASSERT_TRUE(a["cmdline"].is_string()) << a.dump();
+  EXPECT_EQ(a["cmdline"].get<std::string>().find("sleep"), std::string::npos) << a.dump();
+
+  auto fired = run_pg_fire("tcp-connect", std::to_string(l.port));
+  accept_and_close(l);
+  ASSERT_NE(fired.cookie, 0u);
+  Json b = assign_of(fired.cookie);
+  expect_exe_and_cmdline(t().records().front(), b, PG_FIRE_BIN,
+                         std::string(PG_FIRE_BIN) + " tcp-connect " + std::to_string(l.port));
+}

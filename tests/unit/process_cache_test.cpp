@@ -274,3 +274,47 @@ TEST(ProcessCache, WithoutExecRecordsARenamedChildIsReadAgainOrUnknown) {
   d.on_event(exec_ev(300, 1, "nginx", "/usr/sbin/nginx", "nginx"));
   EXPECT_EQ(d.lookup(300, "nginx: worker")->exe, "/usr/sbin/nginx");
 }
+
+// A port record is read after every process record already in the kernel:
+// an exec that came after the port is known by then. The record is named by
+// the image its process ran at the record's time.
+TEST(ProcessCache, TheImageAtTheRecordsTimeNamesIt) {
+  TempDir root;
+  ProcessCache c(root.path());
+  TaskEvent first = exec_ev(100, 1, "curl", "/usr/bin/curl", "curl -s http://x/");
+  first.ts_boot_ns = 1000;
+  TaskEvent second = exec_ev(100, 1, "sleep", "/usr/bin/sleep", "sleep 1");
+  second.ts_boot_ns = 2000;
+  c.on_event(first);
+  c.on_event(second);
+  EXPECT_EQ(c.lookup(100, {}, 1500)->exe, "/usr/bin/curl") << "the exec came after the record";
+  EXPECT_EQ(c.lookup(100, {}, 2500)->exe, "/usr/bin/sleep");
+  EXPECT_EQ(c.lookup(100)->exe, "/usr/bin/sleep") << "no time: the latest";
+  // before any image known: unknown, never another program's
+  const ProcInfo* before = c.lookup(100, {}, 500);
+  ASSERT_NE(before, nullptr);
+  EXPECT_TRUE(before->unread);
+  EXPECT_TRUE(before->exe.empty());
+  // a child forked before the second exec runs the first image
+  TaskEvent fork = task(TaskEvent::Kind::Fork, 101, 100, "curl");
+  fork.ts_boot_ns = 1700;
+  c.on_event(fork);
+  EXPECT_EQ(c.lookup(101, {}, 1800)->exe, "/usr/bin/curl");
+}
+
+TEST(ProcessCache, AnExecStormKeepsAFewImagesPerProcess) {
+  TempDir root;
+  ProcessCache c(root.path());
+  for (uint64_t i = 1; i <= 50; i++) {
+    TaskEvent e = exec_ev(100, 1, "p", "/bin/p" + std::to_string(i), "p");
+    e.ts_boot_ns = i * 1000;
+    c.on_event(e);
+  }
+  EXPECT_EQ(c.lookup(100, {}, 50'500)->exe, "/bin/p50");
+  EXPECT_EQ(c.lookup(100, {}, 49'500)->exe, "/bin/p49");
+  EXPECT_EQ(c.lookup(100, {}, 48'500)->exe, "/bin/p48");
+  EXPECT_TRUE(c.lookup(100, {}, 47'500)->unread) << "older images are forgotten, and say so";
+  int depth = 0;
+  for (const ProcInfo* p = c.lookup(100); p; p = p->before.get()) depth++;
+  EXPECT_EQ(depth, ProcessCache::kImagesKept);
+}

@@ -19,6 +19,18 @@ std::optional<std::string> read_file(const std::string& path) {
   return ss.str();
 }
 
+// The first n images of p's chain (p, what it replaced, ...). Images are
+// shared (a forked child copies its parent's chain): one is copied, never
+// changed, where the chain must end sooner.
+std::shared_ptr<const ProcInfo> kept(const std::shared_ptr<const ProcInfo>& p, int n) {
+  if (!p || !p->before) return p;
+  auto rest = n > 1 ? kept(p->before, n - 1) : nullptr;
+  if (rest == p->before) return p;
+  auto c = std::make_shared<ProcInfo>(*p);
+  c->before = std::move(rest);
+  return c;
+}
+
 }  // namespace
 
 void ProcessCache::put(uint32_t pid, ProcInfo info) {
@@ -29,16 +41,27 @@ void ProcessCache::put(uint32_t pid, ProcInfo info) {
 void ProcessCache::on_event(const TaskEvent& t) {
   switch (t.kind) {
     case TaskEvent::Kind::Exec: {
-      ProcInfo info{t.exe, t.cmdline, t.comm, t.ppid};
+      ProcInfo info;
+      info.exe = t.exe;
+      info.cmdline = t.cmdline;
+      info.comm = t.comm;
+      info.ppid = t.ppid;
       if (t.args_unreadable) {
         // the argv pages were not resident: /proc still has them if alive
         if (auto p = read_proc(t.pid)) info.cmdline = p->cmdline;
       }
+      info.since_boot_ns = t.ts_boot_ns;
+      // the image it replaces stays, for port records made before the exec
+      // and read after it (a few images at most)
+      if (auto it = procs_.find(t.pid); it != procs_.end() && it->second)
+        info.before = kept(std::make_shared<const ProcInfo>(std::move(*it->second)), kImagesKept - 1);
       put(t.pid, std::move(info));
       break;
     }
     case TaskEvent::Kind::Fork: {
-      const ProcInfo* parent = lookup(t.ppid);
+      // the image the parent ran at the fork (it may have exec'd since)
+      const ProcInfo* parent = lookup(t.ppid, {}, t.ts_boot_ns);
+      if (parent == &unknown_) parent = nullptr;
       ProcInfo info = parent ? *parent : ProcInfo{};
       info.comm = t.comm;
       info.ppid = t.ppid;
@@ -119,7 +142,7 @@ size_t ProcessCache::seed() {
   return n;
 }
 
-const ProcInfo* ProcessCache::lookup(uint32_t pid, std::string_view comm) {
+const ProcInfo* ProcessCache::lookup(uint32_t pid, std::string_view comm, uint64_t at_boot_ns) {
   auto it = procs_.find(pid);
   if (it != procs_.end() && !exec_records_ && !comm.empty() && (!it->second || it->second->comm != comm)) {
     // renamed by an exec we were not told of: what /proc says now, or nothing
@@ -139,7 +162,20 @@ const ProcInfo* ProcessCache::lookup(uint32_t pid, std::string_view comm) {
     if (procs_.size() >= max_entries_) procs_.erase(procs_.begin());
     it = procs_.emplace(pid, std::move(info)).first;
   }
-  return it->second ? &*it->second : nullptr;
+  if (!it->second) return nullptr;
+  const ProcInfo* p = &*it->second;
+  while (p->since_boot_ns > at_boot_ns) {
+    if (!p->before) {
+      // began after the record, and what it ran before is not known
+      unknown_ = ProcInfo{};
+      unknown_.comm = p->comm;
+      unknown_.ppid = p->ppid;
+      unknown_.unread = true;
+      return &unknown_;
+    }
+    p = p->before.get();
+  }
+  return p;
 }
 
 }  // namespace portghost

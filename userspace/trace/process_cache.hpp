@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +27,12 @@ struct ProcInfo {
   // /proc could not name the executable, or the process was renamed by an
   // exec no record told of and was gone before /proc was read
   bool unread = false;
+  // when this image began (its exec; 0: as far back as known), and the
+  // image before it: a port record is read after every process record
+  // already in the kernel, so it may meet an exec that came after it, and
+  // is attributed to the image in effect at its own time
+  uint64_t since_boot_ns = 0;
+  std::shared_ptr<const ProcInfo> before;
 };
 
 class ProcessCache {
@@ -42,7 +50,13 @@ class ProcessCache {
   // Cached entry; for an unknown pid one /proc read (negative results kept).
   // comm: the process's name at the record; without exec records, a cached
   // entry with another name is from before an exec, and is read again.
-  const ProcInfo* lookup(uint32_t pid, std::string_view comm = {});
+  // at_boot_ns: the record's time: the image the process ran then (an
+  // entry with exe and cmdline unknown if it began before any image known).
+  const ProcInfo* lookup(uint32_t pid, std::string_view comm = {},
+                         uint64_t at_boot_ns = std::numeric_limits<uint64_t>::max());
+  // Images kept per process, the one running included: an exec storm in
+  // one pid cannot grow the cache.
+  static constexpr int kImagesKept = 3;
   // Whether the kernel sends exec records (it cannot without bpf_loop): if
   // not, a child keeps the exe and cmdline copied from its parent at fork
   // until a record shows it renamed (its exec), and is then read again.
@@ -60,6 +74,7 @@ class ProcessCache {
   std::unordered_map<uint32_t, std::optional<ProcInfo>> procs_;
   std::deque<std::pair<uint64_t, uint32_t>> exits_;  // (exit time, pid), in reading order
   bool exec_records_ = true;
+  ProcInfo unknown_;  // exe and cmdline unknown (unread)
 };
 
 }  // namespace portghost

@@ -64,7 +64,7 @@ PortRecord RecordBuilder::base_record(const SockEvent& e, PortRecord::Type type)
   return r;
 }
 
-void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid) {
+void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid, uint64_t at_boot_ns) {
   if (e.netns) r.netns = e.netns;
   if (e.cgroup_id) {
     r.cgroup_id = e.cgroup_id;
@@ -74,7 +74,7 @@ void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<u
   }
   if (!pid) return;
   r.pid = *pid;
-  if (const ProcInfo* p = procs_.lookup(*pid, r.comm ? *r.comm : std::string_view())) {
+  if (const ProcInfo* p = procs_.lookup(*pid, r.comm ? *r.comm : std::string_view(), at_boot_ns)) {
     if (!p->unread) {
       r.exe = p->exe;
       r.cmdline = p->cmdline;
@@ -94,7 +94,7 @@ void RecordBuilder::warn_occupancy(unsigned percent, PortRanges::Reader range_of
 void RecordBuilder::attribute_task(PortRecord& r, const SockEvent& e) {
   r.kernel = e.has(PG_F_KERNEL);
   if (r.kernel) {
-    attribute(r, e, std::nullopt);
+    attribute(r, e, std::nullopt, e.ts_boot_ns);
     return;
   }
   r.tid = e.tid;
@@ -102,7 +102,7 @@ void RecordBuilder::attribute_task(PortRecord& r, const SockEvent& e) {
   r.uid = e.uid;
   r.comm = e.comm;
   r.thread = e.thread;
-  attribute(r, e, e.pid);
+  attribute(r, e, e.pid, e.ts_boot_ns);
 }
 
 void RecordBuilder::emit(const PortRecord& r, Written type) {
@@ -246,7 +246,7 @@ void RecordBuilder::on_existing(const SockEvent& e, const std::unordered_map<uin
   r.mptcp = e.has(PG_F_MPTCP);
   std::optional<uint32_t> pid;
   if (auto it = owners.find(e.ino); e.ino && it != owners.end()) pid = it->second;
-  attribute(r, e, pid);
+  attribute(r, e, pid, std::numeric_limits<uint64_t>::max());
   // start-up only, not the hot path: the owner's cgroup as /proc tells it now
   if (pid && cgroups_) {
     if (auto id = cgroups_->id_of_pid(*pid)) {

@@ -68,7 +68,8 @@ class RecordBuilder {
  private:
   void on_sock(const SockEvent& e);
   PortRecord base_record(const SockEvent& e, PortRecord::Type type) const;
-  void attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid);
+  // at_boot_ns: the record's time, whose process image names it
+  void attribute(PortRecord& r, const SockEvent& e, std::optional<uint32_t> pid, uint64_t at_boot_ns);
   void attribute_task(PortRecord& r, const SockEvent& e);
   enum Written { kAssign, kRelease, kExisting, kExhausted, kWarning, kWrittenTypes };
   void emit(const PortRecord& r, Written type);
