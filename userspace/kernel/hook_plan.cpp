@@ -200,8 +200,9 @@ void extras(HookPlan& p, const KernelFeatures& k, bool fexit, bool sctp) {
 // move to CLOSE cannot tell which socket's port was reported.
 void without_sk_tracing(HookPlan& p, const KernelFeatures& k) {
   p.uncaught.push_back(
-      "tcp release: the move to CLOSE cannot read socket state, so a release there names no closer, and a tcp "
-      "connect with TCP_FASTOPEN_CONNECT closed before writing is not recorded (no socket storage in tracing "
+      "tcp release of a socket that did not connect while traced (a listener, one held before the start): the move "
+      "to CLOSE cannot read socket state, so a release there names no closer, and a tcp connect with "
+      "TCP_FASTOPEN_CONNECT closed before writing is not recorded (no socket storage in tracing "
       "programs: Linux < 5.11" +
       std::string(k.tracing_sk_storage ? ", or no bpf_get_socket_cookie there: < 5.12)" : ")"));
   p.uncaught.push_back(
