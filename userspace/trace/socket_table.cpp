@@ -31,26 +31,24 @@ void SocketTable::port_unref(uint32_t netns, Proto p, uint16_t port) {
 void SocketTable::link(uint64_t cookie, Holder& h) {
   PortUse* u = ports_.find(port_key(h.netns, h.proto, h.lport));
   if (!u) return;
+  h.prev_same_port = 0;
   h.next_same_port = u->first;
+  if (Holder* first = u->first ? held_.find(u->first) : nullptr) first->prev_same_port = cookie;
   u->first = cookie;
 }
 
 void SocketTable::unlink(uint64_t cookie, const Holder& h) {
   PortUse* u = ports_.find(port_key(h.netns, h.proto, h.lport));
   if (!u) return;
-  if (u->first == cookie) {
+  // both neighbours by their cookies (many sockets can share one port:
+  // SO_REUSEPORT, a walk per release would make closing them quadratic)
+  Holder* prev = h.prev_same_port ? held_.find(h.prev_same_port) : nullptr;
+  if (prev)
+    prev->next_same_port = h.next_same_port;
+  else if (u->first == cookie)
     u->first = h.next_same_port;
-    return;
-  }
-  for (uint64_t at = u->first; at;) {
-    Holder* prev = held_.find(at);
-    if (!prev) return;
-    if (prev->next_same_port == cookie) {
-      prev->next_same_port = h.next_same_port;
-      return;
-    }
-    at = prev->next_same_port;
-  }
+  if (Holder* next = h.next_same_port ? held_.find(h.next_same_port) : nullptr)
+    next->prev_same_port = prev ? h.prev_same_port : 0;
 }
 
 namespace {

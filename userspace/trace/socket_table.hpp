@@ -33,6 +33,7 @@ class SocketTable {
     uint32_t netns = 0;
     How how = How::None;          // of the assign (None: existing)
     uint64_t next_same_port = 0;  // the next holder of (netns, proto, lport); 0: none
+    uint64_t prev_same_port = 0;  // the one before (0: this is the first): O(1) removal
   };
 
   // What a release is matched to.
