@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <thread>
@@ -75,7 +76,11 @@ void expect_drops_counted_exactly(std::vector<std::string> extra) {
   const int kThreads = 4, kOps = 10000;
   auto took = udp_churn(kThreads, kOps);
   ASSERT_EQ(kill(tr.pid(), SIGCONT), 0);
-  EXPECT_LT(took, 10s) << "a full ring buffer must not block the workload";
+  // a blocked workload would never finish while the tracer is stopped; the
+  // bound is for one slowed down. Under emulation (the vmtest guests, where
+  // PG_EXPECT_WORLD is set) these 40,000 sockets alone take 7 to 10 s.
+  const auto bound = std::getenv("PG_EXPECT_WORLD") ? 30s : 10s;
+  EXPECT_LT(took, bound) << "a full ring buffer must not block the workload";
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(tr.stop(), 0) << tr.stderr_text();
   Tally t = tally(tr);
