@@ -56,13 +56,18 @@ void curl_global() {
 }
 
 // ClickHouse's exception code in an answer ("Code: 60, e.displayText() ...").
+// Its codes have a few digits: a longer number (whoever sent it) is no code.
 std::optional<int> exception_code(std::string_view body) {
+  constexpr int kMaxCode = 999'999;
   size_t at = body.find("Code: ");
   if (at == std::string_view::npos) return std::nullopt;
   int code = 0;
   size_t i = at + 6;
   if (i >= body.size() || body[i] < '0' || body[i] > '9') return std::nullopt;
-  for (; i < body.size() && body[i] >= '0' && body[i] <= '9'; i++) code = code * 10 + (body[i] - '0');
+  for (; i < body.size() && body[i] >= '0' && body[i] <= '9'; i++) {
+    code = code * 10 + (body[i] - '0');
+    if (code > kMaxCode) return std::nullopt;
+  }
   return code;
 }
 
