@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -108,8 +109,11 @@ uint16_t port_of_url(const std::string& url) {
 
 std::string credentials_file(const ClickHouseServer& s, const TempDir& dir) {
   std::string p = dir / "clickhouse.conf";
-  std::ofstream f(p);
-  f << "# for the fleet tests\nuser=" << s.user() << "\npassword=" << s.password() << "\n";
+  {
+    std::ofstream f(p);
+    f << "# for the fleet tests\nuser=" << s.user() << "\npassword=" << s.password() << "\n";
+  }
+  chmod(p.c_str(), 0600);  // a secret others can read is refused
   return p;
 }
 

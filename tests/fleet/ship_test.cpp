@@ -142,6 +142,7 @@ TEST_F(Fleet, SchemaIsForTheOldestServerAndOrderedForThePortQuestion) {
   EXPECT_NE(again.out.find(db_ + ".records"), std::string::npos) << again.out;
   std::string bad = dir_ / "bad.conf";
   std::ofstream(bad) << "user=" << server_->user() << "\npassword=wrong\n";
+  chmod(bad.c_str(), 0600);
   RunResult refused =
       run_portghost({"schema", "clickhouse", "--apply", store_url(*server_, db_), "--credentials", bad});
   EXPECT_EQ(refused.rc, 1) << refused.err;
@@ -316,6 +317,7 @@ TEST_F(Fleet, BadAnswersAreClearErrors) {
   std::string url = store_url(*server_, db_);
   std::string bad = dir_ / "bad.conf";
   std::ofstream(bad) << "user=" << server_->user() << "\npassword=wrong\n";
+  chmod(bad.c_str(), 0600);
   RunResult r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", bad, "--once"}, 20);
   EXPECT_EQ(r.rc, 1) << r.err;
   EXPECT_NE(r.err.find("authentication failed"), std::string::npos) << r.err;

@@ -3,6 +3,8 @@
 // shipper's state file, gzip.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -107,6 +109,22 @@ TEST(ClickHouseUrl, CredentialsFromTheEnvironmentThenTheFile) {
   ep = parse_clickhouse_url("clickhouse://db1", f);
   EXPECT_EQ(ep.user, "pg");
   EXPECT_EQ(ep.password, "p=w d");
+  unlink(f.c_str());
+  // a secret every user may read, or others may rewrite, is refused; its
+  // group may read it
+  f = temp_file("user=pg\npassword=x\n");
+  for (mode_t m : {0644, 0604, 0620}) {
+    chmod(f.c_str(), m);
+    try {
+      parse_clickhouse_url("clickhouse://db1", f);
+      ADD_FAILURE() << "mode " << std::oct << m;
+    } catch (const FatalError& e) {
+      EXPECT_EQ(e.code(), kExitUsage);
+      EXPECT_NE(std::string(e.what()).find("refusing the credentials file"), std::string::npos) << e.what();
+    }
+  }
+  chmod(f.c_str(), 0640);
+  EXPECT_EQ(parse_clickhouse_url("clickhouse://db1", f).user, "pg");
   unlink(f.c_str());
   f = temp_file("pg:secret\n");
   EXPECT_THROW(parse_clickhouse_url("clickhouse://db1", f), FatalError);

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <libdeflate.h>
+#include <sys/stat.h>
 
 #include <cctype>
 #include <cstdlib>
@@ -28,10 +29,18 @@ bool name_ok(const std::string& s) {
   return true;
 }
 
-// user=NAME / password=SECRET, # comments
+// user=NAME / password=SECRET, # comments. A secret that every user of the
+// host can read (or that others can rewrite) is refused, as ssh refuses a
+// key: its group may read it (a service's group), nobody else.
 void read_credentials(const std::string& path, ClickHouseEndpoint& ep) {
   std::ifstream f(path);
   if (!f) throw FatalError(errno_text("cannot read the credentials file " + path, errno ? errno : ENOENT), kExitUsage);
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)))
+    throw FatalError("refusing the credentials file " + path + ": " +
+                         ((st.st_mode & S_IROTH) ? "every user can read it" : "others can write it") +
+                         " (chmod 0600 or 0640)",
+                     kExitUsage);
   std::string line;
   int n = 0;
   while (std::getline(f, line)) {
