@@ -249,6 +249,31 @@ TEST(ShipState, RoundTripAndDamage) {
   EXPECT_FALSE(load_ship_state(path));
 }
 
+// The state's directory may be another user's (the log's, after --user):
+// links planted at the state's name or its temporary name are replaced,
+// never followed, and a state that is a link is not read.
+TEST(ShipState, PlantedLinksAreNeverFollowed) {
+  pgtest::TempDir dir;
+  std::string victim = dir / "victim", state = dir / "state";
+  pgtest::write_file(victim, "precious\n");
+  ASSERT_EQ(symlink(victim.c_str(), (state + ".tmp").c_str()), 0);
+  ASSERT_EQ(symlink(victim.c_str(), state.c_str()), 0);
+  EXPECT_THROW(load_ship_state(state), FatalError) << "a state that is a link is not read";
+  ShipPosition p;
+  p.ino = 7;
+  p.offset = 8;
+  save_ship_state(state, p);
+  EXPECT_EQ(pgtest::read_file(victim), "precious\n");
+  struct stat st {};
+  ASSERT_EQ(lstat(state.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode)) << "the link at the state's name was replaced";
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto q = load_ship_state(state);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->offset, 8u);
+  EXPECT_NE(lstat((state + ".tmp").c_str(), &st), 0) << "no temporary file is left";
+}
+
 TEST(Gzip, WhatGoesInComesOut) {
   std::string text;
   for (int i = 0; i < 10000; i++) text += "{\"type\":\"assign\",\"seq\":" + std::to_string(i) + "}\n";

@@ -563,9 +563,15 @@ class Shipper {
 }  // namespace
 
 std::optional<ShipPosition> load_ship_state(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // never through a link: the state's directory may be another user's
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd && errno == ENOENT) return std::nullopt;
+  struct stat st {};
+  if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 16))
+    throw FatalError("the ship state " + path + " is not a small regular file: remove it to send the whole log again");
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  if (::read(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw FatalError(errno_text("cannot read the ship state " + path, errno));
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   ShipPosition p;
@@ -582,15 +588,24 @@ void save_ship_state(const std::string& path, const ShipPosition& p) {
                      ",\"shipped\":" + std::to_string(p.shipped);
   if (p.has_last) text += ",\"run\":" + std::to_string(p.last.run) + ",\"seq\":" + std::to_string(p.last.seq);
   text += "}\n";
-  std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) throw FatalError(errno_text("cannot write the ship state " + tmp, errno));
+  // Written beside it and renamed over it, relative to the directory: the
+  // directory may belong to another user (the log's, after --user), who
+  // could plant a link at either name. The temporary name is removed first
+  // (a link is removed, never followed) and created exclusively, without
+  // following links; the rename replaces whatever stands at the name.
+  std::string dir_path = dir_of(path), name = path.substr(path.rfind('/') + 1), tmp = name + ".tmp";
+  UniqueFd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw FatalError(errno_text("cannot open the ship state's directory " + dir_path, errno));
+  if (::unlinkat(dir.get(), tmp.c_str(), 0) != 0 && errno != ENOENT)
+    throw FatalError(errno_text("cannot remove the stale " + path + ".tmp", errno));
+  UniqueFd fd(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd) throw FatalError(errno_text("cannot write the ship state " + path + ".tmp", errno));
   if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || fsync(fd.get()) != 0)
-    throw FatalError(errno_text("cannot write the ship state " + tmp, errno));
+    throw FatalError(errno_text("cannot write the ship state " + path + ".tmp", errno));
   fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) throw FatalError(errno_text("cannot replace " + path, errno));
-  UniqueFd dir(::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir) fsync(dir.get());
+  if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0)
+    throw FatalError(errno_text("cannot replace " + path, errno));
+  fsync(dir.get());
 }
 
 int run_ship(const ShipOptions& o, const std::atomic<bool>& stop, std::ostream& err) {
