@@ -90,3 +90,18 @@ TEST(FileOutput, DevNullIsAPlaceToWrite) {
   out.flush();
   EXPECT_FALSE(out.failing());
 }
+
+// A FIFO nobody reads (planted at the log's path, or left behind) fails the
+// open at once, with one line: it never blocks the tracer in open().
+TEST(FileOutput, AFifoWithoutAReaderFailsAtOnce) {
+  TempDir d;
+  const std::string f = d / "events.jsonl";
+  ASSERT_EQ(mkfifo(f.c_str(), 0600), 0);
+  try {
+    FileOutput out(f, {});
+    FAIL() << "opened a FIFO nobody reads";
+  } catch (const FatalError& e) {
+    EXPECT_NE(std::string(e.what()).find("a FIFO that nobody reads"), std::string::npos) << e.what();
+    EXPECT_EQ(e.code(), kExitUsage);
+  }
+}

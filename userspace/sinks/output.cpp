@@ -113,10 +113,16 @@ std::string unwritable_kind(int fd, const struct stat& st) {
 
 void FileOutput::open_file() {
   check_directory(path_);
-  // O_NOFOLLOW: a symbolic link in the log's place is never followed
-  int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+  // O_NOFOLLOW: a symbolic link in the log's place is never followed.
+  // O_NONBLOCK: a FIFO without a reader would block the open forever (at a
+  // rotation too: every record then waits on whoever planted it); it fails
+  // at once instead. Writes block again (cleared below).
+  int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
   if (fd < 0 && errno == ELOOP) throw FatalError("refusing to write " + path_ + ": it is a symbolic link");
+  if (fd < 0 && errno == ENXIO)
+    throw FatalError("cannot write output " + path_ + ": a FIFO that nobody reads", kExitUsage);
   if (fd < 0) throw FatalError(errno_text("cannot open output " + path_, errno));
+  if (int fl = fcntl(fd, F_GETFL); fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   struct stat st {};
   if (fstat(fd, &st) == 0) {
     if (std::string why = unwritable_kind(fd, st); !why.empty()) {
