@@ -105,3 +105,23 @@ TEST(FileOutput, AFifoWithoutAReaderFailsAtOnce) {
     EXPECT_EQ(e.code(), kExitUsage);
   }
 }
+
+// A directory another user owns can be made writable by that user whenever
+// it likes (a FIFO or a link planted for the next rotation): refused, unless
+// it is the user the tracer becomes (--user), which rotates there.
+TEST(FileOutput, ADirectoryAnotherUserOwnsIsRefusedUnlessItIsTheUsersToBe) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a directory away (CI runs as root)";
+  TempDir d;
+  ASSERT_EQ(chown(d.path().c_str(), 65534, 65534), 0);
+  try {
+    FileOutput out(d / "events.jsonl", {});
+    FAIL() << "opened in a directory user 65534 owns";
+  } catch (const FatalError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to user 65534"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(exists(d / "events.jsonl"));
+  RotateConfig as_user;
+  as_user.dir_owner = 65534;
+  FileOutput ok(d / "events.jsonl", as_user);
+  EXPECT_TRUE(exists(d / "events.jsonl"));
+}

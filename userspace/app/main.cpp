@@ -82,6 +82,7 @@ int run(int argc, char** argv) {
   TraceContext ctx;
   if (opt.user) ctx.run_as = resolve_user(*opt.user);
   RotateConfig rot{opt.rotate_size_mb << 20, opt.rotate_keep};
+  if (ctx.run_as) rot.dir_owner = ctx.run_as->uid;  // it writes and rotates there once it is that user
   FileOutput out(opt.output, rot);
   check_privileges(ctx.run_as.has_value());
   if (ctx.run_as && !unprivileged_can_read_maps(*ctx.run_as))

@@ -57,8 +57,10 @@ FileOutput::~FileOutput() {
 
 namespace {
 // Like logrotate: a directory that other users may write to lets them swap
-// the log for a link or a file of theirs, so it is refused.
-void check_directory(const std::string& path) {
+// the log for a link or a file of theirs (a FIFO, at the next rotation), so
+// it is refused; so is one that another user owns (it can make itself the
+// right to write there).
+void check_directory(const std::string& path, uid_t also_owner) {
   auto slash = path.rfind('/');
   std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   struct stat st {};
@@ -68,6 +70,9 @@ void check_directory(const std::string& path) {
   if (others || group)
     throw FatalError("refusing to write " + path + ": its directory " + dir + " is writable by " +
                      (others ? "every user" : "a group other than root") + " (use a directory only root can write)");
+  if (st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != also_owner)
+    throw FatalError("refusing to write " + path + ": its directory " + dir + " belongs to user " +
+                     std::to_string(st.st_uid) + " (use a directory owned by root, or by the --user user)");
 }
 }  // namespace
 
@@ -112,7 +117,7 @@ std::string unwritable_kind(int fd, const struct stat& st) {
 }
 
 void FileOutput::open_file() {
-  check_directory(path_);
+  check_directory(path_, rotate_.dir_owner);
   // O_NOFOLLOW: a symbolic link in the log's place is never followed.
   // O_NONBLOCK: a FIFO without a reader would block the open forever (at a
   // rotation too: every record then waits on whoever planted it); it fails

@@ -2,6 +2,8 @@
 // stdout, or a string in tests.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -45,6 +47,9 @@ class StringOutput : public Output {
 struct RotateConfig {
   uint64_t max_bytes = 0;  // 0: never rotate
   unsigned keep = 5;       // rotated files kept: FILE.1 .. FILE.keep
+  // who besides root (and this process's user) may own the log's directory:
+  // the --user the tracer becomes, which writes and rotates there (-1: none)
+  uid_t dir_owner = static_cast<uid_t>(-1);
 };
 
 // Appends to a file (or stdout for "-"). Text is buffered and written with one
