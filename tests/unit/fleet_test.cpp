@@ -187,6 +187,24 @@ TEST(RecordsTable, ALineBecomesARow) {
   }
 }
 
+// The host keys every question to the store: a tab or newline in it (a
+// forged or broken line) would break the store's tab-separated answers, so
+// such a line is not shipped (the shipper counts it as a bad line).
+TEST(RecordsTable, AHostWithAControlCharacterOrTooLongIsNoRow) {
+  LegacySession session;
+  std::string rows;
+  for (const char* host : {"web\\t7", "web\\n7", "we\\u0001b"}) {
+    std::string line = std::string(R"({"type":"start","ts":"x","ts_ns":100,"run":100,"seq":0,"host":")") + host + "\"}";
+    EXPECT_FALSE(append_record_row(rows, line, session)) << line;
+  }
+  std::string long_host(kMaxHostName + 1, 'a');
+  EXPECT_FALSE(append_record_row(
+      rows, R"({"type":"start","ts":"x","ts_ns":100,"run":100,"seq":0,"host":")" + long_host + "\"}", session));
+  EXPECT_TRUE(rows.empty()) << rows;
+  EXPECT_TRUE(
+      append_record_row(rows, R"({"type":"start","ts":"x","ts_ns":100,"run":100,"seq":0,"host":"web-7"})", session));
+}
+
 TEST(RecordsTable, OlderLogsWithoutRunAndSeqAreNumberedFromTheirStart) {
   LegacySession session;
   std::string rows;

@@ -58,5 +58,7 @@ struct LegacySession {
   bool known = false;
 };
 std::optional<RecordIdentity> append_record_row(std::string& rows, std::string_view line, LegacySession& session);
+// The longest host a row may name (a DNS name has at most 253 bytes).
+constexpr size_t kMaxHostName = 255;
 
 }  // namespace portghost
