@@ -53,11 +53,6 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	/* an MPTCP socket moves too (its subflows are the TCP sockets) */
 	if (newstate != PG_TCP_CLOSE || sk_proto(sk) != PG_IPPROTO_TCP)
 		return 0;
-	/* a socket sockops armed at its connect: its BPF_SOCK_OPS_STATE_CB,
-	 * which runs just before this in tcp_set_state() and is never skipped,
-	 * has released it (see bpf/tcp.bpf.c) */
-	if (BPF_CORE_READ((struct tcp_sock *)sk, bpf_sock_ops_cb_flags) & BPF_SOCK_OPS_STATE_CB_FLAG)
-		return 0;
 	if (targ_sk_tracing) {
 		st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
 		sk_state_fold(st, bpf_get_socket_cookie(sk));

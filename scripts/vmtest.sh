@@ -197,7 +197,10 @@ done
 bins+=("$ipbin")
 # the NAT test builds its namespaces with bash, ip(8), sysctl and nft, from
 # a script at its place in the tree
-bins+=("$(command -v bash)" "$(command -v nft)")
+for b in bash nft; do
+  command -v "$b" >/dev/null || { log "no $b on this machine (scripts/deps.sh installs it)"; exit 1; }
+  bins+=("$(command -v "$b")")
+done
 mkdir -p "$root$PWD/tests/integration"
 cp tests/integration/nat_topology.sh "$root$PWD/tests/integration/"
 for f in /etc/protocols /etc/services; do [ -f "$f" ] && cp "$f" "$root$f"; done

@@ -56,7 +56,7 @@ static __always_inline void port_given_up(struct sock *sk, struct pg_sk_state *s
 	if (!st || !(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) || (st->flags & PG_SK_RELEASED) || !st->port)
 		return;
 	now = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (now == st->port)
+	if (now == st->port || !is_datagram(sk_port_space(sk)))
 		return;
 	if (st->flags & PG_SK_FILTERED) {
 		st->flags |= PG_SK_RELEASED;

@@ -171,6 +171,7 @@ constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;
 constexpr uint64_t kReadOnlyDrainNs = 2'000'000'000ULL;
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 constexpr uint64_t kSkipCheckNs = 1'000'000'000ULL;
+constexpr uint64_t kSkipReconcileGapNs = 10'000'000'000ULL;
 
 }  // namespace
 
@@ -261,10 +262,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   uint64_t deadline = opt.duration_s ? BootClock::now_boot_ns() + static_cast<uint64_t>(*opt.duration_s * 1e9) : 0;
   uint64_t last_resync = BootClock::now_boot_ns();
   uint64_t last_reconcile = last_resync;
-  // runs of the tracing programs the kernel skipped (nested on a CPU): each
-  // may have cost a release, so a skip brings the next reconciliation
-  // forward to the next check (once a second)
-  uint64_t skipped = probes.skipped_runs(), skipped_at_start = skipped, last_skip_check = last_resync;
+  // runs of the tracing programs the kernel skipped (nested on a CPU): a
+  // skipped move to CLOSE may have cost a release, so it brings the next
+  // reconciliation forward (checked once a second, at most one in 10 s)
+  uint64_t skipped = probes.skipped_releases(), skipped_at_start = probes.skipped_runs(), last_skip_check = last_resync;
   const uint64_t reconcile_ns = uint64_t{opt.reconcile_s} * 1'000'000'000ULL;
   Counters last{};
   uint64_t lost_total = 0;
@@ -325,10 +326,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     bool skips = false;
     if (now - last_skip_check >= kSkipCheckNs) {
       last_skip_check = now;
-      uint64_t n = probes.skipped_runs();
-      skips = n > skipped;
-      if (skips) spdlog::info("the kernel skipped {} runs of the tracing programs: reconciling now", n - skipped);
-      skipped = n;
+      uint64_t n = probes.skipped_releases();
+      skips = n > skipped && now - last_reconcile >= kSkipReconcileGapNs;
+      if (skips) spdlog::info("the kernel skipped {} runs at a move to CLOSE: reconciling now", n - skipped);
+      if (skips || n == skipped) skipped = n;  // a skip not answered yet waits for the gap
     }
     if (reconcile_ns && (skips || now - last_reconcile >= reconcile_ns)) {
       last_reconcile = now;

@@ -1,16 +1,20 @@
 #include "fleet/clickhouse.hpp"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <libdeflate.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <utility>
 
 #include "common/text.hpp"
+#include "common/unique_fd.hpp"
 
 namespace portghost {
 
@@ -29,18 +33,28 @@ bool name_ok(const std::string& s) {
   return true;
 }
 
+constexpr off_t kMaxCredentialsBytes = 64 * 1024;
+
 // user=NAME / password=SECRET, # comments. A secret that every user of the
 // host can read (or that others can rewrite) is refused, as ssh refuses a
 // key: its group may read it (a service's group), nobody else.
 void read_credentials(const std::string& path, ClickHouseEndpoint& ep) {
-  std::ifstream f(path);
-  if (!f) throw FatalError(errno_text("cannot read the credentials file " + path, errno ? errno : ENOENT), kExitUsage);
+  // the mode of the file read (one descriptor), not of whatever stands at
+  // the path a moment later
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) throw FatalError(errno_text("cannot read the credentials file " + path, errno), kExitUsage);
   struct stat st {};
-  if (stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)))
+  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxCredentialsBytes)
+    throw FatalError("refusing the credentials file " + path + ": not a small regular file", kExitUsage);
+  if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP))
     throw FatalError("refusing the credentials file " + path + ": " +
                          ((st.st_mode & S_IROTH) ? "every user can read it" : "others can write it") +
                          " (chmod 0600 or 0640)",
                      kExitUsage);
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  if (::read(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw FatalError(errno_text("cannot read the credentials file " + path, errno), kExitUsage);
+  std::istringstream f(text);
   std::string line;
   int n = 0;
   while (std::getline(f, line)) {

@@ -106,6 +106,10 @@ void syscall_world(HookPlan& p, const KernelFeatures& k) {
   if (!exit_sends)
     p.uncaught.push_back("udp send whose autobind finds no free port: no syscall tracepoints or bpf_task_pt_regs");
   p.uncaught.push_back("udp connect() finding no free port: no fexit on inet_autobind");
+  if (p.connect_exit)
+    p.uncaught.push_back(
+        "a udp socket that gives its port up (connect(AF_UNSPEC)) and then happens to get the same port again: "
+        "that second holding is not recorded (the syscall exit cannot mark the socket's state)");
   p.uncaught.push_back("io_uring bind or send finding no free port: no fexit on the port allocators");
   p.uncaught.push_back(
       "a port taken through the 32-bit syscall ABI finding no free port: syscall tracepoints ignore compat syscalls");

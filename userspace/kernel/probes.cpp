@@ -382,6 +382,7 @@ Counters Probes::counters() const {
 }
 
 uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->obj); }
+uint64_t Probes::skipped_releases() const { return portghost::skipped_runs(skel_->obj, "pg_set_state"); }
 
 namespace {
 // Everything an iterator writes; false when it could not be read whole.

@@ -75,8 +75,11 @@ class Probes {
   bool read_only() const { return read_only_; }
   // Throws FatalError when the kernel refuses to read them.
   Counters counters() const;
-  // Runs of the tracing programs the kernel skipped (kernel/skipped_runs.hpp).
+  // Runs of the tracing programs the kernel skipped (kernel/skipped_runs.hpp);
+  // skipped_releases: those of the program a TCP socket's release at CLOSE
+  // may depend on (tp_btf/inet_sock_set_state).
   uint64_t skipped_runs() const;
+  uint64_t skipped_releases() const;
 
   // "fexit", "socket" (socket tracepoints, nothing on the syscall layer) or
   // "syscall" (the syscall exits): where the ends of connect, bind and send

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -11,11 +12,12 @@
 
 namespace portghost {
 
-uint64_t skipped_runs(bpf_object* obj) {
+uint64_t skipped_runs(bpf_object* obj, const char* name) {
   static bool warned = false;
   uint64_t n = 0;
   bpf_program* prog = nullptr;
   bpf_object__for_each_program(prog, obj) {
+    if (name && std::strcmp(bpf_program__name(prog), name) != 0) continue;
     int fd = bpf_program__fd(prog);
     if (fd < 0) continue;  // not loaded on this kernel
     bpf_prog_info info{};

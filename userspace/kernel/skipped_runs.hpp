@@ -14,6 +14,7 @@ namespace portghost {
 
 // The sum of recursion_misses over the object's loaded programs (a program
 // whose information cannot be read counts 0, and is logged once).
-uint64_t skipped_runs(bpf_object* obj);
+// name: only that program's (nullptr: every program's).
+uint64_t skipped_runs(bpf_object* obj, const char* name = nullptr);
 
 }  // namespace portghost

@@ -124,8 +124,13 @@ void FileOutput::open_file() {
   // at once instead. Writes block again (cleared below).
   int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
   if (fd < 0 && errno == ELOOP) throw FatalError("refusing to write " + path_ + ": it is a symbolic link");
-  if (fd < 0 && errno == ENXIO)
-    throw FatalError("cannot write output " + path_ + ": a FIFO that nobody reads", kExitUsage);
+  if (fd < 0 && errno == ENXIO) {
+    struct stat st {};
+    bool sock = lstat(path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+    throw FatalError(
+        "cannot write output " + path_ + (sock ? ": a socket file, not a log" : ": a FIFO that nobody reads"),
+        kExitUsage);
+  }
   if (fd < 0) throw FatalError(errno_text("cannot open output " + path_, errno));
   if (int fl = fcntl(fd, F_GETFL); fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   struct stat st {};
@@ -277,10 +282,25 @@ void FileOutput::rotate() {
     rename(from.c_str(), to.c_str());
   }
   if (rename(path_.c_str(), (path_ + ".1").c_str()) != 0) throw FatalError(errno_text("rotate " + path_, errno));
-  close(fd_);
-  fd_ = -1;
-  size_ = 0;
-  open_file();
+  // the new file first: if it cannot be opened (a FIFO nobody reads, a
+  // directory that changed hands), the records go on into the old one, now
+  // FILE.1, and rotation stops (another would rename whatever stands at the
+  // path over FILE.1, the file still being written)
+  int old = fd_;
+  uint64_t old_size = size_;
+  bool old_regular = regular_;
+  try {
+    open_file();
+  } catch (const FatalError& e) {
+    fd_ = old;
+    size_ = old_size;
+    regular_ = old_regular;
+    rotate_.max_bytes = 0;
+    spdlog::warn("cannot open a new {} after rotating it: {}; writing on to {}.1, without rotating", path_, e.what(),
+                 path_);
+    return;
+  }
+  close(old);
 }
 
 }  // namespace portghost

@@ -52,6 +52,7 @@ class ProcessCache {
   // entry with another name is from before an exec, and is read again.
   // at_boot_ns: the record's time: the image the process ran then (an
   // entry with exe and cmdline unknown if it began before any image known).
+  // The pointer is good until the next call.
   const ProcInfo* lookup(uint32_t pid, std::string_view comm = {},
                          uint64_t at_boot_ns = std::numeric_limits<uint64_t>::max());
   // Images kept per process, the one running included: an exec storm in
