@@ -125,3 +125,31 @@ TEST(FileOutput, ADirectoryAnotherUserOwnsIsRefusedUnlessItIsTheUsersToBe) {
   FileOutput ok(d / "events.jsonl", as_user);
   EXPECT_TRUE(exists(d / "events.jsonl"));
 }
+
+// A rotation whose new file cannot be opened (here: the directory changed
+// hands) loses nothing: the records go on into the old file, now FILE.1,
+// and rotation stops, so that nothing is ever renamed over the file being
+// written.
+TEST(FileOutput, ARotationThatCannotOpenTheNewFileGoesOnInTheOld) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give a directory away (CI runs as root)";
+  TempDir d;
+  const std::string f = d / "ports.jsonl";
+  FileOutput o(f, {/*max_bytes=*/20, /*keep=*/2});
+  std::string all;
+  auto line = [](int i) { return "line-" + std::to_string(10 + i) + "\n"; };  // 8 bytes
+  for (int i = 0; i < 2; i++) {
+    o.write(line(i));
+    all += line(i);
+    o.flush();
+  }
+  ASSERT_EQ(chown(d.path().c_str(), 65534, 65534), 0);
+  for (int i = 2; i < 8; i++) {
+    o.write(line(i));
+    all += line(i);
+    ASSERT_NO_THROW(o.flush()) << "line " << i;
+  }
+  EXPECT_FALSE(o.failing());
+  EXPECT_EQ(read_file(f + ".1"), all) << "every line, in the old file";
+  EXPECT_FALSE(exists(f)) << "no new file was made in a directory another user owns";
+  EXPECT_FALSE(exists(f + ".2"));
+}
