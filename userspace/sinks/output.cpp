@@ -164,23 +164,29 @@ void FileOutput::end_partial_line() {
   }
 }
 
-void FileOutput::reopen() {
-  if (stdout_) return;
-  flush();
+bool FileOutput::open_anew(std::string& why) {
   int old = fd_;
   uint64_t old_size = size_;
   bool old_regular = regular_;
   try {
     open_file();
   } catch (const FatalError& e) {
-    // keep writing where we were rather than lose the log
     fd_ = old;
     size_ = old_size;
     regular_ = old_regular;
-    spdlog::warn("cannot reopen the output, still writing to the old file: {}", e.what());
-    return;
+    why = e.what();
+    return false;
   }
-  close(old);
+  if (old >= 0) close(old);
+  return true;
+}
+
+void FileOutput::reopen() {
+  if (stdout_) return;
+  flush();
+  // keep writing where we were rather than lose the log
+  if (std::string why; !open_anew(why))
+    spdlog::warn("cannot reopen the output, still writing to the old file: {}", why);
 }
 
 bool FileOutput::is_terminal() const { return fd_ >= 0 && isatty(fd_); }
@@ -286,21 +292,10 @@ void FileOutput::rotate() {
   // directory that changed hands), the records go on into the old one, now
   // FILE.1, and rotation stops (another would rename whatever stands at the
   // path over FILE.1, the file still being written)
-  int old = fd_;
-  uint64_t old_size = size_;
-  bool old_regular = regular_;
-  try {
-    open_file();
-  } catch (const FatalError& e) {
-    fd_ = old;
-    size_ = old_size;
-    regular_ = old_regular;
+  if (std::string why; !open_anew(why)) {
     rotate_.max_bytes = 0;
-    spdlog::warn("cannot open a new {} after rotating it: {}; writing on to {}.1, without rotating", path_, e.what(),
-                 path_);
-    return;
+    spdlog::warn("cannot open a new {} after rotating it: {}; writing on to {}.1, without rotating", path_, why, path_);
   }
-  close(old);
 }
 
 }  // namespace portghost

@@ -86,6 +86,9 @@ class FileOutput : public Output {
 
  private:
   void open_file();
+  // open_file(), or on failure the old file stays the one written (why:
+  // what went wrong); the old one is closed once the new one is open
+  bool open_anew(std::string& why);
   void end_partial_line();
   void rotate();
   void write_all(std::string_view text);
