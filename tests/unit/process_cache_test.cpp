@@ -318,3 +318,16 @@ TEST(ProcessCache, AnExecStormKeepsAFewImagesPerProcess) {
   for (const ProcInfo* p = c.lookup(100); p; p = p->before.get()) depth++;
   EXPECT_EQ(depth, ProcessCache::kImagesKept);
 }
+
+// A command line read from /proc is cut where an exec record's is: a
+// process's argv can weigh megabytes, and the cache holds many processes.
+TEST(ProcessCache, AProcCommandLineIsCutLikeAnExecRecords) {
+  TempDir root;
+  std::string huge(1 << 20, 'a');
+  fake_proc(root, 4242, std::string("big\0", 4) + huge + '\0', "big\n", "4242 (big) S 1 4242");
+  ProcessCache c(root.path());
+  const ProcInfo* p = c.lookup(4242);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->cmdline.size(), static_cast<size_t>(PG_ARGS_LIMIT - 1));
+  EXPECT_EQ(p->cmdline.rfind("big a", 0), 0u) << p->cmdline.substr(0, 16);
+}

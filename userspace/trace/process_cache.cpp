@@ -11,12 +11,14 @@ namespace portghost {
 
 namespace {
 
-std::optional<std::string> read_file(const std::string& path) {
+// At most `limit` bytes of a file (a process's argv can be megabytes).
+std::optional<std::string> read_file(const std::string& path, size_t limit = 1 << 16) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return std::nullopt;
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+  std::string s(limit, '\0');
+  f.read(s.data(), static_cast<std::streamsize>(limit));
+  s.resize(static_cast<size_t>(f.gcount()));
+  return s;
 }
 
 // The first n images of p's chain (p, what it replaced, ...). Images are
@@ -95,7 +97,9 @@ void ProcessCache::expire(uint64_t boot_ns) {
 
 std::optional<ProcInfo> ProcessCache::read_proc(uint32_t pid) const {
   std::string dir = proc_root_ + "/" + std::to_string(pid);
-  auto cmd = read_file(dir + "/cmdline");
+  // cut where an exec record's is (PG_ARGS_LIMIT - 1 bytes): the cache's
+  // size is then bounded by its count, whatever a process's argv weighs
+  auto cmd = read_file(dir + "/cmdline", PG_ARGS_LIMIT - 1);
   if (!cmd) return std::nullopt;
   ProcInfo info;
   info.cmdline = cmdline_from_args(cmd->data(), cmd->size());
