@@ -168,8 +168,7 @@ static __always_inline void disconnect_done_at(struct pt_regs *regs, struct task
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	e->cookie = cookie;
 	e->flags |= PG_F_DISCONNECT | PG_F_UNCHECKED;
-	counter_inc(PG_CNT_RELEASE);
-	event_submit(e, sizeof(*e), e->ts_ns);
+	release_commit(e, NULL);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")

@@ -51,12 +51,14 @@ enum pg_given_up_sight {
 static __always_inline void port_given_up(struct sock *sk, struct pg_sk_state *st, enum pg_given_up_sight sight)
 {
 	struct pg_sock_event *e;
-	__u16 now;
+	__u8 proto;
 
 	if (!st || !(st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING)) || (st->flags & PG_SK_RELEASED) || !st->port)
 		return;
-	now = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (now == st->port || !is_datagram(sk_port_space(sk)))
+	if (BPF_CORE_READ(sk, __sk_common.skc_num) == st->port)
+		return;
+	proto = sk_port_space(sk);
+	if (!is_datagram(proto))
 		return;
 	if (st->flags & PG_SK_FILTERED) {
 		st->flags |= PG_SK_RELEASED;
@@ -68,7 +70,7 @@ static __always_inline void port_given_up(struct sock *sk, struct pg_sk_state *s
 		st->flags |= PG_SK_RELEASED;
 		return;
 	}
-	e->proto = sk_port_space(sk);
+	e->proto = proto;
 	fill_from_sk(e, sk);
 	e->lport = st->port;
 	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
