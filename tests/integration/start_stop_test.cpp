@@ -293,5 +293,8 @@ TEST_F(TraceOwn, TheStopCountsWhatIsStillHeld) {
   EXPECT_EQ(stop["held"], 1) << stop.dump();
   EXPECT_EQ(stop["records"]["assign"], 2) << stop.dump();
   EXPECT_EQ(stop["records"]["release"], 1) << stop.dump();
+  // the bounded caches say what they forgot: nothing, on a quiet host
+  EXPECT_EQ(stop["process_evicted"], 0) << stop.dump();
+  EXPECT_EQ(stop["cgroup_evicted"], 0) << stop.dump();
   for (int fd : {go[0], go[1], done[0], done[1]}) close(fd);
 }

@@ -166,6 +166,28 @@ TEST(CgroupResolver, PathAndContainerOfAnId) {
   EXPECT_EQ(r.path_of(0), std::nullopt);
 }
 
+// Paths remembered are bounded in number and bytes: a user making cgroups
+// with long names in a delegated subtree cannot grow the cache, and what
+// the bounds forget is counted.
+TEST(CgroupResolver, ThePathsHeldAreBoundedAndEvictionsCounted) {
+  TempDir root;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 50; i++) {
+    std::string dir = root / ("u-" + std::to_string(i) + "-" + std::string(200, 'x'));
+    std::filesystem::create_directories(dir);
+    ids.push_back(inode_of(dir));
+  }
+  CgroupResolver by_count(root.path(), 10);
+  EXPECT_TRUE(by_count.path_of(ids.back()).has_value() || by_count.paths_held() == 10);
+  EXPECT_LE(by_count.paths_held(), 10u);
+  EXPECT_EQ(by_count.paths_held() + by_count.evicted(), 51u) << "the root and 50 cgroups: held or counted";
+  CgroupResolver by_bytes(root.path(), 1 << 16, 2000);
+  by_bytes.path_of(ids.front());
+  EXPECT_LE(by_bytes.path_bytes(), 2000u);
+  EXPECT_GT(by_bytes.evicted(), 0u);
+  EXPECT_LE(by_bytes.paths_held(), 10u) << "each path is over 200 bytes";
+}
+
 TEST(CgroupResolver, NoRootResolvesNothing) {
   CgroupResolver r("");
   EXPECT_EQ(r.path_of(1), std::nullopt);

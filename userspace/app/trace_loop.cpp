@@ -377,6 +377,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   s.table_evicted = builder.table().evicted();
   s.held = builder.table().visible();
   s.skipped_runs = probes.skipped_runs() - skipped_at_start;
+  s.process_evicted = procs.evicted();
+  s.cgroup_evicted = builder.cgroup_evicted();
   records.stop(s);
   sink.flush();
   out.flush();

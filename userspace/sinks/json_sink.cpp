@@ -324,6 +324,8 @@ void JsonSink::stop(const StopRecord& r) {
   o.num("table_evicted", r.table_evicted);
   if (r.held) o.num("held", *r.held);
   if (r.skipped_runs) o.num("skipped_runs", *r.skipped_runs);
+  if (r.process_evicted) o.num("process_evicted", *r.process_evicted);
+  if (r.cgroup_evicted) o.num("cgroup_evicted", *r.cgroup_evicted);
   if (r.nat_unjoined) o.num("nat_unjoined", *r.nat_unjoined);
   if (r.nat_ambiguous) o.num("nat_ambiguous", *r.nat_ambiguous);
   finish(o, s);

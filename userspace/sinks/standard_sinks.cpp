@@ -116,6 +116,8 @@ std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
     p.num("lost", r.lost).num("table_evicted", r.table_evicted);
     if (r.held) p.num("held", *r.held);
     if (r.skipped_runs) p.num("skipped_runs", *r.skipped_runs);
+    if (r.process_evicted) p.num("process_evicted", *r.process_evicted);
+    if (r.cgroup_evicted) p.num("cgroup_evicted", *r.cgroup_evicted);
     p.num("run", run).num("seq", seq);
   });
 }

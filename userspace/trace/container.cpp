@@ -132,20 +132,37 @@ std::optional<std::pair<uint64_t, uint32_t>> CgroupResolver::id_of_dir(const std
   return std::make_pair(static_cast<uint64_t>(st.st_ino), level);
 }
 
+// Keeps a path within the bounds: any other path is forgotten to make room.
+void CgroupResolver::remember(uint64_t id, std::string path) {
+  if (auto old = paths_.find(id); old != paths_.end()) {
+    path_bytes_ -= old->second.size();
+    paths_.erase(old);
+  }
+  while (!paths_.empty() && (paths_.size() >= max_paths_ || path_bytes_ + path.size() > max_path_bytes_)) {
+    auto victim = paths_.begin();
+    path_bytes_ -= victim->second.size();
+    paths_.erase(victim);
+    evicted_++;
+  }
+  path_bytes_ += path.size();
+  paths_.emplace(id, std::move(path));
+}
+
 void CgroupResolver::rescan() {
   paths_.clear();  // also forgets cgroups removed since the last walk
+  path_bytes_ = 0;
   std::error_code ec;
   std::filesystem::recursive_directory_iterator it(root_, std::filesystem::directory_options::skip_permission_denied,
                                                    ec),
       end;
   struct stat st {};
-  if (stat(root_.c_str(), &st) == 0) paths_.try_emplace(st.st_ino, 1, '/');
+  if (stat(root_.c_str(), &st) == 0) remember(st.st_ino, "/");
   for (; !ec && it != end; it.increment(ec)) {
     if (!it->is_directory(ec)) continue;
     if (stat(it->path().c_str(), &st) != 0) continue;
     std::string rel = "/";
     rel += it->path().lexically_relative(root_).string();
-    paths_[st.st_ino] = std::move(rel);
+    remember(st.st_ino, std::move(rel));
   }
 }
 
@@ -179,7 +196,7 @@ std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
   if (it != paths_.end()) return it->second;
   if (gone_.count(id)) return std::nullopt;
   if (auto p = path_by_handle(id)) {
-    paths_[id] = *p;
+    remember(id, *p);
     return p;
   }
   uint64_t now = mono_ns();
@@ -243,7 +260,10 @@ const std::string* CgroupResolver::container_ref(uint64_t id) {
   if (it == containers_.end()) {
     auto p = path_of(id);
     if (!p) return nullptr;  // not found (yet): not remembered
-    if (containers_.size() >= kMaxContainers) containers_.clear();
+    if (containers_.size() >= kMaxContainers) {
+      evicted_ += containers_.size();
+      containers_.clear();
+    }
     it = containers_.emplace(id, container_at(*p)).first;
   }
   return it->second ? &*it->second : nullptr;

@@ -21,7 +21,13 @@ std::optional<std::string> find_cgroup2_mount(const std::string& mounts_file = "
 
 class CgroupResolver {
  public:
-  explicit CgroupResolver(std::string root) : root_(std::move(root)) {}
+  // max_paths, max_path_bytes: the paths remembered (a user can make and
+  // remove cgroups with long names in a delegated subtree, taking a port in
+  // each); past either, paths are forgotten, and looked up again if needed
+  explicit CgroupResolver(std::string root, size_t max_paths = kMaxPaths, size_t max_path_bytes = kMaxPathBytes)
+      : root_(std::move(root)), max_paths_(max_paths), max_path_bytes_(max_path_bytes) {}
+  static constexpr size_t kMaxPaths = 65536;
+  static constexpr size_t kMaxPathBytes = size_t{16} << 20;
   // Path below the cgroup root ("/system.slice/x.service"), or nullopt.
   std::optional<std::string> path_of(uint64_t id);
   std::optional<std::string> container_of(uint64_t id);
@@ -32,16 +38,25 @@ class CgroupResolver {
   std::optional<uint64_t> id_of_pid(uint32_t pid, const std::string& proc = "/proc") const;
   // id of a cgroup directory (its inode), with its depth below the root.
   static std::optional<std::pair<uint64_t, uint32_t>> id_of_dir(const std::string& root, const std::string& dir);
+  // paths held, their bytes, and entries forgotten by the bounds so far
+  // (paths and container names)
+  size_t paths_held() const { return paths_.size(); }
+  size_t path_bytes() const { return path_bytes_; }
+  uint64_t evicted() const { return evicted_; }
 
  private:
   void rescan();
+  void remember(uint64_t id, std::string path);
   // The container of a path below the root, "user-UID/..." when a directory
   // on the way is owned by a user.
   std::optional<std::string> container_at(const std::string& rel) const;
   std::optional<std::string> path_by_handle(uint64_t id) const;
   std::string root_;
+  size_t max_paths_, max_path_bytes_;
   static constexpr size_t kMaxGone = 65536;
   std::unordered_map<uint64_t, std::string> paths_;
+  size_t path_bytes_ = 0;
+  uint64_t evicted_ = 0;
   std::unordered_set<uint64_t> gone_;
   static constexpr size_t kMaxContainers = 65536;
   std::unordered_map<uint64_t, std::optional<std::string>> containers_;  // ids whose path was found

@@ -33,24 +33,67 @@ std::shared_ptr<const ProcInfo> kept(const std::shared_ptr<const ProcInfo>& p, i
   return c;
 }
 
+// Field 22 of /proc/PID/stat, the start in clock ticks after boot, in ns
+// (rounded down, as the kernel rounds); 0 when absent.
+uint64_t start_boot_ns(const std::string& stat) {
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream in(stat.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22; i++)
+    if (!(in >> field)) return 0;
+  static const long tick = sysconf(_SC_CLK_TCK);
+  if (tick <= 0) return 0;
+  return std::strtoull(field.c_str(), nullptr, 10) * (1'000'000'000ULL / static_cast<uint64_t>(tick));
+}
+
 }  // namespace
 
+const std::string& SharedText::empty_text() {
+  static const std::string empty;
+  return empty;
+}
+
+SharedText::SharedText(std::string s, const std::shared_ptr<Budget>& budget) {
+  if (s.empty()) return;
+  size_t n = s.size();
+  budget->bytes += n;
+  // the deleter keeps the budget alive for as long as the text
+  p_ = std::shared_ptr<const std::string>(new std::string(std::move(s)), [budget, n](const std::string* t) {
+    budget->bytes -= n;
+    delete t;  // NOLINT(cppcoreguidelines-owning-memory): the shared_ptr's deleter
+  });
+}
+
+// Evicts entries (any but pid) while a bound is passed: the count, or the
+// bytes of text. An evicted process's next record reads /proc again.
+void ProcessCache::make_room(uint32_t pid) {
+  while (!procs_.empty() && (procs_.size() > max_entries_ || budget_->bytes > max_bytes_)) {
+    auto victim = procs_.begin();
+    if (victim->first == pid && ++victim == procs_.end()) break;
+    procs_.erase(victim);
+    evicted_++;
+  }
+}
+
 void ProcessCache::put(uint32_t pid, ProcInfo info) {
-  if (procs_.size() >= max_entries_ && procs_.find(pid) == procs_.end()) procs_.erase(procs_.begin());
   procs_[pid] = std::move(info);
+  make_room(pid);
 }
 
 void ProcessCache::on_event(const TaskEvent& t) {
   switch (t.kind) {
     case TaskEvent::Kind::Exec: {
       ProcInfo info;
-      info.exe = t.exe;
-      info.cmdline = t.cmdline;
+      info.exe = SharedText(t.exe, budget_);
+      info.cmdline = SharedText(t.cmdline, budget_);
       info.comm = t.comm;
       info.ppid = t.ppid;
       if (t.args_unreadable) {
-        // the argv pages were not resident: /proc still has them if alive
-        if (auto p = read_proc(t.pid)) info.cmdline = p->cmdline;
+        // the argv pages were not resident: /proc still has them if alive,
+        // and if it is still this image (not a later exec, not a reused pid)
+        auto p = read_proc(t.pid);
+        if (p && p->comm == t.comm && p->since_boot_ns <= t.ts_boot_ns) info.cmdline = p->cmdline;
       }
       info.since_boot_ns = t.ts_boot_ns;
       // the image it replaces stays, for port records made before the exec
@@ -102,18 +145,18 @@ std::optional<ProcInfo> ProcessCache::read_proc(uint32_t pid) const {
   auto cmd = read_file(dir + "/cmdline", PG_ARGS_LIMIT - 1);
   if (!cmd) return std::nullopt;
   ProcInfo info;
-  info.cmdline = cmdline_from_args(cmd->data(), cmd->size());
+  info.cmdline = SharedText(cmdline_from_args(cmd->data(), cmd->size()), budget_);
   char buf[4096];
   ssize_t n = readlink((dir + "/exe").c_str(), buf, sizeof buf);
   // no executable to name (a leader gone with its threads still running, a
   // process being torn down): exe and cmdline are unknown, not empty
   if (n <= 0) info.unread = true;
   if (n > 0) {
-    info.exe.assign(buf, static_cast<size_t>(n));
+    std::string exe(buf, static_cast<size_t>(n));
     const std::string deleted = " (deleted)";
-    if (info.exe.size() > deleted.size() &&
-        info.exe.compare(info.exe.size() - deleted.size(), deleted.size(), deleted) == 0)
-      info.exe.resize(info.exe.size() - deleted.size());
+    if (exe.size() > deleted.size() && exe.compare(exe.size() - deleted.size(), deleted.size(), deleted) == 0)
+      exe.resize(exe.size() - deleted.size());
+    info.exe = SharedText(std::move(exe), budget_);
   }
   if (auto comm = read_file(dir + "/comm")) {
     info.comm = *comm;
@@ -124,6 +167,7 @@ std::optional<ProcInfo> ProcessCache::read_proc(uint32_t pid) const {
     auto close = stat->rfind(')');
     if (close != std::string::npos && close + 4 < stat->size())
       info.ppid = static_cast<uint32_t>(std::strtoul(stat->c_str() + close + 4, nullptr, 10));
+    info.since_boot_ns = start_boot_ns(*stat);
   }
   return info;
 }
@@ -160,11 +204,13 @@ const ProcInfo* ProcessCache::lookup(uint32_t pid, std::string_view comm, uint64
     // an exit already read stays, so that expire() still forgets it
     if (it->second) now->exited_boot_ns = it->second->exited_boot_ns;
     it->second = std::move(now);
+    make_room(pid);
+    it = procs_.find(pid);
   }
   if (it == procs_.end()) {
-    auto info = read_proc(pid);
-    if (procs_.size() >= max_entries_) procs_.erase(procs_.begin());
-    it = procs_.emplace(pid, std::move(info)).first;
+    procs_.emplace(pid, read_proc(pid));
+    make_room(pid);
+    it = procs_.find(pid);
   }
   if (!it->second) return nullptr;
   const ProcInfo* p = &*it->second;

@@ -9,6 +9,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -17,9 +18,31 @@
 
 namespace portghost {
 
+// Text held by a process's entry and shared by copies (a forked child, an
+// image kept for late records): a fork copies a pointer, not megabytes. Its
+// bytes count in the budget that made it for as long as any copy lives.
+class SharedText {
+ public:
+  struct Budget {
+    size_t bytes = 0;
+  };
+  SharedText() = default;
+  SharedText(std::string s, const std::shared_ptr<Budget>& budget);
+  const std::string& str() const { return p_ ? *p_ : empty_text(); }
+  operator const std::string&() const { return str(); }  // NOLINT(google-explicit-constructor)
+  bool empty() const { return str().empty(); }
+  size_t size() const { return str().size(); }
+  friend bool operator==(const SharedText& a, std::string_view b) { return a.str() == b; }
+  friend std::ostream& operator<<(std::ostream& o, const SharedText& t) { return o << t.str(); }
+
+ private:
+  static const std::string& empty_text();
+  std::shared_ptr<const std::string> p_;
+};
+
 struct ProcInfo {
-  std::string exe;
-  std::string cmdline;
+  SharedText exe;
+  SharedText cmdline;
   std::string comm;
   uint32_t ppid = 0;
   uint64_t exited_boot_ns = 0;  // its last thread exited then (0: alive)
@@ -37,8 +60,13 @@ struct ProcInfo {
 
 class ProcessCache {
  public:
-  explicit ProcessCache(std::string proc_root = "/proc", size_t max_entries = 1 << 18)
-      : proc_root_(std::move(proc_root)), max_entries_(max_entries) {}
+  // max_bytes: of the exe and cmdline text held (each counted once, however
+  // many processes share it); past it, entries are evicted as past
+  // max_entries, and a record of an evicted process reads /proc again
+  explicit ProcessCache(std::string proc_root = "/proc", size_t max_entries = 1 << 18,
+                        size_t max_bytes = kDefaultMaxBytes)
+      : proc_root_(std::move(proc_root)), max_entries_(max_entries), max_bytes_(max_bytes) {}
+  static constexpr size_t kDefaultMaxBytes = size_t{128} << 20;
 
   void on_event(const TaskEvent& t);
   // Forgets the processes that exited before `boot_ns`. An exit is not
@@ -63,15 +91,23 @@ class ProcessCache {
   // until a record shows it renamed (its exec), and is then read again.
   void set_exec_records(bool on) { exec_records_ = on; }
   size_t size() const { return procs_.size(); }
+  // exe and cmdline bytes held now; entries evicted by the bounds so far
+  size_t bytes() const { return budget_->bytes; }
+  uint64_t evicted() const { return evicted_; }
 
-  // One process from /proc (nullopt when gone).
+  // One process from /proc (nullopt when gone). Its image begins at the
+  // process's start (since_boot_ns, to the kernel's clock tick): a record
+  // older than that was another process's, one that had the pid before.
   std::optional<ProcInfo> read_proc(uint32_t pid) const;
 
  private:
   void put(uint32_t pid, ProcInfo info);
+  void make_room(uint32_t pid);
 
   std::string proc_root_;
-  size_t max_entries_;
+  size_t max_entries_, max_bytes_;
+  std::shared_ptr<SharedText::Budget> budget_ = std::make_shared<SharedText::Budget>();
+  uint64_t evicted_ = 0;
   std::unordered_map<uint32_t, std::optional<ProcInfo>> procs_;
   std::deque<std::pair<uint64_t, uint32_t>> exits_;  // (exit time, pid), in reading order
   bool exec_records_ = true;

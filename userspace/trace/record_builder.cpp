@@ -76,8 +76,8 @@ void RecordBuilder::attribute(PortRecord& r, const SockEvent& e, std::optional<u
   r.pid = *pid;
   if (const ProcInfo* p = procs_.lookup(*pid, r.comm ? *r.comm : std::string_view(), at_boot_ns)) {
     if (!p->unread) {
-      r.exe = p->exe;
-      r.cmdline = p->cmdline;
+      r.exe = p->exe.str();
+      r.cmdline = p->cmdline.str();
     }
     if (!r.comm) r.comm = p->comm;
     if (!r.ppid && p->ppid) r.ppid = p->ppid;

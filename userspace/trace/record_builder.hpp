@@ -52,6 +52,7 @@ class RecordBuilder {
   std::map<std::string, uint64_t> written() const;
   uint64_t malformed() const { return malformed_; }
   const SocketTable& table() const { return table_; }
+  uint64_t cgroup_evicted() const { return cgroups_ ? cgroups_->evicted() : 0; }
   SocketTable& table() { return table_; }
   // Warn (once per crossing; re-armed below 90% of the mark) when a
   // namespace's ephemeral range is this many percent held; range_of gives a

@@ -129,6 +129,10 @@ struct StopRecord {
   std::optional<uint64_t> held;
   // runs of the tracing programs the kernel skipped (nested on a CPU)
   std::optional<uint64_t> skipped_runs;
+  // entries the bounded caches forgot to stay within their bounds: the
+  // process cache (exe and cmdline, read again from /proc at the next
+  // record) and the cgroup path cache (looked up again)
+  std::optional<uint64_t> process_evicted, cgroup_evicted;
   // with NAT joining: translations seen whose flow matched no recorded
   // socket, or more than one
   std::optional<uint64_t> nat_unjoined, nat_ambiguous;
