@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -52,7 +53,10 @@ class Fleet : public ::testing::Test {
     db_ = std::string("t_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
     create_records_table(*server_, db_);
     cred_ = credentials_file(*server_, dir_);
+    // the default state's place, as systemd's StateDirectory= gives it
+    setenv("STATE_DIRECTORY", (dir_ / "states").c_str(), 1);
   }
+  void TearDown() override { unsetenv("STATE_DIRECTORY"); }
   std::vector<std::string> ship_args(const std::string& log, const std::string& url) {
     return {"ship",  log, "--to", url, "--credentials", cred_, "--state", dir_ / ("state-" + std::to_string(states_++)),
             "--once"};
@@ -159,17 +163,26 @@ TEST_F(Fleet, ShipsEveryRecordOnceAndWhoAndStatsAgreeWithTheFiles) {
   struct stat st {};
   ASSERT_EQ(stat((dir_ / "events.jsonl.2").c_str(), &st), 0) << "the log should span rotated files";
   std::string url = store_url(*server_, db_);
-  RunResult r = run_portghost(ship_args(dir_.path(), url));
-  ASSERT_EQ(r.rc, 0) << r.err;
-  r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once"});
+  // the state where releases before kept it by default: beside the log
+  std::string legacy = dir_ / ".portghost-ship.state";
+  RunResult r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once", "--state", legacy});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(store_counts(*server_, db_), expected_counts(shape.host, written));
   uint64_t rows = store_rows(*server_, db_);
-  // again from the same state: nothing new
-  std::string state = dir_ / ".portghost-ship.state";
+  // again, by default: the old state is taken over, nothing new is sent,
+  // and the position is kept outside the log's directory from now
   r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once"});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("0 records sent"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the position is taken from " + legacy), std::string::npos) << r.err;
+  r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("0 records sent"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("taken from"), std::string::npos) << "its own state now: " << r.err;
+  size_t states = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ / "states"))
+    states += e.path().filename().string().rfind("events.jsonl-", 0) == 0;
+  EXPECT_EQ(states, 1u);
   EXPECT_EQ(store_rows(*server_, db_), rows);
   expect_who_parity({dir_.path()}, shape);
   expect_parity({dir_.path()}, {"stats", "--format", "json"});

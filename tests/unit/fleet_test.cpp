@@ -245,7 +245,8 @@ TEST(RecordsTable, SchemaNamesEveryColumn) {
 }
 
 TEST(ShipState, RoundTripAndDamage) {
-  std::string path = temp_file("");
+  pgtest::TempDir dir;
+  std::string path = dir / "state";
   ShipPosition p;
   p.ino = 12;
   p.offset = 3456;
@@ -290,6 +291,55 @@ TEST(ShipState, PlantedLinksAreNeverFollowed) {
   ASSERT_TRUE(q);
   EXPECT_EQ(q->offset, 8u);
   EXPECT_NE(lstat((state + ".tmp").c_str(), &st), 0) << "no temporary file is left";
+}
+
+// The state's directory and file must be root's or the shipper's, and the
+// directory writable by nobody else: another user could otherwise plant a
+// state whose position skips records, never to be sent.
+TEST(ShipState, AStateAnotherUserCouldWriteIsRefused) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to give files away";
+  pgtest::TempDir dir;
+  std::string state = dir / "state";
+  ShipPosition p;
+  p.offset = 5;
+  save_ship_state(state, p);
+  ASSERT_EQ(chown(state.c_str(), 4242, 4242), 0);
+  EXPECT_THROW(load_ship_state(state), FatalError) << "a state of another user's";
+  ASSERT_EQ(chown(state.c_str(), 0, 0), 0);
+  ASSERT_EQ(load_ship_state(state)->offset, 5u);
+  ASSERT_EQ(chmod(dir.path().c_str(), 0777), 0);
+  EXPECT_THROW(load_ship_state(state), FatalError) << "a directory others can write";
+  EXPECT_THROW(save_ship_state(state, p), FatalError);
+  ASSERT_EQ(chmod(dir.path().c_str(), 0700), 0);
+  ASSERT_EQ(chown(dir.path().c_str(), 4242, 4242), 0);
+  try {
+    load_ship_state(state);
+    ADD_FAILURE() << "a directory of another user's";
+  } catch (const FatalError& e) {
+    EXPECT_NE(std::string(e.what()).find("owned by uid 4242"), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(chown(dir.path().c_str(), 0, 0), 0);
+  save_ship_state(state, p);
+  EXPECT_EQ(load_ship_state(state)->offset, 5u);
+}
+
+// By default the state is kept outside the log's directory (another user's
+// after the tracer's --user), one per log.
+TEST(ShipState, TheDefaultIsOutsideTheLogsDirectory) {
+  pgtest::TempDir logs, states;
+  const char* before = getenv("STATE_DIRECTORY");
+  std::string saved = before ? before : "";
+  setenv("STATE_DIRECTORY", states.path().c_str(), 1);
+  ASSERT_EQ(mkdir((logs / "sub").c_str(), 0700), 0);
+  std::string a = default_ship_state(logs / "events.jsonl"), b = default_ship_state(logs / "other.jsonl");
+  EXPECT_EQ(a.rfind(states.path() + "/events.jsonl-", 0), 0u) << a;
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a, default_ship_state(logs / "sub/../events.jsonl")) << "the same log, however named";
+  EXPECT_EQ(legacy_ship_state(logs / "events.jsonl"), logs / ".portghost-ship.state");
+  if (before)
+    setenv("STATE_DIRECTORY", saved.c_str(), 1);
+  else
+    unsetenv("STATE_DIRECTORY");
 }
 
 TEST(Gzip, WhatGoesInComesOut) {

@@ -236,7 +236,10 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->check(kNonEmpty);
   ship->add_option("--credentials", sh.credentials, "A file of lines user=NAME, password=SECRET")->check(kNonEmpty);
   ship->add_option("--table", sh.table, "The table")->capture_default_str()->check(kNonEmpty);
-  ship->add_option("--state", sh.state, "The position file (default: LOG's directory/.portghost-ship.state)")
+  ship->add_option("--state", sh.state,
+                   "The position file (default: outside the log's directory: $STATE_DIRECTORY, else "
+                   "/var/lib/portghost-ship for root, else ~/.local/state/portghost-ship; named after the log). Its "
+                   "directory must be root's or the shipper's, writable by nobody else")
       ->check(kNonEmpty);
   ship->add_option("--batch", sh.batch_records, "Records per batch at most")
       ->check(CLI::Range(1, 10'000'000))

@@ -91,7 +91,7 @@ struct ShipOptions {
   std::string to;   // clickhouse://HOST:PORT/DB
   std::string table = "records";
   std::optional<std::string> credentials;
-  std::string state;  // default: LOG's directory/.portghost-ship.state
+  std::string state;  // default: default_ship_state(LOG), outside LOG's directory
   size_t batch_records = 50'000;
   size_t batch_bytes = 16u << 20;  // of rows, before compression
   uint64_t flush_ms = 1000;        // a partial batch waits at most this long

@@ -141,13 +141,13 @@ class Shipper {
     struct stat st {};
     file_ = o.log;
     if (::stat(file_.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) file_ += "/events.jsonl";
-    state_path_ = o.state.empty() ? dir_of(file_) + "/.portghost-ship.state" : o.state;
+    state_path_ = o.state.empty() ? default_ship_state(file_) : o.state;
   }
 
   int run() {
     check_with_retries();
     if (stop_) return kExitOk;
-    if (auto p = load_ship_state(state_path_)) pos_ = *p;
+    load_position();
     position_sources();
     last_report_ = Clock::now();
     batch_started_ = Clock::now();
@@ -197,6 +197,37 @@ class Shipper {
       }
       sleep_ms(backoff);
       backoff = std::min<uint64_t>(backoff * 2, 30'000);
+    }
+  }
+
+  // The position: from the state, or (the default state not made yet) from
+  // where releases before kept it by default, beside the log, if that one
+  // passes the same checks; later saves go to the state.
+  void load_position() {
+    if (o_.state.empty()) make_state_dir(dir_of(state_path_));
+    if (auto p = load_ship_state(state_path_)) {
+      pos_ = *p;
+      return;
+    }
+    if (!o_.state.empty() || !stat_of(legacy_ship_state(file_))) return;
+    try {
+      if (auto p = load_ship_state(legacy_ship_state(file_))) {
+        pos_ = *p;
+        save_ship_state(state_path_, pos_);
+        say("the position is taken from " + legacy_ship_state(file_) + "; it is kept in " + state_path_ + " from now");
+      }
+    } catch (const FatalError& e) {
+      say(std::string("the position beside the log is not used (") + e.what() + "): the whole log is sent again");
+    }
+  }
+
+  // The default state's directory, made (mode 0700) if missing.
+  static void make_state_dir(const std::string& dir) {
+    for (size_t i = 1; i <= dir.size(); i++) {
+      if (i < dir.size() && dir[i] != '/') continue;
+      std::string part = dir.substr(0, i);
+      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
+        throw FatalError(errno_text("cannot make the ship state's directory " + part + " (give --state)", errno));
     }
   }
 
@@ -561,52 +592,6 @@ class Shipper {
 };
 
 }  // namespace
-
-std::optional<ShipPosition> load_ship_state(const std::string& path) {
-  // never through a link: the state's directory may be another user's
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (!fd && errno == ENOENT) return std::nullopt;
-  struct stat st {};
-  if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (1 << 16))
-    throw FatalError("the ship state " + path + " is not a small regular file: remove it to send the whole log again");
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  if (::read(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    throw FatalError(errno_text("cannot read the ship state " + path, errno));
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  ShipPosition p;
-  if (parser.parse(text).get(doc) != simdjson::SUCCESS || doc["ino"].get_uint64().get(p.ino) ||
-      doc["offset"].get_uint64().get(p.offset) || doc["shipped"].get_uint64().get(p.shipped))
-    throw FatalError("the ship state " + path + " is not readable: remove it to send the whole log again");
-  p.has_last = doc["run"].get_uint64().get(p.last.run) == simdjson::SUCCESS &&
-               doc["seq"].get_uint64().get(p.last.seq) == simdjson::SUCCESS;
-  return p;
-}
-
-void save_ship_state(const std::string& path, const ShipPosition& p) {
-  std::string text = "{\"ino\":" + std::to_string(p.ino) + ",\"offset\":" + std::to_string(p.offset) +
-                     ",\"shipped\":" + std::to_string(p.shipped);
-  if (p.has_last) text += ",\"run\":" + std::to_string(p.last.run) + ",\"seq\":" + std::to_string(p.last.seq);
-  text += "}\n";
-  // Written beside it and renamed over it, relative to the directory: the
-  // directory may belong to another user (the log's, after --user), who
-  // could plant a link at either name. The temporary name is removed first
-  // (a link is removed, never followed) and created exclusively, without
-  // following links; the rename replaces whatever stands at the name.
-  std::string dir_path = dir_of(path), name = path.substr(path.rfind('/') + 1), tmp = name + ".tmp";
-  UniqueFd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) throw FatalError(errno_text("cannot open the ship state's directory " + dir_path, errno));
-  if (::unlinkat(dir.get(), tmp.c_str(), 0) != 0 && errno != ENOENT)
-    throw FatalError(errno_text("cannot remove the stale " + path + ".tmp", errno));
-  UniqueFd fd(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fd) throw FatalError(errno_text("cannot write the ship state " + path + ".tmp", errno));
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || fsync(fd.get()) != 0)
-    throw FatalError(errno_text("cannot write the ship state " + path + ".tmp", errno));
-  fd.reset();
-  if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0)
-    throw FatalError(errno_text("cannot replace " + path, errno));
-  fsync(dir.get());
-}
 
 int run_ship(const ShipOptions& o, const std::atomic<bool>& stop, std::ostream& err) {
   Shipper s(o, stop, err);
