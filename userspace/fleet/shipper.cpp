@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -98,14 +100,25 @@ struct Source {
   }
 };
 
-// path opened now (nullopt if it is not there)
-std::optional<Source> open_source(const std::string& path) {
+// path opened now (nullopt if it is not there, or is not a regular file:
+// then `refused` says why). The log's directory may be another user's (the
+// tracer's --user): a link planted at a rotated name is not followed, and a
+// FIFO is not waited on.
+std::optional<Source> open_source(const std::string& path, std::string& refused) {
   Source src;
   src.path = path;
-  src.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!src.fd) return std::nullopt;
+  src.fd.reset(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!src.fd) {
+    if (errno == ELOOP) refused = path + " is a symbolic link: not read";
+    return std::nullopt;
+  }
   struct stat st {};
   if (fstat(src.fd.get(), &st) != 0) return std::nullopt;
+  if (!S_ISREG(st.st_mode)) {
+    refused = path + " is not a regular file: not read";
+    return std::nullopt;
+  }
+  ::fcntl(src.fd.get(), F_SETFL, 0);  // blocking reads again: it is a file
   src.ino = static_cast<uint64_t>(st.st_ino);
   if (is_gz(path)) {
     int dup_fd = ::dup(src.fd.get());
@@ -173,7 +186,8 @@ class Shipper {
     close_sender();
     err_ << "portghost ship: " << shipped_now_ << " records sent to " << client_.endpoint().describe() << " ("
          << pos_.shipped << " over the state's life)"
-         << (bad_lines_ ? ", " + std::to_string(bad_lines_) + " unreadable lines skipped" : "") << "\n";
+         << (bad_lines_ ? ", " + std::to_string(bad_lines_) + " unreadable lines skipped" : "")
+         << (bad_files_ ? ", " + std::to_string(bad_files_) + " files not read (not regular files)" : "") << "\n";
     return kExitOk;
   }
 
@@ -267,7 +281,12 @@ class Shipper {
       names.push_back(file_);
       bool stable = true;
       for (const auto& n : names) {
-        auto src = open_source(n);
+        std::string refused;
+        auto src = open_source(n, refused);
+        if (!refused.empty() && refused_.insert(n).second) {
+          say(refused);
+          bad_files_++;
+        }
         if (!src) continue;  // gone since the listing (rotated out), or FILE not there yet
         auto st = stat_of(n);
         if (!st || static_cast<uint64_t>(st->st_ino) != src->ino) stable = false;
@@ -287,6 +306,7 @@ class Shipper {
     }
     cur_ = std::move(queue_.front());
     queue_.pop_front();
+    discarding_ = false;
   }
 
   // --once: all read; FILE itself missing counts once it has been for a
@@ -302,8 +322,7 @@ class Shipper {
     if (cur_.gz) {
       int n = gzread(cur_.gz, buf, sizeof buf);
       if (n > 0) {
-        carry_.append(buf, static_cast<size_t>(n));
-        take_lines(carry_, false);
+        absorb(buf, static_cast<size_t>(n));
         return true;
       }
       if (!carry_.empty()) drop_partial();
@@ -314,8 +333,9 @@ class Shipper {
         next_source();
       return true;
     }
-    if (!cur_.fd) {  // the live file was not there yet
-      if (!stat_of(file_)) {
+    if (!cur_.fd) {  // the live file was not there yet (or is no file)
+      struct stat st {};
+      if (::lstat(file_.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
         if (!live_missing_since_) live_missing_since_ = Clock::now();
         return false;
       }
@@ -325,14 +345,7 @@ class Shipper {
     }
     ssize_t n = ::pread(cur_.fd.get(), buf, sizeof buf, static_cast<off_t>(cur_.offset + carry_.size()));
     if (n > 0) {
-      carry_.append(buf, static_cast<size_t>(n));
-      take_lines(carry_, false);
-      if (carry_.size() > kMaxLine) {  // no line of ours is this long: not a log
-        say(cur_.path + ": " + std::to_string(carry_.size()) + " bytes without a newline, skipped");
-        bad_lines_++;
-        cur_.offset += carry_.size();
-        carry_.clear();
-      }
+      absorb(buf, static_cast<size_t>(n));
       return true;
     }
     // at the end of this file: is there a newer one?
@@ -378,6 +391,32 @@ class Shipper {
     next_source();
   }
 
+  // New bytes of the file being read: whole lines become rows; an
+  // unfinished line waits in carry_ (only the new bytes are searched for its
+  // end). No line of ours is kMaxLine long: past that, the line is dropped
+  // to its end, read but not kept, and counted.
+  void absorb(const char* p, size_t n) {
+    if (discarding_) {
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', n));
+      size_t drop = nl ? static_cast<size_t>(nl - p) + 1 : n;
+      cur_.offset += drop;
+      if (!nl) return;
+      discarding_ = false;
+      p += drop;
+      n -= drop;
+    }
+    size_t from = carry_.size();
+    carry_.append(p, n);
+    take_lines(carry_, false, from);
+    if (carry_.size() > kMaxLine) {
+      say(cur_.path + ": a line longer than " + std::to_string(kMaxLine >> 20) + " MiB, skipped");
+      bad_lines_++;
+      cur_.offset += carry_.size();
+      carry_.clear();
+      discarding_ = true;
+    }
+  }
+
   void drop_partial() {
     bad_lines_++;
     say(cur_.path + ": an unfinished last line, skipped");
@@ -386,11 +425,12 @@ class Shipper {
   }
 
   // Complete lines of text into rows; for a plain file, text is carry_ and
-  // what is consumed leaves it (the offset moves past it).
-  void take_lines(std::string& text, bool whole) {
+  // what is consumed leaves it (the offset moves past it). text before
+  // `from` is known to hold no newline.
+  void take_lines(std::string& text, bool whole, size_t from = 0) {
     size_t pos = 0;
     while (true) {
-      size_t nl = text.find('\n', pos);
+      size_t nl = text.find('\n', std::max(pos, from));
       if (nl == std::string::npos) break;
       std::string_view line(text.data() + pos, nl - pos);
       pos = nl + 1;
@@ -575,6 +615,9 @@ class Shipper {
   std::pair<uint64_t, uint64_t> batch_end_{0, 0};
   bool batch_end_valid_ = false;
   bool skipping_ = false;
+  bool discarding_ = false;        // the rest of a line past kMaxLine
+  std::set<std::string> refused_;  // files not read (named once)
+  uint64_t bad_files_ = 0;
   RecordIdentity skip_through_;                          // while skipping: the last record the state says was sent
   uint64_t done_ino_ = 0;                                // the last file read to its end
   std::optional<Clock::time_point> live_missing_since_;  // FILE not there since
