@@ -1,6 +1,7 @@
 #include "kernel/raw_dump.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,6 +9,7 @@
 #include <fstream>
 
 #include "common/errors.hpp"
+#include "common/file_place.hpp"
 
 namespace portghost {
 
@@ -17,9 +19,29 @@ constexpr size_t kMagicLen = sizeof kMagic - 1;
 }  // namespace
 
 RawDumpWriter::RawDumpWriter(const std::string& path) : path_(path) {
-  // the records name every process and command line: readable by root only
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  // the records name every process and command line: readable by root
+  // only, in a directory nobody else can swap names in; never through a
+  // link, never into a FIFO (O_NONBLOCK: no wait for its reader either),
+  // and a file is cut only once known to be a regular file of its own
+  // (not a hard link to another file)
+  check_file_place(path);
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+  if (fd < 0 && errno == ENXIO)
+    throw FatalError("refusing to write raw dump " + path + ": not a regular file (a FIFO nobody reads)", kExitUsage);
   if (fd < 0) throw FatalError(errno_text("cannot write raw dump " + path, errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1) {
+    close(fd);
+    throw FatalError("refusing to write raw dump " + path +
+                         ": not a regular file of its own (a FIFO, a device or a "
+                         "hard link to another file)",
+                     kExitUsage);
+  }
+  if (ftruncate(fd, 0) != 0 || fcntl(fd, F_SETFL, 0) != 0) {
+    int e = errno;
+    close(fd);
+    throw FatalError(errno_text("cannot write raw dump " + path, e));
+  }
   f_ = fdopen(fd, "wb");
   if (!f_) {
     close(fd);

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/errors.hpp"
+#include "common/file_place.hpp"
 
 namespace portghost {
 
@@ -54,27 +55,6 @@ FileOutput::~FileOutput() {
   }
   if (fd_ >= 0 && !stdout_) close(fd_);
 }
-
-namespace {
-// Like logrotate: a directory that other users may write to lets them swap
-// the log for a link or a file of theirs (a FIFO, at the next rotation), so
-// it is refused; so is one that another user owns (it can make itself the
-// right to write there).
-void check_directory(const std::string& path, uid_t also_owner) {
-  auto slash = path.rfind('/');
-  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  struct stat st {};
-  if (stat(dir.c_str(), &st) != 0) return;  // open() says what is wrong
-  bool others = st.st_mode & S_IWOTH;
-  bool group = (st.st_mode & S_IWGRP) && st.st_gid != 0;
-  if (others || group)
-    throw FatalError("refusing to write " + path + ": its directory " + dir + " is writable by " +
-                     (others ? "every user" : "a group other than root") + " (use a directory only root can write)");
-  if (st.st_uid != 0 && st.st_uid != geteuid() && st.st_uid != also_owner)
-    throw FatalError("refusing to write " + path + ": its directory " + dir + " belongs to user " +
-                     std::to_string(st.st_uid) + " (use a directory owned by root, or by the --user user)");
-}
-}  // namespace
 
 namespace {
 // A kernel file system whose files look regular but are the kernel's
@@ -117,7 +97,7 @@ std::string unwritable_kind(int fd, const struct stat& st) {
 }
 
 void FileOutput::open_file() {
-  check_directory(path_, rotate_.dir_owner);
+  check_file_place(path_, rotate_.dir_owner);
   // O_NOFOLLOW: a symbolic link in the log's place is never followed.
   // O_NONBLOCK: a FIFO without a reader would block the open forever (at a
   // rotation too: every record then waits on whoever planted it); it fails
@@ -135,7 +115,11 @@ void FileOutput::open_file() {
   if (int fl = fcntl(fd, F_GETFL); fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   struct stat st {};
   if (fstat(fd, &st) == 0) {
-    if (std::string why = unwritable_kind(fd, st); !why.empty()) {
+    std::string why = unwritable_kind(fd, st);
+    // a pipe only when asked for one: `-o -` into the shell's pipe. A FIFO
+    // at a path may be anyone's planted reader (at a rotation, too)
+    if (S_ISFIFO(st.st_mode)) why = "a FIFO (to write into a pipe, use -o - and redirect)";
+    if (!why.empty()) {
       close(fd);
       throw FatalError("refusing to write output " + path_ + ": " + why, kExitUsage);
     }
