@@ -15,6 +15,8 @@
 #include <charconv>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "common/errors.hpp"
 
 namespace portghost {
@@ -75,6 +77,11 @@ void check_privileges(bool will_drop) {
         "needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
         "CAP_SYS_PTRACE (missing: " +
         missing + ")");
+  static const Cap wanted[] = {{CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"}};
+  if (auto missing = missing_of(wanted); !missing.empty() && !will_drop)
+    spdlog::warn(
+        "without CAP_DAC_READ_SEARCH, cgroups are named by a walk of the tree at most once a second: a "
+        "container made and gone between two walks is not named");
   if (auto missing = missing_of(to_drop); will_drop && !missing.empty())
     throw FatalError("--user needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP to drop privileges (missing: " + missing +
                      ")");
