@@ -198,3 +198,18 @@ TEST(ReadLogBounds, ALinkIsNotFollowedAndADirectorysOddEntriesAreSkipped) {
   EXPECT_NE(warn.str().find(dir / "events.jsonl.2.gz is not a regular file (a FIFO): skipped"), std::string::npos)
       << warn.str();
 }
+
+TEST(ReadLogBounds, AHostNoShipperSendsIsABadLine) {
+  TempDir dir;
+  std::string path = dir / "events.jsonl";
+  write_file(path, start_line(kT0) + assign_line(kT0 + 1, 5000, "web\\t1") + assign_line(kT0 + 2, 5000, "web\\n1") +
+                       assign_line(kT0 + 3, 5000, std::string(256, 'h')) + assign_line(kT0 + 4, 5000));
+  Read r = read(path);
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_EQ(r.events[1].ts_ns, kT0 + 4);
+  EXPECT_EQ(r.stats.bad_lines, 3u);
+  EXPECT_NE(r.warn.find(":2: a host with a control character"), std::string::npos) << r.warn;
+  EXPECT_TRUE(valid_host_name(std::string(255, 'h')));
+  EXPECT_TRUE(valid_host_name("web-1.example.org"));
+  EXPECT_FALSE(valid_host_name("web\x7f"));
+}

@@ -192,9 +192,7 @@ std::optional<RecordIdentity> append_record_row(std::string& rows, std::string_v
   // a host name is what the store is keyed and asked by: one with a control
   // character (a tab or a newline breaks the store's tab-separated answers)
   // or longer than any host name is no record's (counted as a bad line)
-  if (host.size() > kMaxHostName ||
-      std::any_of(host.begin(), host.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-    return std::nullopt;
+  if (!valid_host_name(host)) return std::nullopt;
   RecordIdentity id;
   bool has_run = doc["run"].get_uint64().get(id.run) == simdjson::SUCCESS;
   bool has_seq = doc["seq"].get_uint64().get(id.seq) == simdjson::SUCCESS;

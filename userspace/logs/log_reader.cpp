@@ -219,6 +219,10 @@ class RecordReader {
     e.type = *type;
     e.ts_ns = ts;
     str_field(doc, "host", e.host);
+    if (!valid_host_name(e.host)) {  // as the shipper: the store holds no such record
+      bad("a host with a control character or over " + std::to_string(kMaxHostName) + " bytes");
+      return;
+    }
     if (!e.host.empty()) host_ = e.host;
     if (e.type == LogEvent::Type::Exhausted) {
       str_field(doc, "comm", e.comm);
@@ -312,6 +316,12 @@ ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
   std::string buf(std::max<size_t>(limits.chunk, 1) + simdjson::SIMDJSON_PADDING, '\0');
   while (size_t n = file.read(buf.data(), buf.size() - simdjson::SIMDJSON_PADDING)) r.feed(buf.data(), n);
   return r.finish();
+}
+
+bool valid_host_name(std::string_view host) {
+  return host.size() <= kMaxHostName && std::none_of(host.begin(), host.end(), [](char c) {
+           return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+         });
 }
 
 }  // namespace portghost

@@ -64,6 +64,14 @@ struct ReadStats {
 // longest record is tens of KiB (a command line is cut at 4,095 bytes): a
 // longer line is no record of ours, and is skipped without being kept.
 constexpr size_t kMaxLogLine = 16u << 20;
+// The longest host a record may name (a DNS name has at most 253 bytes).
+constexpr size_t kMaxHostName = 255;
+// A host a record may name: the store is keyed and asked by it, and its
+// answers are tab-separated rows; so no control character (a tab or a
+// newline would cut a row) and at most kMaxHostName bytes. The shipper
+// sends no other, and the readers (files and store) skip a record with
+// another as a bad one, so that both give the same answers.
+bool valid_host_name(std::string_view host);
 
 // Which files make up a log: FILE, FILE.1, FILE.2.gz ..., oldest first. A
 // directory means its events.jsonl rotation set; an entry of it that is not
