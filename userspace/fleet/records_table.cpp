@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "common/json.hpp"
+#include "fleet/answer_rows.hpp"
 #include "fleet/clickhouse.hpp"
 
 namespace portghost {
@@ -103,7 +104,7 @@ std::string records_schema(const std::string& database, const std::string& table
 
 void apply_records_schema(ClickHouseClient& c) {
   const auto& ep = c.endpoint();
-  for (const auto& stmt : records_schema_statements(ep.database, ep.table)) c.query(stmt);
+  for (const auto& stmt : records_schema_statements(ep.database, ep.table)) query_bounded(c, stmt, 1u << 16);
   check_records_table(c);
 }
 
@@ -120,8 +121,10 @@ int run_schema(const SchemaOptions& o, std::ostream& out) {
 
 void check_records_table(ClickHouseClient& c) {
   const auto& ep = c.endpoint();
-  std::string got = c.query("SELECT name, type FROM system.columns WHERE database = " + sql_quote(ep.database) +
-                            " AND table = " + sql_quote(ep.table) + " FORMAT TSV");
+  std::string got = query_bounded(c,
+                                  "SELECT name, type FROM system.columns WHERE database = " + sql_quote(ep.database) +
+                                      " AND table = " + sql_quote(ep.table) + " FORMAT TSV",
+                                  1u << 20);
   if (got.empty())
     throw ClickHouseError(
         "ClickHouse " + ep.describe() + ": no such table (create it with: portghost schema clickhouse --apply URL)",
