@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "common/json.hpp"
+#include "fleet/answer_rows.hpp"
 #include "fleet/clickhouse.hpp"
 
 namespace portghost {
@@ -103,7 +104,7 @@ std::string records_schema(const std::string& database, const std::string& table
 
 void apply_records_schema(ClickHouseClient& c) {
   const auto& ep = c.endpoint();
-  for (const auto& stmt : records_schema_statements(ep.database, ep.table)) c.query(stmt);
+  for (const auto& stmt : records_schema_statements(ep.database, ep.table)) query_bounded(c, stmt, 1u << 16);
   check_records_table(c);
 }
 
@@ -120,8 +121,10 @@ int run_schema(const SchemaOptions& o, std::ostream& out) {
 
 void check_records_table(ClickHouseClient& c) {
   const auto& ep = c.endpoint();
-  std::string got = c.query("SELECT name, type FROM system.columns WHERE database = " + sql_quote(ep.database) +
-                            " AND table = " + sql_quote(ep.table) + " FORMAT TSV");
+  std::string got = query_bounded(c,
+                                  "SELECT name, type FROM system.columns WHERE database = " + sql_quote(ep.database) +
+                                      " AND table = " + sql_quote(ep.table) + " FORMAT TSV",
+                                  1u << 20);
   if (got.empty())
     throw ClickHouseError(
         "ClickHouse " + ep.describe() + ": no such table (create it with: portghost schema clickhouse --apply URL)",
@@ -192,9 +195,7 @@ std::optional<RecordIdentity> append_record_row(std::string& rows, std::string_v
   // a host name is what the store is keyed and asked by: one with a control
   // character (a tab or a newline breaks the store's tab-separated answers)
   // or longer than any host name is no record's (counted as a bad line)
-  if (host.size() > kMaxHostName ||
-      std::any_of(host.begin(), host.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
-    return std::nullopt;
+  if (!valid_host_name(host)) return std::nullopt;
   RecordIdentity id;
   bool has_run = doc["run"].get_uint64().get(id.run) == simdjson::SUCCESS;
   bool has_seq = doc["seq"].get_uint64().get(id.seq) == simdjson::SUCCESS;

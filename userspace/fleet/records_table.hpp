@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/options.hpp"
+#include "logs/log_reader.hpp"  // kMaxHostName, valid_host_name
 
 namespace portghost {
 
@@ -58,7 +59,5 @@ struct LegacySession {
   bool known = false;
 };
 std::optional<RecordIdentity> append_record_row(std::string& rows, std::string_view line, LegacySession& session);
-// The longest host a row may name (a DNS name has at most 253 bytes).
-constexpr size_t kMaxHostName = 255;
 
 }  // namespace portghost

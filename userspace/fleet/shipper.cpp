@@ -22,13 +22,14 @@
 #include "common/clock.hpp"
 #include "common/text.hpp"
 #include "common/unique_fd.hpp"
+#include "logs/log_reader.hpp"
 
 namespace portghost {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr size_t kMaxLine = 16u << 20;
+constexpr size_t kMaxLine = kMaxLogLine;  // what who and stats read, too
 
 uint64_t ms_since(Clock::time_point t) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());

@@ -1,11 +1,13 @@
 #include "fleet/store_reader.hpp"
 
+#include <charconv>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "common/errors.hpp"
 #include "common/text.hpp"
+#include "fleet/answer_rows.hpp"
 #include "fleet/clickhouse.hpp"
 #include "fleet/records_table.hpp"
 #include "logs/log_reader.hpp"
@@ -21,74 +23,39 @@ ClickHouseClient client_of(const StoreOptions& s) {
   return c;
 }
 
-// Rows "run \t host \t line" (TabSeparatedRaw: a line is JSON, so it holds
-// no tab and no newline; a host name neither) grouped by session, each
-// session's lines handed over as a log text.
-class SessionSplitter {
- public:
-  explicit SessionSplitter(std::function<void(const std::string& key, std::string& text)> each)
-      : each_(std::move(each)) {}
-  void feed(std::string_view chunk) {
-    carry_.append(chunk);
-    size_t pos = 0;
-    while (true) {
-      size_t nl = carry_.find('\n', pos);
-      if (nl == std::string::npos) break;
-      row(std::string_view(carry_.data() + pos, nl - pos));
-      pos = nl + 1;
-    }
-    carry_.erase(0, pos);
-    if (text_.size() > (8u << 20)) emit();  // a long session, in pieces
-  }
-  void finish() {
-    if (!carry_.empty()) throw FatalError("ClickHouse: the answer ended inside a row");
-    emit();
-  }
+std::string where_am_i(const ClickHouseClient& c) { return "ClickHouse " + c.endpoint().describe(); }
 
- private:
-  void row(std::string_view r) {
-    size_t t1 = r.find('\t');
-    size_t t2 = t1 == std::string_view::npos ? t1 : r.find('\t', t1 + 1);
-    if (t2 == std::string_view::npos) throw FatalError("ClickHouse: an answer row without its columns");
-    std::string_view key = r.substr(0, t2);
-    if (key != key_) {
-      emit();
-      key_.assign(key);
-    }
-    text_.append(r.substr(t2 + 1));
-    text_ += '\n';
-  }
-  void emit() {
-    if (!text_.empty()) each_(key_, text_);
-    text_.clear();
-  }
-  std::function<void(const std::string&, std::string&)> each_;
-  std::string carry_, key_, text_;
-};
+// Rows a host no portghost ships were skipped: said once, with their count.
+void say_bad_hosts(const ClickHouseClient& c, uint64_t n, std::ostream& warn) {
+  if (!n) return;
+  warn << "portghost: " << where_am_i(c) << ": " << n << " record" << (n == 1 ? "" : "s")
+       << " skipped: their host has a control character or over " << kMaxHostName
+       << " bytes (no portghost ships such a host)\n";
+}
 
 std::string host_filter(const std::optional<std::string>& host) {
   return host ? "host = " + sql_quote(*host) + " AND " : "";
 }
 
+// TabSeparated, not Raw: escaped, no value (a host or a line of another
+// writer than portghost's) can cut a row
 std::string records_of(const std::string& table, const std::string& where) {
-  return "SELECT run, host, line FROM " + table + " PREWHERE " + where +
-         " ORDER BY host, run, seq LIMIT 1 BY host, run, seq FORMAT TabSeparatedRaw";
+  return "SELECT run, " + selected_host() + ", line FROM " + table + " PREWHERE " + where +
+         " ORDER BY host, run, seq LIMIT 1 BY host, run, seq FORMAT TabSeparated";
 }
 
 // The nat and nat_end records (few: one per translated flow), in order.
 std::vector<LogEvent> nat_records(ClickHouseClient& c, const std::string& table, const std::optional<std::string>& host,
-                                  std::ostream& warn) {
+                                  std::ostream& warn, uint64_t& bad_hosts) {
   std::vector<LogEvent> events;
-  SessionSplitter split([&](const std::string&, std::string& text) {
-    size_t size = text.size();
-    std::string padded = padded_log_text(text);
+  SessionRows split(where_am_i(c), [&](const std::string&, const std::string& text, size_t size) {
     read_log_text(
-        "ClickHouse " + c.endpoint().describe(), padded, size, std::nullopt,
-        [&](LogEvent&& e) { events.push_back(std::move(e)); }, warn);
+        where_am_i(c), text, size, std::nullopt, [&](LogEvent&& e) { events.push_back(std::move(e)); }, warn);
   });
   c.query_stream(records_of(table, host_filter(host) + "type IN ('nat', 'nat_end')"),
                  [&](std::string_view d) { split.feed(d); });
   split.finish();
+  bad_hosts += split.bad_hosts();
   return events;
 }
 
@@ -104,9 +71,16 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
       o, q,
       [&](const std::string& id) {
         std::set<uint16_t> ports;
-        std::istringstream in(c.query("SELECT DISTINCT lport FROM " + table + " PREWHERE " + host_filter(q.host) +
-                                      "community_id = " + sql_quote(id) + " FORMAT TabSeparated"));
-        for (unsigned p; in >> p;) ports.insert(static_cast<uint16_t>(p));
+        query_rows(c,
+                   "SELECT DISTINCT lport FROM " + table + " PREWHERE " + host_filter(q.host) +
+                       "community_id = " + sql_quote(id) + " FORMAT TabSeparated",
+                   16, [&](std::string_view row) {
+                     unsigned p = 0;
+                     auto r = std::from_chars(row.data(), row.data() + row.size(), p);
+                     if (r.ec != std::errc() || r.ptr != row.data() + row.size() || p > 65535)
+                       throw FatalError(where_am_i(c) + ": a port that is none in the answer");
+                     ports.insert(static_cast<uint16_t>(p));
+                   });
         return ports;
       },
       err);
@@ -114,8 +88,9 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   std::ostringstream warn;
   // the outside of a NAT: the sockets behind its translations hold other ports
   std::vector<NatHop> hops;
+  uint64_t bad_hosts = 0;
   {
-    auto nats = nat_records(c, table, q.host, warn);
+    auto nats = nat_records(c, table, q.host, warn, bad_hosts);
     for (const auto& one : *questions)
       for (auto& h : nat_hops(nats, one)) hops.push_back(std::move(h));
   }
@@ -134,33 +109,38 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   std::map<std::string, uint64_t> last_ns;  // by "run\thost"
   {
     std::string host_where = q.host ? " WHERE host = " + sql_quote(*q.host) : "";
-    std::string ticks;
+    // keyed as the records' rows are (TabSeparated, the host cut alike)
+    auto tick = [&](std::string_view row) {
+      size_t t = row.rfind('\t');
+      uint64_t ns = 0;
+      auto r = t == std::string_view::npos ? std::from_chars_result{row.data(), std::errc::invalid_argument}
+                                           : std::from_chars(row.data() + t + 1, row.data() + row.size(), ns);
+      if (r.ec != std::errc() || r.ptr != row.data() + row.size())
+        throw FatalError(where_am_i(c) + ": a session's time that is none in the answer");
+      last_ns[std::string(row.substr(0, t))] = ns;
+    };
+    size_t max_row = 20 + 1 + 2 * (kMaxHostName + 1) + 1 + 20;
     try {
-      ticks = c.query("SELECT run, host, maxMerge(last_ns) FROM " + c.endpoint().database + "." +
-                      sessions_table(c.endpoint().table) + host_where + " GROUP BY host, run FORMAT TabSeparatedRaw");
+      query_rows(c,
+                 "SELECT run, " + selected_host() + ", maxMerge(last_ns) FROM " + c.endpoint().database + "." +
+                     sessions_table(c.endpoint().table) + host_where + " GROUP BY host, run FORMAT TabSeparated",
+                 max_row, tick);
     } catch (const ClickHouseError& e) {
       if (std::string(e.what()).find("Code: 60,") == std::string::npos) throw;
       // a table made without the view: the same from the records
-      ticks = c.query("SELECT run, host, max(ts_ns) FROM " + table + host_where +
-                      " GROUP BY host, run FORMAT TabSeparatedRaw");
-    }
-    std::istringstream in(ticks);
-    std::string line;
-    while (std::getline(in, line)) {
-      size_t t = line.rfind('\t');
-      if (t == std::string::npos) continue;
-      last_ns[line.substr(0, t)] = std::stoull(line.substr(t + 1));
+      last_ns.clear();
+      query_rows(c,
+                 "SELECT run, " + selected_host() + ", max(ts_ns) FROM " + table + host_where +
+                     " GROUP BY host, run FORMAT TabSeparated",
+                 max_row, tick);
     }
   }
   std::vector<LogEvent> events;
   ReadStats totals;
-  SessionSplitter split([&](const std::string& key, std::string& text) {
-    size_t size = text.size();
-    std::string padded = padded_log_text(text);
+  SessionRows split(where_am_i(c), [&](const std::string& key, const std::string& text, size_t size) {
     std::vector<LogEvent> evs;
     ReadStats st = read_log_text(
-        "ClickHouse " + c.endpoint().describe(), padded, size, std::nullopt,
-        [&](LogEvent&& e) { evs.push_back(std::move(e)); }, warn);
+        where_am_i(c), text, size, std::nullopt, [&](LogEvent&& e) { evs.push_back(std::move(e)); }, warn);
     totals.add(st);
     auto it = last_ns.find(key);
     if (it != last_ns.end() && !evs.empty()) {
@@ -176,6 +156,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   });
   c.query_stream(records_of(table, where), [&](std::string_view d) { split.feed(d); });
   split.finish();
+  say_bad_hosts(c, bad_hosts + split.bad_hosts(), warn);
   err << warn.str();
   if (events.empty()) {
     err << "portghost: no portghost record in ClickHouse " << c.endpoint().describe()
@@ -195,11 +176,9 @@ int run_stats_from_store(const StatsOptions& o, std::ostream& out, std::ostream&
   LogStats st;
   uint64_t kept = 0;
   std::ostringstream warn;
-  SessionSplitter split([&](const std::string&, std::string& text) {
-    size_t size = text.size();
-    std::string padded = padded_log_text(text);
+  SessionRows split(where_am_i(c), [&](const std::string&, const std::string& text, size_t size) {
     read_log_text(
-        "ClickHouse " + c.endpoint().describe(), padded, size, std::nullopt,
+        where_am_i(c), text, size, std::nullopt,
         [&](LogEvent&& e) {
           st.add(e);
           kept++;
@@ -209,6 +188,7 @@ int run_stats_from_store(const StatsOptions& o, std::ostream& out, std::ostream&
   std::string where = o.host ? "host = " + sql_quote(*o.host) : "1";
   c.query_stream(records_of(table, where), [&](std::string_view d) { split.feed(d); });
   split.finish();
+  say_bad_hosts(c, split.bad_hosts(), warn);
   err << warn.str();
   if (!kept) {
     err << "portghost: no portghost record in ClickHouse " << c.endpoint().describe()

@@ -1,50 +1,16 @@
 #include "logs/log_reader.hpp"
 
-#include <dirent.h>
-#include <sys/stat.h>
-#include <zlib.h>
-
 #include <simdjson.h>
+
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "common/errors.hpp"
+#include "logs/log_file.hpp"
 
 namespace portghost {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
-// Whole file, decompressed, followed by simdjson's padding; returns the size
-// of the data proper.
-size_t slurp(const std::string& path, std::string& data) {
-  if (ends_with(path, ".gz")) {
-    gzFile gz = gzopen(path.c_str(), "rb");
-    if (!gz) throw FatalError(errno_text("cannot read log " + path, errno ? errno : EIO));
-    char buf[1 << 16];
-    int n;
-    // a cut-off or damaged .gz still yields the lines before the damage
-    while ((n = gzread(gz, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
-    gzclose(gz);
-    size_t size = data.size();
-    data.resize(size + simdjson::SIMDJSON_PADDING);
-    return size;
-  }
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw FatalError(errno_text("cannot read log " + path, errno ? errno : ENOENT));
-  f.seekg(0, std::ios::end);
-  auto end = f.tellg();
-  size_t size = end > 0 ? static_cast<size_t>(end) : 0;
-  f.seekg(0);
-  data.resize(size + simdjson::SIMDJSON_PADDING);  // one allocation, no copy
-  f.read(data.data(), static_cast<std::streamsize>(size));
-  return static_cast<size_t>(f.gcount());
-}
 
 // The number after `key` in line (our own writer's exact spelling), if any.
 std::optional<uint64_t> quick_number(std::string_view line, std::string_view key) {
@@ -99,46 +65,6 @@ void opt_u64_field(simdjson::dom::element& doc, const char* key, std::optional<u
 
 }  // namespace
 
-std::vector<std::string> expand_log_paths(const std::vector<std::string>& args) {
-  std::vector<std::string> out;
-  for (const auto& a : args) {
-    struct stat st {};
-    if (stat(a.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      std::vector<std::pair<int, std::string>> found;  // rotation index, path
-      if (DIR* d = opendir(a.c_str())) {
-        while (dirent* de = readdir(d)) {
-          std::string name = de->d_name;
-          if (name.rfind("events.jsonl", 0) != 0) continue;
-          std::string rest = name.substr(12);
-          if (ends_with(rest, ".gz")) rest.resize(rest.size() - 3);
-          int idx = 0;
-          if (!rest.empty()) {
-            if (rest[0] != '.') continue;
-            char* end = nullptr;
-            idx = static_cast<int>(std::strtol(rest.c_str() + 1, &end, 10));
-            if (!end || *end) continue;
-          }
-          found.emplace_back(idx, std::string(a).append("/").append(name));
-        }
-        closedir(d);
-      }
-      // FILE.N is older than FILE.N-1, FILE is the newest
-      std::sort(found.begin(), found.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
-      for (auto& f : found) out.push_back(f.second);
-    } else {
-      out.push_back(a);
-    }
-  }
-  return out;
-}
-
-ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
-                   const std::function<void(LogEvent&&)>& keep, std::ostream& warn) {
-  std::string data;
-  size_t size = slurp(path, data);
-  return read_log_text(path, data, size, want_port, keep, warn);
-}
-
 bool no_records(const std::vector<std::string>& paths, uint64_t kept, const ReadStats& totals, std::ostream& err) {
   if (kept) return false;
   std::string names;
@@ -178,78 +104,126 @@ void flow_fields(simdjson::dom::element& doc, LogEvent& e) {
 }
 }  // namespace
 
-ReadStats read_log_text(const std::string& path, const std::string& data, size_t size,
-                        std::optional<uint16_t> want_port, const std::function<void(LogEvent&&)>& keep,
-                        std::ostream& warn) {
-  if (data.size() < size + simdjson::SIMDJSON_PADDING) throw FatalError(path + ": log text without padding");
-  ReadStats st;
-  st.bytes = size;
-  simdjson::dom::parser parser;
-  bool warned = false;
-  auto bad = [&](uint64_t line, const char* why) {
-    st.bad_lines++;
-    if (!warned) {
-      warn << "portghost: " << path << ":" << line << ": " << why
-           << ", skipped (further bad lines of this file are counted, not shown)\n";
-      warned = true;
+namespace {
+
+// The one reader of log text: pieces of it in, records out. A line within a
+// piece is parsed where it lies; one cut by a piece's end is carried over
+// (at most max_line bytes: past that its bytes are counted, not kept).
+class RecordReader {
+ public:
+  RecordReader(const std::string& path, std::optional<uint16_t> want_port, const std::function<void(LogEvent&&)>& keep,
+               std::ostream& warn, size_t max_line)
+      : path_(path), want_port_(want_port), keep_(keep), warn_(warn), max_line_(max_line) {}
+
+  // size bytes at data, with the parser's padding readable after them.
+  void feed(const char* data, size_t size) {
+    st_.bytes += size;
+    const char* end = data + size;
+    for (const char* p = data; p < end;) {
+      const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+      size_t n = static_cast<size_t>((nl ? nl : end) - p);
+      if (long_) {  // the rest of a line already too long: not kept
+      } else if (carried_ + n > max_line_) {
+        long_ = true;
+        drop_carry();
+      } else if (carried_ || !nl) {
+        carry_.resize(carried_ + n + simdjson::SIMDJSON_PADDING);
+        std::memcpy(carry_.data() + carried_, p, n);
+        carried_ += n;
+      }
+      if (!nl) break;
+      st_.lines++;
+      if (long_) {
+        long_ = false;
+        bad("longer than " + std::to_string(max_line_) + " bytes");
+      } else if (carried_) {
+        parse(std::string_view(carry_.data(), carried_));
+        drop_carry();
+      } else if (n) {
+        parse(std::string_view(p, n));  // the rest of the piece and its padding follow it
+      }
+      p = nl + 1;
     }
-  };
-  uint64_t tick = 0;  // latest time of records skipped since the last one kept
-  std::string host;   // of the latest record read: a log is one host's, and so are its ticks
-  auto flush_tick = [&] {
-    if (!tick) return;
+  }
+
+  ReadStats finish() {
+    if (long_ || carried_) {
+      st_.lines++;
+      bad(long_ ? "truncated last line, longer than " + std::to_string(max_line_) + " bytes"
+                : "truncated last line (the writer was stopped mid-write)");
+    }
+    flush_tick();
+    return st_;
+  }
+
+ private:
+  void parse(std::string_view l) {
+    line(l);
+    if (l.size() > (1u << 20)) parser_ = simdjson::dom::parser();  // its room for a long line, given back
+  }
+
+  void drop_carry() {
+    carried_ = 0;
+    if (carry_.capacity() > (1u << 20)) std::string().swap(carry_);  // after a long line, not kept for good
+  }
+
+  void bad(const std::string& why) {
+    st_.bad_lines++;
+    if (warned_) return;
+    warn_ << "portghost: " << path_ << ":" << st_.lines << ": " << why
+          << ", skipped (further bad lines of this file are counted, not shown)\n";
+    warned_ = true;
+  }
+
+  // The latest time of records skipped since the last one kept, as a tick.
+  void flush_tick() {
+    if (!tick_) return;
     LogEvent t;
     t.type = LogEvent::Type::Tick;
-    t.ts_ns = tick;
-    t.host = host;
-    tick = 0;
-    keep(std::move(t));
-  };
-  size_t pos = 0;
-  while (pos < size) {
-    size_t nl = data.find('\n', pos);
-    bool complete = nl != std::string::npos && nl < size;
-    size_t end = complete ? nl : size;
-    st.lines++;
-    std::string_view line(data.data() + pos, end - pos);
-    pos = end + 1;
-    if (line.empty()) continue;
-    if (!complete) {
-      bad(st.lines, "truncated last line (the writer was stopped mid-write)");
-      break;
-    }
-    if (want_port && other_port_record(line, *want_port)) {
+    t.ts_ns = tick_;
+    t.host = host_;
+    tick_ = 0;
+    keep_(std::move(t));
+  }
+
+  // One whole line (no newline), with at least the parser's padding readable after it.
+  void line(std::string_view line) {
+    if (want_port_ && other_port_record(line, *want_port_)) {
       if (auto ts = quick_number(line, "\"ts_ns\":")) {
-        tick = std::max(tick, *ts);
-        continue;
+        tick_ = std::max(tick_, *ts);
+        return;
       }
     }
     simdjson::dom::element doc;
-    if (parser.parse(line.data(), line.size(), false).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
-      bad(st.lines, "not a JSON object");
-      continue;
+    if (parser_.parse(line.data(), line.size(), false).get(doc) != simdjson::SUCCESS || !doc.is_object()) {
+      bad("not a JSON object");
+      return;
     }
     std::string_view t;
     uint64_t ts = 0;
     if (doc["type"].get_string().get(t) != simdjson::SUCCESS ||
         doc["ts_ns"].get_uint64().get(ts) != simdjson::SUCCESS) {
       if (doc["@timestamp"].error() == simdjson::SUCCESS && doc["ecs"].error() == simdjson::SUCCESS)
-        st.foreign = "ECS";
+        st_.foreign = "ECS";
       else if (doc["class_uid"].error() == simdjson::SUCCESS && doc["metadata"].error() == simdjson::SUCCESS)
-        st.foreign = "OCSF";
-      bad(st.lines, "no type or ts_ns");
-      continue;
+        st_.foreign = "OCSF";
+      bad("no type or ts_ns");
+      return;
     }
     auto type = type_of(t);
     if (!type) {  // a newer portghost's record: not ours to judge
-      st.unknown_types++;
-      continue;
+      st_.unknown_types++;
+      return;
     }
     LogEvent e;
     e.type = *type;
     e.ts_ns = ts;
     str_field(doc, "host", e.host);
-    if (!e.host.empty()) host = e.host;
+    if (!valid_host_name(e.host)) {  // as the shipper: the store holds no such record
+      bad("a host with a control character or over " + std::to_string(kMaxHostName) + " bytes");
+      return;
+    }
+    if (!e.host.empty()) host_ = e.host;
     if (e.type == LogEvent::Type::Exhausted) {
       str_field(doc, "comm", e.comm);
       str_field(doc, "exe", e.exe);
@@ -263,12 +237,12 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
       uint64_t lport = 0;
       if (doc["lport"].get_uint64().get(lport) != simdjson::SUCCESS || lport > 65535 ||
           doc["sock"].get_uint64().get(e.sock) != simdjson::SUCCESS) {
-        bad(st.lines, "port record without sock or lport");
-        continue;
+        bad("port record without sock or lport");
+        return;
       }
-      if (want_port && lport != *want_port) {
-        tick = std::max(tick, ts);
-        continue;
+      if (want_port_ && lport != *want_port_) {
+        tick_ = std::max(tick_, ts);
+        return;
       }
       e.lport = static_cast<uint16_t>(lport);
       flow_fields(doc, e);
@@ -295,8 +269,8 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
           doc["nat_lport"].get_uint64().get(nat_lport) != simdjson::SUCCESS ||
           doc["nat_rport"].get_uint64().get(nat_rport) != simdjson::SUCCESS ||
           (lport | rport | nat_lport | nat_rport) > 65535) {
-        bad(st.lines, "nat record without sock or ports");
-        continue;
+        bad("nat record without sock or ports");
+        return;
       }
       e.lport = static_cast<uint16_t>(lport);
       e.rport = static_cast<uint16_t>(rport);
@@ -307,10 +281,47 @@ ReadStats read_log_text(const std::string& path, const std::string& data, size_t
       str_field(doc, "nat_raddr", e.nat_raddr);
     }
     flush_tick();
-    keep(std::move(e));
+    keep_(std::move(e));
   }
-  flush_tick();
-  return st;
+
+  const std::string& path_;
+  std::optional<uint16_t> want_port_;
+  const std::function<void(LogEvent&&)>& keep_;
+  std::ostream& warn_;
+  size_t max_line_;
+  ReadStats st_;
+  simdjson::dom::parser parser_;
+  bool warned_ = false, long_ = false;
+  std::string carry_;  // a line cut by a piece's end, and room for the padding
+  size_t carried_ = 0;
+  uint64_t tick_ = 0;  // latest time of records skipped since the last one kept
+  std::string host_;   // of the latest record read: a log is one host's, and so are its ticks
+};
+
+}  // namespace
+
+ReadStats read_log_text(const std::string& path, const std::string& data, size_t size,
+                        std::optional<uint16_t> want_port, const std::function<void(LogEvent&&)>& keep,
+                        std::ostream& warn) {
+  if (data.size() < size + simdjson::SIMDJSON_PADDING) throw FatalError(path + ": log text without padding");
+  RecordReader r(path, want_port, keep, warn, kMaxLogLine);
+  r.feed(data.data(), size);
+  return r.finish();
+}
+
+ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
+                   const std::function<void(LogEvent&&)>& keep, std::ostream& warn, const ReadLimits& limits) {
+  LogFile file(path, limits.gz_floor, limits.gz_ratio);
+  RecordReader r(path, want_port, keep, warn, limits.max_line);
+  std::string buf(std::max<size_t>(limits.chunk, 1) + simdjson::SIMDJSON_PADDING, '\0');
+  while (size_t n = file.read(buf.data(), buf.size() - simdjson::SIMDJSON_PADDING)) r.feed(buf.data(), n);
+  return r.finish();
+}
+
+bool valid_host_name(std::string_view host) {
+  return host.size() <= kMaxHostName && std::none_of(host.begin(), host.end(), [](char c) {
+           return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+         });
 }
 
 }  // namespace portghost

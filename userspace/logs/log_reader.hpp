@@ -60,16 +60,47 @@ struct ReadStats {
   }
 };
 
+// The longest line a reader of logs takes (the shipper's too). portghost's
+// longest record is tens of KiB (a command line is cut at 4,095 bytes): a
+// longer line is no record of ours, and is skipped without being kept.
+constexpr size_t kMaxLogLine = 16u << 20;
+// The longest host a record may name (a DNS name has at most 253 bytes).
+constexpr size_t kMaxHostName = 255;
+// A host a record may name: the store is keyed and asked by it, and its
+// answers are tab-separated rows; so no control character (a tab or a
+// newline would cut a row) and at most kMaxHostName bytes. The shipper
+// sends no other, and the readers (files and store) skip a record with
+// another as a bad one, so that both give the same answers.
+bool valid_host_name(std::string_view host);
+
 // Which files make up a log: FILE, FILE.1, FILE.2.gz ..., oldest first. A
-// directory means its events.jsonl rotation set.
-std::vector<std::string> expand_log_paths(const std::vector<std::string>& args);
+// directory means its events.jsonl rotation set; an entry of it that is not
+// a regular file (a link, a FIFO ...) is no log portghost wrote: it is
+// skipped, named on *warn.
+std::vector<std::string> expand_log_paths(const std::vector<std::string>& args, std::ostream* warn = nullptr);
+
+// How read_log reads (docs/security.md): a piece at a time, a line at most
+// max_line bytes, and a .gz decompressed to at most
+// max(gz_floor, gz_ratio x its size). Tests make them small.
+struct ReadLimits {
+  size_t chunk = 1u << 20;
+  size_t max_line = kMaxLogLine;
+  uint64_t gz_floor = 64ULL << 20;
+  // A portghost log compresses 13 to 14 times (gzip -6 or -9; 10 to 20 in
+  // practice), deflate at most about 1,032 times (zeros): 200 is over 10
+  // times a real log's ratio, and a bomb is refused having cost at most 200
+  // times its size in reading.
+  uint64_t gz_ratio = 200;
+};
 
 // Reads one file (".gz" decompressed) and calls `keep` for every record it
 // can parse; `want_port` (if set) skips port records of other ports early.
-// A bad line (truncated, garbage) is skipped; the first one of the file is
-// reported on `warn` with its line number. Throws FatalError if unreadable.
+// A bad line (truncated, garbage, too long) is skipped; the first one of the
+// file is reported on `warn` with its line number. Memory: one piece and
+// one line. Throws FatalError (one line) if unreadable, a symbolic link,
+// not a regular file, or a .gz past its bound.
 ReadStats read_log(const std::string& path, std::optional<uint16_t> want_port,
-                   const std::function<void(LogEvent&&)>& keep, std::ostream& warn);
+                   const std::function<void(LogEvent&&)>& keep, std::ostream& warn, const ReadLimits& limits = {});
 // The same over text in memory: the first `size` bytes of `data`, which
 // must have the parser's padding after them (see padded_log_text). `path`
 // only names it in warnings.

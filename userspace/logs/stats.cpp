@@ -142,7 +142,7 @@ void LogStats::print(std::ostream& out, size_t top, bool json) const {
 }
 
 int run_stats(const StatsOptions& o, std::ostream& out, std::ostream& err) {
-  auto paths = expand_log_paths(o.logs);
+  auto paths = expand_log_paths(o.logs, &err);
   if (paths.empty()) {
     err << "portghost: no portghost log found in " << o.logs.front() << "\n";
     return kExitRuntime;

@@ -617,7 +617,7 @@ int run_who(const WhoOptions& o, std::ostream& out, std::ostream& err) {
   auto query = who_query_of(o, err);
   if (!query) return kExitUsage;
   WhoQuery q = *query;
-  auto paths = expand_log_paths(o.logs);
+  auto paths = expand_log_paths(o.logs, &err);
   if (paths.empty()) {
     err << "portghost: no portghost log found in " << o.logs.front() << "\n";
     return kExitRuntime;
