@@ -114,6 +114,27 @@ TEST_F(NatJoinTest, AFlowThatIsNotTranslatedIsNeitherWrittenNorCounted) {
   EXPECT_FALSE(table.keeps_released()) << "no NAT seen: nothing kept for it";
 }
 
+// A port shared by many sockets (SO_REUSEPORT): each flow's join weighs a
+// bounded number of them, not every one, and says so in the stop record;
+// a connected socket among the latest is still found.
+TEST_F(NatJoinTest, APortSharedByManySocketsCostsEachFlowABoundedWalk) {
+  const uint64_t n = 3 * NatJoin::kMaxCandidates;
+  for (uint64_t c = 1; c <= n; c++) table.assign(sock(Kind::Assign, c, Proto::Udp, "0.0.0.0", 5353, 10 * kSec + c));
+  size_t walked = 0;
+  EXPECT_FALSE(table.for_each_of_port(
+      Proto::Udp, 5353, 11 * kSec, [&](uint64_t, const SocketTable::Holder&, uint64_t) { walked++; },
+      NatJoin::kMaxCandidates));
+  EXPECT_EQ(walked, NatJoin::kMaxCandidates);
+  table.assign(sock(Kind::Assign, n + 1, Proto::Udp, "198.18.0.2", 5353, 10 * kSec + n + 1, 7, "198.19.0.2", 7000));
+  see(ct(CtEvent::Kind::New, 9, Proto::Udp, "198.18.0.2", 5353, "198.19.0.1", 61000, 11 * kSec));
+  ASSERT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(kept.nats[0].sock, n + 1);
+  EXPECT_EQ(nat.crowded(), 1u);
+  nat.stop(StopRecord{});
+  ASSERT_EQ(kept.stops.size(), 1u);
+  EXPECT_EQ(kept.stops[0].nat_crowded, 1u);
+}
+
 TEST_F(NatJoinTest, ATranslationNoRecordedSocketMadeIsCountedNotWritten) {
   see(ct(CtEvent::Kind::New, 1, Proto::Udp, "198.18.0.9", 5353, "198.19.0.1", 5353, 11 * kSec));
   // a hidden (filtered out) socket is not recorded either

@@ -328,6 +328,7 @@ void JsonSink::stop(const StopRecord& r) {
   if (r.cgroup_evicted) o.num("cgroup_evicted", *r.cgroup_evicted);
   if (r.nat_unjoined) o.num("nat_unjoined", *r.nat_unjoined);
   if (r.nat_ambiguous) o.num("nat_ambiguous", *r.nat_ambiguous);
+  if (r.nat_crowded) o.num("nat_crowded", *r.nat_crowded);
   finish(o, s);
 }
 

@@ -87,27 +87,30 @@ bool NatJoin::join(const CtEvent& e, Try attempt) {
     return !b.h || std::tie(a.fit, a.since) > std::tie(b.fit, b.since);
   };
   // each socket that may have sent the flow, to take(c)
+  bool cut = false;
   auto candidates = [&](auto&& take) {
-    table_->for_each_of_port(e.proto, e.orig_src.port, e.read_boot_ns,
-                             [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
-                               if (h.hidden || h.since_boot_ns > e.read_boot_ns + kWaitNs)
-                                 return;  // not recorded, or long after
-                               std::string_view laddr = unmapped_ipv4(h.laddr.view()),
-                                                raddr = unmapped_ipv4(h.raddr.view());
-                               bool local_named = !laddr.empty() && !unspecified_addr(laddr);
-                               if (local_named && laddr != src) return;
-                               bool peer_named = !raddr.empty() && h.rport != 0;
-                               if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
-                               bool alive = released == 0 || released >= e.read_boot_ns;
-                               bool before = h.since_boot_ns <= e.read_boot_ns;
-                               uint64_t since = before ? h.since_boot_ns : UINT64_MAX - h.since_boot_ns;
-                               take(Candidate{{before, alive, peer_named, local_named}, since, cookie, &h});
-                             });
+    bool whole = table_->for_each_of_port(
+        e.proto, e.orig_src.port, e.read_boot_ns,
+        [&](uint64_t cookie, const SocketTable::Holder& h, uint64_t released) {
+          if (h.hidden || h.since_boot_ns > e.read_boot_ns + kWaitNs) return;  // not recorded, or long after
+          std::string_view laddr = unmapped_ipv4(h.laddr.view()), raddr = unmapped_ipv4(h.raddr.view());
+          bool local_named = !laddr.empty() && !unspecified_addr(laddr);
+          if (local_named && laddr != src) return;
+          bool peer_named = !raddr.empty() && h.rport != 0;
+          if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
+          bool alive = released == 0 || released >= e.read_boot_ns;
+          bool before = h.since_boot_ns <= e.read_boot_ns;
+          uint64_t since = before ? h.since_boot_ns : UINT64_MAX - h.since_boot_ns;
+          take(Candidate{{before, alive, peer_named, local_named}, since, cookie, &h});
+        },
+        kMaxCandidates);
+    cut = !whole;
   };
   Candidate best;
   candidates([&](const Candidate& c) {
     if (better(c, best)) best = c;
   });
+  if (cut) crowded_++;
   if (!best.h) {
     if (attempt == Try::Last) unjoined_++;
     return attempt == Try::Last;
@@ -183,6 +186,7 @@ void NatJoin::stop(const StopRecord& r) {
   s.records["nat_end"] = ended_;
   s.nat_unjoined = unjoined_;
   s.nat_ambiguous = ambiguous_;
+  s.nat_crowded = crowded_;
   next_.stop(s);
 }
 

@@ -56,6 +56,12 @@ class NatJoin : public Sink {
 
   uint64_t unjoined() const { return unjoined_; }
   uint64_t ambiguous() const { return ambiguous_; }
+  // tries that met more sockets on the flow's port than kMaxCandidates, and
+  // chose among the first kMaxCandidates only (the live ones, the latest
+  // first): a port shared by that many sockets (SO_REUSEPORT) costs each
+  // flow a bounded walk, not one through every socket
+  uint64_t crowded() const { return crowded_; }
+  static constexpr size_t kMaxCandidates = 4096;
   size_t pending() const { return pending_.size() + retry_.size(); }
   uint64_t dropped() const { return dropped_; }  // events past kMaxPending
 
@@ -83,7 +89,7 @@ class NatJoin : public Sink {
   FlatMap<uint32_t> retry_new_;    // ids of the new flows in retry_: how many
   void count(FlatMap<uint32_t>& m, uint32_t id, bool add);
   std::unordered_map<uint32_t, NatRecord> open_;  // by conntrack id: written, not yet ended
-  uint64_t unjoined_ = 0, ambiguous_ = 0, dropped_ = 0;
+  uint64_t unjoined_ = 0, ambiguous_ = 0, dropped_ = 0, crowded_ = 0;
   uint64_t written_ = 0, ended_ = 0;
 };
 

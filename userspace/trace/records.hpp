@@ -136,6 +136,9 @@ struct StopRecord {
   // with NAT joining: translations seen whose flow matched no recorded
   // socket, or more than one
   std::optional<uint64_t> nat_unjoined, nat_ambiguous;
+  // with NAT joining: tries that met more sockets on one port than they
+  // weigh (NatJoin::kMaxCandidates) and chose among the first of them
+  std::optional<uint64_t> nat_crowded;
 };
 
 }  // namespace portghost

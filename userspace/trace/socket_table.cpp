@@ -87,24 +87,35 @@ void SocketTable::remember_released(uint64_t cookie, const Holder& h, uint64_t r
   first = i + 1;
 }
 
-void SocketTable::for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
-                                   const std::function<void(uint64_t, const Holder&, uint64_t)>& f) const {
+bool SocketTable::for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
+                                   const std::function<void(uint64_t, const Holder&, uint64_t)>& f,
+                                   size_t limit) const {
+  size_t seen = 0;
+  bool complete = true;
   counts_.for_each([&](uint64_t key, uint64_t) {  // the namespaces holding ports of proto
     if (static_cast<Proto>(key & 0xff) != proto) return;
     const PortUse* u = ports_.find(key << 16 | port);
     for (uint64_t at = u ? u->first : 0; at;) {
       const Holder* h = held_.find(at);
       if (!h) break;
+      if (seen++ == limit) {
+        complete = false;
+        return;
+      }
       f(at, *h, 0);
       at = h->next_same_port;
     }
   });
   const uint64_t* first = released_by_port_.find(released_key(proto, port));
-  for (uint64_t at = first ? *first : 0; at;) {
+  for (uint64_t at = first ? *first : 0; at && complete;) {
     const Released& r = released_[at - 1];
-    if (r.at_boot_ns + kKeepReleasedNs >= now_boot_ns) f(r.cookie, r.h, r.at_boot_ns);
+    if (r.at_boot_ns + kKeepReleasedNs >= now_boot_ns) {
+      if (seen++ == limit) return false;
+      f(r.cookie, r.h, r.at_boot_ns);
+    }
     at = r.next;
   }
+  return complete;
 }
 
 std::optional<uint32_t> SocketTable::netns_using(std::string_view laddr) const {

@@ -65,9 +65,10 @@ class SocketTable {
   // keep_released() is on) those that let it go within kKeepReleasedNs of
   // now_boot_ns, among the last kMaxReleased releases: f(cookie, holder,
   // released_boot_ns), 0 for a live one. What a NAT translation is joined
-  // against.
-  void for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
-                        const std::function<void(uint64_t, const Holder&, uint64_t)>& f) const;
+  // against. At most `limit` sockets (the live ones first): false when
+  // more were left unseen (one port shared by many sockets, SO_REUSEPORT).
+  bool for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
+                        const std::function<void(uint64_t, const Holder&, uint64_t)>& f, size_t limit = SIZE_MAX) const;
   void keep_released(bool on) { keep_released_ = on; }
   // The namespace of a live socket bound to this local address (a scan:
   // for the rare question only).
