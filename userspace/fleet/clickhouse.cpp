@@ -81,6 +81,17 @@ bool clickhouse_answer_transient(long http_status, std::string_view body) {
   return true;
 }
 
+bool clickhouse_transfer_transient(int curl_code) {
+  switch (curl_code) {
+    case CURLE_PEER_FAILED_VERIFICATION:  // the certificate, or the name in it, does not verify
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:    // the CAs to verify it by cannot be loaded
+    case CURLE_UNSUPPORTED_PROTOCOL:  // a libcurl without https
+    case CURLE_NOT_BUILT_IN: return false;
+    default: return true;
+  }
+}
+
 ClickHouseClient::ClickHouseClient(ClickHouseEndpoint ep, long timeout_s) : ep_(std::move(ep)), timeout_s_(timeout_s) {
   curl_global();
   curl_ = curl_easy_init();
@@ -132,21 +143,52 @@ void ClickHouseClient::perform(const std::string& url, std::string_view body, bo
   curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &sink);
+  set_transport();
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
   if (gzip_body) headers = curl_slist_append(headers, "Content-Encoding: gzip");
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
   CURLcode rc = curl_easy_perform(curl_);
   curl_slist_free_all(headers);
-  if (rc != CURLE_OK) {
-    throw ClickHouseError("ClickHouse " + ep_.describe() + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc)), true);
-  }
+  if (rc != CURLE_OK) throw_transfer_error(rc, errbuf);
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
   if (status == 200) return;
   bool transient = clickhouse_answer_transient(status, err_body);
   std::string why = status == 401 || status == 403 ? "authentication failed for user '" + printable(ep_.user) + "'"
                                                    : first_line(err_body);
   throw ClickHouseError("ClickHouse " + ep_.describe() + ": HTTP " + std::to_string(status) + ": " + why, transient);
+}
+
+// The URL's scheme and nothing else (no redirect follows, but should one,
+// it could not step down to plain HTTP). Over TLS, the server's certificate
+// and the host name in it are verified, always: libcurl's default, said
+// here so that no change of default can turn it off.
+void ClickHouseClient::set_transport() {
+  curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, ep_.tls ? "https" : "http");
+  if (!ep_.tls) return;
+  curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(curl_, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  if (ep_.ca_pem.empty()) return;  // the system's CAs
+  // the file's CAs alone: not the system's beside them, which would let any
+  // public CA vouch for a private server
+  curl_blob ca{ep_.ca_pem.data(), ep_.ca_pem.size(), CURL_BLOB_COPY};
+  curl_easy_setopt(curl_, CURLOPT_CAINFO_BLOB, &ca);
+  curl_easy_setopt(curl_, CURLOPT_CAINFO, nullptr);
+  curl_easy_setopt(curl_, CURLOPT_CAPATH, nullptr);
+}
+
+void ClickHouseClient::throw_transfer_error(int curl_code, const char* errbuf) const {
+  std::string why = errbuf[0] ? errbuf : curl_easy_strerror(static_cast<CURLcode>(curl_code));
+  std::string cas = ep_.ca_file.empty() ? "the system's CAs" : "the CAs of " + ep_.ca_file;
+  if (curl_code == CURLE_PEER_FAILED_VERIFICATION || curl_code == CURLE_SSL_ISSUER_ERROR)
+    why = "TLS certificate not trusted by " + cas + ": " + why;
+  else if (curl_code == CURLE_SSL_CACERT_BADFILE)
+    why = "cannot load " + cas + ": " + why;
+  else if (curl_code == CURLE_SSL_CONNECT_ERROR)
+    why = "TLS handshake failed: " + why;
+  throw ClickHouseError("ClickHouse " + ep_.describe() + ": " + printable(why),
+                        clickhouse_transfer_transient(curl_code));
 }
 
 std::string ClickHouseClient::query(std::string_view sql) {

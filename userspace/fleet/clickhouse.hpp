@@ -30,6 +30,10 @@ class ClickHouseError : public FatalError {
 
 // Is this ClickHouse answer (HTTP status and body) worth a retry?
 bool clickhouse_answer_transient(long http_status, std::string_view body);
+// Is an exchange that got no answer (libcurl's CURLcode) worth a retry? A
+// server down or slow may be back; a certificate that does not verify, or
+// CAs that cannot be loaded, will be the same next time.
+bool clickhouse_transfer_transient(int curl_code);
 
 // One connection (kept alive between requests). Not copyable; movable.
 class ClickHouseClient {
@@ -52,6 +56,8 @@ class ClickHouseClient {
  private:
   void perform(const std::string& url, std::string_view body, bool gzip_body,
                const std::function<void(std::string_view)>& chunk);
+  void set_transport();
+  [[noreturn]] void throw_transfer_error(int curl_code, const char* errbuf) const;
   ClickHouseEndpoint ep_;
   long timeout_s_;
   CURL* curl_ = nullptr;

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <sstream>
+#include <utility>
 
 #include "common/errors.hpp"
 #include "common/text.hpp"
@@ -69,9 +70,30 @@ void read_credentials(const std::string& path, ClickHouseEndpoint& ep) {
   }
 }
 
+constexpr off_t kMaxCaBytes = 4 << 20;  // Debian's whole bundle is a twentieth of it
+
+// The CAs to verify the server by, read once: a file that cannot serve is a
+// mistake on the command line, told before any connection is tried.
+void read_ca_file(const std::string& path, ClickHouseEndpoint& ep) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (!fd) throw FatalError(errno_text("--ca-file: cannot read " + path, errno), kExitUsage);
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxCaBytes)
+    throw FatalError("--ca-file: " + path + " is not a regular file of at most 4 MiB", kExitUsage);
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  if (::read(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    throw FatalError(errno_text("--ca-file: cannot read " + path, errno), kExitUsage);
+  if (text.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    throw FatalError("--ca-file: " + path + " holds no PEM certificate (-----BEGIN CERTIFICATE-----)", kExitUsage);
+  ep.ca_pem = std::move(text);
+  ep.ca_file = path;
+}
+
 }  // namespace
 
-std::string ClickHouseEndpoint::base_url() const { return "http://" + host + ":" + std::to_string(port) + "/"; }
+std::string ClickHouseEndpoint::base_url() const {
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port) + "/";
+}
 
 std::string ClickHouseEndpoint::describe() const {
   return host + ":" + std::to_string(port) + "/" + database + "." + table;
@@ -79,26 +101,34 @@ std::string ClickHouseEndpoint::describe() const {
 
 std::string ClickHouseEndpoint::qualified_table() const { return database + "." + table; }
 
-ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file) {
-  const std::string scheme = "clickhouse://";
+ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file,
+                                        const std::optional<std::string>& ca_file) {
   // what an error quotes: never a password given in the URL
   std::string shown = url;
   size_t auth = shown.find("://");
   size_t at = shown.rfind('@');  // a password may hold '/' and ':' too
   if (auth != std::string::npos && at != std::string::npos && at > auth) shown.replace(auth + 3, at - auth - 3, "...");
   auto bad = [&](const std::string& why) {
-    return FatalError(
-        "--to/--from '" + printable(shown) + "': " + why + " (expected clickhouse://HOST[:PORT][/DATABASE])",
-        kExitUsage);
+    return FatalError("--to/--from '" + printable(shown) + "': " + why +
+                          " (expected clickhouse://HOST[:PORT][/DATABASE], or clickhouses:// for TLS)",
+                      kExitUsage);
   };
-  if (url.rfind(scheme, 0) != 0) throw bad("not a clickhouse:// URL");
+  ClickHouseEndpoint ep;
+  // clickhouses:// as ldaps:// or rediss://: the store's own URL, over TLS,
+  // and the port ClickHouse serves HTTPS on by convention
+  std::string scheme = "clickhouse://";
+  if (url.rfind("clickhouses://", 0) == 0) {
+    scheme = "clickhouses://";
+    ep.tls = true;
+    ep.port = 8443;
+  }
+  if (url.rfind(scheme, 0) != 0) throw bad("not a clickhouse:// or clickhouses:// URL");
   std::string rest = url.substr(scheme.size());
   size_t slash = rest.find('/');
   std::string hostport = rest.substr(0, slash);
   std::string db = slash == std::string::npos ? "" : rest.substr(slash + 1);
   if (url.find('@', scheme.size()) != std::string::npos)
     throw bad("credentials do not belong on the command line; use --credentials FILE or the environment");
-  ClickHouseEndpoint ep;
   if (hostport.empty()) throw bad("no host");
   std::string port_text;
   bool has_port = false;
@@ -135,12 +165,16 @@ ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optio
   if (const char* u = std::getenv("PORTGHOST_CLICKHOUSE_USER")) ep.user = u;
   if (const char* p = std::getenv("PORTGHOST_CLICKHOUSE_PASSWORD")) ep.password = p;
   if (credentials_file) read_credentials(*credentials_file, ep);
+  if (ca_file && !ep.tls)
+    throw FatalError("--ca-file is for a clickhouses:// URL: clickhouse:// is plain HTTP, which no CA protects",
+                     kExitUsage);
+  if (ca_file) read_ca_file(*ca_file, ep);
   return ep;
 }
 
 ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::optional<std::string>& credentials_file,
-                                       const std::string& table) {
-  ClickHouseEndpoint ep = parse_clickhouse_url(url, credentials_file);
+                                       const std::string& table, const std::optional<std::string>& ca_file) {
+  ClickHouseEndpoint ep = parse_clickhouse_url(url, credentials_file, ca_file);
   if (!name_ok(table)) throw FatalError("--table '" + printable(table) + "': letters, digits and _ only", kExitUsage);
   ep.table = table;
   return ep;

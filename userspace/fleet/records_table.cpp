@@ -113,7 +113,7 @@ int run_schema(const SchemaOptions& o, std::ostream& out) {
     out << records_schema(o.database, o.table);
     return kExitOk;
   }
-  ClickHouseClient c(clickhouse_endpoint(*o.apply, o.credentials, o.table));
+  ClickHouseClient c(clickhouse_endpoint(*o.apply, o.credentials, o.table, o.ca_file));
   apply_records_schema(c);
   out << "created " << c.endpoint().describe() << " (or found it as portghost makes it)\n";
   return kExitOk;

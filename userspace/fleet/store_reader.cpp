@@ -19,7 +19,7 @@ namespace portghost {
 namespace {
 
 ClickHouseClient client_of(const StoreOptions& s) {
-  ClickHouseClient c(clickhouse_endpoint(*s.from, s.credentials, s.table));
+  ClickHouseClient c(clickhouse_endpoint(*s.from, s.credentials, s.table, s.ca_file));
   return c;
 }
 
