@@ -1,9 +1,12 @@
 // The store over TLS, what needs no server: clickhouses:// URLs, the CA
-// file, and which failed exchanges are worth a retry. (The handshakes
-// themselves: tests/fleet/tls_test.cpp.)
+// file, which failed exchanges are worth a retry, and the warning for a
+// password sent in clear. (The handshakes themselves: tests/fleet/tls_test.cpp.)
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+
+#include <algorithm>
+#include <sstream>
 
 #include "common/errors.hpp"
 #include "fleet/clickhouse.hpp"
@@ -116,4 +119,25 @@ TEST(ClickHouseTlsAnswers, AnUntrustedCertificateIsNoRetry) {
   for (int code : {CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_OPERATION_TIMEDOUT, CURLE_RECV_ERROR,
                    CURLE_SEND_ERROR, CURLE_GOT_NOTHING, CURLE_SSL_CONNECT_ERROR})
     EXPECT_TRUE(clickhouse_transfer_transient(code)) << code;
+}
+
+TEST(ClickHouseTlsWarning, APasswordInClearToAnotherHostIsToldOnce) {
+  EnvGuard env;
+  setenv("PORTGHOST_CLICKHOUSE_PASSWORD", "s3cret", 1);
+  auto warned = [](const std::string& url) {
+    std::ostringstream err;
+    warn_if_cleartext(parse_clickhouse_url(url, std::nullopt), err);
+    return err.str();
+  };
+  for (const char* url : {"clickhouse://db1", "clickhouse://10.0.0.9:8123/x", "clickhouse://[2001:db8::1]"}) {
+    std::string w = warned(url);
+    EXPECT_EQ(std::count(w.begin(), w.end(), '\n'), 1) << url << ": " << w;
+    EXPECT_NE(w.find("clickhouses://"), std::string::npos) << w;
+    EXPECT_EQ(w.find("s3cret"), std::string::npos) << w;
+  }
+  for (const char* url : {"clickhouses://db1", "clickhouse://127.0.0.1:8123", "clickhouse://127.3.2.1",
+                          "clickhouse://localhost/x", "clickhouse://[::1]:8123"})
+    EXPECT_EQ(warned(url), "") << url;
+  EnvGuard::clear();
+  EXPECT_EQ(warned("clickhouse://db1"), "") << "no password, nothing to lose";
 }

@@ -1,5 +1,6 @@
 #include "fleet/clickhouse_endpoint.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -87,6 +88,16 @@ void read_ca_file(const std::string& path, ClickHouseEndpoint& ep) {
     throw FatalError("--ca-file: " + path + " holds no PEM certificate (-----BEGIN CERTIFICATE-----)", kExitUsage);
   ep.ca_pem = std::move(text);
   ep.ca_file = path;
+}
+
+// This host, by name or address: what goes there never crosses a network.
+bool loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  std::string bare = host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
+  return inet_pton(AF_INET6, bare.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 }  // namespace
@@ -178,6 +189,12 @@ ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::option
   if (!name_ok(table)) throw FatalError("--table '" + printable(table) + "': letters, digits and _ only", kExitUsage);
   ep.table = table;
   return ep;
+}
+
+void warn_if_cleartext(const ClickHouseEndpoint& ep, std::ostream& err) {
+  if (ep.tls || ep.password.empty() || loopback_host(ep.host)) return;
+  err << "portghost: warning: the password for ClickHouse " << printable(ep.host) << ":" << ep.port
+      << " and every record cross the network in clear (clickhouse:// is plain HTTP); use clickhouses:// (TLS)\n";
 }
 
 }  // namespace portghost

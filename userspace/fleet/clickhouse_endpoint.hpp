@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 
 namespace portghost {
@@ -40,5 +41,9 @@ ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optio
 // The same, for the named table (letters, digits and _, else a usage error).
 ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::optional<std::string>& credentials_file,
                                        const std::string& table, const std::optional<std::string>& ca_file);
+
+// One line on err when the password would cross the network in clear: plain
+// HTTP to a host that is not this one.
+void warn_if_cleartext(const ClickHouseEndpoint& ep, std::ostream& err);
 
 }  // namespace portghost
