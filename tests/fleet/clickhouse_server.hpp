@@ -1,34 +1,18 @@
 // Test support: a throwaway ClickHouse server on loopback, in its own
-// temporary directory, and the minimal HTTP/1.0 client the tests use to talk
-// to it.
+// temporary directory (and, through http_client.hpp, the minimal HTTP/1.0
+// client the tests use to talk to it).
 #pragma once
 
-#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
-#include <utility>
+
+#include "http_client.hpp"
 
 namespace pgfleet {
-
-// One HTTP/1.0 POST of `body` to 127.0.0.1:port at `path_and_query` (for
-// example "/" or "/?query=..."), with HTTP basic auth when `user` is not
-// empty. Reads the answer until the server closes the connection (a chunked
-// body is decoded). Returns the status code and the body; throws
-// std::runtime_error when the exchange itself fails (refused, timed out,
-// malformed answer).
-std::pair<int, std::string> http_post(uint16_t port, const std::string& user, const std::string& password,
-                                      const std::string& path_and_query, const std::string& body);
-
-// 127.0.0.1:port
-sockaddr_in loopback(uint16_t port);
-// s in lower case (ASCII)
-std::string lower(std::string s);
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-uint16_t free_port();
 
 // A ClickHouse server (Debian's clickhouse-server 18.16) listening on
 // 127.0.0.1 only, with an HTTP and a native port picked at random, its
