@@ -55,8 +55,8 @@ std::string tail_of(const std::string& path, size_t max_chars) {
 
 bool ClickHouseServer::available() { return ::access(kServerBinary, X_OK) == 0; }
 
-ClickHouseServer::ClickHouseServer(std::string user, std::string password)
-    : user_(std::move(user)), password_(std::move(password)) {
+ClickHouseServer::ClickHouseServer(std::string user, std::string password, std::optional<ServerTls> tls)
+    : user_(std::move(user)), password_(std::move(password)), tls_(std::move(tls)) {
   if (!available()) throw std::runtime_error(std::string("clickhouse: ") + kServerBinary + " is not executable");
   const char* tmpdir = std::getenv("TMPDIR");
   std::string tmpl = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/portghost-clickhouse-XXXXXX";
@@ -69,9 +69,10 @@ ClickHouseServer::ClickHouseServer(std::string user, std::string password)
     // The ports were free when picked, but another process may take one
     // before the server binds it: then the server exits, and we try others.
     for (int attempt = 1;; ++attempt) {
-      std::vector<uint16_t> ports = free_ports(2);
+      std::vector<uint16_t> ports = free_ports(tls_ ? 3 : 2);
       http_port_ = ports[0];
       tcp_port_ = ports[1];
+      if (tls_) https_port_ = ports[2];
       write_config();
       spawn();
       Startup startup = wait_ready(Clock::now() + kStartTimeout);
@@ -105,6 +106,21 @@ ClickHouseServer::~ClickHouseServer() {
 
 std::string ClickHouseServer::url() const { return "clickhouse://127.0.0.1:" + std::to_string(http_port_) + "/"; }
 
+std::string ClickHouseServer::https_url(const std::string& host) const {
+  return "clickhouses://" + host + ":" + std::to_string(https_port_) + "/";
+}
+
+// 18.16 needs the certificate and its key, no more (no dhParamsFile); it
+// asks for no client certificate and loads no CAs of its own.
+std::string ClickHouseServer::tls_config() const {
+  if (!tls_) return "";
+  return "  <https_port>" + std::to_string(https_port_) + "</https_port>\n" +
+         "  <listen_host>127.0.0.2</listen_host>\n" + "  <openSSL><server><certificateFile>" + tls_->cert_file +
+         "</certificateFile><privateKeyFile>" + tls_->key_file +
+         "</privateKeyFile><verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>"
+         "<disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>\n";
+}
+
 void ClickHouseServer::write_config() const {
   std::ostringstream config;
   config << "<?xml version=\"1.0\"?>\n"
@@ -114,7 +130,7 @@ void ClickHouseServer::write_config() const {
          << "  <http_port>" << http_port_ << "</http_port>\n"
          << "  <tcp_port>" << tcp_port_ << "</tcp_port>\n"
          << "  <listen_host>127.0.0.1</listen_host>\n"
-         << "  <path>" << dir_ << "/data/</path>\n"
+         << tls_config() << "  <path>" << dir_ << "/data/</path>\n"
          << "  <tmp_path>" << dir_ << "/tmp/</tmp_path>\n"
          << "  <user_files_path>" << dir_ << "/user_files/</user_files_path>\n"
          << "  <users_config>users.xml</users_config>\n"
