@@ -7,7 +7,7 @@
 set -euo pipefail
 PKGS=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libcli11-dev libspdlog-dev
       libfmt-dev libsimdjson-dev libcurl4-openssl-dev libssl-dev libdeflate-dev libnetfilter-conntrack-dev libgtest-dev nlohmann-json3-dev liburing-dev cmake make g++ pkg-config
-      libclang-rt-dev iproute2 clang-format clang-tidy git clickhouse-server nftables)
+      libclang-rt-dev iproute2 clang-format clang-tidy git clickhouse-server nftables openssl)
 if [ "${1:-}" = bench ]; then
   PKGS+=(libbpf-tools bpftrace gnuplot-nox iproute2 valgrind procps redis-server redis-tools conntrack)
 fi

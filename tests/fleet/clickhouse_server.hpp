@@ -1,45 +1,38 @@
 // Test support: a throwaway ClickHouse server on loopback, in its own
-// temporary directory, and the minimal HTTP/1.0 client the tests use to talk
-// to it.
+// temporary directory (and, through http_client.hpp, the minimal HTTP/1.0
+// client the tests use to talk to it).
 #pragma once
 
-#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
-#include <utility>
+
+#include "http_client.hpp"
 
 namespace pgfleet {
 
-// One HTTP/1.0 POST of `body` to 127.0.0.1:port at `path_and_query` (for
-// example "/" or "/?query=..."), with HTTP basic auth when `user` is not
-// empty. Reads the answer until the server closes the connection (a chunked
-// body is decoded). Returns the status code and the body; throws
-// std::runtime_error when the exchange itself fails (refused, timed out,
-// malformed answer).
-std::pair<int, std::string> http_post(uint16_t port, const std::string& user, const std::string& password,
-                                      const std::string& path_and_query, const std::string& body);
-
-// 127.0.0.1:port
-sockaddr_in loopback(uint16_t port);
-// s in lower case (ASCII)
-std::string lower(std::string s);
-
-// A TCP port on 127.0.0.1 that was free a moment ago.
-uint16_t free_port();
+// What a server serves HTTPS with: PEM files.
+struct ServerTls {
+  std::string cert_file, key_file;
+};
 
 // A ClickHouse server (Debian's clickhouse-server 18.16) listening on
 // 127.0.0.1 only, with an HTTP and a native port picked at random, its
 // config, data and logs in a fresh temporary directory. The server is a child
 // of the calling thread and dies with it (PR_SET_PDEATHSIG). Users: `default`
 // without a password, and `user` with `password`, both from 127.0.0.1 only.
+// With tls, it also serves HTTPS (ClickHouse's https_port, no client
+// certificates asked), and listens on 127.0.0.2 too: the same server at an
+// address its certificate does not name.
 class ClickHouseServer {
  public:
   // Starts the server and waits until it answers queries; throws
   // std::runtime_error (with the tail of its logs) if it does not come up.
-  explicit ClickHouseServer(std::string user = "pg", std::string password = "s3cret");
+  explicit ClickHouseServer(std::string user = "pg", std::string password = "s3cret",
+                            std::optional<ServerTls> tls = std::nullopt);
   // Stops the server and removes its directory; never throws.
   ~ClickHouseServer();
   ClickHouseServer(const ClickHouseServer&) = delete;
@@ -51,6 +44,9 @@ class ClickHouseServer {
   uint16_t http_port() const { return http_port_; }
   // clickhouse://127.0.0.1:PORT/ (the HTTP port, no database).
   std::string url() const;
+  // With tls: the HTTPS port, and clickhouses://HOST:PORT/ on it.
+  uint16_t https_port() const { return https_port_; }
+  std::string https_url(const std::string& host = "127.0.0.1") const;
   // The temporary directory: config.xml, users.xml, data/, out.log, server.log, server.err.log.
   const std::string& dir() const { return dir_; }
   const std::string& user() const { return user_; }
@@ -77,13 +73,15 @@ class ClickHouseServer {
   enum class Startup { kReady, kExited, kTimedOut };
 
   void write_config() const;
+  std::string tls_config() const;
   void spawn();
   Startup wait_ready(std::chrono::steady_clock::time_point deadline);
   bool reap(bool block);
   std::string log_tail() const;
 
   std::string user_, password_, dir_;
-  uint16_t http_port_ = 0, tcp_port_ = 0;
+  std::optional<ServerTls> tls_;
+  uint16_t http_port_ = 0, tcp_port_ = 0, https_port_ = 0;
   pid_t pid_ = -1;
 };
 

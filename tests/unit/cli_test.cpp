@@ -244,3 +244,31 @@ TEST(Cli, DurationMustBeFinite) {
   expect_usage_error({"--duration", "nan"}, "--duration");
   expect_usage_error({"--duration", "0"}, "--duration");
 }
+
+// Every command that takes a ClickHouse URL takes the CA file to verify its
+// server by (the file itself is read when the URL is: fleet/clickhouse_endpoint).
+TEST(Cli, CaFileOnEveryCommandThatTakesAStore) {
+  const std::string url = "clickhouses://db1/portghost";
+  Parsed p = parse({"ship", "/var/log/portghost", "--to", url, "--ca-file", "/etc/ca.pem"});
+  ASSERT_TRUE(p.res.run) << p.err;
+  EXPECT_EQ(p.res.ship.ca_file, "/etc/ca.pem");
+  p = parse({"who", "60302", "--from", url, "--ca-file", "/etc/ca.pem"});
+  ASSERT_TRUE(p.res.run) << p.err;
+  EXPECT_EQ(p.res.who.store.ca_file, "/etc/ca.pem");
+  p = parse({"stats", "--from", url, "--ca-file", "/etc/ca.pem"});
+  ASSERT_TRUE(p.res.run) << p.err;
+  EXPECT_EQ(p.res.stats.store.ca_file, "/etc/ca.pem");
+  p = parse({"schema", "clickhouse", "--apply", url, "--ca-file", "/etc/ca.pem"});
+  ASSERT_TRUE(p.res.run) << p.err;
+  EXPECT_EQ(p.res.schema.ca_file, "/etc/ca.pem");
+  p = parse({"ship", "/var/log/portghost", "--to", url});
+  ASSERT_TRUE(p.res.run) << p.err;
+  EXPECT_FALSE(p.res.ship.ca_file) << "none given: the system's CAs";
+  expect_usage_error({"schema", "clickhouse", "--ca-file", "/etc/ca.pem"}, "--apply");
+  expect_usage_error({"ship", "/var/log/portghost", "--to", url, "--ca-file", ""}, "--ca-file");
+  for (const char* cmd : {"ship", "who", "stats", "schema"}) {
+    Parsed h = parse({cmd, "--help"});
+    EXPECT_NE(h.out.find("--ca-file"), std::string::npos) << cmd << " --help:\n" << h.out;
+    EXPECT_NE(h.out.find("clickhouses://"), std::string::npos) << cmd << " --help:\n" << h.out;
+  }
+}

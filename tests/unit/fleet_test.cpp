@@ -130,8 +130,9 @@ TEST(ClickHouseUrl, CredentialsFromTheEnvironmentThenTheFile) {
   EXPECT_THROW(parse_clickhouse_url("clickhouse://db1", f), FatalError);
   unlink(f.c_str());
   EXPECT_THROW(parse_clickhouse_url("clickhouse://db1", std::string("/nonexistent/creds")), FatalError);
-  EXPECT_THROW(clickhouse_endpoint("clickhouse://db1", std::nullopt, "bad.table"), FatalError);
-  EXPECT_EQ(clickhouse_endpoint("clickhouse://db1", std::nullopt, "t2").qualified_table(), "portghost.t2");
+  EXPECT_THROW(clickhouse_endpoint("clickhouse://db1", std::nullopt, "bad.table", std::nullopt), FatalError);
+  EXPECT_EQ(clickhouse_endpoint("clickhouse://db1", std::nullopt, "t2", std::nullopt).qualified_table(),
+            "portghost.t2");
 }
 
 TEST(ClickHouseAnswers, WhatIsWorthARetry) {

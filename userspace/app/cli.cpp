@@ -23,6 +23,9 @@ namespace {
 const CLI::Validator kNonEmpty([](std::string& v) { return v.empty() ? std::string("an empty value") : std::string(); },
                                "", "NONEMPTY");
 
+const char* kCaFileHelp =
+    "With clickhouses://: trust only the CAs in FILE (PEM) to vouch for the server's certificate, not the system's";
+
 const char* kTopFooter = R"(
 Examples:
   sudo portghost                                   trace everything (table on a terminal)
@@ -32,8 +35,8 @@ Examples:
   portghost who 60302 --at 10:03:12                who held local port 60302 then
   sudo portghost top                               ports held now, live
   portghost stats /var/log/portghost               a log in summary
-  portghost ship /var/log/portghost --to clickhouse://db1:8123/portghost
-                                                   send the log to ClickHouse, follow it
+  portghost ship /var/log/portghost --to clickhouses://db1/portghost
+                                                   send the log to ClickHouse (TLS), follow it
 
 Run 'portghost COMMAND --help' for every option of a command.)";
 
@@ -71,7 +74,8 @@ by its Community ID (the records' community_id).
 
 With --from, the records come from ClickHouse (see 'portghost ship'); the answer is
 the one the same records give from files. Credentials: a file of lines user=NAME and
-password=SECRET, or PORTGHOST_CLICKHOUSE_USER and PORTGHOST_CLICKHOUSE_PASSWORD.)";
+password=SECRET, or PORTGHOST_CLICKHOUSE_USER and PORTGHOST_CLICKHOUSE_PASSWORD.
+clickhouses:// is HTTPS (port 8443), the server's certificate always verified.)";
 
 const char* kShipFooter = R"(
 Follows the log (FILE, or DIR/events.jsonl) across its rotation and sends every record
@@ -80,13 +84,17 @@ after each batch the server took: a restart resumes there. Delivery is at least 
 store counts a record once by (host, run, seq). While the server is down or failing,
 nothing is lost: the log is the buffer; retries back off up to 30 s and the lag is
 reported on stderr. Answers that no retry can fix (authentication, a missing or different
-table) stop it with exit status 1.
+table, a TLS certificate that does not verify) stop it with exit status 1.
+
+clickhouse:// is plain HTTP (port 8123): the password and the records cross the network
+in clear. clickhouses:// is HTTPS (port 8443, ClickHouse's https_port): the server's
+certificate and host name are always verified, by the system's CAs or by --ca-file's.
 
 Create the table first:  portghost schema clickhouse --apply clickhouse://db1:8123/portghost
 
 Examples:
-  portghost ship /var/log/portghost --to clickhouse://db1:8123/portghost \
-      --credentials /etc/portghost/clickhouse.conf
+  portghost ship /var/log/portghost --to clickhouses://db1:8443/portghost \
+      --credentials /etc/portghost/clickhouse.conf --ca-file /etc/portghost/clickhouse-ca.pem
   portghost ship old-events.jsonl --to clickhouse://127.0.0.1:8123 --once)";
 
 }  // namespace
@@ -205,10 +213,12 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   flow_opt->excludes(cid_opt);
   who->add_option("--format", who_format, "table or json")->check(CLI::IsMember({"json", "table"}));
   auto store_options = [&](CLI::App* cmd, StoreOptions& st) {
-    cmd->add_option("--from", st.from, "Read the records from ClickHouse: clickhouse://HOST[:PORT][/DATABASE]")
+    cmd->add_option("--from", st.from,
+                    "Read the records from ClickHouse: clickhouse://HOST[:PORT][/DATABASE], clickhouses:// for TLS")
         ->check(kNonEmpty);
     cmd->add_option("--credentials", st.credentials, "With --from: a file of lines user=NAME, password=SECRET")
         ->check(kNonEmpty);
+    cmd->add_option("--ca-file", st.ca_file, kCaFileHelp)->check(kNonEmpty);
     cmd->add_option("--table", st.table, "With --from: the table")->capture_default_str()->check(kNonEmpty);
   };
   store_options(who, w.store);
@@ -231,10 +241,13 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   CLI::App* ship = app.add_subcommand("ship", "Send the log to ClickHouse, following it across rotation");
   ship->footer(kShipFooter);
   ship->add_option("LOG", sh.log, "The log file, or its directory (events.jsonl)")->required()->check(kNonEmpty);
-  ship->add_option("--to", sh.to, "clickhouse://HOST[:PORT][/DATABASE] (port 8123, database portghost)")
+  ship->add_option("--to", sh.to,
+                   "clickhouse://HOST[:PORT][/DATABASE] (port 8123, database portghost), or clickhouses:// for TLS "
+                   "(port 8443)")
       ->required()
       ->check(kNonEmpty);
   ship->add_option("--credentials", sh.credentials, "A file of lines user=NAME, password=SECRET")->check(kNonEmpty);
+  ship->add_option("--ca-file", sh.ca_file, kCaFileHelp)->check(kNonEmpty);
   ship->add_option("--table", sh.table, "The table")->capture_default_str()->check(kNonEmpty);
   ship->add_option("--state", sh.state,
                    "The position file (default: outside the log's directory: $STATE_DIRECTORY, else "
@@ -258,11 +271,13 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
   CLI::Option* apply =
       schema
           ->add_option("--apply", sc.apply,
-                       "Create it on this server over HTTP (clickhouse://HOST[:PORT]/DATABASE) instead of printing it")
+                       "Create it on this server instead of printing it: clickhouse://HOST[:PORT]/DATABASE, or "
+                       "clickhouses:// for TLS")
           ->check(kNonEmpty);
   schema->add_option("--credentials", sc.credentials, "With --apply: a file of lines user=NAME, password=SECRET")
       ->check(kNonEmpty)
       ->needs(apply);
+  schema->add_option("--ca-file", sc.ca_file, kCaFileHelp)->check(kNonEmpty)->needs(apply);
   schema->get_option("--database")->excludes(apply);
 
   // `portghost [trace options]` is `portghost trace [trace options]`

@@ -63,7 +63,7 @@ int run(int argc, char** argv) {
   if (cli.command == "stats")
     return cli.stats.store.from ? run_stats_from_store(cli.stats, std::cout, std::cerr)
                                 : run_stats(cli.stats, std::cout, std::cerr);
-  if (cli.command == "schema") return run_schema(cli.schema, std::cout);
+  if (cli.command == "schema") return run_schema(cli.schema, std::cout, std::cerr);
   if (cli.command == "ship") {
     install_signals();
     return run_ship(cli.ship, g_stop, std::cerr);

@@ -57,8 +57,9 @@ struct TraceOptions {
 // `portghost who`, as given (times are parsed when it runs).
 // Where who and stats read from instead of the log files.
 struct StoreOptions {
-  std::optional<std::string> from;  // clickhouse://HOST:PORT/DB
+  std::optional<std::string> from;  // clickhouse[s]://HOST:PORT/DB
   std::optional<std::string> credentials;
+  std::optional<std::string> ca_file;  // clickhouses://: the CAs that vouch for the server (PEM)
   std::string table = "records";
 };
 
@@ -88,10 +89,11 @@ struct StatsOptions {
 // `portghost ship`: the tracer's log into ClickHouse.
 struct ShipOptions {
   std::string log;  // FILE, or a directory holding events.jsonl
-  std::string to;   // clickhouse://HOST:PORT/DB
+  std::string to;   // clickhouse[s]://HOST:PORT/DB
   std::string table = "records";
   std::optional<std::string> credentials;
-  std::string state;  // default: default_ship_state(LOG), outside LOG's directory
+  std::optional<std::string> ca_file;  // clickhouses://: the CAs that vouch for the server (PEM)
+  std::string state;                   // default: default_ship_state(LOG), outside LOG's directory
   size_t batch_records = 50'000;
   size_t batch_bytes = 16u << 20;  // of rows, before compression
   uint64_t flush_ms = 1000;        // a partial batch waits at most this long
@@ -105,7 +107,7 @@ struct SchemaOptions {
   std::string database = "portghost";
   std::string table = "records";
   // --apply URL: create it on that server over HTTP instead of printing it
-  std::optional<std::string> apply, credentials;
+  std::optional<std::string> apply, credentials, ca_file;
 };
 
 // Where the service writes its log: who and stats read it by default.

@@ -1,77 +1,16 @@
 #include "fleet/clickhouse.hpp"
 
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <libdeflate.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cctype>
-#include <cstdlib>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 #include <utility>
 
 #include "common/text.hpp"
-#include "common/unique_fd.hpp"
 
 namespace portghost {
 
 namespace {
-
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r");
-  size_t e = s.find_last_not_of(" \t\r");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-bool name_ok(const std::string& s) {
-  if (s.empty() || s.size() > 64) return false;
-  for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
-  return true;
-}
-
-constexpr off_t kMaxCredentialsBytes = 64 * 1024;
-
-// user=NAME / password=SECRET, # comments. A secret that every user of the
-// host can read (or that others can rewrite) is refused, as ssh refuses a
-// key: its group may read it (a service's group), nobody else.
-void read_credentials(const std::string& path, ClickHouseEndpoint& ep) {
-  // the mode of the file read (one descriptor), not of whatever stands at
-  // the path a moment later
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
-  if (!fd) throw FatalError(errno_text("cannot read the credentials file " + path, errno), kExitUsage);
-  struct stat st {};
-  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxCredentialsBytes)
-    throw FatalError("refusing the credentials file " + path + ": not a small regular file", kExitUsage);
-  if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP))
-    throw FatalError("refusing the credentials file " + path + ": " +
-                         ((st.st_mode & S_IROTH) ? "every user can read it" : "others can write it") +
-                         " (chmod 0600 or 0640)",
-                     kExitUsage);
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  if (::read(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    throw FatalError(errno_text("cannot read the credentials file " + path, errno), kExitUsage);
-  std::istringstream f(text);
-  std::string line;
-  int n = 0;
-  while (std::getline(f, line)) {
-    n++;
-    std::string t = trim(line);
-    if (t.empty() || t[0] == '#') continue;
-    size_t eq = t.find('=');
-    std::string key = eq == std::string::npos ? "" : trim(t.substr(0, eq));
-    std::string val = eq == std::string::npos ? "" : trim(t.substr(eq + 1));
-    if (key == "user")
-      ep.user = val;
-    else if (key == "password")
-      ep.password = val;
-    else
-      throw FatalError(path + ":" + std::to_string(n) + ": expected user=NAME or password=SECRET", kExitUsage);
-  }
-}
 
 void curl_global() {
   static std::once_flag once;
@@ -108,81 +47,6 @@ size_t on_data(char* p, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-std::string ClickHouseEndpoint::base_url() const { return "http://" + host + ":" + std::to_string(port) + "/"; }
-
-std::string ClickHouseEndpoint::describe() const {
-  return host + ":" + std::to_string(port) + "/" + database + "." + table;
-}
-
-std::string ClickHouseEndpoint::qualified_table() const { return database + "." + table; }
-
-ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file) {
-  const std::string scheme = "clickhouse://";
-  // what an error quotes: never a password given in the URL
-  std::string shown = url;
-  size_t auth = shown.find("://");
-  size_t at = shown.rfind('@');  // a password may hold '/' and ':' too
-  if (auth != std::string::npos && at != std::string::npos && at > auth) shown.replace(auth + 3, at - auth - 3, "...");
-  auto bad = [&](const std::string& why) {
-    return FatalError(
-        "--to/--from '" + printable(shown) + "': " + why + " (expected clickhouse://HOST[:PORT][/DATABASE])",
-        kExitUsage);
-  };
-  if (url.rfind(scheme, 0) != 0) throw bad("not a clickhouse:// URL");
-  std::string rest = url.substr(scheme.size());
-  size_t slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  std::string db = slash == std::string::npos ? "" : rest.substr(slash + 1);
-  if (url.find('@', scheme.size()) != std::string::npos)
-    throw bad("credentials do not belong on the command line; use --credentials FILE or the environment");
-  ClickHouseEndpoint ep;
-  if (hostport.empty()) throw bad("no host");
-  std::string port_text;
-  bool has_port = false;
-  if (hostport[0] == '[') {  // [v6 address]:port
-    size_t close = hostport.find(']');
-    if (close == std::string::npos) throw bad("unclosed [");
-    ep.host = hostport.substr(0, close + 1);
-    std::string tail = hostport.substr(close + 1);
-    if (!tail.empty()) {
-      if (tail[0] != ':') throw bad("junk after ]");
-      port_text = tail.substr(1);
-      has_port = true;
-    }
-  } else {
-    size_t colon = hostport.find(':');
-    ep.host = hostport.substr(0, colon);
-    if (colon != std::string::npos) {
-      port_text = hostport.substr(colon + 1);
-      has_port = true;
-    }
-  }
-  if (ep.host.empty() || ep.host == "[]") throw bad("no host");
-  if (has_port) {
-    char* end = nullptr;
-    long v = std::strtol(port_text.c_str(), &end, 10);
-    if (port_text.empty() || !end || *end || v < 1 || v > 65535) throw bad("bad port '" + printable(port_text) + "'");
-    ep.port = static_cast<uint16_t>(v);
-  }
-  if (!db.empty()) {
-    if (db.back() == '/') db.pop_back();
-    if (!name_ok(db)) throw bad("bad database name '" + printable(db) + "' (letters, digits, _)");
-    ep.database = db;
-  }
-  if (const char* u = std::getenv("PORTGHOST_CLICKHOUSE_USER")) ep.user = u;
-  if (const char* p = std::getenv("PORTGHOST_CLICKHOUSE_PASSWORD")) ep.password = p;
-  if (credentials_file) read_credentials(*credentials_file, ep);
-  return ep;
-}
-
-ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::optional<std::string>& credentials_file,
-                                       const std::string& table) {
-  ClickHouseEndpoint ep = parse_clickhouse_url(url, credentials_file);
-  if (!name_ok(table)) throw FatalError("--table '" + printable(table) + "': letters, digits and _ only", kExitUsage);
-  ep.table = table;
-  return ep;
-}
-
 bool clickhouse_answer_transient(long http_status, std::string_view body) {
   if (http_status == 401 || http_status == 403) return false;
   if (http_status >= 400 && http_status < 500) return http_status == 408 || http_status == 429;
@@ -215,6 +79,17 @@ bool clickhouse_answer_transient(long http_status, std::string_view body) {
     }
   }
   return true;
+}
+
+bool clickhouse_transfer_transient(int curl_code) {
+  switch (curl_code) {
+    case CURLE_PEER_FAILED_VERIFICATION:  // the certificate, or the name in it, does not verify
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:    // the CAs to verify it by cannot be loaded
+    case CURLE_UNSUPPORTED_PROTOCOL:  // a libcurl without https
+    case CURLE_NOT_BUILT_IN: return false;
+    default: return true;
+  }
 }
 
 ClickHouseClient::ClickHouseClient(ClickHouseEndpoint ep, long timeout_s) : ep_(std::move(ep)), timeout_s_(timeout_s) {
@@ -268,21 +143,52 @@ void ClickHouseClient::perform(const std::string& url, std::string_view body, bo
   curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &sink);
+  set_transport();
   curl_slist* headers = nullptr;
   headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
   if (gzip_body) headers = curl_slist_append(headers, "Content-Encoding: gzip");
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
   CURLcode rc = curl_easy_perform(curl_);
   curl_slist_free_all(headers);
-  if (rc != CURLE_OK) {
-    throw ClickHouseError("ClickHouse " + ep_.describe() + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(rc)), true);
-  }
+  if (rc != CURLE_OK) throw_transfer_error(rc, errbuf);
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
   if (status == 200) return;
   bool transient = clickhouse_answer_transient(status, err_body);
   std::string why = status == 401 || status == 403 ? "authentication failed for user '" + printable(ep_.user) + "'"
                                                    : first_line(err_body);
   throw ClickHouseError("ClickHouse " + ep_.describe() + ": HTTP " + std::to_string(status) + ": " + why, transient);
+}
+
+// The URL's scheme and nothing else (no redirect follows, but should one,
+// it could not step down to plain HTTP). Over TLS, the server's certificate
+// and the host name in it are verified, always: libcurl's default, said
+// here so that no change of default can turn it off.
+void ClickHouseClient::set_transport() {
+  curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, ep_.tls ? "https" : "http");
+  if (!ep_.tls) return;
+  curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(curl_, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  if (ep_.ca_pem.empty()) return;  // the system's CAs
+  // the file's CAs alone: not the system's beside them, which would let any
+  // public CA vouch for a private server
+  curl_blob ca{ep_.ca_pem.data(), ep_.ca_pem.size(), CURL_BLOB_COPY};
+  curl_easy_setopt(curl_, CURLOPT_CAINFO_BLOB, &ca);
+  curl_easy_setopt(curl_, CURLOPT_CAINFO, nullptr);
+  curl_easy_setopt(curl_, CURLOPT_CAPATH, nullptr);
+}
+
+void ClickHouseClient::throw_transfer_error(int curl_code, const char* errbuf) const {
+  std::string why = errbuf[0] ? errbuf : curl_easy_strerror(static_cast<CURLcode>(curl_code));
+  std::string cas = ep_.ca_file.empty() ? "the system's CAs" : "the CAs of " + ep_.ca_file;
+  if (curl_code == CURLE_PEER_FAILED_VERIFICATION || curl_code == CURLE_SSL_ISSUER_ERROR)
+    why = "TLS certificate not trusted by " + cas + ": " + why;
+  else if (curl_code == CURLE_SSL_CACERT_BADFILE)
+    why = "cannot load " + cas + ": " + why;
+  else if (curl_code == CURLE_SSL_CONNECT_ERROR)
+    why = "TLS handshake failed: " + why;
+  throw ClickHouseError("ClickHouse " + ep_.describe() + ": " + printable(why),
+                        clickhouse_transfer_transient(curl_code));
 }
 
 std::string ClickHouseClient::query(std::string_view sql) {

@@ -10,34 +10,11 @@
 #include <string_view>
 
 #include "common/errors.hpp"
+#include "fleet/clickhouse_endpoint.hpp"
 
 typedef void CURL;  // NOLINT(modernize-use-using): libcurl's own spelling
 
 namespace portghost {
-
-// Where: clickhouse://HOST[:PORT][/DATABASE]. Who: from a credentials file
-// (lines user=NAME and password=SECRET) or the environment
-// (PORTGHOST_CLICKHOUSE_USER, PORTGHOST_CLICKHOUSE_PASSWORD); never from the
-// command line, where every user of the host can read it.
-struct ClickHouseEndpoint {
-  std::string host = "127.0.0.1";
-  uint16_t port = 8123;
-  std::string database = "portghost";
-  std::string table = "records";
-  std::string user = "default";
-  std::string password;
-
-  std::string base_url() const;
-  std::string describe() const;  // host:port/database.table, for messages
-  std::string qualified_table() const;
-};
-
-// Throws FatalError (usage) for a malformed URL, one with a secret in it, or
-// an unreadable credentials file.
-ClickHouseEndpoint parse_clickhouse_url(const std::string& url, const std::optional<std::string>& credentials_file);
-// The same, for the named table (letters, digits and _, else a usage error).
-ClickHouseEndpoint clickhouse_endpoint(const std::string& url, const std::optional<std::string>& credentials_file,
-                                       const std::string& table);
 
 // A failed request. transient: worth retrying (the server is down, slow or
 // overloaded); otherwise the request itself is wrong (authentication, a
@@ -53,6 +30,10 @@ class ClickHouseError : public FatalError {
 
 // Is this ClickHouse answer (HTTP status and body) worth a retry?
 bool clickhouse_answer_transient(long http_status, std::string_view body);
+// Is an exchange that got no answer (libcurl's CURLcode) worth a retry? A
+// server down or slow may be back; a certificate that does not verify, or
+// CAs that cannot be loaded, will be the same next time.
+bool clickhouse_transfer_transient(int curl_code);
 
 // One connection (kept alive between requests). Not copyable; movable.
 class ClickHouseClient {
@@ -75,6 +56,8 @@ class ClickHouseClient {
  private:
   void perform(const std::string& url, std::string_view body, bool gzip_body,
                const std::function<void(std::string_view)>& chunk);
+  void set_transport();
+  [[noreturn]] void throw_transfer_error(int curl_code, const char* errbuf) const;
   ClickHouseEndpoint ep_;
   long timeout_s_;
   CURL* curl_ = nullptr;

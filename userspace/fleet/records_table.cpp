@@ -108,12 +108,13 @@ void apply_records_schema(ClickHouseClient& c) {
   check_records_table(c);
 }
 
-int run_schema(const SchemaOptions& o, std::ostream& out) {
+int run_schema(const SchemaOptions& o, std::ostream& out, std::ostream& err) {
   if (!o.apply) {
     out << records_schema(o.database, o.table);
     return kExitOk;
   }
-  ClickHouseClient c(clickhouse_endpoint(*o.apply, o.credentials, o.table));
+  ClickHouseClient c(clickhouse_endpoint(*o.apply, o.credentials, o.table, o.ca_file));
+  warn_if_cleartext(c.endpoint(), err);
   apply_records_schema(c);
   out << "created " << c.endpoint().describe() << " (or found it as portghost makes it)\n";
   return kExitOk;

@@ -37,8 +37,9 @@ std::vector<std::string> records_schema_statements(const std::string& database, 
 // Throws ClickHouseError.
 void apply_records_schema(ClickHouseClient& c);
 // `portghost schema clickhouse`: prints the statements, or with --apply
-// runs them on the server. Throws FatalError.
-int run_schema(const SchemaOptions& o, std::ostream& out);
+// runs them on the server (a warning on err if the password would cross the
+// network in clear). Throws FatalError.
+int run_schema(const SchemaOptions& o, std::ostream& out, std::ostream& err);
 
 // Throws ClickHouseError (not transient) unless the table exists with these
 // columns and types: a shipper must not send into a table it does not know.

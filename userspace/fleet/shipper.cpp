@@ -151,7 +151,8 @@ std::optional<RecordIdentity> identity_before(int fd, uint64_t offset) {
 class Shipper {
  public:
   Shipper(const ShipOptions& o, const std::atomic<bool>& stop, std::ostream& err)
-      : o_(o), stop_(stop), err_(err), client_(clickhouse_endpoint(o.to, o.credentials, o.table)) {
+      : o_(o), stop_(stop), err_(err), client_(clickhouse_endpoint(o.to, o.credentials, o.table, o.ca_file)) {
+    warn_if_cleartext(client_.endpoint(), err_);
     struct stat st {};
     file_ = o.log;
     if (::stat(file_.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) file_ += "/events.jsonl";

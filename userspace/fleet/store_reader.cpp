@@ -18,8 +18,9 @@ namespace portghost {
 
 namespace {
 
-ClickHouseClient client_of(const StoreOptions& s) {
-  ClickHouseClient c(clickhouse_endpoint(*s.from, s.credentials, s.table));
+ClickHouseClient client_of(const StoreOptions& s, std::ostream& err) {
+  ClickHouseClient c(clickhouse_endpoint(*s.from, s.credentials, s.table, s.ca_file));
+  warn_if_cleartext(c.endpoint(), err);
   return c;
 }
 
@@ -65,7 +66,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   auto query = who_query_of(o, err);
   if (!query) return kExitUsage;
   WhoQuery q = *query;
-  ClickHouseClient c = client_of(o.store);
+  ClickHouseClient c = client_of(o.store, err);
   const std::string table = c.endpoint().qualified_table();
   auto questions = who_questions(
       o, q,
@@ -171,7 +172,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
 }
 
 int run_stats_from_store(const StatsOptions& o, std::ostream& out, std::ostream& err) {
-  ClickHouseClient c = client_of(o.store);
+  ClickHouseClient c = client_of(o.store, err);
   const std::string table = c.endpoint().qualified_table();
   LogStats st;
   uint64_t kept = 0;
