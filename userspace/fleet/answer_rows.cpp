@@ -21,8 +21,8 @@ std::string size_text(size_t n) {
 AnswerRows::AnswerRows(std::string what, size_t max_row, std::function<void(std::string_view)> each)
     : what_(std::move(what)), max_row_(max_row), each_(std::move(each)) {}
 
-void AnswerRows::feed(std::string_view piece) {
-  if (failed_) return;
+bool AnswerRows::feed(std::string_view piece) {
+  if (failed_) return false;
   try {
     while (!piece.empty()) {
       // only the new bytes are looked at: the carry holds no newline
@@ -33,7 +33,7 @@ void AnswerRows::feed(std::string_view piece) {
                          ": it is malformed (not portghost's records), and was not read further");
       if (nl == std::string_view::npos) {
         carry_.append(piece);
-        return;
+        return true;
       }
       if (carry_.empty()) {
         each_(piece.substr(0, nl));
@@ -48,7 +48,9 @@ void AnswerRows::feed(std::string_view piece) {
   } catch (...) {
     failed_ = std::current_exception();
     std::string().swap(carry_);
+    return false;
   }
+  return true;
 }
 
 void AnswerRows::finish() {
@@ -59,7 +61,7 @@ void AnswerRows::finish() {
 void query_rows(ClickHouseClient& c, std::string_view sql, size_t max_row,
                 const std::function<void(std::string_view)>& each) {
   AnswerRows rows("ClickHouse " + c.endpoint().describe(), max_row, each);
-  c.query_stream(sql, [&](std::string_view d) { rows.feed(d); });
+  c.query_stream(sql, [&](std::string_view d) { return rows.feed(d); });
   rows.finish();
 }
 
@@ -67,13 +69,13 @@ std::string query_bounded(ClickHouseClient& c, std::string_view sql, size_t max_
   std::string out;
   bool over = false;
   c.query_stream(sql, [&](std::string_view d) {
-    if (over) return;
     if (out.size() + d.size() > max_bytes) {
       over = true;
       std::string().swap(out);
-      return;
+      return false;
     }
     out.append(d);
+    return true;
   });
   if (over)
     throw ClickHouseError("ClickHouse " + c.endpoint().describe() + ": an answer over " + size_text(max_bytes) +

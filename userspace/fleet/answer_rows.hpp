@@ -22,7 +22,8 @@ class AnswerRows {
  public:
   // what: names the answer in messages ("ClickHouse HOST:PORT/DB.TABLE").
   AnswerRows(std::string what, size_t max_row, std::function<void(std::string_view row)> each);
-  void feed(std::string_view piece);
+  // false once the answer is known bad: no more of it is wanted
+  bool feed(std::string_view piece);
   void finish();
 
  private:
@@ -56,7 +57,7 @@ class SessionRows {
   SessionRows(const std::string& what, Each each);
   SessionRows(const SessionRows&) = delete;
   SessionRows& operator=(const SessionRows&) = delete;
-  void feed(std::string_view piece) { rows_.feed(piece); }
+  bool feed(std::string_view piece) { return rows_.feed(piece); }
   void finish();
   uint64_t bad_hosts() const { return bad_hosts_; }
 

@@ -39,10 +39,10 @@ std::string first_line(std::string_view body) {
   return printable(s);
 }
 
+// Returning less than was handed over makes libcurl end the transfer.
 size_t on_data(char* p, size_t size, size_t n, void* user) {
-  auto* sink = static_cast<std::function<void(std::string_view)>*>(user);
-  (*sink)(std::string_view(p, size * n));
-  return size * n;
+  auto* sink = static_cast<std::function<bool(std::string_view)>*>(user);
+  return (*sink)(std::string_view(p, size * n)) ? size * n : 0;
 }
 
 }  // namespace
@@ -116,17 +116,16 @@ ClickHouseClient& ClickHouseClient::operator=(ClickHouseClient&& o) noexcept {
 }
 
 void ClickHouseClient::perform(const std::string& url, std::string_view body, bool gzip_body,
-                               const std::function<void(std::string_view)>& chunk) {
+                               const std::function<bool(std::string_view)>& chunk) {
   std::string err_body;
   long status = 0;
-  bool ok_status = true;
-  std::function<void(std::string_view)> sink = [&](std::string_view d) {
+  bool ok_status = true, cut = false;
+  std::function<bool(std::string_view)> sink = [&](std::string_view d) {
     if (status == 0) curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
     ok_status = status == 200;
-    if (ok_status)
-      chunk(d);
-    else if (err_body.size() < 4096)
-      err_body.append(d);
+    if (ok_status) return !(cut = !chunk(d));
+    if (err_body.size() < 4096) err_body.append(d);
+    return true;
   };
   char errbuf[CURL_ERROR_SIZE] = {};
   curl_easy_reset(curl_);
@@ -150,6 +149,7 @@ void ClickHouseClient::perform(const std::string& url, std::string_view body, bo
   curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
   CURLcode rc = curl_easy_perform(curl_);
   curl_slist_free_all(headers);
+  if (cut) return;  // the reader has what it needs, or its reason to refuse
   if (rc != CURLE_OK) throw_transfer_error(rc, errbuf);
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
   if (status == 200) return;
@@ -193,11 +193,14 @@ void ClickHouseClient::throw_transfer_error(int curl_code, const char* errbuf) c
 
 std::string ClickHouseClient::query(std::string_view sql) {
   std::string out;
-  perform(ep_.base_url() + "?wait_end_of_query=1", sql, false, [&](std::string_view d) { out.append(d); });
+  perform(ep_.base_url() + "?wait_end_of_query=1", sql, false, [&](std::string_view d) {
+    out.append(d);
+    return true;
+  });
   return out;
 }
 
-void ClickHouseClient::query_stream(std::string_view sql, const std::function<void(std::string_view)>& chunk) {
+void ClickHouseClient::query_stream(std::string_view sql, const std::function<bool(std::string_view)>& chunk) {
   // the whole answer before the status: an error half-way cannot pass for
   // the end of the rows
   perform(ep_.base_url() + "?wait_end_of_query=1", sql, false, chunk);
@@ -207,7 +210,7 @@ void ClickHouseClient::insert_gzip(std::string_view gz_rows) {
   char* q = curl_easy_escape(curl_, ("INSERT INTO " + ep_.qualified_table() + " FORMAT JSONEachRow").c_str(), 0);
   std::string url = ep_.base_url() + "?query=" + q;
   curl_free(q);
-  perform(url, gz_rows, true, [](std::string_view) {});
+  perform(url, gz_rows, true, [](std::string_view) { return true; });
 }
 
 std::string gzip_compress(std::string_view text) {

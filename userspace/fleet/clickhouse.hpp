@@ -49,13 +49,15 @@ class ClickHouseClient {
   // Runs sql, returns the whole answer.
   std::string query(std::string_view sql);
   // Runs sql, handing the answer over in pieces as it arrives.
-  void query_stream(std::string_view sql, const std::function<void(std::string_view)>& chunk);
+  // chunk returns false when it wants no more: the transfer is cut there
+  // (a malformed answer is not received to its end).
+  void query_stream(std::string_view sql, const std::function<bool(std::string_view)>& chunk);
   // INSERT INTO the table FORMAT JSONEachRow, the rows gzip-compressed.
   void insert_gzip(std::string_view gz_rows);
 
  private:
   void perform(const std::string& url, std::string_view body, bool gzip_body,
-               const std::function<void(std::string_view)>& chunk);
+               const std::function<bool(std::string_view)>& chunk);
   void set_transport();
   [[noreturn]] void throw_transfer_error(int curl_code, const char* errbuf) const;
   ClickHouseEndpoint ep_;

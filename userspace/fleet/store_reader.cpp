@@ -54,7 +54,7 @@ std::vector<LogEvent> nat_records(ClickHouseClient& c, const std::string& table,
         where_am_i(c), text, size, std::nullopt, [&](LogEvent&& e) { events.push_back(std::move(e)); }, warn);
   });
   c.query_stream(records_of(table, host_filter(host) + "type IN ('nat', 'nat_end')"),
-                 [&](std::string_view d) { split.feed(d); });
+                 [&](std::string_view d) { return split.feed(d); });
   split.finish();
   bad_hosts += split.bad_hosts();
   return events;
@@ -155,7 +155,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
     }
     for (auto& e : evs) events.push_back(std::move(e));
   });
-  c.query_stream(records_of(table, where), [&](std::string_view d) { split.feed(d); });
+  c.query_stream(records_of(table, where), [&](std::string_view d) { return split.feed(d); });
   split.finish();
   say_bad_hosts(c, bad_hosts + split.bad_hosts(), warn);
   err << warn.str();
@@ -187,7 +187,7 @@ int run_stats_from_store(const StatsOptions& o, std::ostream& out, std::ostream&
         warn);
   });
   std::string where = o.host ? "host = " + sql_quote(*o.host) : "1";
-  c.query_stream(records_of(table, where), [&](std::string_view d) { split.feed(d); });
+  c.query_stream(records_of(table, where), [&](std::string_view d) { return split.feed(d); });
   split.finish();
   say_bad_hosts(c, split.bad_hosts(), warn);
   err << warn.str();
