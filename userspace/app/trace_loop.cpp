@@ -187,6 +187,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   std::optional<ConntrackEvents> conntrack = open_conntrack(opt.nat && !opt.probe_report, nat_why);
   std::optional<NatJoin> nat;
   if (conntrack) nat.emplace(sink);
+  if (conntrack && !conntrack->filtered())
+    spdlog::info("conntrack events: the kernel takes no socket filter here: every flow's events are read");
   Sink& records = nat ? static_cast<Sink&>(*nat) : sink;  // through the NAT join, when there is one
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (nat) {

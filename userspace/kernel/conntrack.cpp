@@ -3,6 +3,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <linux/filter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -98,6 +103,33 @@ bool conntrack_has_nat() {
   return found;
 }
 
+namespace {
+// A classic BPF filter on the event socket: only the events of translated
+// flows (status IPS_SRC_NAT or IPS_DST_NAT, in CTA_STATUS) are queued. The
+// kernel still builds an event for every flow it confirms or destroys, but
+// the others are dropped there: no wakeup, no copy, no decoding for flows
+// nobody translates (on a container host, nearly all of them: loopback,
+// host-to-host). The same walk of the attributes as libnetfilter_conntrack's
+// own filters (the SKF_AD_NLATTR ancillary load).
+bool keep_only_translated(int fd) {
+  constexpr uint32_t kFirstAttr = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_IMM, kFirstAttr),   // A: where the attributes begin
+      BPF_STMT(BPF_LDX | BPF_IMM, CTA_STATUS),  // X: the attribute wanted
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS,
+               static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_NLATTR)),            // A: its offset, 0 if none
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, 0),                           // none: drop
+      BPF_STMT(BPF_MISC | BPF_TAX, 0),                                        // X: its offset
+      BPF_STMT(BPF_LD | BPF_W | BPF_IND, NLA_HDRLEN),                         // A: the status (big-endian)
+      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, IPS_SRC_NAT | IPS_DST_NAT, 1, 0),  // translated: keep
+      BPF_STMT(BPF_RET | BPF_K, 0),
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0;
+}
+}  // namespace
+
 ConntrackEvents::ConntrackEvents() : h_(std::make_unique<Handle>()) {
   h_->nfct = nfct_open(CONNTRACK, NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_DESTROY);
   if (!h_->nfct) throw FatalError(errno_text("conntrack events (ctnetlink)", errno));
@@ -108,6 +140,7 @@ ConntrackEvents::ConntrackEvents() : h_(std::make_unique<Handle>()) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) throw FatalError(errno_text("conntrack events", errno));
+  filtered_ = keep_only_translated(fd);
   if (nfct_callback_register(h_->nfct, NFCT_T_ALL, on_conntrack, h_.get()) != 0)
     throw FatalError(errno_text("conntrack events", errno));
 }

@@ -65,11 +65,15 @@ class ConntrackEvents {
   // last call (each overrun lost one event or more).
   uint64_t read(const std::function<void(const CtEvent&)>& f);
   int fd() const;
+  // Whether the kernel drops the events of untranslated flows before they
+  // are queued (a socket filter); when not, they are read and ignored.
+  bool filtered() const { return filtered_; }
 
   struct Handle;  // the library's handle and the callback's scratch
 
  private:
   std::unique_ptr<Handle> h_;
+  bool filtered_ = false;
 };
 
 }  // namespace portghost
