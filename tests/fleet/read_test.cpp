@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.hpp"
+#include "fleet_fixture.hpp"
 #include "fleet_harness.hpp"
 #include "log_maker.hpp"
 
@@ -19,34 +20,24 @@ using namespace pgfleet;
 
 namespace {
 
-class StoreRead : public ::testing::Test {
+// The fleet fixture (one server, a database and a directory per test, the
+// default ship state in the test's directory), and rows as a shipper sends.
+class StoreRead : public Fleet {
  protected:
-  static void SetUpTestSuite() {
-    ASSERT_TRUE(ClickHouseServer::available())
-        << "clickhouse-server is not installed (scripts/deps.sh installs it): the fleet tests need a real server";
-    server_ = new ClickHouseServer();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    db_ = std::string("r_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    create_records_table(*server_, db_);
-    cred_ = credentials_file(*server_, dir_);
-  }
   // A row as a shipper would send it, with this host and line.
   std::string row(const std::string& host, uint64_t run, const std::string& line, const std::string& type = "assign") {
     nlohmann::json r = {{"host", host}, {"run", run}, {"seq", 0}, {"type", type}, {"ts_ns", ts_}, {"line", line}};
     return r.dump() + "\n";
   }
-  static ClickHouseServer* server_;
-  TempDir dir_;
-  std::string db_, cred_;
+  // The same question of the files and of the store.
+  std::pair<RunResult, RunResult> ask_both(const std::vector<std::string>& q, const std::string& url) {
+    std::vector<std::string> files = q, store = q;
+    files.push_back(dir_.path());
+    store.insert(store.end(), {"--from", url, "--credentials", cred_});
+    return {run_portghost(files), run_portghost(store)};
+  }
   uint64_t ts_ = 0;
 };
-
-ClickHouseServer* StoreRead::server_ = nullptr;
 
 TEST_F(StoreRead, RowsWithAHostNoPortghostShipsAreSkippedAndCounted) {
   LogShape shape;
@@ -73,10 +64,7 @@ TEST_F(StoreRead, RowsWithAHostNoPortghostShipsAreSkippedAndCounted) {
                                   "--since",  portghost::format_rfc3339(shape.t0_ns),
                                   "--until",  portghost::format_rfc3339(shape.t0_ns + 3'600'000'000'000ULL),
                                   "--format", "json"};
-  std::vector<std::string> files_args = who, store_args = who;
-  files_args.push_back(dir_.path());
-  store_args.insert(store_args.end(), {"--from", url, "--credentials", cred_});
-  RunResult files = run_portghost(files_args), store = run_portghost(store_args);
+  auto [files, store] = ask_both(who, url);
   ASSERT_EQ(files.rc, 0) << files.err;
   ASSERT_EQ(store.rc, 0) << store.err;
   EXPECT_NE(files.out.find("\"type\":\"holding\""), std::string::npos) << files.out;
@@ -113,10 +101,7 @@ TEST_F(StoreRead, EscapedLinesComeBackAsTheyWere) {
   RunResult r = run_portghost({"ship", dir_.path(), "--to", url, "--credentials", cred_, "--once"});
   ASSERT_EQ(r.rc, 0) << r.err;
   std::vector<std::string> who = {"who", "4242", "--at", portghost::format_rfc3339(ts_ + 2), "--format", "json"};
-  std::vector<std::string> files_args = who, store_args = who;
-  files_args.push_back(dir_.path());
-  store_args.insert(store_args.end(), {"--from", url, "--credentials", cred_});
-  RunResult files = run_portghost(files_args), store = run_portghost(store_args);
+  auto [files, store] = ask_both(who, url);
   ASSERT_EQ(files.rc, 0) << files.err;
   ASSERT_EQ(store.rc, 0) << store.err;
   EXPECT_NE(files.out.find(R"(a'b\"c\\d\te\nf\\\\g)"), std::string::npos) << files.out;
