@@ -100,3 +100,22 @@ TEST(SocketTable, ManyHoldersOfOnePortReleasedInAnyOrder) {
     EXPECT_EQ(t.size(), 0u);
   }
 }
+
+// A walk of a port's holders stops at its limit across namespaces too: the
+// namespaces after the one where the limit was reached are not walked.
+TEST(SocketTable, AWalkOfAPortStopsAtItsLimitInEveryNamespace) {
+  SocketTable t;
+  for (uint32_t ns = 1; ns <= 4; ns++)
+    for (uint64_t c = 1; c <= 100; c++) {
+      SockEvent e = assign_ev(ns * 1000 + c, 5000, c, 1);
+      e.netns = ns;
+      ASSERT_TRUE(t.assign(e));
+    }
+  size_t walked = 0;
+  auto count = [&](uint64_t, const SocketTable::Holder&, uint64_t) { walked++; };
+  EXPECT_FALSE(t.for_each_of_port(Proto::Tcp, 5000, 200, count, 150));
+  EXPECT_EQ(walked, 150u);
+  walked = 0;
+  EXPECT_TRUE(t.for_each_of_port(Proto::Tcp, 5000, 200, count, 400));
+  EXPECT_EQ(walked, 400u);
+}

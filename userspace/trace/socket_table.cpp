@@ -93,12 +93,12 @@ bool SocketTable::for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot
   size_t seen = 0;
   bool complete = true;
   counts_.for_each([&](uint64_t key, uint64_t) {  // the namespaces holding ports of proto
-    if (static_cast<Proto>(key & 0xff) != proto) return;
+    if (!complete || static_cast<Proto>(key & 0xff) != proto) return;
     const PortUse* u = ports_.find(key << 16 | port);
     for (uint64_t at = u ? u->first : 0; at;) {
       const Holder* h = held_.find(at);
       if (!h) break;
-      if (seen++ == limit) {
+      if (seen++ >= limit) {
         complete = false;
         return;
       }
@@ -110,7 +110,7 @@ bool SocketTable::for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot
   for (uint64_t at = first ? *first : 0; at && complete;) {
     const Released& r = released_[at - 1];
     if (r.at_boot_ns + kKeepReleasedNs >= now_boot_ns) {
-      if (seen++ == limit) return false;
+      if (seen++ >= limit) return false;
       f(r.cookie, r.h, r.at_boot_ns);
     }
     at = r.next;
