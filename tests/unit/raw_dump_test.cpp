@@ -56,9 +56,21 @@ TEST(RawDump, NeverCutsOrWaitsOnWhatWasPlanted) {
   TempDir open_dir;
   ASSERT_EQ(chmod(open_dir.path().c_str(), 0777), 0);
   EXPECT_NE(refusal(open_dir / "dump").find("writable by every user"), std::string::npos);
-  // a dump of its own is replaced
+  // another user's file is not taken over; a file of its own is made root's
+  // only before anything is written into it
+  if (geteuid() == 0) {
+    pgtest::write_file(d / "theirs", "theirs\n");
+    ASSERT_EQ(chown((d / "theirs").c_str(), 4242, 4242), 0);
+    EXPECT_NE(refusal(d / "theirs").find("another user's file"), std::string::npos);
+    EXPECT_EQ(pgtest::read_file(d / "theirs"), "theirs\n");
+  }
+  // a dump of its own is replaced, and made 0600
   pgtest::write_file(d / "old", "PGRAW2\nold records");
+  ASSERT_EQ(chmod((d / "old").c_str(), 0644), 0);
   RawDumpWriter w(d / "old");
   w.flush();
   EXPECT_EQ(read_raw_dump(d / "old"), std::vector<std::string>{});
+  struct stat st {};
+  ASSERT_EQ(stat((d / "old").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }

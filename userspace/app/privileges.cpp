@@ -78,7 +78,11 @@ void check_privileges(bool will_drop) {
         "CAP_SYS_PTRACE (missing: " +
         missing + ")");
   static const Cap wanted[] = {{CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"}};
-  if (auto missing = missing_of(wanted); !missing.empty() && !will_drop)
+  if (will_drop)
+    spdlog::warn(
+        "under --user, cgroups are named by a walk of the tree at most once a second (open_by_handle_at needs "
+        "CAP_DAC_READ_SEARCH): a container made and gone between two walks is not named");
+  else if (auto missing = missing_of(wanted); !missing.empty())
     spdlog::warn(
         "without CAP_DAC_READ_SEARCH, cgroups are named by a walk of the tree at most once a second: a "
         "container made and gone between two walks is not named");

@@ -188,7 +188,9 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   std::optional<NatJoin> nat;
   if (conntrack) nat.emplace(sink);
   if (conntrack && !conntrack->filtered())
-    spdlog::info("conntrack events: the kernel takes no socket filter here: every flow's events are read");
+    spdlog::info(
+        "conntrack events: not filtered in the kernel here (IPVS, or no socket filter): every flow's "
+        "events are read");
   Sink& records = nat ? static_cast<Sink&>(*nat) : sink;  // through the NAT join, when there is one
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (nat) {

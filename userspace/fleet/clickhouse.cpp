@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <libdeflate.h>
 
+#include <algorithm>
 #include <mutex>
 #include <utility>
 
@@ -124,8 +125,9 @@ void ClickHouseClient::perform(const std::string& url, std::string_view body, bo
     if (status == 0) curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
     ok_status = status == 200;
     if (ok_status) return !(cut = !chunk(d));
-    if (err_body.size() < 4096) err_body.append(d);
-    return true;
+    // an error's first lines say what it is: no more is received
+    err_body.append(d.substr(0, 4096 - std::min<size_t>(err_body.size(), 4096)));
+    return err_body.size() < 4096;
   };
   char errbuf[CURL_ERROR_SIZE] = {};
   curl_easy_reset(curl_);
@@ -150,7 +152,7 @@ void ClickHouseClient::perform(const std::string& url, std::string_view body, bo
   CURLcode rc = curl_easy_perform(curl_);
   curl_slist_free_all(headers);
   if (cut) return;  // the reader has what it needs, or its reason to refuse
-  if (rc != CURLE_OK) throw_transfer_error(rc, errbuf);
+  if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && status != 200)) throw_transfer_error(rc, errbuf);
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
   if (status == 200) return;
   bool transient = clickhouse_answer_transient(status, err_body);

@@ -115,7 +115,9 @@ std::string default_ship_state(const std::string& log_file) {
   if (realpath(dir_of(log_file).c_str(), buf)) abs = std::string(buf) + "/" + name_of(log_file);
   char hex[17];
   snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a(abs)));
-  std::string name = name_of(abs) + "-" + hex + ".state";
+  // the log's name, cut so that the state's and its temporary name fit in
+  // NAME_MAX (the hash tells logs apart)
+  std::string name = name_of(abs).substr(0, 200) + "-" + hex + ".state";
   std::string dir;
   if (const char* sd = std::getenv("STATE_DIRECTORY"); sd && *sd) {
     dir = sd;

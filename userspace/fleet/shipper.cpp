@@ -300,6 +300,7 @@ class Shipper {
   }
 
   void next_source() {
+    discarding_ = false;
     if (queue_.empty()) {
       cur_ = Source{};
       cur_.path = file_;
@@ -368,6 +369,7 @@ class Shipper {
         say(cur_.path + " was cut back: reading it from its start");
         cur_.offset = 0;
         carry_.clear();
+        discarding_ = false;
         return true;
       }
       return false;

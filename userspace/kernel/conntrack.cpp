@@ -10,6 +10,7 @@
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -140,7 +141,10 @@ ConntrackEvents::ConntrackEvents() : h_(std::make_unique<Handle>()) {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) throw FatalError(errno_text("conntrack events", errno));
-  filtered_ = keep_only_translated(fd);
+  // IPVS (kube-proxy's IPVS mode among others) rewrites a flow's reply
+  // tuple without the NAT status bits the filter keys on: where it is
+  // loaded in this namespace, every event is read and the join decides
+  if (access("/proc/net/ip_vs", F_OK) != 0) filtered_ = keep_only_translated(fd);
   if (nfct_callback_register(h_->nfct, NFCT_T_ALL, on_conntrack, h_.get()) != 0)
     throw FatalError(errno_text("conntrack events", errno));
 }

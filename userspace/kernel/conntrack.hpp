@@ -66,7 +66,9 @@ class ConntrackEvents {
   uint64_t read(const std::function<void(const CtEvent&)>& f);
   int fd() const;
   // Whether the kernel drops the events of untranslated flows before they
-  // are queued (a socket filter); when not, they are read and ignored.
+  // are queued (a socket filter on the status bits; not where IPVS is
+  // loaded, whose translations lack them); when not, they are read and
+  // the join ignores them.
   bool filtered() const { return filtered_; }
 
   struct Handle;  // the library's handle and the callback's scratch

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "common/errors.hpp"
 #include "common/file_place.hpp"
@@ -30,14 +31,14 @@ RawDumpWriter::RawDumpWriter(const std::string& path) : path_(path) {
     throw FatalError("refusing to write raw dump " + path + ": not a regular file (a FIFO nobody reads)", kExitUsage);
   if (fd < 0) throw FatalError(errno_text("cannot write raw dump " + path, errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1) {
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink > 1 || st.st_uid != geteuid()) {
     close(fd);
     throw FatalError("refusing to write raw dump " + path +
-                         ": not a regular file of its own (a FIFO, a device or a "
-                         "hard link to another file)",
+                         ": not a regular file of its own (a FIFO, a device, a hard link to another file, or "
+                         "another user's file)",
                      kExitUsage);
   }
-  if (ftruncate(fd, 0) != 0 || fcntl(fd, F_SETFL, 0) != 0) {
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, 0) != 0 || fcntl(fd, F_SETFL, 0) != 0) {
     int e = errno;
     close(fd);
     throw FatalError(errno_text("cannot write raw dump " + path, e));
@@ -48,7 +49,10 @@ RawDumpWriter::RawDumpWriter(const std::string& path) : path_(path) {
     throw FatalError(errno_text("cannot write raw dump " + path, errno));
   }
   std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
-  if (std::fwrite(kMagic, 1, kMagicLen, f_) != kMagicLen) throw FatalError("cannot write raw dump " + path);
+  if (std::fwrite(kMagic, 1, kMagicLen, f_) != kMagicLen) {
+    std::fclose(std::exchange(f_, nullptr));
+    throw FatalError("cannot write raw dump " + path);
+  }
 }
 
 RawDumpWriter::~RawDumpWriter() {

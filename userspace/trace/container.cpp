@@ -202,10 +202,13 @@ std::optional<std::string> CgroupResolver::path_of(uint64_t id) {
   uint64_t now = mono_ns();
   if (now - last_scan_ns_ < 1'000'000'000ULL && last_scan_ns_ != 0) return std::nullopt;  // at most 1/s
   last_scan_ns_ = now;
+  uint64_t evicted_before = evicted_;
   rescan();
   it = paths_.find(id);
   if (it == paths_.end()) {
     // removed before we looked: ids are not reused, so never look again
+    // (unless the walk had to forget paths: it may have been one of them)
+    if (evicted_ != evicted_before) return std::nullopt;
     if (gone_.size() >= kMaxGone) gone_.clear();
     gone_.insert(id);
     return std::nullopt;
