@@ -180,6 +180,16 @@ void ClickHouseClient::set_transport() {
   curl_easy_setopt(curl_, CURLOPT_CAPATH, nullptr);
 }
 
+bool ClickHouseClient::handshake_unanswered() const {
+  if (!ep_.tls) return false;
+  // libcurl leaves the phase times at 0 on a failure: a local port says the
+  // TCP connection stood, no request bytes that TLS never carried one
+  long local_port = 0, request_bytes = 0;
+  curl_easy_getinfo(curl_, CURLINFO_LOCAL_PORT, &local_port);
+  curl_easy_getinfo(curl_, CURLINFO_REQUEST_SIZE, &request_bytes);
+  return local_port > 0 && request_bytes == 0;
+}
+
 void ClickHouseClient::throw_transfer_error(int curl_code, const char* errbuf) const {
   std::string why = errbuf[0] ? errbuf : curl_easy_strerror(static_cast<CURLcode>(curl_code));
   std::string cas = ep_.ca_file.empty() ? "the system's CAs" : "the CAs of " + ep_.ca_file;
@@ -189,6 +199,10 @@ void ClickHouseClient::throw_transfer_error(int curl_code, const char* errbuf) c
     why = "cannot load " + cas + ": " + why;
   else if (curl_code == CURLE_SSL_CONNECT_ERROR)
     why = "TLS handshake failed: " + why;
+  else if (curl_code == CURLE_OPERATION_TIMEDOUT && handshake_unanswered())
+    // a plain HTTP port waits for a line end that a ClientHello holds only
+    // by chance: the server's silence is the answer of a port without TLS
+    why = "TLS handshake failed: no TLS answer (is the port serving plain HTTP?): " + why;
   throw ClickHouseError("ClickHouse " + ep_.describe() + ": " + printable(why),
                         clickhouse_transfer_transient(curl_code));
 }

@@ -59,6 +59,8 @@ class ClickHouseClient {
   void perform(const std::string& url, std::string_view body, bool gzip_body,
                const std::function<bool(std::string_view)>& chunk);
   void set_transport();
+  // connected, but no TLS handshake finished (on a timeout)
+  bool handshake_unanswered() const;
   [[noreturn]] void throw_transfer_error(int curl_code, const char* errbuf) const;
   ClickHouseEndpoint ep_;
   long timeout_s_;
