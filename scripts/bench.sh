@@ -268,18 +268,31 @@ start_ms=$(printf '%s\n' "${starts[@]}" | median)
 log "start record after ${starts[*]} ms"
 hold=100000; [ $smoke -eq 1 ] && hold=5000
 f=$work/hold.jsonl
-start_tool portghost "$f"
 per=$(( (hold + 5) / 6 ))
 hold_secs=$((secs + 4))
-for _ in 1 2 3 4 5 6; do "$CHURN" hold --count "$per" --seconds "$hold_secs" >>"$work/hold.txt" & done
-sleep $((hold_secs - 1))
+# the kernel's unreclaimable slab grown by the holders, in kB: measured once
+# without the tracer and once with it, the difference is the socket storage
+# the tracer adds per held port (outside kernel_maps_bytes)
+unreclaim() { awk '/SUnreclaim/ { print $2 }' /proc/meminfo; }
+hold_ports() {
+  local before; before=$(unreclaim)
+  for _ in 1 2 3 4 5 6; do "$CHURN" hold --count "$per" --seconds "$hold_secs" >>"$work/hold.txt" & done
+  sleep $((hold_secs - 1))
+  HOLD_SLAB_KB=$(($(unreclaim) - before))
+}
+wait_holders() { wait $(jobs -p | grep -vx -e "${TOOL_PID:-none}" -e "${REDIS_PID:-none}") 2>/dev/null || true; }
+TOOL_PID=""; hold_ports; slab_off=$HOLD_SLAB_KB; wait_holders; : >"$work/hold.txt"
+start_tool portghost "$f"
+hold_ports; slab_on=$HOLD_SLAB_KB
 held=$(grep -c '"type":"assign"' "$f" || true)
+maps_bytes=$(head -1 "$f" | grep -o '"kernel_maps_bytes":[0-9]*' | cut -d: -f2)
 rss_kb=$(awk '/VmRSS/ { print $2 }' "/proc/$TOOL_PID/status")
 # the holders only: the tracer and the redis server are jobs too
-wait $(jobs -p | grep -vx -e "$TOOL_PID" -e "${REDIS_PID:-none}") 2>/dev/null || true
+wait_holders
 hwm_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$TOOL_PID/status")
 stop_tool
-log "memory: $held ports held: RSS $((rss_kb / 1024)) MiB, high-water $((hwm_kb / 1024)) MiB"
+storage_b=$(((slab_on - slab_off) * 1024 / (held > 0 ? held : 1)))
+log "memory: $held ports held: RSS $((rss_kb / 1024)) MiB, high-water $((hwm_kb / 1024)) MiB; kernel maps ${maps_bytes} B; socket storage ${storage_b} B a port (slab +${slab_off} kB untraced, +${slab_on} kB traced)"
 
 # ---- 6. userspace cost per record, replayed from a recording ----
 f=$work/rec.jsonl
@@ -357,6 +370,8 @@ res=$out/results.md
   echo "| wakeups per second, idle | $wakeups |"
   echo "| exec to the start record (median of 3) | ${start_ms} ms |"
   echo "| RSS with $held ports held | $((rss_kb / 1024)) MiB (high-water $((hwm_kb / 1024)) MiB) |"
+  echo "| kernel memory of the maps (start record's \`kernel_maps_bytes\`) | $((maps_bytes / 1048576)) MiB ($maps_bytes B) |"
+  echo "| kernel socket storage per held port (slab, traced minus untraced hold) | $storage_b B ($(((slab_on - slab_off) / 1024)) MiB for $held ports) |"
   echo "| userspace CPU per record, replay (median of 5) | ${replay_ns} ns |"
   echo "| instructions per record, callgrind replay | $instr |"
   fi

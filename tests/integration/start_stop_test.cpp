@@ -44,6 +44,11 @@ TEST_F(Trace, StartRecordComesFirstWithHooksAndRange) {
   EXPECT_EQ(s["host"], host);
   EXPECT_EQ(s["boot_id"].get<std::string>().size(), 36u);
   EXPECT_TRUE(s["machine_id"].is_string());
+  // the maps' kernel memory holds the event ring at least, and is stated
+  // as the kernel counts it: not a round figure of portghost's own
+  uint64_t ring = s["ring_buffer_bytes"].get<uint64_t>(), maps = s["kernel_maps_bytes"].get<uint64_t>();
+  EXPECT_GE(maps, ring);
+  EXPECT_LT(maps, ring + (256u << 20));
 }
 
 // The ends of connect, bind and send come from one world: fexit on the

@@ -248,6 +248,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   for (const auto& p : probes.paths()) start.paths.emplace_back(p.path, p.hook);
   std::tie(start.port_lo, start.port_hi) = local_port_range();
   start.ring_buffer_bytes = cfg.ring_buffer_bytes;
+  start.kernel_maps_bytes = probes.map_memory();
   start.filters = filter_summary(opt.filters);
   sink.start(start);
   sink.flush();

@@ -1,6 +1,7 @@
 #include "kernel/probes.hpp"
 
 #include "kernel/existing.hpp"
+#include "kernel/map_memory.hpp"
 #include "kernel/skipped_runs.hpp"
 
 #include <bpf/bpf.h>
@@ -382,6 +383,7 @@ Counters Probes::counters() const {
 }
 
 uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->obj); }
+uint64_t Probes::map_memory() const { return map_memory_bytes(skel_->obj); }
 uint64_t Probes::skipped_releases() const { return portghost::skipped_runs(skel_->obj, "pg_set_state"); }
 
 namespace {

@@ -80,6 +80,8 @@ class Probes {
   // may depend on (tp_btf/inet_sock_set_state).
   uint64_t skipped_runs() const;
   uint64_t skipped_releases() const;
+  // The kernel memory the maps hold (kernel/map_memory.hpp).
+  uint64_t map_memory() const;
 
   // "fexit", "socket" (socket tracepoints, nothing on the syscall layer) or
   // "syscall" (the syscall exits): where the ends of connect, bind and send

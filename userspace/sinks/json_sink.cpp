@@ -285,7 +285,10 @@ void JsonSink::start(const StartRecord& r) {
     }
     p.end();
   }
-  o.raw("paths", paths).raw("port_range", range).num("ring_buffer_bytes", r.ring_buffer_bytes);
+  o.raw("paths", paths)
+      .raw("port_range", range)
+      .num("ring_buffer_bytes", r.ring_buffer_bytes)
+      .num("kernel_maps_bytes", r.kernel_maps_bytes);
   std::string filters;
   {
     JsonObject f(filters);

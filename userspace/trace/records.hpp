@@ -76,6 +76,7 @@ struct StartRecord {
   std::vector<std::pair<std::string, std::string>> paths;  // path -> hook serving it ("" none)
   uint16_t port_lo = 0, port_hi = 0;
   uint64_t ring_buffer_bytes = 0;
+  uint64_t kernel_maps_bytes = 0;  // the maps' kernel memory at the start (socket storage apart)
   std::map<std::string, std::string> filters;
 };
 
