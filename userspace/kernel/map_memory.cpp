@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -48,6 +49,9 @@ uint64_t map_memory_bytes(bpf_object* obj) {
       warned = true;
       continue;
     }
+    // Linux 5.11-6.3 count a map as its keys and values, which a ring
+    // has none of: a ring holds its size at least
+    if (bpf_map__type(map) == BPF_MAP_TYPE_RINGBUF) bytes = std::max<int64_t>(bytes, bpf_map__max_entries(map));
     total += static_cast<uint64_t>(bytes);
   }
   return total;
