@@ -317,6 +317,20 @@ log "replay: ${replays[*]} ns/record (median $replay_ns), $instr instructions/re
 
 fi  # only the overhead
 
+# the scalar figures, for the targets' table (scripts/bench/targets.py)
+{
+  echo "seconds $secs"
+  echo "masquerade $masq"
+  if [ $only -eq 0 ]; then
+    echo "replay_ns $replay_ns"
+    echo "latency_p99_ms $(kv p99_ms "$latency")"
+    echo "rss_kb $rss_kb"
+    echo "held $held"
+    echo "kernel_maps_bytes $maps_bytes"
+    echo "storage_bytes_per_port $storage_b"
+  fi
+} >"$out/figures.txt"
+
 # ---- results ----
 res=$out/results.md
 {
@@ -375,6 +389,8 @@ res=$out/results.md
   echo "| userspace CPU per record, replay (median of 5) | ${replay_ns} ns |"
   echo "| instructions per record, callgrind replay | $instr |"
   fi
+  echo
+  python3 scripts/bench/targets.py "$out"
 } >"$res"
 cp "$work/plot.txt" "$out/plot.txt"
 if command -v gnuplot >/dev/null && [ $smoke -eq 0 ]; then
