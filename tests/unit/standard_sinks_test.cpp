@@ -41,6 +41,8 @@ std::vector<json> documents() {
   st.machine_id = "3d1219c7c4c5404aaa1f6d2a48adfda4";
   st.boot_id = "dd6562ce-2c92-4e5e-80e4-fd673f1ba1d6";
   st.hooks = {"sockops"};
+  st.ring_buffer_bytes = 8u << 20;
+  st.kernel_maps_bytes = 21268240;
   sink.start(st);
   sink.port(assign_record());
   PortRecord listen = assign_record();
@@ -188,6 +190,9 @@ TEST(EcsFormat, TheHostsPointOfView) {
   EXPECT_EQ(rel["event"]["duration"], 1'500'000);
   EXPECT_EQ(rel["portghost"]["closer"]["pid"], 5151);
   EXPECT_EQ(docs[5]["event"]["outcome"], "failure");
+  // the start's own keys under portghost, the kernel's memory among them
+  EXPECT_EQ(docs[0]["portghost"]["ring_buffer_bytes"], 8u << 20);
+  EXPECT_EQ(docs[0]["portghost"]["kernel_maps_bytes"], 21268240);
 }
 
 TEST(OcsfFormat, NetworkActivityAsOcsf120DefinesIt) {
@@ -282,6 +287,7 @@ TEST(EcsFormat, ANatTranslationIsTheSourcesNat) {
 
 TEST(OcsfFormat, OpenCloseFailAndTheFlow) {
   auto docs = documents<OcsfSink>();
+  EXPECT_EQ(docs[0]["unmapped"]["kernel_maps_bytes"], 21268240);
   EXPECT_EQ(docs[1]["activity_id"], 1);
   EXPECT_EQ(docs[1]["src_endpoint"]["ip"], "10.0.0.5");
   EXPECT_EQ(docs[1]["dst_endpoint"]["port"], 443);

@@ -251,6 +251,7 @@ void EcsSink::start(const StartRecord& r) {
           p.ascii("type", "start").num("ts_ns", r.ts_ns).str("version", r.version).str("kernel", r.kernel);
           p.str("world", r.world).raw("hooks", strings(r.hooks)).raw("uncaught", strings(r.uncaught));
           p.raw("port_range", "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]");
+          p.num("ring_buffer_bytes", r.ring_buffer_bytes).num("kernel_maps_bytes", r.kernel_maps_bytes);
           p.num("run", run_).num("seq", seq);
         }));
   o.close();
@@ -420,6 +421,7 @@ void OcsfSink::start(const StartRecord& r) {
           p.str("machine_id", r.machine_id).str("boot_id", r.boot_id).str("world", r.world);
           p.raw("hooks", strings(r.hooks)).raw("uncaught", strings(r.uncaught));
           p.raw("port_range", "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]");
+          p.num("ring_buffer_bytes", r.ring_buffer_bytes).num("kernel_maps_bytes", r.kernel_maps_bytes);
           p.num("run", run_).num("seq", seq);
         }));
   o.close();
