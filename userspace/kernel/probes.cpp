@@ -383,8 +383,8 @@ Counters Probes::counters() const {
 }
 
 uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->obj); }
-uint64_t Probes::map_memory() const { return map_memory_bytes(skel_->obj); }
 uint64_t Probes::skipped_releases() const { return portghost::skipped_runs(skel_->obj, "pg_set_state"); }
+uint64_t Probes::map_memory() const { return map_memory_bytes(skel_->obj); }
 
 namespace {
 // Everything an iterator writes; false when it could not be read whole.
