@@ -114,6 +114,7 @@ int run(int argc, char** argv) {
     gethostname(host, sizeof host - 1);
     sink = make_sink(format, out, host, opt.community_id_seed);
   }
+  warn_of_cgroup_naming(ctx.run_as.has_value());
   install_signals();
   out.set_interrupt(&g_stop);
   return run_trace(ctx, out, *sink, g_stop, &g_reopen);

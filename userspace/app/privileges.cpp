@@ -77,18 +77,22 @@ void check_privileges(bool will_drop) {
         "needs root, or the capabilities CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, "
         "CAP_SYS_PTRACE (missing: " +
         missing + ")");
-  static const Cap wanted[] = {{CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"}};
+  if (auto missing = missing_of(to_drop); will_drop && !missing.empty())
+    throw FatalError("--user needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP to drop privileges (missing: " + missing +
+                     ")");
+}
+
+void warn_of_cgroup_naming(bool will_drop) {
+  __user_cap_data_struct data[2] = {};
+  bool can_open_handles = capget_all(data) && (data[CAP_DAC_READ_SEARCH / 32].effective & (1u << (CAP_DAC_READ_SEARCH % 32)));
   if (will_drop)
     spdlog::warn(
         "under --user, cgroups are named by a walk of the tree at most once a second (open_by_handle_at needs "
         "CAP_DAC_READ_SEARCH): a container made and gone between two walks is not named");
-  else if (auto missing = missing_of(wanted); !missing.empty())
+  else if (!can_open_handles)
     spdlog::warn(
         "without CAP_DAC_READ_SEARCH, cgroups are named by a walk of the tree at most once a second: a "
         "container made and gone between two walks is not named");
-  if (auto missing = missing_of(to_drop); will_drop && !missing.empty())
-    throw FatalError("--user needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP to drop privileges (missing: " + missing +
-                     ")");
 }
 
 RunAs resolve_user(const std::string& name) {

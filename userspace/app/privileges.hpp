@@ -19,6 +19,11 @@ struct RunAs {
 // will_drop, also those that --user needs to give the rest up).
 void check_privileges(bool will_drop = false);
 
+// Warns once, when cgroups can only be named by a periodic walk of the tree
+// (under --user, or without CAP_DAC_READ_SEARCH). Called once every check
+// that may refuse the run has passed, so a refusal stays one line.
+void warn_of_cgroup_naming(bool will_drop);
+
 // A user name, or a numeric uid, from the password database. Throws a
 // usage error (exit 2) when there is no such user, or it is root.
 RunAs resolve_user(const std::string& name);
