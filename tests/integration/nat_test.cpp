@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -226,7 +229,14 @@ TEST_F(Nat, WhoAskedWithTheTupleTheServerSawNamesTheProcessInTheContainer) {
     bool port_changes;  // SNAT to 62000-62009
   };
   std::vector<Case> cases;
+  // Nothing is translated yet: portghost only looks at the table (once a
+  // second at most). This first flow is over before the look that finds
+  // it, which joins it to the socket that let the port go; from then on,
+  // portghost follows the events and the rest are joined as they come (two
+  // of them reuse one tuple within a second, which a look alone could miss).
   cases.push_back({"tcp, masqueraded", in_netns(topo.ns("ctr"), [] { return tcp_to(7000); }), "tcp", 7000, false});
+  ASSERT_TRUE(t.wait_for([&](const Json& j) { return j["type"] == "nat" && j["sock"] == cases[0].flow.cookie; }))
+      << "the first translated flow was not found by a look";
   cases.push_back({"tcp, port changed", in_netns(topo.ns("ctr"), [] { return tcp_to(7002); }), "tcp", 7002, true});
   cases.push_back({"udp, masqueraded", in_netns(topo.ns("ctr"), [] { return udp_to(7001); }), "udp", 7001, false});
   cases.push_back({"udp, port changed", in_netns(topo.ns("ctr"), [] { return udp_to(7003); }), "udp", 7003, true});
@@ -269,6 +279,8 @@ TEST_F(Nat, WhoAskedWithTheTupleTheServerSawNamesTheProcessInTheContainer) {
   const Json stop = t.records().back();
   EXPECT_EQ(stop["type"], "stop");
   EXPECT_EQ(stop["nat_ambiguous"], 0);
+  EXPECT_EQ(stop["nat_subscriptions"], 1) << "the events are followed from the first flow found on";
+  EXPECT_GE(stop["nat_looks"], 1);
   // every translation written is one of the flows above: one each
   size_t written = 0;
   for (const auto& r : t.records()) written += r["type"] == "nat";
@@ -302,4 +314,84 @@ TEST_F(Nat, WhoAskedWithTheTupleTheServerSawNamesTheProcessInTheContainer) {
       EXPECT_EQ(holdings[0]["nat"]["laddr"], kOutside);
     }
   }
+}
+
+namespace {
+
+// Whether process pid holds a netlink socket subscribed to netfilter's
+// groups (conntrack's events): /proc/PID/net/netlink, in its namespace,
+// against the sockets of /proc/PID/fd.
+bool subscribed_to_conntrack(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/net/netlink");
+  std::set<std::string> inodes;
+  std::string line;
+  std::getline(f, line);  // the header
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string sk, eth, port, groups, rmem, wmem, dump, locks, drops, inode;
+    in >> sk >> eth >> port >> groups >> rmem >> wmem >> dump >> locks >> drops >> inode;
+    if (eth == "12" && groups.find_first_not_of('0') != std::string::npos) inodes.insert(inode);
+  }
+  std::error_code ec;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
+    if (target.rfind("socket:[", 0) == 0 && inodes.count(target.substr(8, target.size() - 9))) return true;
+  }
+  return false;
+}
+
+// Loopback connections inside ns: tracked by conntrack there, translated by
+// nothing.
+void loopback_connections(const std::string& ns, int n) {
+  in_netns(ns, [n] {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = at("127.0.0.1", 0);
+    socklen_t len = sizeof a;
+    if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 64) != 0 ||
+        getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      return -1;
+    for (int i = 0; i < n; i++) {
+      int c = socket(AF_INET, SOCK_STREAM, 0);
+      if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) close(accept(l, nullptr, nullptr));
+      close(c);
+    }
+    close(l);
+    return -1;
+  });
+}
+
+}  // namespace
+
+TEST_F(Nat, UntranslatedFlowsAreNotListenedToWhereConntrackTracksThem) {
+  Topology topo;
+  ASSERT_TRUE(topo.error.empty()) << "cannot make the namespaces: " << topo.error;
+  Tracer t({"--no-existing"}, topo.ns("host"));
+  ASSERT_TRUE(t.wait_started()) << t.stderr_text();
+  for (const auto& u : t.records().front()["uncaught"])
+    if (u.get<std::string>().rfind("NAT", 0) == 0) GTEST_SKIP() << "this kernel: " << u.get<std::string>();
+  pid_t server = start_server(topo.ns("srv"));
+  Reaped reap_server{server};
+  ASSERT_GT(server, 0);
+
+  // the host's NAT rules make conntrack track its loopback connections too
+  loopback_connections(topo.ns("host"), 200);
+  std::string tracked = run("nsenter --net=" + topo.ns("host") + " cat /proc/sys/net/netfilter/nf_conntrack_count");
+  ASSERT_GT(std::atoi(tracked.c_str()), 0) << "conntrack tracks nothing in the host namespace: " << tracked;
+  usleep(1'500'000);  // more than a look period
+  EXPECT_FALSE(subscribed_to_conntrack(t.pid())) << "nothing is translated, yet conntrack's events are listened to";
+
+  // the first translated flow is found by a look; from then on the events
+  // are followed (the check above, the other way round)
+  Flow f = in_netns(topo.ns("ctr"), [] { return tcp_to(7000); });
+  ASSERT_NE(f.cookie, 0u);
+  auto n = t.wait_for([&](const Json& j) { return j["type"] == "nat" && j["sock"] == f.cookie; });
+  ASSERT_TRUE(n) << "no nat record for the translated flow";
+  EXPECT_EQ((*n)["pid"], f.pid);
+  EXPECT_TRUE(subscribed_to_conntrack(t.pid()));
+
+  EXPECT_EQ(t.stop(), 0);
+  const Json stop = t.records().back();
+  EXPECT_EQ(stop["nat_subscriptions"], 1);
+  EXPECT_EQ(stop["records"]["nat"], 1) << "only the translated flow";
+  EXPECT_EQ(stop["nat_unjoined"], 0);
 }

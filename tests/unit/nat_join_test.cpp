@@ -305,3 +305,36 @@ TEST_F(NatJoinTest, AtTheStopEveryWaitingFlowIsJoinedOrCounted) {
   EXPECT_EQ(kept.nats[0].sock, 1u);
   EXPECT_EQ(nat.unjoined(), 1u);
 }
+
+// A flow found by a look at the table, not by its event: it began between
+// that look and the one before, so a socket that let the port go before the
+// look was alive then; two unconnected sockets in the window are no telling.
+TEST_F(NatJoinTest, AFlowFoundByALookIsTheSocketThatHeldThePortInItsWindow) {
+  table.keep_released(true);
+  // connected, released before the look; a later one to another peer
+  table.assign(sock(Kind::Assign, 1, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec, 7, "198.19.0.2", 7000));
+  table.release(sock(Kind::Release, 1, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec + 50'000'000));
+  table.assign(sock(Kind::Assign, 2, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec + 500'000'000, 7, "198.19.0.9", 80));
+  CtEvent found = ct(CtEvent::Kind::New, 5, Proto::Tcp, "198.18.0.2", 45000, "198.19.0.1", 45000, 10 * kSec + 900'000'000);
+  found.found_since_boot_ns = 9 * kSec + 900'000'000;
+  see(found);
+  ASSERT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(kept.nats[0].sock, 1u) << "the socket whose peer it is, though it let the port go before the look";
+
+  // two unconnected sockets on one port within the window: ambiguous
+  table.assign(sock(Kind::Assign, 3, Proto::Udp, "0.0.0.0", 46000, 20 * kSec));
+  table.release(sock(Kind::Release, 3, Proto::Udp, "0.0.0.0", 46000, 20 * kSec + 10'000'000));
+  table.assign(sock(Kind::Assign, 4, Proto::Udp, "0.0.0.0", 46000, 20 * kSec + 20'000'000));
+  found = ct(CtEvent::Kind::New, 6, Proto::Udp, "198.18.0.2", 46000, "198.19.0.1", 46000, 20 * kSec + 900'000'000,
+             "198.19.0.2", 7001);
+  found.found_since_boot_ns = 19 * kSec + 950'000'000;
+  see(found);
+  EXPECT_EQ(kept.nats.size(), 1u);
+  EXPECT_EQ(nat.ambiguous(), 1u);
+  // read as an event instead, the socket holding the port then is the one
+  found.found_since_boot_ns.reset();
+  found.id = 7;
+  see(found);
+  ASSERT_EQ(kept.nats.size(), 2u);
+  EXPECT_EQ(kept.nats[1].sock, 4u);
+}

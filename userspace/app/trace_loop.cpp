@@ -16,6 +16,7 @@
 #include "common/text.hpp"
 #include "common/version.hpp"
 #include "kernel/conntrack.hpp"
+#include "kernel/conntrack_watch.hpp"
 #include "kernel/existing.hpp"
 #include "kernel/probes.hpp"
 #include "kernel/raw_dump.hpp"
@@ -110,58 +111,36 @@ void print_probe_report(const Probes& probes, Output& out) {
 
 constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
 
-// The conntrack events of this namespace, where the kernel has them (or
-// nothing: --no-nat, or no ctnetlink). `why` says why not.
-std::optional<ConntrackEvents> open_conntrack(bool wanted, std::string& why) {
+// The kernel's conntrack of this namespace, where it has one (or nothing:
+// --no-nat, or no ctnetlink). `why` says why not. Under --user the table
+// cannot be read once privileges are gone (a dump needs CAP_NET_ADMIN): the
+// events are then followed from the start, all the time.
+std::optional<KernelCtSource> open_conntrack(bool wanted, std::string& why) {
   if (!wanted) return std::nullopt;
-  try {
-    return ConntrackEvents();
-  } catch (const FatalError& e) {
-    why = std::string("NAT translations: ") + e.what();
+  if (!dump_translated([](const CtEvent&) {})) {
+    KernelCtSource src;
+    why = src.subscribe();  // ctnetlink's own words for what is missing
+    if (why.empty()) return src;
+    why = "NAT translations: " + why;
     spdlog::warn("{}: translated flows are not joined", why);
     return std::nullopt;
   }
+  return KernelCtSource();
 }
 
-// Conntrack events wake the loop at most this often: every event would be a
-// wakeup (a context switch per connection through the NAT), and a batch
-// read kConntrackBatchMs apart costs the join's timing no more than that.
-constexpr int kConntrackBatchMs = 10;
-
-// The conntrack side of the loop: when its events were last read, and
-// whether that read found any (a quiet socket is waited on at once).
-struct ConntrackPace {
-  uint64_t last_read_boot_ns = 0;
-  bool busy = false;
-  uint64_t overruns = 0;
-};
-
-// With conntrack events: waits for the ring or the events (at most
-// timeout_ms; after a read that found events, the events' socket only once
-// kConntrackBatchMs have passed), reads the events, then empties the ring
-// up to a batch. `read_to_unix_ns`: every event read was read before it,
-// and every port record made before it is read once the ring is emptied
-// (return < kBatch).
-int wait_ring_and_conntrack(Probes& probes, ConntrackEvents& ct, NatJoin& nat, ConntrackPace& pace,
-                            uint64_t& read_to_unix_ns, int timeout_ms) {
-  uint64_t since = BootClock::now_boot_ns() - pace.last_read_boot_ns;
-  uint64_t batch_ns = uint64_t{kConntrackBatchMs} * 1'000'000;
-  pollfd fds[2] = {{probes.ring_fd(), POLLIN, 0}, {ct.fd(), POLLIN, 0}};
-  int nfds = 2;
-  if (pace.busy && since < batch_ns) {  // too soon for the events: the ring, until it is time
-    nfds = 1;
-    timeout_ms = std::min<int>(timeout_ms, static_cast<int>((batch_ns - since) / 1'000'000) + 1);
-  }
+// Waits for the ring or the conntrack stream (at most timeout_ms, less when
+// a look at the table is due sooner), reads the stream or looks at the
+// table when due, then empties the ring up to a batch. `read_to_unix_ns`:
+// every event read was read before it, and every port record made before
+// it is read once the ring is emptied (return < kBatch).
+int wait_ring_and_conntrack(Probes& probes, ConntrackWatch& ct, NatJoin& nat, uint64_t& read_to_unix_ns,
+                            int timeout_ms) {
+  uint64_t now = BootClock::now_boot_ns();
+  pollfd fds[2] = {{probes.ring_fd(), POLLIN, 0}, {ct.fd_to_wait(now), POLLIN, 0}};
+  int nfds = fds[1].fd >= 0 ? 2 : 1;
+  timeout_ms = std::min(timeout_ms, ct.ms_to_next(now));
   if (::poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) return -errno;
-  if (!pace.busy || BootClock::now_boot_ns() - pace.last_read_boot_ns >= batch_ns) {
-    size_t n = 0;
-    pace.overruns += ct.read([&](const CtEvent& e) {
-      n++;
-      nat.on_conntrack(e);
-    });
-    pace.busy = n > 0;
-    pace.last_read_boot_ns = BootClock::now_boot_ns();
-  }
+  ct.tick(BootClock::now_boot_ns(), [&](const CtEvent& e) { nat.on_conntrack(e); });
   read_to_unix_ns = BootClock::now_unix_ns();
   return probes.drain();
 }
@@ -184,18 +163,20 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
                  std::strerror(errno));
   ProcessCache procs;
   std::string nat_why;
-  std::optional<ConntrackEvents> conntrack = open_conntrack(opt.nat && !opt.probe_report, nat_why);
+  std::optional<KernelCtSource> ct_source = open_conntrack(opt.nat && !opt.probe_report, nat_why);
+  std::optional<ConntrackWatch> conntrack;
   std::optional<NatJoin> nat;
-  if (conntrack) nat.emplace(sink);
-  if (conntrack && !conntrack->filtered())
-    spdlog::info(
-        "conntrack events: not filtered in the kernel here (IPVS, or no socket filter): every flow's "
-        "events are read");
+  if (ct_source) nat.emplace(sink);
   Sink& records = nat ? static_cast<Sink&>(*nat) : sink;  // through the NAT join, when there is one
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (nat) {
     nat->use_table(builder.table());
-    if (conntrack_has_nat()) nat->activate();  // NAT already at work here
+    auto to_join = [&](const CtEvent& e) { nat->on_conntrack(e); };
+    conntrack.emplace(*ct_source, longest_look_period_ns(), !ctx.run_as, BootClock::now_boot_ns(), to_join);
+    nat->on_remote_flow(
+        [&](uint32_t netns, const FlowTuple* f) { conntrack->hint(netns, f, BootClock::now_boot_ns()); });
+    // a translation may be found by a look, after its socket let the port go
+    if (conntrack->may_translate()) nat->activate();
   }
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
@@ -275,7 +256,6 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   Counters last{};
   uint64_t lost_total = 0;
   uint64_t unwritten_reported = 0;
-  ConntrackPace ct_pace;
   uint64_t ct_overruns_reported = 0, nat_dropped_reported = 0;
   // Losses since the last report: the kernel's, and records the output gave
   // up on while it could not write (told once it writes again).
@@ -283,7 +263,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     Counters c = probes.counters();
     uint64_t unwritten = out.failing() ? unwritten_reported : out.unwritten();
     uint64_t nat_dropped = nat ? nat->dropped() : 0;
-    uint64_t nat_lost = ct_pace.overruns - ct_overruns_reported + nat_dropped - nat_dropped_reported;
+    uint64_t ct_overruns = conntrack ? conntrack->overruns() : 0;
+    uint64_t nat_lost = ct_overruns - ct_overruns_reported + nat_dropped - nat_dropped_reported;
     if (c.lost() > last.lost() || unwritten > unwritten_reported || nat_lost) {
       LostRecord l;
       l.ts_ns = BootClock::now_unix_ns();
@@ -298,11 +279,10 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
         l.by_reason["udp_connect_given_up_unseen"] = c.unseen_connect - last.unseen_connect;
       if (unwritten > unwritten_reported) l.by_reason["write_failed"] = unwritten - unwritten_reported;
       // each overrun of the conntrack socket lost one event or more
-      if (ct_pace.overruns > ct_overruns_reported)
-        l.by_reason["conntrack_overrun"] = ct_pace.overruns - ct_overruns_reported;
+      if (ct_overruns > ct_overruns_reported) l.by_reason["conntrack_overrun"] = ct_overruns - ct_overruns_reported;
       if (nat_dropped > nat_dropped_reported) l.by_reason["nat_pending_full"] = nat_dropped - nat_dropped_reported;
       unwritten_reported = unwritten;
-      ct_overruns_reported = ct_pace.overruns;
+      ct_overruns_reported = ct_overruns;
       nat_dropped_reported = nat_dropped;
       sink.lost(l);
     }
@@ -313,8 +293,9 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   while (!stop.load()) {
     uint64_t polled_from = BootClock::now_boot_ns();
     uint64_t read_to_unix = 0;
-    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, ct_pace, read_to_unix, kDrainMs)
+    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, read_to_unix, kDrainMs)
                       : probes.poll(kDrainMs);
+    if (conntrack && conntrack->may_translate()) nat->activate();
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);
     // the ring was emptied: every port record made before polled_from is
@@ -365,7 +346,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   spdlog::info("stopping ({}): drained {} records in {} ms", reason, drained,
                (BootClock::now_boot_ns() - drain_from) / 1'000'000);
   if (nat) {  // the translations read by now, of the sockets read by now
-    ct_pace.overruns += conntrack->read([&](const CtEvent& e) { nat->on_conntrack(e); });
+    conntrack->last_read(BootClock::now_boot_ns(), [&](const CtEvent& e) { nat->on_conntrack(e); });
     nat->finish();
   }
   // a last walk of what the kernel still holds: a socket whose release no
@@ -384,6 +365,11 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   s.skipped_runs = probes.skipped_runs() - skipped_at_start;
   s.process_evicted = procs.evicted();
   s.cgroup_evicted = builder.cgroup_evicted();
+  if (conntrack) {
+    s.nat_looks = conntrack->looks();
+    s.nat_subscriptions = conntrack->subscriptions();
+    s.nat_probes = conntrack->probes();
+  }
   records.stop(s);
   sink.flush();
   out.flush();

@@ -35,6 +35,11 @@ std::string_view to_string(How h) {
 
 bool unspecified_addr(std::string_view a) { return a == "0.0.0.0" || a == "::"; }
 
+bool loopback_addr(std::string_view a) {
+  a = unmapped_ipv4(a);
+  return a == "::1" || a.substr(0, 4) == "127.";
+}
+
 std::string_view unmapped_ipv4(std::string_view a) {
   constexpr std::string_view kMapped = "::ffff:";
   if (a.size() > kMapped.size() && a.substr(0, kMapped.size()) == kMapped && a.find('.') != std::string_view::npos)

@@ -39,6 +39,9 @@ std::string_view to_string(How h);
 
 // An address as the log spells it: "0.0.0.0" or "::" (bound to every address).
 bool unspecified_addr(std::string_view a);
+// A loopback address as the log spells it (127.0.0.0/8, ::1, or the first
+// mapped into IPv6).
+bool loopback_addr(std::string_view a);
 // An IPv4-mapped IPv6 address ("::ffff:192.0.2.1") as its IPv4 one (a
 // dual-stack socket's packets are IPv4); any other address as it is.
 std::string_view unmapped_ipv4(std::string_view a);

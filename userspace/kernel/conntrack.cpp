@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unordered_set>
 
 #include "common/clock.hpp"
 #include "common/errors.hpp"
@@ -87,22 +88,108 @@ int on_conntrack(enum nf_conntrack_msg_type type, struct nf_conntrack* ct, void*
 }  // namespace
 
 namespace {
+struct Dumped {
+  const std::function<void(const CtEvent&)>* f = nullptr;
+  std::unordered_set<uint32_t> seen;  // a flow translated both ways comes in both dumps
+  bool filtered = true;
+  CtEvent e;
+};
+
 int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
-  if (!(nfct_get_attr_u32(ct, ATTR_STATUS) & (IPS_SRC_NAT | IPS_DST_NAT))) return NFCT_CB_CONTINUE;
-  *static_cast<bool*>(data) = true;
-  return NFCT_CB_STOP;
+  auto* d = static_cast<Dumped*>(data);
+  if (!(nfct_get_attr_u32(ct, ATTR_STATUS) & (IPS_SRC_NAT | IPS_DST_NAT))) {
+    d->filtered = false;  // the kernel ignored the filter
+    return NFCT_CB_CONTINUE;
+  }
+  if (!decode_conntrack(ct, CtEvent::Kind::New, d->e) || (d->e.id && !d->seen.insert(d->e.id).second))
+    return NFCT_CB_CONTINUE;
+  d->e.read_unix_ns = BootClock::now_unix_ns();
+  d->e.read_boot_ns = BootClock::now_boot_ns();
+  (*d->f)(d->e);
+  return NFCT_CB_CONTINUE;
 }
 }  // namespace
 
-bool conntrack_has_nat() {
+std::optional<bool> dump_translated(const std::function<void(const CtEvent&)>& f) {
   nfct_handle* h = nfct_open(CONNTRACK, 0);
-  if (!h) return false;
-  bool found = false;
-  uint32_t family = AF_UNSPEC;
-  if (nfct_callback_register(h, NFCT_T_ALL, on_dumped, &found) == 0) nfct_query(h, NFCT_Q_DUMP, &family);
+  if (!h) return std::nullopt;
+  Dumped d;
+  d.f = &f;
+  bool ok = nfct_callback_register(h, NFCT_T_ALL, on_dumped, &d) == 0;
+  for (uint32_t bit : {uint32_t{IPS_SRC_NAT}, uint32_t{IPS_DST_NAT}}) {
+    nfct_filter_dump* filter = ok ? nfct_filter_dump_create() : nullptr;
+    if (!filter) {
+      ok = false;
+      break;
+    }
+    nfct_filter_dump_mark status{bit, bit};
+    nfct_filter_dump_set_attr(filter, NFCT_FILTER_DUMP_STATUS, &status);
+    nfct_filter_dump_set_attr_u8(filter, NFCT_FILTER_DUMP_L3NUM, AF_UNSPEC);
+    ok = nfct_query(h, NFCT_Q_DUMP_FILTER, filter) == 0;
+    nfct_filter_dump_destroy(filter);
+    // a kernel that ignores the filter handed back the whole table at once
+    if (!ok || !d.filtered) break;
+  }
   nfct_close(h);
+  if (!ok) return std::nullopt;
+  return d.filtered;
+}
+
+ConntrackQuery::ConntrackQuery() : h_(nfct_open(CONNTRACK, 0)) {}
+
+ConntrackQuery::~ConntrackQuery() {
+  if (h_) nfct_close(h_);
+}
+
+namespace {
+int on_got(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
+  CtEvent e;
+  bool by_status = nfct_get_attr_u32(ct, ATTR_STATUS) & (IPS_SRC_NAT | IPS_DST_NAT);
+  bool by_tuples = decode_conntrack(ct, CtEvent::Kind::New, e) && (e.src_translated() || e.dst_translated());
+  *static_cast<std::optional<bool>*>(data) = by_status || by_tuples;
+  return NFCT_CB_STOP;
+}
+
+uint8_t l4_of(Proto p) {
+  switch (p) {
+    case Proto::Udp: return IPPROTO_UDP;
+    case Proto::UdpLite: return IPPROTO_UDPLITE;
+    case Proto::Sctp: return IPPROTO_SCTP;
+    default: return IPPROTO_TCP;
+  }
+}
+}  // namespace
+
+std::optional<bool> ConntrackQuery::translated(const FlowTuple& t) {
+  if (!h_) return std::nullopt;
+  std::string src(unmapped_ipv4(t.laddr.view())), dst(unmapped_ipv4(t.raddr.view()));
+  uint8_t s4[4], d4[4], s6[16], d6[16];
+  std::unique_ptr<nf_conntrack, void (*)(nf_conntrack*)> ct(nfct_new(), nfct_destroy);
+  if (!ct) return std::nullopt;
+  if (inet_pton(AF_INET, src.c_str(), s4) == 1 && inet_pton(AF_INET, dst.c_str(), d4) == 1) {
+    nfct_set_attr_u8(ct.get(), ATTR_L3PROTO, AF_INET);
+    nfct_set_attr(ct.get(), ATTR_IPV4_SRC, s4);
+    nfct_set_attr(ct.get(), ATTR_IPV4_DST, d4);
+  } else if (inet_pton(AF_INET6, src.c_str(), s6) == 1 && inet_pton(AF_INET6, dst.c_str(), d6) == 1) {
+    nfct_set_attr_u8(ct.get(), ATTR_L3PROTO, AF_INET6);
+    nfct_set_attr(ct.get(), ATTR_IPV6_SRC, s6);
+    nfct_set_attr(ct.get(), ATTR_IPV6_DST, d6);
+  } else {
+    return std::nullopt;
+  }
+  nfct_set_attr_u8(ct.get(), ATTR_L4PROTO, l4_of(t.proto));
+  nfct_set_attr_u16(ct.get(), ATTR_PORT_SRC, htons(t.lport));
+  nfct_set_attr_u16(ct.get(), ATTR_PORT_DST, htons(t.rport));
+  std::optional<bool> found;
+  if (nfct_callback_register(h_, NFCT_T_ALL, on_got, &found) != 0) return std::nullopt;
+  nfct_query(h_, NFCT_Q_GET, ct.get());  // ENOENT: no entry, found stays empty
+  nfct_callback_unregister(h_);
   return found;
 }
+
+bool ipvs_loaded() { return access("/proc/net/ip_vs", F_OK) == 0; }
+
+bool conntrack_loaded() { return access("/proc/sys/net/netfilter/nf_conntrack_count", F_OK) == 0; }
 
 namespace {
 // A classic BPF filter on the event socket: only the events of translated
@@ -144,7 +231,7 @@ ConntrackEvents::ConntrackEvents() : h_(std::make_unique<Handle>()) {
   // IPVS (kube-proxy's IPVS mode among others) rewrites a flow's reply
   // tuple without the NAT status bits the filter keys on: where it is
   // loaded in this namespace, every event is read and the join decides
-  if (access("/proc/net/ip_vs", F_OK) != 0) filtered_ = keep_only_translated(fd);
+  if (!ipvs_loaded()) filtered_ = keep_only_translated(fd);
   if (nfct_callback_register(h_->nfct, NFCT_T_ALL, on_conntrack, h_.get()) != 0)
     throw FatalError(errno_text("conntrack events", errno));
 }

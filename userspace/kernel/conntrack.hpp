@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/fixed_text.hpp"
@@ -33,6 +34,11 @@ struct CtEvent {
   CtEnd reply_src, reply_dst;  // as the answers come back
   uint64_t read_unix_ns = 0;   // when portghost read it (events carry no time)
   uint64_t read_boot_ns = 0;   // the same on the kernel's boot clock
+  // A flow found by a look at the table, not by its event: it began after
+  // this (boot clock), the last look that found none (0: at no known time,
+  // before the trace). Its socket may have let the port go since.
+  std::optional<uint64_t> found_since_boot_ns;
+  uint64_t began_after_boot_ns() const { return found_since_boot_ns ? *found_since_boot_ns : read_boot_ns; }
 
   // The source end the world saw differs from the sender's (SNAT or
   // MASQUERADE), or the destination the sender named was rewritten (DNAT).
@@ -44,9 +50,44 @@ struct CtEvent {
 // an event; false for a flow that is not TCP, UDP, UDP-Lite or SCTP.
 bool decode_conntrack(const void* nf_conntrack, CtEvent::Kind kind, CtEvent& out);
 
-// Does the kernel's table (this namespace) hold a translated flow now? A
-// dump, stopped at the first one. False when it cannot be read.
-bool conntrack_has_nat();
+// The translated flows in the kernel's table (this namespace) now, each
+// passed to f once as a New event: a dump the kernel filters by status
+// (IPS_SRC_NAT, then IPS_DST_NAT) where it can. nullopt when the table
+// cannot be read; false when the kernel handed back untranslated flows too
+// (it cannot filter a dump by status), which are not passed on.
+std::optional<bool> dump_translated(const std::function<void(const CtEvent&)>& f);
+
+// A flow as its sender named it: the tuple a conntrack entry is looked up by.
+struct FlowTuple {
+  Proto proto = Proto::Tcp;
+  AddrText laddr, raddr;
+  uint16_t lport = 0, rport = 0;
+};
+
+// One entry of the table, looked up by its original tuple (one request,
+// O(1) in the kernel, where a dump walks every bucket of the table, which
+// all namespaces share). Non-copyable; holds one netlink socket.
+class ConntrackQuery {
+ public:
+  ConntrackQuery();
+  ~ConntrackQuery();
+  ConntrackQuery(const ConntrackQuery&) = delete;
+  ConntrackQuery& operator=(const ConntrackQuery&) = delete;
+  // Whether the flow's entry says it is translated (the NAT status bits, or
+  // tuples that differ: IPVS); nullopt when there is no entry or no telling
+  // (an address that is not one, no ctnetlink).
+  std::optional<bool> translated(const FlowTuple& t);
+
+ private:
+  nfct_handle* h_ = nullptr;
+};
+
+// Whether IPVS is loaded in this namespace: its translations lack the NAT
+// status bits that the event filter and the dump filter key on.
+bool ipvs_loaded();
+
+// Whether conntrack is loaded (it may track flows in this namespace).
+bool conntrack_loaded();
 
 // The subscription. Non-copyable, movable; closing it unsubscribes.
 class ConntrackEvents {

@@ -332,6 +332,9 @@ void JsonSink::stop(const StopRecord& r) {
   if (r.nat_unjoined) o.num("nat_unjoined", *r.nat_unjoined);
   if (r.nat_ambiguous) o.num("nat_ambiguous", *r.nat_ambiguous);
   if (r.nat_crowded) o.num("nat_crowded", *r.nat_crowded);
+  if (r.nat_looks) o.num("nat_looks", *r.nat_looks);
+  if (r.nat_probes) o.num("nat_probes", *r.nat_probes);
+  if (r.nat_subscriptions) o.num("nat_subscriptions", *r.nat_subscriptions);
   finish(o, s);
 }
 

@@ -20,6 +20,22 @@ void NatJoin::on_conntrack(const CtEvent& e) {
   pending_.push_back(e);
 }
 
+void NatJoin::hint(const PortRecord& r) {
+  uint32_t netns = r.netns.value_or(0);
+  if (!r.raddr) {
+    if (r.how == How::Sendmsg) hint_(netns, nullptr);
+    return;
+  }
+  if (!r.rport || loopback_addr(*r.raddr) || unspecified_addr(r.laddr)) return;
+  FlowTuple t;
+  t.proto = r.proto;
+  t.laddr = r.laddr;
+  t.lport = r.lport;
+  t.raddr = *r.raddr;
+  t.rport = *r.rport;
+  hint_(netns, &t);
+}
+
 void NatJoin::count(FlatMap<uint32_t>& m, uint32_t id, bool add) {
   if (add) {
     m[id]++;
@@ -98,7 +114,9 @@ bool NatJoin::join(const CtEvent& e, Try attempt) {
           if (local_named && laddr != src) return;
           bool peer_named = !raddr.empty() && h.rport != 0;
           if (peer_named && (raddr != dst || h.rport != e.orig_dst.port)) return;
-          bool alive = released == 0 || released >= e.read_boot_ns;
+          // alive when the flow began (a flow found by a look: at some time
+          // between that look and the one before)
+          bool alive = released == 0 || released >= e.began_after_boot_ns();
           bool before = h.since_boot_ns <= e.read_boot_ns;
           uint64_t since = before ? h.since_boot_ns : UINT64_MAX - h.since_boot_ns;
           take(Candidate{{before, alive, peer_named, local_named}, since, cookie, &h});
@@ -119,6 +137,18 @@ bool NatJoin::join(const CtEvent& e, Try attempt) {
   // be among them, with its record not read yet (two CPUs' records need not
   // come in the order they were made); the next try has them all
   if (!std::get<0>(best.fit) && attempt == Try::First) return false;
+  // a flow found by a look began at some time in a window: of two sockets
+  // that sent to no one peer (unconnected datagrams) and held the port in
+  // it, no telling which one it was (a connected socket's peer tells; of
+  // two with the same peer, the later one's flow replaced the earlier's)
+  if (e.found_since_boot_ns && !std::get<2>(best.fit)) {
+    size_t fitting = 0;
+    candidates([&](const Candidate& c) { fitting += c.fit == best.fit; });
+    if (fitting > 1) {
+      ambiguous_++;
+      return true;
+    }
+  }
   // sockets of two namespaces fit equally (the same port in each, bound to
   // the wildcard): the best of the namespace that uses the flow's source
   // address, if a socket there says so; else no telling which one sent it

@@ -8,9 +8,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <unordered_map>
 
 #include "common/flat_map.hpp"
+#include "common/net.hpp"
 
 #include "kernel/conntrack.hpp"
 #include "trace/sink.hpp"
@@ -31,7 +33,15 @@ class NatJoin : public Sink {
   }
 
   void start(const StartRecord& r) override { next_.start(r); }
-  void port(const PortRecord& r) override { next_.port(r); }
+  void port(const PortRecord& r) override {
+    if (hint_ && r.type == PortRecord::Type::Assign) hint(r);
+    next_.port(r);
+  }
+  // Called at each assignment of a socket that names a peer off loopback,
+  // with its flow's tuple, or that sent a datagram unconnected (no tuple):
+  // a flow NAT may translate (the conntrack watch looks it up).
+  using Hint = std::function<void(uint32_t netns, const FlowTuple* flow)>;
+  void on_remote_flow(Hint f) { hint_ = std::move(f); }
   void lost(const LostRecord& r) override { next_.lost(r); }
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override { next_.warning(r); }
@@ -79,6 +89,8 @@ class NatJoin : public Sink {
 
   Sink& next_;
   SocketTable* table_ = nullptr;
+  Hint hint_;
+  void hint(const PortRecord& r);
   struct Waiting {
     CtEvent e;
     int tries = 0;

@@ -140,6 +140,10 @@ struct StopRecord {
   // with NAT joining: tries that met more sockets on one port than they
   // weigh (NatJoin::kMaxCandidates) and chose among the first of them
   std::optional<uint64_t> nat_crowded;
+  // with NAT joining: looks at the whole conntrack table, lookups of one
+  // flow's entry, and how many times its event stream was subscribed to
+  // (only while translated flows exist)
+  std::optional<uint64_t> nat_looks, nat_probes, nat_subscriptions;
 };
 
 }  // namespace portghost
