@@ -26,7 +26,9 @@ struct FakeSource : CtSource {
   int subscribes = 0, dumps = 0, lookups = 0;
   uint64_t now = 0;
 
+  std::string refuse;  // why subscribing fails, if it does
   std::string subscribe() override {
+    if (!refuse.empty()) return refuse;
     subscribes++;
     subscribed = true;
     return "";
@@ -113,6 +115,7 @@ TEST_F(ConntrackWatchTest, UntranslatedFlowsAloneAreLookedAtNeverListenedTo) {
   }
   EXPECT_EQ(src.subscribes, 0);
   EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Watching);
+  EXPECT_EQ(w.mode_text(), "watch");
   EXPECT_EQ(w.fd_to_wait(src.now), -1);
   EXPECT_EQ(w.look_period_ns(), kPeriod);
   EXPECT_EQ(w.looks(), 11u) << "the first, then one per period";
@@ -222,11 +225,16 @@ TEST_F(ConntrackWatchTest, WhereALookCannotFindEveryTranslationTheEventsAreFollo
     s3.begin(1, false);
     ConntrackWatch w(s3, kPeriod, true, 0, keep);
     EXPECT_EQ(w.mode(), ConntrackWatch::Mode::AlwaysFollowing);
+    EXPECT_EQ(w.mode_text(), "follow: this kernel does not filter a dump of the table by status");
     EXPECT_EQ(s3.dumps, 2) << "one look, then the dump after subscribing";
   }
   {
     FakeSource s4;
-    s4.readable = false;
+    s4.readable = false;  // a kernel that refuses the dump's filter
+    ConntrackWatch w(s4, kPeriod, true, 0, keep);
+    EXPECT_EQ(w.mode(), ConntrackWatch::Mode::AlwaysFollowing);
+    EXPECT_EQ(w.mode_text(), "follow: the conntrack table cannot be read here");
+    s4.refuse = "no ctnetlink";  // and no events either
     EXPECT_THROW(ConntrackWatch(s4, kPeriod, true, 0, keep), FatalError);
   }
 }

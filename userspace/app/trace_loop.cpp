@@ -172,11 +172,18 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   if (nat) {
     nat->use_table(builder.table());
     auto to_join = [&](const CtEvent& e) { nat->on_conntrack(e); };
-    conntrack.emplace(*ct_source, longest_look_period_ns(), !ctx.run_as, BootClock::now_boot_ns(), to_join);
-    nat->on_remote_flow(
-        [&](uint32_t netns, const FlowTuple* f) { conntrack->hint(netns, f, BootClock::now_boot_ns()); });
-    // a translation may be found by a look, after its socket let the port go
-    if (conntrack->may_translate()) nat->activate();
+    try {
+      conntrack.emplace(*ct_source, longest_look_period_ns(), !ctx.run_as, BootClock::now_boot_ns(), to_join);
+    } catch (const FatalError& e) {  // neither the table nor the events: no translation is joined
+      nat_why = std::string("NAT translations: ") + e.what();
+      spdlog::warn("{}: translated flows are not joined", nat_why);
+    }
+    if (conntrack) {
+      nat->on_remote_flow(
+          [&](uint32_t netns, const FlowTuple* f) { conntrack->hint(netns, f, BootClock::now_boot_ns()); });
+      // a translation may be found by a look, after its socket let the port go
+      if (conntrack->may_translate()) nat->activate();
+    }
   }
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
@@ -231,6 +238,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   start.ring_buffer_bytes = cfg.ring_buffer_bytes;
   start.kernel_maps_bytes = probes.map_memory();
   start.filters = filter_summary(opt.filters);
+  if (conntrack) start.nat_mode = conntrack->mode_text();
   sink.start(start);
   sink.flush();
 
@@ -345,7 +353,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   }
   spdlog::info("stopping ({}): drained {} records in {} ms", reason, drained,
                (BootClock::now_boot_ns() - drain_from) / 1'000'000);
-  if (nat) {  // the translations read by now, of the sockets read by now
+  if (conntrack) {  // the translations read by now, of the sockets read by now
     conntrack->last_read(BootClock::now_boot_ns(), [&](const CtEvent& e) { nat->on_conntrack(e); });
     nat->finish();
   }

@@ -40,6 +40,8 @@ ConntrackWatch::ConntrackWatch(CtSource& src, uint64_t max_look_period_ns, bool 
     : src_(src), period_ns_(max_look_period_ns), max_period_ns_(max_look_period_ns) {
   loaded_ = src_.loaded();
   if (!may_look || !src_.status_tells_nat()) {
+    follow_why_ = !may_look ? "--user (the table is not readable once privileges are dropped)"
+                            : "IPVS (its translations lack the NAT status bits)";
     // no later look, or a translation may lack the status bits a look keys on
     if (std::string why = src_.subscribe(); !why.empty()) throw FatalError(why);
     subscriptions_++;
@@ -49,7 +51,13 @@ ConntrackWatch::ConntrackWatch(CtSource& src, uint64_t max_look_period_ns, bool 
   }
   mode_ = Mode::Watching;
   look(now, deliver);  // last_look_ 0: what it finds began at an unknown time
-  if (mode_ == Mode::Off) throw FatalError("conntrack table: cannot be read (ctnetlink)");
+  if (mode_ != Mode::Off) return;
+  // the table cannot be read (a kernel that refuses the dump's filter): the events, all the time
+  if (std::string why = src_.subscribe(); !why.empty()) throw FatalError(why);
+  subscriptions_++;
+  follow_why_ = "the conntrack table cannot be read here";
+  mode_ = Mode::AlwaysFollowing;
+  last_read_ = now;
 }
 
 void ConntrackWatch::pass(const CtEvent& e, const CtSource::Each& deliver) {
@@ -133,7 +141,8 @@ void ConntrackWatch::look(uint64_t now, const CtSource::Each& deliver) {
   if (!*filtered) {
     // the kernel cannot filter a dump: each look would read the whole
     // table; follow the events for good instead (filtered as they are)
-    spdlog::info("conntrack: this kernel does not filter a dump by status: following its events");
+    follow_why_ = "this kernel does not filter a dump of the table by status";
+    spdlog::info("conntrack: {}: following its events", follow_why_);
     follow(last_look_, now, deliver);
     if (mode_ == Mode::Following) mode_ = Mode::AlwaysFollowing;
     return;
@@ -180,7 +189,10 @@ void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
   looks_++;
   loaded_ = src_.loaded();
   auto filtered = dump(now, deliver, true, now);
-  if (filtered && !*filtered) mode_ = Mode::AlwaysFollowing;  // a look would read the whole table
+  if (filtered && !*filtered) {  // a look would read the whole table
+    mode_ = Mode::AlwaysFollowing;
+    follow_why_ = "this kernel does not filter a dump of the table by status";
+  }
   if (!filtered || !*filtered || !live_.empty()) {
     last_translated_ = now;  // still some, or no telling: asked again later
     return;
@@ -207,6 +219,11 @@ void ConntrackWatch::hint(uint32_t netns, const FlowTuple* flow, uint64_t now) {
   if (to_probe_.size() >= kMaxProbes) return;
   last = now;
   to_probe_.push_back(*flow);
+}
+
+std::string ConntrackWatch::mode_text() const {
+  if (mode_ == Mode::AlwaysFollowing) return "follow: " + follow_why_;
+  return "watch";
 }
 
 void ConntrackWatch::last_read(uint64_t now, const CtSource::Each& deliver) {

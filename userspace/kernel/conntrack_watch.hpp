@@ -106,6 +106,8 @@ class ConntrackWatch {
   void hint(uint32_t netns, const FlowTuple* flow, uint64_t now_boot_ns);
 
   Mode mode() const { return mode_; }
+  // "watch", or "follow: " and why the events are followed all the time
+  std::string mode_text() const;
   // conntrack is loaded: a translation may be found late, by a look, so
   // released sockets must be kept for the join (a host without conntrack
   // pays nothing for it)
@@ -141,6 +143,7 @@ class ConntrackWatch {
   void pass(const CtEvent& e, const CtSource::Each& deliver);
 
   CtSource& src_;
+  std::string follow_why_;  // AlwaysFollowing: why
   uint64_t period_ns_, max_period_ns_;
   Mode mode_ = Mode::Off;
   bool loaded_ = false;

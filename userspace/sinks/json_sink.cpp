@@ -289,6 +289,7 @@ void JsonSink::start(const StartRecord& r) {
       .raw("port_range", range)
       .num("ring_buffer_bytes", r.ring_buffer_bytes)
       .num("kernel_maps_bytes", r.kernel_maps_bytes);
+  if (r.nat_mode) o.str("nat_mode", *r.nat_mode);
   std::string filters;
   {
     JsonObject f(filters);

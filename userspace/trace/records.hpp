@@ -78,6 +78,10 @@ struct StartRecord {
   uint64_t ring_buffer_bytes = 0;
   uint64_t kernel_maps_bytes = 0;  // the maps' kernel memory at the start (socket storage apart)
   std::map<std::string, std::string> filters;
+  // NAT following: "watch" (conntrack's events subscribed to only while
+  // translated flows exist), or "follow: " and why they are followed all
+  // the time; absent with no NAT following
+  std::optional<std::string> nat_mode;
 };
 
 // A NAT translation (conntrack) of a flow of a recorded socket: how the

@@ -1,5 +1,7 @@
 #include "trace/socket_table.hpp"
 
+#include "common/net.hpp"
+
 namespace portghost {
 
 namespace {
@@ -245,7 +247,10 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   }
   const Holder& h = *held;  // read in place; erased at the end
   r.matched = true;
-  if (keep_released_) remember_released(e.cookie, h, e.ts_boot_ns);
+  // a flow on loopback is never translated: those sockets are not kept
+  // (on a host whose conntrack is loaded, most short-lived sockets)
+  if (keep_released_ && !loopback_addr(h.laddr.view()) && !loopback_addr(h.raddr.view()))
+    remember_released(e.cookie, h, e.ts_boot_ns);
   // the active closer's port stays taken in TIME_WAIT (releases come in
   // time order closely enough: the ones out of order expire a little late)
   if (e.has(PG_F_TIMEWAIT) && h.proto == Proto::Tcp) {

@@ -63,7 +63,8 @@ class SocketTable {
 
   // The sockets that hold (proto, port) in any namespace now, and (once
   // keep_released() is on) those that let it go within kKeepReleasedNs of
-  // now_boot_ns, among the last kMaxReleased releases: f(cookie, holder,
+  // now_boot_ns, among the last kMaxReleased releases of sockets that NAT
+  // may have translated (not on loopback, at either end): f(cookie, holder,
   // released_boot_ns), 0 for a live one. What a NAT translation is joined
   // against. At most `limit` sockets (the live ones first): false when
   // more were left unseen (one port shared by many sockets, SO_REUSEPORT).
