@@ -18,7 +18,7 @@ namespace {
 SockEvent assign_ev(uint64_t cookie, uint16_t lport, uint64_t ts, uint32_t pid) {
   SockEvent e = pgtest::sock_event(Kind::Assign, cookie, lport, ts, pid);
   e.comm = "srv";
-  e.laddr = "127.0.0.1";
+  e.laddr = "192.0.2.1";
   return e;
 }
 
@@ -70,6 +70,12 @@ TEST(SocketTable, TheHoldersOfAPortAcrossNamespacesAndTheLatelyReleased) {
   size_t kept = 0;
   for (uint16_t port = 10000; port < 10003; port++) kept += of_port(Proto::Tcp, port, 100).size();
   EXPECT_EQ(kept, SocketTable::kMaxReleased);
+  // a socket on loopback is never translated: not kept once released
+  SockEvent lo = assign_ev(200'000, 5003, 110, 1);
+  lo.laddr = "127.0.0.1";
+  t.assign(lo);
+  t.release(release_ev(200'000, 5003, 120));
+  EXPECT_EQ(of_port(Proto::Tcp, 5003, 130), V{});
 }
 
 // Many sockets on one port (SO_REUSEPORT), released in any order: the port's
