@@ -111,21 +111,20 @@ void print_probe_report(const Probes& probes, Output& out) {
 
 constexpr int kDrainMs = 100;  // a quiet system still delivers within ~100 ms
 
-// The kernel's conntrack of this namespace, where it has one (or nothing:
-// --no-nat, or no ctnetlink). `why` says why not. Under --user the table
-// cannot be read once privileges are gone (a dump needs CAP_NET_ADMIN): the
-// events are then followed from the start, all the time.
-std::optional<KernelCtSource> open_conntrack(bool wanted, std::string& why) {
-  if (!wanted) return std::nullopt;
-  if (!dump_translated([](const CtEvent&) {})) {
-    KernelCtSource src;
-    why = src.subscribe();  // ctnetlink's own words for what is missing
-    if (why.empty()) return src;
-    why = "NAT translations: " + why;
+// The kernel's conntrack of this namespace, watched, its translations
+// handed to the join (or nothing when neither its table nor its events can
+// be read: `why` says why). Under --user the table cannot be read once
+// privileges are gone (a dump needs CAP_NET_ADMIN): the events are then
+// followed from the start, all the time.
+std::optional<ConntrackWatch> watch_conntrack(KernelCtSource& src, bool may_look, NatJoin& nat, std::string& why) {
+  try {
+    return std::make_optional<ConntrackWatch>(src, longest_look_period_ns(), may_look, BootClock::now_boot_ns(),
+                                              [&nat](const CtEvent& e) { nat.on_conntrack(e); });
+  } catch (const FatalError& e) {
+    why = std::string("NAT translations: ") + e.what();
     spdlog::warn("{}: translated flows are not joined", why);
     return std::nullopt;
   }
-  return KernelCtSource();
 }
 
 // Waits for the ring or the conntrack stream (at most timeout_ms, less when
@@ -163,27 +162,23 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
                  std::strerror(errno));
   ProcessCache procs;
   std::string nat_why;
-  std::optional<KernelCtSource> ct_source = open_conntrack(opt.nat && !opt.probe_report, nat_why);
-  std::optional<ConntrackWatch> conntrack;
+  std::optional<KernelCtSource> ct_source;
   std::optional<NatJoin> nat;
-  if (ct_source) nat.emplace(sink);
+  if (opt.nat && !opt.probe_report) {
+    ct_source.emplace();
+    nat.emplace(sink);
+  }
+  std::optional<ConntrackWatch> conntrack =
+      nat ? watch_conntrack(*ct_source, !ctx.run_as, *nat, nat_why) : std::nullopt;
+  if (!conntrack) nat.reset();
   Sink& records = nat ? static_cast<Sink&>(*nat) : sink;  // through the NAT join, when there is one
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (nat) {
     nat->use_table(builder.table());
-    auto to_join = [&](const CtEvent& e) { nat->on_conntrack(e); };
-    try {
-      conntrack.emplace(*ct_source, longest_look_period_ns(), !ctx.run_as, BootClock::now_boot_ns(), to_join);
-    } catch (const FatalError& e) {  // neither the table nor the events: no translation is joined
-      nat_why = std::string("NAT translations: ") + e.what();
-      spdlog::warn("{}: translated flows are not joined", nat_why);
-    }
-    if (conntrack) {
-      nat->on_remote_flow(
-          [&](uint32_t netns, const FlowTuple* f) { conntrack->hint(netns, f, BootClock::now_boot_ns()); });
-      // a translation may be found by a look, after its socket let the port go
-      if (conntrack->may_translate()) nat->activate();
-    }
+    nat->on_remote_flow(
+        [&](uint32_t netns, const FlowTuple* f) { conntrack->hint(netns, f, BootClock::now_boot_ns()); });
+    // a translation may be found by a look, after its socket let the port go
+    if (conntrack->may_translate()) nat->activate();
   }
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
