@@ -15,12 +15,12 @@
 #include <unistd.h>
 
 #include <array>
-#include <filesystem>
-#include <fstream>
-#include <set>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -370,8 +370,8 @@ TEST_F(Nat, UntranslatedFlowsAreNotListenedToWhereConntrackTracksThem) {
   for (const auto& u : t.records().front()["uncaught"])
     if (u.get<std::string>().rfind("NAT", 0) == 0) GTEST_SKIP() << "this kernel: " << u.get<std::string>();
   const std::string mode = t.records().front().value("nat_mode", "");
-  if (mode.rfind("follow: this kernel", 0) == 0) GTEST_SKIP() << "this kernel: the events are followed all the time ("
-                                                              << mode << ")";
+  if (mode.rfind("follow: this kernel", 0) == 0)
+    GTEST_SKIP() << "this kernel: the events are followed all the time (" << mode << ")";
   ASSERT_EQ(mode, "watch");
   pid_t server = start_server(topo.ns("srv"));
   Reaped reap_server{server};

@@ -315,7 +315,8 @@ TEST_F(NatJoinTest, AFlowFoundByALookIsTheSocketThatHeldThePortInItsWindow) {
   table.assign(sock(Kind::Assign, 1, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec, 7, "198.19.0.2", 7000));
   table.release(sock(Kind::Release, 1, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec + 50'000'000));
   table.assign(sock(Kind::Assign, 2, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec + 500'000'000, 7, "198.19.0.9", 80));
-  CtEvent found = ct(CtEvent::Kind::New, 5, Proto::Tcp, "198.18.0.2", 45000, "198.19.0.1", 45000, 10 * kSec + 900'000'000);
+  CtEvent found =
+      ct(CtEvent::Kind::New, 5, Proto::Tcp, "198.18.0.2", 45000, "198.19.0.1", 45000, 10 * kSec + 900'000'000);
   found.found_since_boot_ns = 9 * kSec + 900'000'000;
   see(found);
   ASSERT_EQ(kept.nats.size(), 1u);

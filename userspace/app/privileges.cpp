@@ -84,7 +84,8 @@ void check_privileges(bool will_drop) {
 
 void warn_of_cgroup_naming(bool will_drop) {
   __user_cap_data_struct data[2] = {};
-  bool can_open_handles = capget_all(data) && (data[CAP_DAC_READ_SEARCH / 32].effective & (1u << (CAP_DAC_READ_SEARCH % 32)));
+  bool can_open_handles =
+      capget_all(data) && (data[CAP_DAC_READ_SEARCH / 32].effective & (1u << (CAP_DAC_READ_SEARCH % 32)));
   if (will_drop)
     spdlog::warn(
         "under --user, cgroups are named by a walk of the tree at most once a second (open_by_handle_at needs "

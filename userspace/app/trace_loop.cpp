@@ -296,8 +296,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   while (!stop.load()) {
     uint64_t polled_from = BootClock::now_boot_ns();
     uint64_t read_to_unix = 0;
-    int n = conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, read_to_unix, kDrainMs)
-                      : probes.poll(kDrainMs);
+    int n =
+        conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, read_to_unix, kDrainMs) : probes.poll(kDrainMs);
     if (conntrack && conntrack->may_translate()) nat->activate();
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);

@@ -25,8 +25,9 @@ std::string KernelCtSource::subscribe() {
     return e.what();
   }
   if (!events_->filtered())
-    spdlog::info("conntrack events: not filtered in the kernel here (IPVS, or no socket filter): every flow's "
-                 "events are read");
+    spdlog::info(
+        "conntrack events: not filtered in the kernel here (IPVS, or no socket filter): every flow's "
+        "events are read");
   return "";
 }
 
@@ -202,8 +203,10 @@ void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
   mode_ = Mode::Watching;
   last_look_ = now;
   busy_ = false;
-  spdlog::info("conntrack: no translated flow for {} s: looking at its table every {} ms, sooner after a flow off "
-               "loopback", kQuietNs / 1'000'000'000, max_period_ns_ / 1'000'000);
+  spdlog::info(
+      "conntrack: no translated flow for {} s: looking at its table every {} ms, sooner after a flow off "
+      "loopback",
+      kQuietNs / 1'000'000'000, max_period_ns_ / 1'000'000);
   look(now, deliver);
 }
 
@@ -251,8 +254,8 @@ int ConntrackWatch::ms_to_next(uint64_t now) const {
 
 uint64_t longest_look_period_ns() {
   uint64_t shortest_s = UINT64_MAX;
-  for (const char* name : {"nf_conntrack_tcp_timeout_close", "nf_conntrack_udp_timeout",
-                           "nf_conntrack_sctp_timeout_closed"}) {
+  for (const char* name :
+       {"nf_conntrack_tcp_timeout_close", "nf_conntrack_udp_timeout", "nf_conntrack_sctp_timeout_closed"}) {
     std::string line = first_line((std::string("/proc/sys/net/netfilter/") + name).c_str());
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), v);

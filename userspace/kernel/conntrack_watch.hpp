@@ -23,9 +23,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
-#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -147,14 +147,14 @@ class ConntrackWatch {
   uint64_t period_ns_, max_period_ns_;
   Mode mode_ = Mode::Off;
   bool loaded_ = false;
-  uint64_t last_look_ = 0;       // watching: the last look that found nothing
-  uint64_t last_read_ = 0;       // following: the last read of the events
-  bool busy_ = false;            // that read found events
-  bool hinted_ = false;          // watching: a datagram sent unconnected since the last look
-  std::vector<FlowTuple> to_probe_;                 // watching: flows to look up at the next tick
+  uint64_t last_look_ = 0;                         // watching: the last look that found nothing
+  uint64_t last_read_ = 0;                         // following: the last read of the events
+  bool busy_ = false;                              // that read found events
+  bool hinted_ = false;                            // watching: a datagram sent unconnected since the last look
+  std::vector<FlowTuple> to_probe_;                // watching: flows to look up at the next tick
   std::unordered_map<uint32_t, uint64_t> probed_;  // by namespace: its last flow looked up
-  uint64_t last_translated_ = 0;  // following: the last translated flow begun, or the last check
-  std::unordered_map<uint32_t, CtEvent> live_;  // by id: handed on, not ended
+  uint64_t last_translated_ = 0;                   // following: the last translated flow begun, or the last check
+  std::unordered_map<uint32_t, CtEvent> live_;     // by id: handed on, not ended
   uint64_t overruns_ = 0, looks_ = 0, subscriptions_ = 0, probes_ = 0;
 };
 
