@@ -2,6 +2,7 @@
 // stream played by the test, with no kernel.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <map>
 #include <vector>
 
@@ -109,6 +110,7 @@ struct ConntrackWatchTest : ::testing::Test {
 TEST_F(ConntrackWatchTest, UntranslatedFlowsAloneAreLookedAtNeverListenedTo) {
   src.now = 10 * kPeriod;
   ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  // flows on loopback give no hint (the join gives none): no look at all
   for (int i = 1; i <= 100; i++) {
     src.begin(static_cast<uint32_t>(i), false);
     at(w, src.now + 100 * kMs);
@@ -117,17 +119,28 @@ TEST_F(ConntrackWatchTest, UntranslatedFlowsAloneAreLookedAtNeverListenedTo) {
   EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Watching);
   EXPECT_EQ(w.mode_text(), "watch");
   EXPECT_EQ(w.fd_to_wait(src.now), -1);
-  EXPECT_EQ(w.look_period_ns(), kPeriod);
-  EXPECT_EQ(w.looks(), 11u) << "the first, then one per period";
+  EXPECT_EQ(w.look_period_ns(), 0u);
+  EXPECT_EQ(w.looks(), 1u) << "the first only";
+  EXPECT_EQ(w.ms_to_next(src.now), INT_MAX);
   EXPECT_TRUE(got.empty());
-  EXPECT_LE(w.ms_to_next(src.now), 1000);
+  // a port taken with no peer named: a look within the longest period
+  // (at once here: the last was long ago)
+  w.hint(FlowHint::Unnamed, 1, nullptr, src.now);
+  EXPECT_EQ(w.look_period_ns(), kPeriod);
+  at(w, src.now);
+  EXPECT_EQ(w.looks(), 2u);
+  w.hint(FlowHint::Unnamed, 1, nullptr, src.now);
+  at(w, src.now + kPeriod / 2);
+  EXPECT_EQ(w.looks(), 2u) << "not yet";
+  at(w, src.now + kPeriod / 2);
+  EXPECT_EQ(w.looks(), 3u);
   // a datagram sent unconnected (no tuple to look up): the next look as
   // soon as its cost allows (a look here takes microseconds)
-  w.hint(1, nullptr, src.now);
+  w.hint(FlowHint::Unconnected, 1, nullptr, src.now);
   EXPECT_EQ(w.look_period_ns(), ConntrackWatch::kMinLookNs);
   at(w, src.now + ConntrackWatch::kMinLookNs);
-  EXPECT_EQ(w.looks(), 12u);
-  EXPECT_EQ(w.look_period_ns(), kPeriod) << "until the next hint";
+  EXPECT_EQ(w.looks(), 4u);
+  EXPECT_EQ(w.look_period_ns(), 0u) << "until the next hint";
 }
 
 TEST_F(ConntrackWatchTest, ALookThatFindsATranslationSubscribesAndHandsEachFlowOnOnce) {
@@ -142,7 +155,7 @@ TEST_F(ConntrackWatchTest, ALookThatFindsATranslationSubscribesAndHandsEachFlowO
   FlowTuple t;
   t.lport = 40001;
   t.rport = 7000;
-  w.hint(5, &t, src.now);
+  w.hint(FlowHint::Flow, 5, &t, src.now);
   EXPECT_EQ(w.ms_to_next(src.now), 0);
   at(w, src.now + kMs);
   EXPECT_EQ(src.lookups, 1);
@@ -248,15 +261,40 @@ TEST_F(ConntrackWatchTest, AnUntranslatedFlowOffLoopbackCostsOneLookupANamespace
   t1.lport = 40001;
   t2.lport = 40002;
   t1.rport = t2.rport = 7000;
-  w.hint(5, &t1, src.now);
-  w.hint(5, &t2, src.now + kMs);  // the same namespace, within kProbeGapNs
-  w.hint(6, &t2, src.now + kMs);
+  w.hint(FlowHint::Flow, 5, &t1, src.now);
+  w.hint(FlowHint::Flow, 6, &t2, src.now + kMs);
   at(w, src.now + 2 * kMs);
   EXPECT_EQ(src.lookups, 2);
   EXPECT_EQ(w.probes(), 2u);
   EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Watching);
   EXPECT_EQ(src.subscribes, 0);
-  w.hint(5, &t2, src.now + ConntrackWatch::kProbeGapNs);
+  EXPECT_EQ(w.look_period_ns(), 0u);
+  // the same namespace within kProbeGapNs: not looked up, left to a look
+  w.hint(FlowHint::Flow, 5, &t2, src.now + kMs);
+  at(w, src.now + kMs);
+  EXPECT_EQ(src.lookups, 2);
+  EXPECT_EQ(w.look_period_ns(), kPeriod);
+  w.hint(FlowHint::Flow, 5, &t2, src.now + ConntrackWatch::kProbeGapNs);
   at(w, src.now + ConntrackWatch::kProbeGapNs);
   EXPECT_EQ(src.lookups, 3);
+}
+
+// A record can be read before the flow's first packet is tracked: no entry
+// yet is looked up again a moment later, then left to a look.
+TEST_F(ConntrackWatchTest, AFlowWithNoEntryYetIsLookedUpAgainThenLookedFor) {
+  src.now = 10 * kPeriod;
+  ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  FlowTuple t;
+  t.lport = 40007;
+  t.rport = 7000;
+  w.hint(FlowHint::Flow, 5, &t, src.now);
+  at(w, src.now);
+  EXPECT_EQ(src.lookups, 1);
+  EXPECT_EQ(w.ms_to_next(src.now), static_cast<int>(ConntrackWatch::kRetryProbeNs / kMs));
+  src.begin(7, true);  // its first packet, now tracked
+  at(w, src.now + ConntrackWatch::kRetryProbeNs);
+  EXPECT_EQ(src.lookups, 2);
+  EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Following);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, 7u);
 }

@@ -175,8 +175,9 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (nat) {
     nat->use_table(builder.table());
-    nat->on_remote_flow(
-        [&](uint32_t netns, const FlowTuple* f) { conntrack->hint(netns, f, BootClock::now_boot_ns()); });
+    nat->on_remote_flow([&](FlowHint k, uint32_t netns, const FlowTuple* f) {
+      conntrack->hint(k, netns, f, BootClock::now_boot_ns());
+    });
     // a translation may be found by a look, after its socket let the port go
     if (conntrack->may_translate()) nat->activate();
   }

@@ -64,6 +64,11 @@ struct FlowTuple {
   uint16_t lport = 0, rport = 0;
 };
 
+// What a port record tells of a flow that NAT may translate: a socket
+// connected off loopback (its tuple known), one that sent a datagram with
+// no peer named, or one that took a port with no peer named yet.
+enum class FlowHint { Flow, Unconnected, Unnamed };
+
 // One entry of the table, looked up by its original tuple (one request,
 // O(1) in the kernel, where a dump walks every bucket of the table, which
 // all namespaces share). Non-copyable; holds one netlink socket.

@@ -126,7 +126,7 @@ void ConntrackWatch::follow(uint64_t since, uint64_t now, const CtSource::Each& 
 
 void ConntrackWatch::look(uint64_t now, const CtSource::Each& deliver) {
   looks_++;
-  hinted_ = false;
+  look_soon_ = look_due_ = false;
   loaded_ = src_.loaded();
   bool found = false;
   uint64_t began = BootClock::now_boot_ns();
@@ -168,17 +168,8 @@ void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
   switch (mode_) {
     case Mode::Off: return;
     case Mode::Watching:
-      for (const auto& t : to_probe_) {
-        probes_++;
-        if (auto r = src_.translated(t); r && *r) {
-          to_probe_.clear();
-          spdlog::info("conntrack: a flow off loopback is translated");
-          follow(last_look_, now, deliver);
-          return;
-        }
-      }
-      to_probe_.clear();
-      if (elapsed(now, last_look_) >= look_period_ns()) look(now, deliver);
+      if (probe(now, deliver)) return;
+      if (now >= next_look_at()) look(now, deliver);
       return;
     case Mode::Following:
     case Mode::AlwaysFollowing:
@@ -210,16 +201,54 @@ void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
   look(now, deliver);
 }
 
-void ConntrackWatch::hint(uint32_t netns, const FlowTuple* flow, uint64_t now) {
-  if (mode_ != Mode::Watching) return;
-  if (!flow) {
-    hinted_ = true;
-    return;
+bool ConntrackWatch::probe(uint64_t now, const CtSource::Each& deliver) {
+  std::vector<std::pair<FlowTuple, bool>> due;  // (flow, tried before)
+  for (const auto& t : to_probe_) due.emplace_back(t, false);
+  to_probe_.clear();
+  for (auto it = retry_.begin(); it != retry_.end();) {
+    if (it->first > now) {
+      ++it;
+      continue;
+    }
+    due.emplace_back(it->second, true);
+    it = retry_.erase(it);
   }
+  for (const auto& [t, again] : due) {
+    probes_++;
+    auto r = src_.translated(t);
+    if (r && *r) {
+      to_probe_.clear();
+      retry_.clear();
+      spdlog::info("conntrack: a flow off loopback is translated");
+      follow(last_look_, now, deliver);
+      return true;
+    }
+    // no entry yet (the record can be read before the first packet is
+    // tracked): once more a moment later, then a look
+    if (!r && !again && retry_.size() < kMaxProbes)
+      retry_.emplace_back(now + kRetryProbeNs, t);
+    else if (!r)
+      look_due_ = true;
+  }
+  return false;
+}
+
+uint64_t ConntrackWatch::next_look_at() const {
+  uint64_t period = look_period_ns();
+  return period ? last_look_ + period : UINT64_MAX;
+}
+
+void ConntrackWatch::hint(FlowHint kind, uint32_t netns, const FlowTuple* flow, uint64_t now) {
+  if (mode_ != Mode::Watching) return;
+  if (kind == FlowHint::Unconnected) look_soon_ = true;
+  if (kind == FlowHint::Unnamed) look_due_ = true;
+  if (kind != FlowHint::Flow || !flow) return;
   if (probed_.size() >= 4096) probed_.clear();  // bounded: namespaces come and go
   uint64_t& last = probed_[netns];
-  if (last && elapsed(now, last) < kProbeGapNs) return;
-  if (to_probe_.size() >= kMaxProbes) return;
+  if ((last && elapsed(now, last) < kProbeGapNs) || to_probe_.size() >= kMaxProbes) {
+    look_due_ = true;  // not looked up: a look within the longest period finds it
+    return;
+  }
   last = now;
   to_probe_.push_back(*flow);
 }
@@ -243,7 +272,12 @@ int ConntrackWatch::ms_to_next(uint64_t now) const {
   auto ms_until = [&](uint64_t at) { return at <= now ? 0 : static_cast<int>((at - now + 999'999) / 1'000'000); };
   switch (mode_) {
     case Mode::Off: return INT_MAX;
-    case Mode::Watching: return to_probe_.empty() ? ms_until(last_look_ + look_period_ns()) : 0;
+    case Mode::Watching: {
+      if (!to_probe_.empty()) return 0;
+      uint64_t at = next_look_at();
+      for (const auto& r : retry_) at = std::min(at, r.first);
+      return at == UINT64_MAX ? INT_MAX : ms_until(at);
+    }
     case Mode::Following:
     case Mode::AlwaysFollowing: break;
   }

@@ -98,12 +98,18 @@ class ConntrackWatch {
   int fd_to_wait(uint64_t now_boot_ns) const;
   int ms_to_next(uint64_t now_boot_ns) const;
 
-  // A flow that NAT may translate was just made (a socket of namespace
-  // netns connected off loopback): while watching, its entry is looked up
-  // at the next tick (one request; at most one flow of a namespace per
-  // kProbeGapNs). Without its tuple (a datagram sent unconnected), the next
-  // look comes as soon as its cost allows, not at the longest period.
-  void hint(uint32_t netns, const FlowTuple* flow, uint64_t now_boot_ns);
+  // While watching, what a port record tells (socket of namespace netns):
+  // - Flow (connected off loopback): its entry is looked up at the next tick
+  //   (one request; at most one flow of a namespace per kProbeGapNs, the
+  //   others left to a look within the longest period; with no entry yet,
+  //   once more kRetryProbeNs later, then a look within the longest period);
+  // - Unconnected (a datagram sent with no peer named): the next look as
+  //   soon as looks cost at most 1/kLookShare of a CPU;
+  // - Unnamed (a port taken with no peer named yet): a look within the
+  //   longest period.
+  // With no hint, no look: an idle host, or one whose flows are all on
+  // loopback, costs nothing.
+  void hint(FlowHint kind, uint32_t netns, const FlowTuple* flow, uint64_t now_boot_ns);
 
   Mode mode() const { return mode_; }
   // "watch", or "follow: " and why the events are followed all the time
@@ -116,7 +122,8 @@ class ConntrackWatch {
   uint64_t looks() const { return looks_; }
   uint64_t subscriptions() const { return subscriptions_; }
   uint64_t probes() const { return probes_; }
-  uint64_t look_period_ns() const { return hinted_ ? period_ns_ : max_period_ns_; }
+  // the period of the looks asked for now (0: none asked for)
+  uint64_t look_period_ns() const { return look_soon_ ? period_ns_ : look_due_ ? max_period_ns_ : 0; }
 
   static constexpr uint64_t kQuietNs = 10'000'000'000ULL;  // no translated flow this long: watch again
   // Events wake the loop at most this often: a batch read kBatchNs apart
@@ -132,6 +139,7 @@ class ConntrackWatch {
   static constexpr uint64_t kLookShare = 100;
   static constexpr uint64_t kMinLookNs = 10'000'000ULL;
   static constexpr uint64_t kProbeGapNs = 100'000'000ULL;
+  static constexpr uint64_t kRetryProbeNs = 50'000'000ULL;
   static constexpr size_t kMaxProbes = 64;  // flows looked up at one tick
 
  private:
@@ -141,6 +149,8 @@ class ConntrackWatch {
   // hands on the table's translated flows not known yet (begun after since)
   std::optional<bool> dump(uint64_t since, const CtSource::Each& deliver, bool end_the_missing, uint64_t now);
   void pass(const CtEvent& e, const CtSource::Each& deliver);
+  bool probe(uint64_t now, const CtSource::Each& deliver);  // true: a translation found, following now
+  uint64_t next_look_at() const;
 
   CtSource& src_;
   std::string follow_why_;  // AlwaysFollowing: why
@@ -150,9 +160,11 @@ class ConntrackWatch {
   uint64_t last_look_ = 0;                         // watching: the last look that found nothing
   uint64_t last_read_ = 0;                         // following: the last read of the events
   bool busy_ = false;                              // that read found events
-  bool hinted_ = false;                            // watching: a datagram sent unconnected since the last look
-  std::vector<FlowTuple> to_probe_;                // watching: flows to look up at the next tick
-  std::unordered_map<uint32_t, uint64_t> probed_;  // by namespace: its last flow looked up
+  bool look_soon_ = false;           // watching: a datagram sent unconnected since the last look
+  bool look_due_ = false;            // watching: a port with no peer named, or a flow with no entry
+  std::vector<FlowTuple> to_probe_;  // watching: flows to look up at the next tick
+  std::vector<std::pair<uint64_t, FlowTuple>> retry_;  // flows with no entry yet: when to look them up again
+  std::unordered_map<uint32_t, uint64_t> probed_;      // by namespace: its last flow looked up
   uint64_t last_translated_ = 0;                   // following: the last translated flow begun, or the last check
   std::unordered_map<uint32_t, CtEvent> live_;     // by id: handed on, not ended
   uint64_t overruns_ = 0, looks_ = 0, subscriptions_ = 0, probes_ = 0;

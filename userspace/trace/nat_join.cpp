@@ -22,18 +22,23 @@ void NatJoin::on_conntrack(const CtEvent& e) {
 
 void NatJoin::hint(const PortRecord& r) {
   uint32_t netns = r.netns.value_or(0);
-  if (!r.raddr) {
-    if (r.how == How::Sendmsg) hint_(netns, nullptr);
+  if (loopback_addr(r.laddr)) return;  // never leaves the host translated
+  if (!r.raddr || !r.rport) {
+    hint_(r.how == How::Sendmsg ? FlowHint::Unconnected : FlowHint::Unnamed, netns, nullptr);
     return;
   }
-  if (!r.rport || loopback_addr(*r.raddr) || unspecified_addr(r.laddr)) return;
+  if (loopback_addr(*r.raddr)) return;
+  if (unspecified_addr(r.laddr)) {
+    hint_(FlowHint::Unnamed, netns, nullptr);
+    return;
+  }
   FlowTuple t;
   t.proto = r.proto;
   t.laddr = r.laddr;
   t.lport = r.lport;
   t.raddr = *r.raddr;
   t.rport = *r.rport;
-  hint_(netns, &t);
+  hint_(FlowHint::Flow, netns, &t);
 }
 
 void NatJoin::count(FlatMap<uint32_t>& m, uint32_t id, bool add) {

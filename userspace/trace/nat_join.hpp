@@ -37,10 +37,10 @@ class NatJoin : public Sink {
     if (hint_ && r.type == PortRecord::Type::Assign) hint(r);
     next_.port(r);
   }
-  // Called at each assignment of a socket that names a peer off loopback,
-  // with its flow's tuple, or that sent a datagram unconnected (no tuple):
-  // a flow NAT may translate (the conntrack watch looks it up).
-  using Hint = std::function<void(uint32_t netns, const FlowTuple* flow)>;
+  // Called at each assignment that may begin a flow NAT translates (off
+  // loopback), with what the record tells of it (the conntrack watch looks
+  // it up, or looks at the table): see ConntrackWatch::hint.
+  using Hint = std::function<void(FlowHint kind, uint32_t netns, const FlowTuple* flow)>;
   void on_remote_flow(Hint f) { hint_ = std::move(f); }
   void lost(const LostRecord& r) override { next_.lost(r); }
   void stop(const StopRecord& r) override;
