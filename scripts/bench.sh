@@ -8,7 +8,12 @@
 #                                bounds checked (the CI keeps the suite alive)
 #   --masquerade       on a host whose conntrack is active: a masquerade rule
 #                      in the root namespace for a subnet nothing here uses,
-#                      as container runtimes leave one (removed at the end)
+#                      as container runtimes leave one (removed at the end).
+#                      Without it, a full run (no --smoke, no --tools) runs
+#                      the redis loops a second time with that rule
+#                      (loops "redis-k0-masq", ...: baseline, control,
+#                      portghost and portghost-nonat), so that one run
+#                      shows both kinds of host
 #   --overhead-only    the overhead table alone
 #   --loops "L ..."    these workload loops; --tools "T ...": these tools,
 #                      among them portghost-nonat (--no-nat) and portghost-b
@@ -55,11 +60,11 @@ LATENCY=$PWD/build/tests/pg_latency
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; sysctl -qw kernel.bpf_stats_enabled="$stats0" 2>/dev/null || true; [ $masq -eq 1 ] && nft delete table ip portghost_bench 2>/dev/null; rm -rf "$work"' EXIT
-if [ $masq -eq 1 ]; then
-  # what `podman pod create` or dockerd leave: NAT for a bridge's subnet. It
-  # translates nothing here, but with a NAT hook registered conntrack
-  # tracks every flow of the namespace, loopback included
+trap 'kill $(jobs -p) 2>/dev/null || true; sysctl -qw kernel.bpf_stats_enabled="$stats0" 2>/dev/null || true; masq_off; rm -rf "$work"' EXIT
+# what `podman pod create` or dockerd leave: NAT for a bridge's subnet. It
+# translates nothing here, but with a NAT hook registered conntrack tracks
+# every flow of the namespace, loopback included
+masq_on() {
   nft -f - <<'NFT'
 table ip portghost_bench {
   chain post {
@@ -68,7 +73,9 @@ table ip portghost_bench {
   }
 }
 NFT
-fi
+}
+masq_off() { nft delete table ip portghost_bench 2>/dev/null || true; }
+[ $masq -eq 1 ] && masq_on
 hz=$(getconf CLK_TCK)
 
 # control: a second run with no tracer, the A/A noise of the same run
@@ -157,8 +164,12 @@ run_loop() {
 # ---- 1. overhead: each workload loop under each tool, interleaved reps ----
 raw=$out/overhead.txt
 echo "# loop tool rep ops_per_s cpu_ns_per_op tool_cpu_s records lost" >"$raw"
-for rep in $(seq "$reps"); do
+# overhead LOOP_NAME_SUFFIX TOOL...: the loops under these tools, appended to $raw
+overhead() {
+  local suffix=$1 tools=("${@:2}") rep loop n k tool f c0 c1 line records lost a r tcpu
+  for rep in $(seq "$reps"); do
   for loop in "${loops[@]}"; do
+    [ -n "$suffix" ] && [[ $loop != redis-* ]] && continue
     # rotate the order every repetition: no tool always runs first or last
     n=${#tools[@]}
     for k in $(seq 0 $((n - 1))); do
@@ -175,11 +186,20 @@ for rep in $(seq "$reps"); do
         records=$((a + r)); lost=$(stop_field "$f" lost)
       fi
       tcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')
-      echo "$loop $tool $rep $(kv ops_per_s "$line") $(kv cpu_ns_per_op "$line") $tcpu $records $lost" >>"$raw"
-      log "overhead rep $rep $loop $tool: $(kv ops_per_s "$line") ops/s, $(kv cpu_ns_per_op "$line") ns CPU/op, tool ${tcpu}s CPU, lost $lost"
+      echo "$loop$suffix $tool $rep $(kv ops_per_s "$line") $(kv cpu_ns_per_op "$line") $tcpu $records $lost" >>"$raw"
+      log "overhead rep $rep $loop$suffix $tool: $(kv ops_per_s "$line") ops/s, $(kv cpu_ns_per_op "$line") ns CPU/op, tool ${tcpu}s CPU, lost $lost"
     done
   done
-done
+  done
+}
+overhead "" "${tools[@]}"
+# the same host with a container runtime's masquerade rule (conntrack
+# active, nothing translated): the redis loops again, NAT followed and not
+if [ $masq -eq 0 ] && [ $smoke -eq 0 ] && [ -z "$want_tools" ]; then
+  masq_on
+  overhead -masq baseline control portghost portghost-nonat
+  masq_off
+fi
 
 if [ $only -eq 0 ]; then
 # ---- 2. zero loss: portghost alone at paced UDP rates (2 records an op) ----
@@ -344,10 +364,12 @@ res=$out/results.md
   echo
   echo "| loop | tool | ops/s | slowdown | CPU ns/op | CPU/op vs baseline | tool CPU s | records | lost |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for loop in "${loops[@]}"; do
+  # the loops of the run, then those of its pass with a masquerade rule
+  for loop in "${loops[@]}" $(awk '$1 ~ /-masq$/ { print $1 }' "$raw" | sort -u); do
     bops=$(awk -v l="$loop" '$1 == l && $2 == "baseline" { print $4 }' "$raw" | median)
     bcpu=$(awk -v l="$loop" '$1 == l && $2 == "baseline" { print $5 }' "$raw" | median)
-    for tool in "${tools[@]}"; do
+    for tool in $(printf '%s\n' "${tools[@]}" portghost-nonat | awk '!seen[$0]++'); do
+      grep -q "^$loop $tool " "$raw" || continue  # (portghost-nonat: when run)
       ops=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $4 }' "$raw" | median)
       cpu=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $5 }' "$raw" | median)
       tcpu=$(awk -v l="$loop" -v t="$tool" '$1 == l && $2 == t { print $6 }' "$raw" | median)
