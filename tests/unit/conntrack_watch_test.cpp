@@ -135,10 +135,12 @@ TEST_F(ConntrackWatchTest, UntranslatedFlowsAloneAreLookedAtNeverListenedTo) {
   at(w, src.now + kPeriod / 2);
   EXPECT_EQ(w.looks(), 3u);
   // a datagram sent unconnected (no tuple to look up): the next look as
-  // soon as its cost allows (a look here takes microseconds)
+  // soon as its cost allows (a look here takes microseconds: well under
+  // the longest period)
   w.hint(FlowHint::Unconnected, 1, nullptr, src.now);
-  EXPECT_EQ(w.look_period_ns(), ConntrackWatch::kMinLookNs);
-  at(w, src.now + ConntrackWatch::kMinLookNs);
+  EXPECT_GE(w.look_period_ns(), ConntrackWatch::kMinLookNs);
+  EXPECT_LT(w.look_period_ns(), kPeriod);
+  at(w, src.now + w.look_period_ns());
   EXPECT_EQ(w.looks(), 4u);
   EXPECT_EQ(w.look_period_ns(), 0u) << "until the next hint";
 }
@@ -165,8 +167,12 @@ TEST_F(ConntrackWatchTest, ALookThatFindsATranslationSubscribesAndHandsEachFlowO
   EXPECT_EQ(got[0].id, 1u);
   ASSERT_TRUE(got[0].found_since_boot_ns);
   EXPECT_EQ(*got[0].found_since_boot_ns, first_look) << "it began after the look that found none";
-  EXPECT_EQ(w.looks(), 1u) << "found without a look at the whole table";
-  // from now on the stream: a flow in both the stream and a dump is one
+  EXPECT_EQ(w.looks(), 2u) << "the first, then the one read once subscribed";
+  // its event, queued as the table was read: handed on once
+  src.queued.push_back(src.table[1]);
+  at(w, src.now + 10 * kMs);
+  ASSERT_EQ(got.size(), 1u);
+  // from now on the stream
   src.begin(2, true);
   src.begin(3, false);  // the stream's filter is the kernel's; the watch filters too
   at(w, src.now + 20 * kMs);
@@ -183,7 +189,7 @@ TEST_F(ConntrackWatchTest, ALookThatFindsATranslationSubscribesAndHandsEachFlowO
   src.begin(4, true);
   w.tick(src.now - kMs, keep);
   w.tick(src.now - kMs, keep);
-  EXPECT_EQ(w.looks(), 1u);
+  EXPECT_EQ(w.looks(), 2u);
   EXPECT_EQ(got[2].kind, CtEvent::Kind::Destroy);
   EXPECT_EQ(got[2].id, 1u);
 }
@@ -297,4 +303,65 @@ TEST_F(ConntrackWatchTest, AFlowWithNoEntryYetIsLookedUpAgainThenLookedFor) {
   EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Following);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id, 7u);
+}
+
+TEST_F(ConntrackWatchTest, ASubscriptionRefusedIsTriedAgainByALook) {
+  src.now = 10 * kPeriod;
+  ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  src.begin(1, true);
+  src.refuse = "no buffer space";
+  FlowTuple t;
+  t.lport = 40001;
+  t.rport = 7000;
+  w.hint(FlowHint::Flow, 5, &t, src.now);
+  at(w, src.now + kMs);
+  EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Watching);
+  EXPECT_EQ(w.look_period_ns(), kPeriod) << "a look asked for";
+  src.refuse.clear();
+  at(w, src.now + kPeriod);
+  EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Following);
+  ASSERT_EQ(got.size(), 1u);
+}
+
+TEST_F(ConntrackWatchTest, AFlowOnLoopbackIsLookedUpButNeverLeftToALook) {
+  src.now = 10 * kPeriod;
+  ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  FlowTuple t;
+  t.lport = 40009;  // no entry
+  t.rport = 7000;
+  w.hint(FlowHint::Loopback, 5, &t, src.now);
+  at(w, src.now);
+  at(w, src.now + ConntrackWatch::kRetryProbeNs);
+  EXPECT_EQ(src.lookups, 2) << "looked up, then once more";
+  w.hint(FlowHint::Loopback, 5, &t, src.now + kMs);  // within kProbeGapNs: dropped
+  EXPECT_EQ(w.look_period_ns(), 0u) << "no look for loopback";
+  // a local DNAT: translated on loopback
+  src.begin(9, true);
+  t.lport = 40009;
+  w.hint(FlowHint::Loopback, 5, &t, src.now + ConntrackWatch::kProbeGapNs);
+  at(w, src.now + ConntrackWatch::kProbeGapNs);
+  EXPECT_EQ(w.mode(), ConntrackWatch::Mode::Following);
+}
+
+TEST_F(ConntrackWatchTest, IpvsLoadedLaterMeansTheEventsAreFollowedForGood) {
+  src.now = 10 * kPeriod;
+  ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  src.ipvs = true;
+  w.hint(FlowHint::Unnamed, 5, nullptr, src.now);
+  at(w, src.now + kPeriod);
+  EXPECT_EQ(w.mode(), ConntrackWatch::Mode::AlwaysFollowing);
+  EXPECT_EQ(w.mode_text(), "follow: IPVS (its translations lack the NAT status bits)");
+}
+
+TEST_F(ConntrackWatchTest, PendingLookupsAreMadeAtTheLastRead) {
+  src.now = 10 * kPeriod;
+  ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  src.begin(1, true);
+  FlowTuple t;
+  t.lport = 40001;
+  t.rport = 7000;
+  w.hint(FlowHint::Flow, 5, &t, src.now);
+  w.last_read(src.now, keep);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, 1u);
 }

@@ -311,16 +311,17 @@ TEST_F(NatJoinTest, AtTheStopEveryWaitingFlowIsJoinedOrCounted) {
 // look was alive then; two unconnected sockets in the window are no telling.
 TEST_F(NatJoinTest, AFlowFoundByALookIsTheSocketThatHeldThePortInItsWindow) {
   table.keep_released(true);
-  // connected, released before the look; a later one to another peer
-  table.assign(sock(Kind::Assign, 1, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec, 7, "198.19.0.2", 7000));
-  table.release(sock(Kind::Release, 1, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec + 50'000'000));
-  table.assign(sock(Kind::Assign, 2, Proto::Tcp, "198.18.0.2", 45000, 10 * kSec + 500'000'000, 7, "198.19.0.9", 80));
-  CtEvent found =
-      ct(CtEvent::Kind::New, 5, Proto::Tcp, "198.18.0.2", 45000, "198.19.0.1", 45000, 10 * kSec + 900'000'000);
+  // connected, released before the look; a later one with no peer named,
+  // alive at the look (had the flow been read as an event then, that one)
+  table.assign(sock(Kind::Assign, 1, Proto::Udp, "198.18.0.2", 45000, 10 * kSec, 7, "198.19.0.2", 7000));
+  table.release(sock(Kind::Release, 1, Proto::Udp, "198.18.0.2", 45000, 10 * kSec + 50'000'000));
+  table.assign(sock(Kind::Assign, 2, Proto::Udp, "198.18.0.2", 45000, 10 * kSec + 500'000'000));
+  CtEvent found = ct(CtEvent::Kind::New, 5, Proto::Udp, "198.18.0.2", 45000, "198.19.0.1", 45000,
+                     10 * kSec + 900'000'000, "198.19.0.2", 7000);
   found.found_since_boot_ns = 9 * kSec + 900'000'000;
   see(found);
   ASSERT_EQ(kept.nats.size(), 1u);
-  EXPECT_EQ(kept.nats[0].sock, 1u) << "the socket whose peer it is, though it let the port go before the look";
+  EXPECT_EQ(kept.nats[0].sock, 1u) << "the socket whose peer it is, alive when the flow began";
 
   // two unconnected sockets on one port within the window: ambiguous
   table.assign(sock(Kind::Assign, 3, Proto::Udp, "0.0.0.0", 46000, 20 * kSec));

@@ -179,7 +179,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
       conntrack->hint(k, netns, f, BootClock::now_boot_ns());
     });
     // a translation may be found by a look, after its socket let the port go
-    if (conntrack->may_translate()) nat->activate();
+    if (conntrack->may_translate()) nat->activate(conntrack->following());
   }
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });
@@ -299,7 +299,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     uint64_t read_to_unix = 0;
     int n =
         conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, read_to_unix, kDrainMs) : probes.poll(kDrainMs);
-    if (conntrack && conntrack->may_translate()) nat->activate();
+    if (conntrack && conntrack->may_translate()) nat->activate(conntrack->following());
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);
     // the ring was emptied: every port record made before polled_from is

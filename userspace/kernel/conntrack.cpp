@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <unordered_set>
 
 #include "common/clock.hpp"
@@ -93,6 +94,7 @@ struct Dumped {
   std::unordered_set<uint32_t> seen;  // a flow translated both ways comes in both dumps
   bool filtered = true;
   CtEvent e;
+  std::exception_ptr error;  // thrown by f, rethrown once the library has returned
 };
 
 int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
@@ -101,17 +103,23 @@ int on_dumped(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
     d->filtered = false;  // the kernel ignored the filter
     return NFCT_CB_CONTINUE;
   }
-  if (!decode_conntrack(ct, CtEvent::Kind::New, d->e) || (d->e.id && !d->seen.insert(d->e.id).second))
-    return NFCT_CB_CONTINUE;
-  d->e.read_unix_ns = BootClock::now_unix_ns();
-  d->e.read_boot_ns = BootClock::now_boot_ns();
-  (*d->f)(d->e);
+  try {  // nothing thrown through the library's C frames
+    if (!decode_conntrack(ct, CtEvent::Kind::New, d->e) || (d->e.id && !d->seen.insert(d->e.id).second))
+      return NFCT_CB_CONTINUE;
+    d->e.read_unix_ns = BootClock::now_unix_ns();
+    d->e.read_boot_ns = BootClock::now_boot_ns();
+    (*d->f)(d->e);
+  } catch (...) {
+    d->error = std::current_exception();
+    return NFCT_CB_FAILURE;
+  }
   return NFCT_CB_CONTINUE;
 }
 }  // namespace
 
 std::optional<bool> dump_translated(const std::function<void(const CtEvent&)>& f) {
-  nfct_handle* h = nfct_open(CONNTRACK, 0);
+  std::unique_ptr<nfct_handle, int (*)(nfct_handle*)> handle(nfct_open(CONNTRACK, 0), nfct_close);
+  nfct_handle* h = handle.get();
   if (!h) return std::nullopt;
   Dumped d;
   d.f = &f;
@@ -130,7 +138,7 @@ std::optional<bool> dump_translated(const std::function<void(const CtEvent&)>& f
     // a kernel that ignores the filter handed back the whole table at once
     if (!ok || !d.filtered) break;
   }
-  nfct_close(h);
+  if (d.error) std::rethrow_exception(d.error);
   if (!ok) return std::nullopt;
   return d.filtered;
 }
@@ -147,7 +155,9 @@ int on_got(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   bool by_status = nfct_get_attr_u32(ct, ATTR_STATUS) & (IPS_SRC_NAT | IPS_DST_NAT);
   bool by_tuples = decode_conntrack(ct, CtEvent::Kind::New, e) && (e.src_translated() || e.dst_translated());
   *static_cast<std::optional<bool>*>(data) = by_status || by_tuples;
-  return NFCT_CB_STOP;
+  // not NFCT_CB_STOP: the kernel's ACK follows the entry, and left unread it
+  // would be the next query's answer (each lookup one behind)
+  return NFCT_CB_CONTINUE;
 }
 
 uint8_t l4_of(Proto p) {

@@ -66,8 +66,9 @@ struct FlowTuple {
 
 // What a port record tells of a flow that NAT may translate: a socket
 // connected off loopback (its tuple known), one that sent a datagram with
-// no peer named, or one that took a port with no peer named yet.
-enum class FlowHint { Flow, Unconnected, Unnamed };
+// no peer named, one that took a port with no peer named yet, or one
+// connected on loopback (translated only by a local DNAT or REDIRECT).
+enum class FlowHint { Flow, Unconnected, Unnamed, Loopback };
 
 // One entry of the table, looked up by its original tuple (one request,
 // O(1) in the kernel, where a dump walks every bucket of the table, which

@@ -65,7 +65,10 @@ void ConntrackWatch::pass(const CtEvent& e, const CtSource::Each& deliver) {
   if (e.kind == CtEvent::Kind::New) {
     if (!e.src_translated() && !e.dst_translated()) return;
     if (e.id && !live_.count(e.id)) {
-      if (live_.size() < kMaxLive) live_.emplace(e.id, e);
+      if (live_.size() < kMaxLive)
+        live_.emplace(e.id, e);
+      else
+        live_overflowed_ = true;  // its end passes unchecked (the join knows its own)
     } else if (e.id) {
       return;  // handed on already (by a look, then its event)
     }
@@ -74,8 +77,10 @@ void ConntrackWatch::pass(const CtEvent& e, const CtSource::Each& deliver) {
     return;
   }
   auto it = live_.find(e.id);
-  if (it == live_.end()) return;  // not a flow handed on
-  live_.erase(it);
+  if (it != live_.end())
+    live_.erase(it);
+  else if (!live_overflowed_)
+    return;  // not a flow handed on
   deliver(e);
 }
 
@@ -110,13 +115,17 @@ void ConntrackWatch::follow(uint64_t since, uint64_t now, const CtSource::Each& 
   if (std::string why = src_.subscribe(); !why.empty()) {
     spdlog::warn("NAT translations: {}: looked for again in {} ms", why, max_period_ns_ / 1'000'000);
     last_look_ = now;
+    look_due_ = true;
     return;
   }
   subscriptions_++;
+  looks_++;  // the dump below
   mode_ = Mode::Following;
   last_read_ = now;
   busy_ = false;
-  last_translated_ = now;
+  last_translated_ = last_check_ = now;
+  overruns_checked_ = overruns_;
+  followed_since_ = since;
   // subscribed first, then the table: a flow begun since the look that
   // found one is in this dump, its event in the stream, or both (the same
   // id, handed on once)
@@ -124,9 +133,20 @@ void ConntrackWatch::follow(uint64_t since, uint64_t now, const CtSource::Each& 
   spdlog::info("conntrack: translated flows here: following its events");
 }
 
+void ConntrackWatch::always_follow(std::string why, uint64_t now, const CtSource::Each& deliver) {
+  follow_why_ = std::move(why);
+  spdlog::info("conntrack: {}: following its events", follow_why_);
+  if (mode_ != Mode::Following) follow(last_look_, now, deliver);
+  if (mode_ == Mode::Following) mode_ = Mode::AlwaysFollowing;
+}
+
 void ConntrackWatch::look(uint64_t now, const CtSource::Each& deliver) {
-  looks_++;
   look_soon_ = look_due_ = false;
+  if (!src_.status_tells_nat()) {  // IPVS loaded since: no look can find its translations
+    always_follow("IPVS (its translations lack the NAT status bits)", now, deliver);
+    return;
+  }
+  looks_++;
   loaded_ = src_.loaded();
   bool found = false;
   uint64_t began = BootClock::now_boot_ns();
@@ -142,10 +162,7 @@ void ConntrackWatch::look(uint64_t now, const CtSource::Each& deliver) {
   if (!*filtered) {
     // the kernel cannot filter a dump: each look would read the whole
     // table; follow the events for good instead (filtered as they are)
-    follow_why_ = "this kernel does not filter a dump of the table by status";
-    spdlog::info("conntrack: {}: following its events", follow_why_);
-    follow(last_look_, now, deliver);
-    if (mode_ == Mode::Following) mode_ = Mode::AlwaysFollowing;
+    always_follow("this kernel does not filter a dump of the table by status", now, deliver);
     return;
   }
   if (found)
@@ -176,17 +193,30 @@ void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
       if (!busy_ || elapsed(now, last_read_) >= kBatchNs) read_events(now, deliver);
       break;
   }
-  if (mode_ != Mode::Following || elapsed(now, last_translated_) < kQuietNs) return;
-  // quiet for kQuietNs: does the table still hold a translated flow?
-  looks_++;
+  if (mode_ != Mode::Following) return;
+  bool quiet = elapsed(now, last_translated_) >= kQuietNs;
+  bool overran = overruns_ > overruns_checked_ && elapsed(now, last_check_) >= kQuietNs;
+  if (quiet || overran) check(now, quiet, deliver);
+}
+
+void ConntrackWatch::check(uint64_t now, bool quiet, const CtSource::Each& deliver) {
+  // does the table still hold a translated flow? (and the flows whose end
+  // an overrun of the stream lost end now)
+  last_check_ = now;
+  overruns_checked_ = overruns_;
   loaded_ = src_.loaded();
-  auto filtered = dump(now, deliver, true, now);
-  if (filtered && !*filtered) {  // a look would read the whole table
-    mode_ = Mode::AlwaysFollowing;
-    follow_why_ = "this kernel does not filter a dump of the table by status";
+  if (!src_.status_tells_nat()) {  // IPVS loaded since: a dump would miss its flows
+    always_follow("IPVS (its translations lack the NAT status bits)", now, deliver);
+    return;
   }
-  if (!filtered || !*filtered || !live_.empty()) {
-    last_translated_ = now;  // still some, or no telling: asked again later
+  looks_++;
+  auto filtered = dump(followed_since_, deliver, true, now);
+  if (filtered && !*filtered) {
+    always_follow("this kernel does not filter a dump of the table by status", now, deliver);
+    return;
+  }
+  if (!quiet || !filtered || !live_.empty()) {
+    if (quiet) last_translated_ = now;  // still some, or no telling: asked again later
     return;
   }
   // none: unsubscribed first, then a last look closes the gap between
@@ -194,16 +224,14 @@ void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
   mode_ = Mode::Watching;
   last_look_ = now;
   busy_ = false;
-  spdlog::info(
-      "conntrack: no translated flow for {} s: looking at its table every {} ms, sooner after a flow off "
-      "loopback",
-      kQuietNs / 1'000'000'000, max_period_ns_ / 1'000'000);
+  live_overflowed_ = false;
+  spdlog::info("conntrack: no translated flow for {} s: watching its table again", kQuietNs / 1'000'000'000);
   look(now, deliver);
 }
 
 bool ConntrackWatch::probe(uint64_t now, const CtSource::Each& deliver) {
-  std::vector<std::pair<FlowTuple, bool>> due;  // (flow, tried before)
-  for (const auto& t : to_probe_) due.emplace_back(t, false);
+  std::vector<std::pair<Probe, bool>> due;  // (flow, tried before)
+  for (const auto& p : to_probe_) due.emplace_back(p, false);
   to_probe_.clear();
   for (auto it = retry_.begin(); it != retry_.end();) {
     if (it->first > now) {
@@ -213,21 +241,21 @@ bool ConntrackWatch::probe(uint64_t now, const CtSource::Each& deliver) {
     due.emplace_back(it->second, true);
     it = retry_.erase(it);
   }
-  for (const auto& [t, again] : due) {
+  for (const auto& [p, again] : due) {
     probes_++;
-    auto r = src_.translated(t);
+    auto r = src_.translated(p.flow);
     if (r && *r) {
       to_probe_.clear();
       retry_.clear();
-      spdlog::info("conntrack: a flow off loopback is translated");
+      spdlog::info("conntrack: a flow {}is translated", p.loopback ? "on loopback " : "");
       follow(last_look_, now, deliver);
       return true;
     }
     // no entry yet (the record can be read before the first packet is
-    // tracked): once more a moment later, then a look
+    // tracked): once more a moment later, then (off loopback) a look
     if (!r && !again && retry_.size() < kMaxProbes)
-      retry_.emplace_back(now + kRetryProbeNs, t);
-    else if (!r)
+      retry_.emplace_back(now + kRetryProbeNs, p);
+    else if (!r && !p.loopback)
       look_due_ = true;
   }
   return false;
@@ -242,15 +270,19 @@ void ConntrackWatch::hint(FlowHint kind, uint32_t netns, const FlowTuple* flow, 
   if (mode_ != Mode::Watching) return;
   if (kind == FlowHint::Unconnected) look_soon_ = true;
   if (kind == FlowHint::Unnamed) look_due_ = true;
-  if (kind != FlowHint::Flow || !flow) return;
+  if ((kind != FlowHint::Flow && kind != FlowHint::Loopback) || !flow) return;
   if (probed_.size() >= 4096) probed_.clear();  // bounded: namespaces come and go
   uint64_t& last = probed_[netns];
+  bool loopback = kind == FlowHint::Loopback;
   if ((last && elapsed(now, last) < kProbeGapNs) || to_probe_.size() >= kMaxProbes) {
-    look_due_ = true;  // not looked up: a look within the longest period finds it
+    // not looked up: off loopback, a look within the longest period finds
+    // it; on loopback (translated only by a local DNAT or REDIRECT), the
+    // next flow's lookup
+    if (!loopback) look_due_ = true;
     return;
   }
   last = now;
-  to_probe_.push_back(*flow);
+  to_probe_.push_back({*flow, loopback});
 }
 
 std::string ConntrackWatch::mode_text() const {
@@ -259,6 +291,10 @@ std::string ConntrackWatch::mode_text() const {
 }
 
 void ConntrackWatch::last_read(uint64_t now, const CtSource::Each& deliver) {
+  if (mode_ == Mode::Watching) {  // the lookups and the look asked for, at once
+    retry_.clear();
+    if (!probe(now, deliver) && (look_soon_ || look_due_)) look(now, deliver);
+  }
   if (mode_ == Mode::Following || mode_ == Mode::AlwaysFollowing) read_events(now, deliver);
 }
 

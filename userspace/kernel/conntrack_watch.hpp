@@ -106,12 +106,15 @@ class ConntrackWatch {
   // - Unconnected (a datagram sent with no peer named): the next look as
   //   soon as looks cost at most 1/kLookShare of a CPU;
   // - Unnamed (a port taken with no peer named yet): a look within the
-  //   longest period.
+  //   longest period;
+  // - Loopback (connected on loopback: translated only by a local DNAT or
+  //   REDIRECT): looked up as Flow, never left to a look.
   // With no hint, no look: an idle host, or one whose flows are all on
   // loopback, costs nothing.
   void hint(FlowHint kind, uint32_t netns, const FlowTuple* flow, uint64_t now_boot_ns);
 
   Mode mode() const { return mode_; }
+  bool following() const { return mode_ == Mode::Following || mode_ == Mode::AlwaysFollowing; }
   // "watch", or "follow: " and why the events are followed all the time
   std::string mode_text() const;
   // conntrack is loaded: a translation may be found late, by a look, so
@@ -125,7 +128,10 @@ class ConntrackWatch {
   // the period of the looks asked for now (0: none asked for)
   uint64_t look_period_ns() const { return look_soon_ ? period_ns_ : look_due_ ? max_period_ns_ : 0; }
 
-  static constexpr uint64_t kQuietNs = 10'000'000'000ULL;  // no translated flow this long: watch again
+  // no translated flow begun this long, and none in the table: watch again
+  // (and, while following, the table checked at most this often for flows
+  // whose end an overrun of the stream lost)
+  static constexpr uint64_t kQuietNs = 10'000'000'000ULL;
   // Events wake the loop at most this often: a batch read kBatchNs apart
   // costs the join's timing no more than that, where each event would be
   // a wakeup.
@@ -150,6 +156,8 @@ class ConntrackWatch {
   std::optional<bool> dump(uint64_t since, const CtSource::Each& deliver, bool end_the_missing, uint64_t now);
   void pass(const CtEvent& e, const CtSource::Each& deliver);
   bool probe(uint64_t now, const CtSource::Each& deliver);  // true: a translation found, following now
+  void check(uint64_t now, bool quiet, const CtSource::Each& deliver);
+  void always_follow(std::string why, uint64_t now, const CtSource::Each& deliver);
   uint64_t next_look_at() const;
 
   CtSource& src_;
@@ -157,16 +165,23 @@ class ConntrackWatch {
   uint64_t period_ns_, max_period_ns_;
   Mode mode_ = Mode::Off;
   bool loaded_ = false;
-  uint64_t last_look_ = 0;                         // watching: the last look that found nothing
-  uint64_t last_read_ = 0;                         // following: the last read of the events
-  bool busy_ = false;                              // that read found events
-  bool look_soon_ = false;           // watching: a datagram sent unconnected since the last look
-  bool look_due_ = false;            // watching: a port with no peer named, or a flow with no entry
-  std::vector<FlowTuple> to_probe_;  // watching: flows to look up at the next tick
-  std::vector<std::pair<uint64_t, FlowTuple>> retry_;  // flows with no entry yet: when to look them up again
-  std::unordered_map<uint32_t, uint64_t> probed_;      // by namespace: its last flow looked up
+  uint64_t last_look_ = 0;  // watching: the last look that found nothing
+  uint64_t last_read_ = 0;  // following: the last read of the events
+  bool busy_ = false;       // that read found events
+  bool look_soon_ = false;  // watching: a datagram sent unconnected since the last look
+  bool look_due_ = false;   // watching: a port with no peer named, or a flow with no entry
+  struct Probe {
+    FlowTuple flow;
+    bool loopback = false;
+  };
+  std::vector<Probe> to_probe_;                    // watching: flows to look up at the next tick
+  std::vector<std::pair<uint64_t, Probe>> retry_;  // flows with no entry yet: when to look them up again
+  std::unordered_map<uint32_t, uint64_t> probed_;  // by namespace: its last flow looked up
   uint64_t last_translated_ = 0;                   // following: the last translated flow begun, or the last check
   std::unordered_map<uint32_t, CtEvent> live_;     // by id: handed on, not ended
+  bool live_overflowed_ = false;                   // a flow handed on was not kept in live_
+  uint64_t last_check_ = 0, overruns_checked_ = 0;
+  uint64_t followed_since_ = 0;  // following: the flows found later began after this
   uint64_t overruns_ = 0, looks_ = 0, subscriptions_ = 0, probes_ = 0;
 };
 

@@ -22,14 +22,14 @@ void NatJoin::on_conntrack(const CtEvent& e) {
 
 void NatJoin::hint(const PortRecord& r) {
   uint32_t netns = r.netns.value_or(0);
-  if (loopback_addr(r.laddr)) return;  // never leaves the host translated
-  if (!r.raddr || !r.rport) {
-    hint_(r.how == How::Sendmsg ? FlowHint::Unconnected : FlowHint::Unnamed, netns, nullptr);
+  bool named = r.raddr && r.rport;
+  bool loopback = loopback_addr(r.laddr) || (named && loopback_addr(*r.raddr));
+  if (!named) {
+    if (!loopback) hint_(r.how == How::Sendmsg ? FlowHint::Unconnected : FlowHint::Unnamed, netns, nullptr);
     return;
   }
-  if (loopback_addr(*r.raddr)) return;
   if (unspecified_addr(r.laddr)) {
-    hint_(FlowHint::Unnamed, netns, nullptr);
+    if (!loopback) hint_(FlowHint::Unnamed, netns, nullptr);
     return;
   }
   FlowTuple t;
@@ -38,7 +38,7 @@ void NatJoin::hint(const PortRecord& r) {
   t.lport = r.lport;
   t.raddr = *r.raddr;
   t.rport = *r.rport;
-  hint_(FlowHint::Flow, netns, &t);
+  hint_(loopback ? FlowHint::Loopback : FlowHint::Flow, netns, &t);
 }
 
 void NatJoin::count(FlatMap<uint32_t>& m, uint32_t id, bool add) {

@@ -28,8 +28,13 @@ class NatJoin : public Sink {
   // event), the table keeps no released sockets: a host without NAT pays
   // nothing per record for it.
   void use_table(SocketTable& table) { table_ = &table; }
-  void activate() {
-    if (table_) table_->keep_released(true);
+  // Released sockets are kept from now on; those on loopback (translated
+  // only by a local DNAT or REDIRECT, and the bulk of many hosts' churn)
+  // only with loopback_too: while conntrack's events are followed.
+  void activate(bool loopback_too = true) {
+    if (!table_) return;
+    table_->keep_released(true);
+    table_->keep_loopback(loopback_too);
   }
 
   void start(const StartRecord& r) override { next_.start(r); }

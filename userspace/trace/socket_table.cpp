@@ -247,9 +247,10 @@ std::optional<SocketTable::Release> SocketTable::release(const SockEvent& e) {
   }
   const Holder& h = *held;  // read in place; erased at the end
   r.matched = true;
-  // a flow on loopback is never translated: those sockets are not kept
-  // (on a host whose conntrack is loaded, most short-lived sockets)
-  if (keep_released_ && !loopback_addr(h.laddr.view()) && !loopback_addr(h.raddr.view()))
+  // a flow on loopback is translated only by a local DNAT or REDIRECT:
+  // those sockets (on many hosts, most short-lived ones) are kept only on
+  // request, while translated flows are followed
+  if (keep_released_ && (keep_loopback_ || (!loopback_addr(h.laddr.view()) && !loopback_addr(h.raddr.view()))))
     remember_released(e.cookie, h, e.ts_boot_ns);
   // the active closer's port stays taken in TIME_WAIT (releases come in
   // time order closely enough: the ones out of order expire a little late)

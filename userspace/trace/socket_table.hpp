@@ -63,14 +63,16 @@ class SocketTable {
 
   // The sockets that hold (proto, port) in any namespace now, and (once
   // keep_released() is on) those that let it go within kKeepReleasedNs of
-  // now_boot_ns, among the last kMaxReleased releases of sockets that NAT
-  // may have translated (not on loopback, at either end): f(cookie, holder,
+  // now_boot_ns, among the last kMaxReleased releases (of sockets on
+  // loopback only with keep_loopback()): f(cookie, holder,
   // released_boot_ns), 0 for a live one. What a NAT translation is joined
   // against. At most `limit` sockets (the live ones first): false when
   // more were left unseen (one port shared by many sockets, SO_REUSEPORT).
   bool for_each_of_port(Proto proto, uint16_t port, uint64_t now_boot_ns,
                         const std::function<void(uint64_t, const Holder&, uint64_t)>& f, size_t limit = SIZE_MAX) const;
   void keep_released(bool on) { keep_released_ = on; }
+  // kept released sockets include those on loopback (at either end)
+  void keep_loopback(bool on) { keep_loopback_ = on; }
   // The namespace of a live socket bound to this local address (a scan:
   // for the rare question only).
   std::optional<uint32_t> netns_using(std::string_view laddr) const;
@@ -125,7 +127,7 @@ class SocketTable {
     uint64_t next = 0;  // the next older of the same (proto, port): its index + 1; 0: none
     Holder h;
   };
-  bool keep_released_ = false;
+  bool keep_released_ = false, keep_loopback_ = false;
   std::vector<Released> released_;      // a ring of the latest releases
   size_t released_next_ = 0;            // where the next one goes
   FlatMap<uint64_t> released_by_port_;  // (proto, port) -> the latest one's index + 1
