@@ -66,7 +66,8 @@ struct FakeSource : CtSource {
     return std::nullopt;
   }
   bool status_tells_nat() const override { return !ipvs; }
-  bool loaded() const override { return true; }
+  bool tracks = true;
+  bool tracking() const override { return tracks; }
 
   CtEvent flow(uint32_t id, bool translated) const {
     CtEvent e;
@@ -364,4 +365,17 @@ TEST_F(ConntrackWatchTest, PendingLookupsAreMadeAtTheLastRead) {
   w.last_read(src.now, keep);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].id, 1u);
+}
+
+// Released sockets are kept for a late join only where conntrack tracks
+// flows: merely loaded (as opening ctnetlink loads it) it tracks nothing.
+TEST_F(ConntrackWatchTest, ReleasedSocketsAreKeptOnlyOnceConntrackTracksFlowsHere) {
+  src.tracks = false;
+  src.now = 10 * kPeriod;
+  ConntrackWatch w(src, kPeriod, true, src.now, keep);
+  at(w, src.now + 20 * kMs);
+  EXPECT_FALSE(w.may_translate());
+  src.tracks = true;  // a first flow's first packet
+  at(w, src.now + ConntrackWatch::kTrackingCheckNs);
+  EXPECT_TRUE(w.may_translate());
 }

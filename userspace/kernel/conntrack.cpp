@@ -19,6 +19,7 @@
 
 #include "common/clock.hpp"
 #include "common/errors.hpp"
+#include "common/procfs.hpp"
 #include "kernel/events.hpp"
 
 namespace portghost {
@@ -199,7 +200,10 @@ std::optional<bool> ConntrackQuery::translated(const FlowTuple& t) {
 
 bool ipvs_loaded() { return access("/proc/net/ip_vs", F_OK) == 0; }
 
-bool conntrack_loaded() { return access("/proc/sys/net/netfilter/nf_conntrack_count", F_OK) == 0; }
+bool conntrack_tracking() {
+  std::string n = first_line("/proc/sys/net/netfilter/nf_conntrack_count");
+  return !n.empty() && n != "0";
+}
 
 namespace {
 // A classic BPF filter on the event socket: only the events of translated

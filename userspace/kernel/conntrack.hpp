@@ -92,8 +92,9 @@ class ConntrackQuery {
 // status bits that the event filter and the dump filter key on.
 bool ipvs_loaded();
 
-// Whether conntrack is loaded (it may track flows in this namespace).
-bool conntrack_loaded();
+// Whether conntrack tracks flows in this namespace now (nf_conntrack_count
+// above 0). Merely loaded, it tracks nothing (and opening ctnetlink loads it).
+bool conntrack_tracking();
 
 // The subscription. Non-copyable, movable; closing it unsubscribes.
 class ConntrackEvents {

@@ -39,7 +39,8 @@ std::optional<bool> KernelCtSource::translated(const FlowTuple& t) {
 ConntrackWatch::ConntrackWatch(CtSource& src, uint64_t max_look_period_ns, bool may_look, uint64_t now,
                                const CtSource::Each& deliver)
     : src_(src), period_ns_(max_look_period_ns), max_period_ns_(max_look_period_ns) {
-  loaded_ = src_.loaded();
+  tracking_ = src_.tracking();
+  tracking_checked_ = now;
   if (!may_look || !src_.status_tells_nat()) {
     follow_why_ = !may_look ? "--user (the table is not readable once privileges are dropped)"
                             : "IPVS (its translations lack the NAT status bits)";
@@ -147,7 +148,6 @@ void ConntrackWatch::look(uint64_t now, const CtSource::Each& deliver) {
     return;
   }
   looks_++;
-  loaded_ = src_.loaded();
   bool found = false;
   uint64_t began = BootClock::now_boot_ns();
   auto filtered = src_.dump_translated([&](const CtEvent&) { found = true; });
@@ -182,6 +182,10 @@ void ConntrackWatch::read_events(uint64_t now, const CtSource::Each& deliver) {
 }
 
 void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
+  if (!tracking_ && elapsed(now, tracking_checked_) >= kTrackingCheckNs) {
+    tracking_ = src_.tracking();
+    tracking_checked_ = now;
+  }
   switch (mode_) {
     case Mode::Off: return;
     case Mode::Watching:
@@ -204,7 +208,6 @@ void ConntrackWatch::check(uint64_t now, bool quiet, const CtSource::Each& deliv
   // an overrun of the stream lost end now)
   last_check_ = now;
   overruns_checked_ = overruns_;
-  loaded_ = src_.loaded();
   if (!src_.status_tells_nat()) {  // IPVS loaded since: a dump would miss its flows
     always_follow("IPVS (its translations lack the NAT status bits)", now, deliver);
     return;

@@ -54,8 +54,8 @@ class CtSource {
   virtual std::optional<bool> translated(const FlowTuple& t) = 0;
   // Whether translations always carry the NAT status bits (no IPVS).
   virtual bool status_tells_nat() const = 0;
-  // Whether conntrack is loaded (it may track flows in this namespace).
-  virtual bool loaded() const = 0;
+  // Whether conntrack tracks flows in this namespace now.
+  virtual bool tracking() const = 0;
 };
 
 // The kernel's conntrack of the tracer's namespace.
@@ -68,7 +68,7 @@ class KernelCtSource : public CtSource {
   std::optional<bool> dump_translated(const Each& f) override { return portghost::dump_translated(f); }
   std::optional<bool> translated(const FlowTuple& t) override;
   bool status_tells_nat() const override { return !ipvs_loaded(); }
-  bool loaded() const override { return conntrack_loaded(); }
+  bool tracking() const override { return conntrack_tracking(); }
 
  private:
   std::optional<ConntrackEvents> events_;
@@ -117,10 +117,10 @@ class ConntrackWatch {
   bool following() const { return mode_ == Mode::Following || mode_ == Mode::AlwaysFollowing; }
   // "watch", or "follow: " and why the events are followed all the time
   std::string mode_text() const;
-  // conntrack is loaded: a translation may be found late, by a look, so
-  // released sockets must be kept for the join (a host without conntrack
-  // pays nothing for it)
-  bool may_translate() const { return loaded_; }
+  // conntrack tracks flows here: a translation may be found late, by a
+  // look, so released sockets must be kept for the join (a host whose
+  // conntrack tracks nothing pays nothing for it)
+  bool may_translate() const { return tracking_; }
   uint64_t overruns() const { return overruns_; }
   uint64_t looks() const { return looks_; }
   uint64_t subscriptions() const { return subscriptions_; }
@@ -146,6 +146,9 @@ class ConntrackWatch {
   static constexpr uint64_t kMinLookNs = 10'000'000ULL;
   static constexpr uint64_t kProbeGapNs = 100'000'000ULL;
   static constexpr uint64_t kRetryProbeNs = 50'000'000ULL;
+  // while conntrack tracked nothing here, asked again this often (a flow's
+  // entry is made at its first packet, before its records are read)
+  static constexpr uint64_t kTrackingCheckNs = 10'000'000ULL;
   static constexpr size_t kMaxProbes = 64;  // flows looked up at one tick
 
  private:
@@ -164,7 +167,8 @@ class ConntrackWatch {
   std::string follow_why_;  // AlwaysFollowing: why
   uint64_t period_ns_, max_period_ns_;
   Mode mode_ = Mode::Off;
-  bool loaded_ = false;
+  bool tracking_ = false;  // conntrack tracked flows here at a check (and so may still)
+  uint64_t tracking_checked_ = 0;
   uint64_t last_look_ = 0;  // watching: the last look that found nothing
   uint64_t last_read_ = 0;  // following: the last read of the events
   bool busy_ = false;       // that read found events
