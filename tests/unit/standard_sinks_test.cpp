@@ -43,6 +43,7 @@ std::vector<json> documents() {
   st.hooks = {"sockops"};
   st.ring_buffer_bytes = 8u << 20;
   st.kernel_maps_bytes = 21268240;
+  st.nat_mode = "watch";
   sink.start(st);
   sink.port(assign_record());
   PortRecord listen = assign_record();
@@ -108,6 +109,8 @@ std::vector<json> documents() {
   StopRecord sp;
   sp.ts_ns = kTs;
   sp.reason = "signal";
+  sp.nat_unjoined = 2;
+  sp.nat_subscriptions = 1;
   sink.stop(sp);
   sink.flush();
   std::vector<json> docs;
@@ -193,6 +196,11 @@ TEST(EcsFormat, TheHostsPointOfView) {
   // the start's own keys under portghost, the kernel's memory among them
   EXPECT_EQ(docs[0]["portghost"]["ring_buffer_bytes"], 8u << 20);
   EXPECT_EQ(docs[0]["portghost"]["kernel_maps_bytes"], 21268240);
+  EXPECT_EQ(docs[0]["portghost"]["nat_mode"], "watch");
+  // the stop's NAT counts, those it has
+  EXPECT_EQ(docs.back()["portghost"]["nat_unjoined"], 2);
+  EXPECT_EQ(docs.back()["portghost"]["nat_subscriptions"], 1);
+  EXPECT_FALSE(docs.back()["portghost"].contains("nat_looks"));
 }
 
 TEST(OcsfFormat, NetworkActivityAsOcsf120DefinesIt) {
@@ -288,6 +296,8 @@ TEST(EcsFormat, ANatTranslationIsTheSourcesNat) {
 TEST(OcsfFormat, OpenCloseFailAndTheFlow) {
   auto docs = documents<OcsfSink>();
   EXPECT_EQ(docs[0]["unmapped"]["kernel_maps_bytes"], 21268240);
+  EXPECT_EQ(docs[0]["unmapped"]["nat_mode"], "watch");
+  EXPECT_EQ(docs.back()["unmapped"]["nat_unjoined"], 2);
   EXPECT_EQ(docs[1]["activity_id"], 1);
   EXPECT_EQ(docs[1]["src_endpoint"]["ip"], "10.0.0.5");
   EXPECT_EQ(docs[1]["dst_endpoint"]["port"], 443);

@@ -107,6 +107,13 @@ std::string lost_fields(const LostRecord& r, uint64_t run, uint64_t seq) {
   });
 }
 
+// What the ECS and OCSF start documents carry alike, after the hooks.
+void start_fields(JsonObject& p, const StartRecord& r) {
+  p.raw("port_range", "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]");
+  p.num("ring_buffer_bytes", r.ring_buffer_bytes).num("kernel_maps_bytes", r.kernel_maps_bytes);
+  if (r.nat_mode) p.str("nat_mode", *r.nat_mode);
+}
+
 std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
   return object([&](JsonObject& p) {
     p.ascii("type", "stop").num("ts_ns", r.ts_ns).str("reason", r.reason);
@@ -118,6 +125,13 @@ std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
     if (r.skipped_runs) p.num("skipped_runs", *r.skipped_runs);
     if (r.process_evicted) p.num("process_evicted", *r.process_evicted);
     if (r.cgroup_evicted) p.num("cgroup_evicted", *r.cgroup_evicted);
+    for (const auto& [key, value] : {std::pair{"nat_unjoined", r.nat_unjoined},
+                                     {"nat_ambiguous", r.nat_ambiguous},
+                                     {"nat_crowded", r.nat_crowded},
+                                     {"nat_looks", r.nat_looks},
+                                     {"nat_probes", r.nat_probes},
+                                     {"nat_subscriptions", r.nat_subscriptions}})
+      if (value) p.num(key, *value);
     p.num("run", run).num("seq", seq);
   });
 }
@@ -250,8 +264,7 @@ void EcsSink::start(const StartRecord& r) {
   o.raw("portghost", object([&](JsonObject& p) {
           p.ascii("type", "start").num("ts_ns", r.ts_ns).str("version", r.version).str("kernel", r.kernel);
           p.str("world", r.world).raw("hooks", strings(r.hooks)).raw("uncaught", strings(r.uncaught));
-          p.raw("port_range", "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]");
-          p.num("ring_buffer_bytes", r.ring_buffer_bytes).num("kernel_maps_bytes", r.kernel_maps_bytes);
+          start_fields(p, r);
           p.num("run", run_).num("seq", seq);
         }));
   o.close();
@@ -420,8 +433,7 @@ void OcsfSink::start(const StartRecord& r) {
           p.ascii("type", "start").num("ts_ns", r.ts_ns).str("version", r.version).str("kernel", r.kernel);
           p.str("machine_id", r.machine_id).str("boot_id", r.boot_id).str("world", r.world);
           p.raw("hooks", strings(r.hooks)).raw("uncaught", strings(r.uncaught));
-          p.raw("port_range", "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]");
-          p.num("ring_buffer_bytes", r.ring_buffer_bytes).num("kernel_maps_bytes", r.kernel_maps_bytes);
+          start_fields(p, r);
           p.num("run", run_).num("seq", seq);
         }));
   o.close();
