@@ -376,6 +376,6 @@ TEST_F(ConntrackWatchTest, ReleasedSocketsAreKeptOnlyOnceConntrackTracksFlowsHer
   at(w, src.now + 20 * kMs);
   EXPECT_FALSE(w.may_translate());
   src.tracks = true;  // a first flow's first packet
-  at(w, src.now + ConntrackWatch::kTrackingCheckNs);
+  at(w, src.now + kMs);
   EXPECT_TRUE(w.may_translate());
 }

@@ -140,6 +140,9 @@ int wait_ring_and_conntrack(Probes& probes, ConntrackWatch& ct, NatJoin& nat, ui
   timeout_ms = std::min(timeout_ms, ct.ms_to_next(now));
   if (::poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) return -errno;
   ct.tick(BootClock::now_boot_ns(), [&](const CtEvent& e) { nat.on_conntrack(e); });
+  // before the ring is read: a flow's entry is made at its first packet,
+  // before its socket's release can be read, which is then kept for a join
+  if (ct.may_translate()) nat.activate(ct.following());
   read_to_unix_ns = BootClock::now_unix_ns();
   return probes.drain();
 }
@@ -299,7 +302,6 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     uint64_t read_to_unix = 0;
     int n =
         conntrack ? wait_ring_and_conntrack(probes, *conntrack, *nat, read_to_unix, kDrainMs) : probes.poll(kDrainMs);
-    if (conntrack && conntrack->may_translate()) nat->activate(conntrack->following());
     if (n < 0 && n != -EINTR) throw FatalError(errno_text("ring buffer", n));
     if (nat && n >= 0 && n < Probes::kBatch) nat->ready(read_to_unix);
     // the ring was emptied: every port record made before polled_from is

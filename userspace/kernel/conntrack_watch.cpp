@@ -40,7 +40,6 @@ ConntrackWatch::ConntrackWatch(CtSource& src, uint64_t max_look_period_ns, bool 
                                const CtSource::Each& deliver)
     : src_(src), period_ns_(max_look_period_ns), max_period_ns_(max_look_period_ns) {
   tracking_ = src_.tracking();
-  tracking_checked_ = now;
   if (!may_look || !src_.status_tells_nat()) {
     follow_why_ = !may_look ? "--user (the table is not readable once privileges are dropped)"
                             : "IPVS (its translations lack the NAT status bits)";
@@ -182,10 +181,7 @@ void ConntrackWatch::read_events(uint64_t now, const CtSource::Each& deliver) {
 }
 
 void ConntrackWatch::tick(uint64_t now, const CtSource::Each& deliver) {
-  if (!tracking_ && elapsed(now, tracking_checked_) >= kTrackingCheckNs) {
-    tracking_ = src_.tracking();
-    tracking_checked_ = now;
-  }
+  if (!tracking_) tracking_ = src_.tracking();  // a file read a tick until it does
   switch (mode_) {
     case Mode::Off: return;
     case Mode::Watching:

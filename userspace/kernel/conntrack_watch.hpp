@@ -146,9 +146,6 @@ class ConntrackWatch {
   static constexpr uint64_t kMinLookNs = 10'000'000ULL;
   static constexpr uint64_t kProbeGapNs = 100'000'000ULL;
   static constexpr uint64_t kRetryProbeNs = 50'000'000ULL;
-  // while conntrack tracked nothing here, asked again this often (a flow's
-  // entry is made at its first packet, before its records are read)
-  static constexpr uint64_t kTrackingCheckNs = 10'000'000ULL;
   static constexpr size_t kMaxProbes = 64;  // flows looked up at one tick
 
  private:
@@ -167,8 +164,7 @@ class ConntrackWatch {
   std::string follow_why_;  // AlwaysFollowing: why
   uint64_t period_ns_, max_period_ns_;
   Mode mode_ = Mode::Off;
-  bool tracking_ = false;  // conntrack tracked flows here at a check (and so may still)
-  uint64_t tracking_checked_ = 0;
+  bool tracking_ = false;   // conntrack tracked flows here at a tick (and so may still)
   uint64_t last_look_ = 0;  // watching: the last look that found nothing
   uint64_t last_read_ = 0;  // following: the last read of the events
   bool busy_ = false;       // that read found events
