@@ -367,9 +367,10 @@ TEST_F(Nat, UntranslatedFlowsAreNotListenedToWhereConntrackTracksThem) {
   ASSERT_TRUE(topo.error.empty()) << "cannot make the namespaces: " << topo.error;
   Tracer t({"--no-existing"}, topo.ns("host"));
   ASSERT_TRUE(t.wait_started()) << t.stderr_text();
-  for (const auto& u : t.records().front()["uncaught"])
+  const Json start = t.records().front();  // a copy: the range below must not outlive it
+  for (const auto& u : start["uncaught"])
     if (u.get<std::string>().rfind("NAT", 0) == 0) GTEST_SKIP() << "this kernel: " << u.get<std::string>();
-  const std::string mode = t.records().front().value("nat_mode", "");
+  const std::string mode = start.value("nat_mode", "");
   if (mode.rfind("follow: this kernel", 0) == 0)
     GTEST_SKIP() << "this kernel: the events are followed all the time (" << mode << ")";
   ASSERT_EQ(mode, "watch");
