@@ -202,6 +202,48 @@ struct Reaped {
   }
 };
 
+// Whether process pid holds a netlink socket subscribed to netfilter's
+// groups (conntrack's events): /proc/PID/net/netlink, in its namespace,
+// against the sockets of /proc/PID/fd.
+bool subscribed_to_conntrack(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/net/netlink");
+  std::set<std::string> inodes;
+  std::string line;
+  std::getline(f, line);  // the header
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string sk, eth, port, groups, rmem, wmem, dump, locks, drops, inode;
+    in >> sk >> eth >> port >> groups >> rmem >> wmem >> dump >> locks >> drops >> inode;
+    if (eth == "12" && groups.find_first_not_of('0') != std::string::npos) inodes.insert(inode);
+  }
+  std::error_code ec;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
+    if (target.rfind("socket:[", 0) == 0 && inodes.count(target.substr(8, target.size() - 9))) return true;
+  }
+  return false;
+}
+
+// Loopback connections inside ns: tracked by conntrack there, translated by
+// nothing.
+void loopback_connections(const std::string& ns, int n) {
+  in_netns(ns, [n] {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = at("127.0.0.1", 0);
+    socklen_t len = sizeof a;
+    if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 64) != 0 ||
+        getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      return -1;
+    for (int i = 0; i < n; i++) {
+      int c = socket(AF_INET, SOCK_STREAM, 0);
+      if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) close(accept(l, nullptr, nullptr));
+      close(c);
+    }
+    close(l);
+    return -1;
+  });
+}
+
 class Nat : public RootTest {};
 
 }  // namespace
@@ -315,52 +357,6 @@ TEST_F(Nat, WhoAskedWithTheTupleTheServerSawNamesTheProcessInTheContainer) {
     }
   }
 }
-
-namespace {
-
-// Whether process pid holds a netlink socket subscribed to netfilter's
-// groups (conntrack's events): /proc/PID/net/netlink, in its namespace,
-// against the sockets of /proc/PID/fd.
-bool subscribed_to_conntrack(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/net/netlink");
-  std::set<std::string> inodes;
-  std::string line;
-  std::getline(f, line);  // the header
-  while (std::getline(f, line)) {
-    std::istringstream in(line);
-    std::string sk, eth, port, groups, rmem, wmem, dump, locks, drops, inode;
-    in >> sk >> eth >> port >> groups >> rmem >> wmem >> dump >> locks >> drops >> inode;
-    if (eth == "12" && groups.find_first_not_of('0') != std::string::npos) inodes.insert(inode);
-  }
-  std::error_code ec;
-  for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-    std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
-    if (target.rfind("socket:[", 0) == 0 && inodes.count(target.substr(8, target.size() - 9))) return true;
-  }
-  return false;
-}
-
-// Loopback connections inside ns: tracked by conntrack there, translated by
-// nothing.
-void loopback_connections(const std::string& ns, int n) {
-  in_netns(ns, [n] {
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a = at("127.0.0.1", 0);
-    socklen_t len = sizeof a;
-    if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 64) != 0 ||
-        getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      return -1;
-    for (int i = 0; i < n; i++) {
-      int c = socket(AF_INET, SOCK_STREAM, 0);
-      if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) close(accept(l, nullptr, nullptr));
-      close(c);
-    }
-    close(l);
-    return -1;
-  });
-}
-
-}  // namespace
 
 TEST_F(Nat, UntranslatedFlowsAreNotListenedToWhereConntrackTracksThem) {
   Topology topo;
