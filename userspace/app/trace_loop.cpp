@@ -143,6 +143,7 @@ int wait_ring_and_conntrack(Probes& probes, ConntrackWatch& ct, NatJoin& nat, ui
   // before the ring is read: a flow's entry is made at its first packet,
   // before its socket's release can be read, which is then kept for a join
   if (ct.may_translate()) nat.activate(ct.following());
+  nat.want_hints(ct.mode() == ConntrackWatch::Mode::Watching);
   read_to_unix_ns = BootClock::now_unix_ns();
   return probes.drain();
 }
@@ -178,11 +179,11 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   RecordBuilder builder(records, opt.filters, BootClock(), procs, CgroupResolver(ctx.cgroup_root));
   if (nat) {
     nat->use_table(builder.table());
+    // what the records tell the watch, and released sockets kept for late
+    // joins: set at each turn of the loop, before the ring is read
     nat->on_remote_flow([&](FlowHint k, uint32_t netns, const FlowTuple* f) {
       conntrack->hint(k, netns, f, BootClock::now_boot_ns());
     });
-    // a translation may be found by a look, after its socket let the port go
-    if (conntrack->may_translate()) nat->activate(conntrack->following());
   }
   if (opt.warn_occupancy)
     builder.warn_occupancy(opt.warn_occupancy, [](uint32_t ns) { return port_range_of_netns(ns); });

@@ -161,14 +161,10 @@ int on_got(enum nf_conntrack_msg_type, struct nf_conntrack* ct, void* data) {
   return NFCT_CB_CONTINUE;
 }
 
-uint8_t l4_of(Proto p) {
-  switch (p) {
-    case Proto::Udp: return IPPROTO_UDP;
-    case Proto::UdpLite: return IPPROTO_UDPLITE;
-    case Proto::Sctp: return IPPROTO_SCTP;
-    default: return IPPROTO_TCP;
-  }
-}
+// Proto's values are the IP protocol numbers themselves
+static_assert(static_cast<uint8_t>(Proto::Tcp) == IPPROTO_TCP && static_cast<uint8_t>(Proto::Udp) == IPPROTO_UDP &&
+              static_cast<uint8_t>(Proto::UdpLite) == IPPROTO_UDPLITE &&
+              static_cast<uint8_t>(Proto::Sctp) == IPPROTO_SCTP);
 }  // namespace
 
 std::optional<bool> ConntrackQuery::translated(const FlowTuple& t) {
@@ -188,7 +184,7 @@ std::optional<bool> ConntrackQuery::translated(const FlowTuple& t) {
   } else {
     return std::nullopt;
   }
-  nfct_set_attr_u8(ct.get(), ATTR_L4PROTO, l4_of(t.proto));
+  nfct_set_attr_u8(ct.get(), ATTR_L4PROTO, static_cast<uint8_t>(t.proto));
   nfct_set_attr_u16(ct.get(), ATTR_PORT_SRC, htons(t.lport));
   nfct_set_attr_u16(ct.get(), ATTR_PORT_DST, htons(t.rport));
   std::optional<bool> found;

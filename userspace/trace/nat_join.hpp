@@ -39,7 +39,7 @@ class NatJoin : public Sink {
 
   void start(const StartRecord& r) override { next_.start(r); }
   void port(const PortRecord& r) override {
-    if (hint_ && r.type == PortRecord::Type::Assign) hint(r);
+    if (hints_wanted_ && r.type == PortRecord::Type::Assign) hint(r);
     next_.port(r);
   }
   // Called at each assignment that may begin a flow NAT translates (off
@@ -47,6 +47,9 @@ class NatJoin : public Sink {
   // it up, or looks at the table): see ConntrackWatch::hint.
   using Hint = std::function<void(FlowHint kind, uint32_t netns, const FlowTuple* flow)>;
   void on_remote_flow(Hint f) { hint_ = std::move(f); }
+  // Whether the hints are wanted now (the watch is watching): while the
+  // events are followed, an assignment costs no tuple and no call.
+  void want_hints(bool on) { hints_wanted_ = on && hint_; }
   void lost(const LostRecord& r) override { next_.lost(r); }
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override { next_.warning(r); }
@@ -95,6 +98,7 @@ class NatJoin : public Sink {
   Sink& next_;
   SocketTable* table_ = nullptr;
   Hint hint_;
+  bool hints_wanted_ = false;
   void hint(const PortRecord& r);
   struct Waiting {
     CtEvent e;
