@@ -50,7 +50,7 @@ int BPF_PROG(pg_autobind_exit, struct sock *sk, int ret)
 	if (connecting)
 		return 0;
 	port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(sk));
 	/* an abort (sock_diag SOCK_DESTROY) unhashed the port reported before */
 	port_given_up(sk, st, PG_GIVEN_UP_LATER);
 	if (!port || (st && already_reported(st, port)))

@@ -38,7 +38,7 @@ static __always_inline int on_bind(struct bpf_sock_addr *ctx, __u8 family)
 
 	if (!sk || !port_space(ctx->family, ctx->protocol))
 		return PG_ALLOW;
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(ctx));
 	if (!st)
 		return PG_ALLOW;
 	pending_resolve(kernel_sk(sk), st);
@@ -81,7 +81,7 @@ static __always_inline int on_post_bind(struct bpf_sock *sk, __u8 family)
 
 	if (!proto || !sk->src_port)
 		return PG_ALLOW;
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(sk));
 	e = sock_event_new(PG_KIND_ASSIGN);
 	if (!e) {
 		assign_lost(st, sk->src_port);

@@ -58,7 +58,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 		tp = bpf_skc_to_tcp_sock(sk);
 		if (!tp || !BPF_CORE_READ_BITFIELD(tp, fastopen_connect))
 			return PG_ALLOW;
-		st = sk_state_of(sk);
+		st = sk_state_of(sk, bpf_get_socket_cookie(ctx));
 		if (targ_defer)
 			defer_connect(ctx, st);
 		else
@@ -68,7 +68,7 @@ static __always_inline int on_connect(struct bpf_sock_addr *ctx)
 	if (!is_datagram(ctx->protocol))
 		return PG_ALLOW;
 	port = sk->src_port;
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(ctx));
 	if (st)
 		pending_resolve(kernel_sk(sk), st);
 	sk_state_fold(st, bpf_get_socket_cookie(ctx));
@@ -196,7 +196,7 @@ int BPF_PROG(pg_dgram_connect_exit, struct socket *sock, struct sockaddr *uaddr,
 
 	if (!sk)
 		return 0;
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(sk));
 	port_given_up(sk, st, BPF_CORE_READ(uaddr, sa_family) == PG_AF_UNSPEC ? PG_GIVEN_UP_EXACT : PG_GIVEN_UP_LATER);
 	connect_done_at(sk, st);
 	return 0;
@@ -213,6 +213,7 @@ int BPF_PROG(pg_hash_connect_exit, struct inet_timewait_death_row *death_row, st
 
 	if (!tp)
 		return 0;
-	tcp_assign((struct sock *)tp, NULL, bpf_get_socket_cookie(sk), sk_state_of(sk), PG_HOW_CONNECT);
+	tcp_assign((struct sock *)tp, NULL, bpf_get_socket_cookie(sk), sk_state_of(sk, bpf_get_socket_cookie(sk)),
+		   PG_HOW_CONNECT);
 	return 0;
 }

@@ -36,7 +36,7 @@ static __always_inline void existing_emit(struct seq_file *seq, struct sock *sk,
 		if (!e.cookie)
 			return;
 	}
-	st = targ_sk_tracing ? bpf_sk_storage_get(&sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : NULL;
+	st = targ_sk_tracing ? sk_state_of(sk, bpf_get_socket_cookie(sk)) : NULL;
 	if (st) {
 		if (st->flags & (PG_SK_ASSIGNED | PG_SK_EXISTING))
 			return; /* assigned after the probes attached: already reported */
@@ -113,4 +113,49 @@ int pg_iter_live(struct bpf_iter__bpf_sk_storage_map *ctx)
 	if (cookie)
 		bpf_seq_write(ctx->meta->seq, &cookie, sizeof(cookie));
 	return 0;
+}
+
+/* ---- sk_slots: freeing the slots of sockets gone unseen ----------------------
+ * A slot does not go with its socket by itself: a socket whose end no hook
+ * saw (a release hook skipped, a delete that met a nested program) keeps it.
+ * The slot keeps the socket's address, and the socket is still the slot's
+ * while it carries the slot's cookie and holds references (tcp and udp
+ * sockets come from caches whose memory stays a socket). Run by userspace
+ * (BPF_PROG_TEST_RUN), never attached; returns the slots freed.
+ *
+ * Slots are reused at once, even while this walk stands on one: a key read
+ * here may already be gone, and the value be a newer socket's. So a slot
+ * that looks gone is looked up again by its cookie, which only its own
+ * socket ever inserts, and checked on what the lookup finds. */
+static __always_inline bool slot_alive(__u64 cookie, const struct pg_sk_state *st)
+{
+	struct sock *sk = (struct sock *)st->sk_addr;
+	__u64 now = 0;
+	int refs = 0;
+
+	bpf_core_read(&now, sizeof(now), &sk->__sk_common.skc_cookie.counter);
+	bpf_core_read(&refs, sizeof(refs), &sk->__sk_common.skc_refcnt.refs.counter);
+	return now == cookie && refs > 0;
+}
+
+static long sweep_slot(struct bpf_map *map, __u64 *key, struct pg_sk_state *st, __u64 *freed)
+{
+	__u64 cookie = *key;
+
+	asm volatile("" ::: "memory"); /* the key before the value */
+	if (slot_alive(cookie, st))
+		return 0;
+	st = bpf_map_lookup_elem(&sk_slots, &cookie);
+	if (st && !slot_alive(cookie, st) && !bpf_map_delete_elem(&sk_slots, &cookie))
+		(*freed)++;
+	return 0;
+}
+
+SEC("raw_tp")
+int pg_sweep_slots(void *ctx)
+{
+	__u64 freed = 0;
+
+	bpf_for_each_map_elem(&sk_slots, sweep_slot, &freed, 0);
+	return (int)freed;
 }

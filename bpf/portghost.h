@@ -108,6 +108,7 @@ enum pg_counter {
 	PG_CNT_DROP_PROC,      /* exec/fork/exit records lost: their ring was full */
 	PG_CNT_UNSEEN_CONNECT, /* a udp connect()'s port given up before any hook
 				* could read it (socket and cgroup worlds) */
+	PG_CNT_SLOTS_FULL,     /* socket state put in socket storage: sk_slots full */
 	PG_CNT_MAX,
 };
 
@@ -138,6 +139,59 @@ struct pg_sock_event {
 	__u16 range_lo;		  /* the namespace's ephemeral range (ip_local_port_range) */
 	__u16 range_hi;		  /* at the event; 0 when not read */
 	__u32 holder;		  /* release: the pid its assign named (0: unknown, or a kernel thread) */
+};
+
+/* Per-socket state, kept by the kernel side in sk_slots (or socket storage);
+ * read by userspace only to list the sockets that hold a recorded port. */
+enum pg_sk_flags {
+	PG_SK_ASSIGNED = 1 << 0,     /* an assign was produced for .port */
+	PG_SK_EXISTING = 1 << 1,     /* held its port before the trace started */
+	PG_SK_RELEASED = 1 << 2,     /* the release was produced */
+	PG_SK_BIND_PENDING = 1 << 3, /* bind() in progress, .req_port is the asked port */
+	PG_SK_FILTERED = 1 << 4,     /* hidden by the filters: its release is hidden too */
+	PG_SK_CONNECTING = 1 << 5,   /* connect() noted; its end may be in connect_done */
+	PG_SK_CLOSED = 1 << 6,	     /* the file was released: closer_* name who did it */
+	PG_SK_DEFERRED = 1 << 7,     /* a connect() whose port is not seen yet: .conn is its task */
+	PG_SK_BIND_ANY = 1 << 8,     /* bind() to port 0 on a wildcard or loopback address: if
+				     * no port follows, none was free (.conn.ts_ns: when) */
+	PG_SK_ORPHAN = 1 << 9,	     /* tcp: the file is gone, CLOSE is the socket's end */
+};
+
+/* The task behind a port whose number is seen only after its call returned. */
+struct pg_task_snap {
+	__u64 ts_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u16 flags; /* PG_F_KERNEL */
+	__u16 _pad[3];
+	char comm[PG_COMM_LEN];
+	char thread[PG_COMM_LEN];
+};
+
+struct pg_sk_state {
+	__u16 port;	/* the port the last assign reported */
+	__u16 req_port; /* the port the last bind() asked for */
+	__u16 flags;	/* pg_sk_flags */
+	__u16 _pad;
+	/* what the assign said, so that a release still names it when the
+	 * consumer's table no longer holds the socket */
+	__u32 holder_pid;
+	/* the socket's sk_txhash when a deferred connect() began: every
+	 * connect() that succeeds draws a new one, which no disconnect undoes */
+	__u32 conn_txhash;
+	__u64 assigned_ns;
+	/* tcp: who released the file, for the release at CLOSE (often later,
+	 * in softirq, where the current task is anyone's) */
+	__u32 closer_pid;
+	__u32 closer_tid;
+	char closer_comm[PG_COMM_LEN];
+	struct pg_task_snap conn; /* with PG_SK_DEFERRED or PG_SK_BIND_ANY */
+	/* in sk_slots: the struct sock, so that the liveness walk can tell a
+	 * socket gone without its end seen (same cookie, references left) */
+	__u64 sk_addr;
 };
 
 /* fork / exit, and the head of exec. */

@@ -54,7 +54,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 	if (newstate != PG_TCP_CLOSE || sk_proto(sk) != PG_IPPROTO_TCP)
 		return 0;
 	if (targ_sk_tracing) {
-		st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+		st = sk_state_find(sk, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
 		sk_state_fold(st, bpf_get_socket_cookie(sk));
 	}
 	if (oldstate == PG_TCP_LISTEN && !ever_reported(st) && !sk_sport(sk) &&
@@ -77,7 +77,7 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 			/* it had a port nobody reported: a TFO-deferred connect
 			 * closed before writing, where connect()'s end is unseen */
 			if (!st)
-				st = sk_state_of(sk);
+				st = sk_state_of(sk, bpf_get_socket_cookie(sk));
 			assign_late(sk, bpf_get_socket_cookie(sk), PG_IPPROTO_TCP, sport, PG_HOW_FASTOPEN, st);
 		}
 	}
@@ -89,6 +89,9 @@ int BPF_PROG(pg_set_state, struct sock *sk, int oldstate, int newstate)
 		 * tracing programs, counted only in recursion_misses) */
 		if (tcp_close_release_due(sk, st))
 			tcp_close_release(sk, st, oldstate, bpf_get_socket_cookie(sk));
+		/* the socket's end: its file is gone, or it never had one */
+		if (st && ((st->flags & PG_SK_ORPHAN) || BPF_CORE_READ_BITFIELD_PROBED(sk, sk_kern_sock)))
+			sk_state_end(st, BPF_CORE_READ(sk, __sk_common.skc_cookie.counter));
 		return 0;
 	}
 	/* A port bound by the user (SOCK_BINDPORT_LOCK) survives CLOSE while the
@@ -155,30 +158,15 @@ static __always_inline void sctp_release(struct bpf_sock *sk)
 	release_commit(e, NULL);
 }
 
-/* The last reference to the socket file is gone (never called for kernel
- * sockets). The port and addresses come from the kernel socket. */
-SEC("cgroup/sock_release")
-int pg_sock_release(struct bpf_sock *sk)
+/* A socket that holds no tcp connection lets its port go with its last file
+ * reference. Returns the state used (created here for a port held without a
+ * record), which ends with the socket. */
+static __always_inline struct pg_sk_state *release_at_close(struct bpf_sock *sk, struct pg_sk_state *st, __u8 proto)
 {
-	__u8 proto = port_space(sk->family, sk->protocol);
 	struct pg_sock_event *e;
-	struct pg_sk_state *st;
 	struct sock *ksk = NULL;
 	__u16 port = 0;
 
-	if (!proto) {
-		if ((sk->family == PG_AF_INET || sk->family == PG_AF_INET6) && sk->protocol == PG_IPPROTO_SCTP)
-			sctp_release(sk);
-		return PG_ALLOW;
-	}
-	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
-	sk_state_fold(st, bpf_get_socket_cookie(sk));
-	/* tcp sockets still connected or listening release at CLOSE */
-	if (proto == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE) {
-		if (st && release_due(st))
-			note_closer(st);
-		return PG_ALLOW;
-	}
 	if (st && (st->flags & (PG_SK_DEFERRED | PG_SK_BIND_ANY)))
 		pending_resolve(kernel_sk(sk), st);
 	if (st && is_datagram(proto))
@@ -194,9 +182,9 @@ int pg_sock_release(struct bpf_sock *sk)
 		 * its autobind, a connect whose end no hook saw, a socket bound
 		 * before the trace that no iterator lists */
 		if (!port)
-			return PG_ALLOW;
+			return st;
 		if (!st)
-			st = sk_state_of(sk);
+			st = sk_state_of(sk, bpf_get_socket_cookie(sk));
 		assign_late(ksk, bpf_get_socket_cookie(sk), proto, port,
 			    !is_datagram(proto)			   ? PG_HOW_NONE
 			    : st && (st->flags & PG_SK_CONNECTING) ? PG_HOW_CONNECT
@@ -204,10 +192,10 @@ int pg_sock_release(struct bpf_sock *sk)
 			    st);
 	}
 	if (st && !release_due(st))
-		return PG_ALLOW;
+		return st;
 	e = sock_event_new(PG_KIND_RELEASE);
 	if (!e)
-		return PG_ALLOW;
+		return st;
 	/* the local address comes from the consumer's table (this context
 	 * cannot read it), the peer from the socket */
 	e->proto = proto;
@@ -235,5 +223,35 @@ int pg_sock_release(struct bpf_sock *sk)
 		e->flags |= PG_F_UNCHECKED;
 	fill_closer(e);
 	release_commit(e, st);
+	return st;
+}
+
+/* The last reference to the socket file is gone (never called for kernel
+ * sockets). The port and addresses come from the kernel socket. */
+SEC("cgroup/sock_release")
+int pg_sock_release(struct bpf_sock *sk)
+{
+	__u8 proto = port_space(sk->family, sk->protocol);
+	struct pg_sk_state *st;
+	__u64 cookie;
+
+	if (!proto) {
+		if ((sk->family == PG_AF_INET || sk->family == PG_AF_INET6) && sk->protocol == PG_IPPROTO_SCTP)
+			sctp_release(sk);
+		return PG_ALLOW;
+	}
+	cookie = bpf_get_socket_cookie(sk);
+	st = sk_state_find(sk, cookie);
+	sk_state_fold(st, cookie);
+	/* tcp sockets still connected or listening release at CLOSE, which
+	 * is then their end */
+	if (proto == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE) {
+		if (st && release_due(st))
+			note_closer(st);
+		if (st)
+			st->flags |= PG_SK_ORPHAN;
+		return PG_ALLOW;
+	}
+	sk_state_end(release_at_close(sk, st, proto), cookie);
 	return PG_ALLOW;
 }

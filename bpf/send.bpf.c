@@ -28,7 +28,7 @@ static __always_inline int on_sendmsg(struct bpf_sock_addr *ctx)
 	port = sk->src_port;
 	if (!port)
 		return PG_ALLOW;
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(ctx));
 	/* a connect or bind whose end was deferred (cgroup world): its port,
 	 * with its own time and task, before this send is taken for it */
 	if (st)
@@ -79,7 +79,7 @@ int BPF_PROG(pg_send_length, struct sock *sk, int ret, int flags)
 	proto = port_space(sk->__sk_common.skc_family, BPF_CORE_READ_BITFIELD(sk, sk_protocol));
 	if (!is_datagram(proto))
 		return 0;
-	st = bpf_sk_storage_get(&sk_state, sk, 0, 0);
+	st = sk_state_find(sk, sk->__sk_common.skc_cookie.counter);
 	if (st) {
 		pending_resolve(sk, st);
 		port_given_up(sk, st, PG_GIVEN_UP_LATER);
@@ -94,7 +94,7 @@ int BPF_PROG(pg_send_length, struct sock *sk, int ret, int flags)
 	if (st && already_reported(st, port))
 		return 0;
 	if (!st)
-		st = sk_state_of(sk);
+		st = sk_state_of(sk, bpf_get_socket_cookie(sk));
 	e = sock_event_new(PG_KIND_ASSIGN);
 	if (!e) {
 		assign_lost(st, port);

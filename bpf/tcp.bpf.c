@@ -24,6 +24,7 @@ static __always_inline void state_cb(struct bpf_sock_ops *ops)
 	struct pg_sk_state *st;
 	struct bpf_sock *sk;
 	struct tcp_sock *tp;
+	struct sock *ksk;
 
 	if (ops->args[1] != PG_TCP_CLOSE)
 		return;
@@ -33,10 +34,16 @@ static __always_inline void state_cb(struct bpf_sock_ops *ops)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return;
-	st = bpf_sk_storage_get(&sk_state, tp, 0, 0);
+	ksk = (struct sock *)tp;
+	st = sk_state_find(tp, bpf_get_socket_cookie(ops));
 	sk_state_fold(st, bpf_get_socket_cookie(ops));
 	if (tcp_close_release_due((struct sock *)tp, st))
 		tcp_close_release((struct sock *)tp, st, ops->args[0], bpf_get_socket_cookie(ops));
+	/* the socket's end once orphaned, where the tracing program keeps no
+	 * state (it ends it otherwise, after this program) */
+	if (!targ_sk_tracing && st &&
+	    ((st->flags & PG_SK_ORPHAN) || BPF_CORE_READ_BITFIELD_PROBED(ksk, sk_kern_sock)))
+		sk_state_end(st, bpf_get_socket_cookie(ops));
 }
 
 /* tcp connect() / TFO / listen(): the port is known when these run. */
@@ -62,7 +69,7 @@ int pg_sockops(struct bpf_sock_ops *ops)
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return PG_SOCKOPS_DONE;
-	st = sk_state_of(sk);
+	st = sk_state_of(sk, bpf_get_socket_cookie(ops));
 	tcp_assign((struct sock *)tp, ops, bpf_get_socket_cookie(ops), st,
 		   op == BPF_SOCK_OPS_TCP_LISTEN_CB ? PG_HOW_LISTEN : PG_HOW_CONNECT);
 	/* its release at CLOSE (state_cb). Only a connecting socket: a

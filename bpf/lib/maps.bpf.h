@@ -54,6 +54,9 @@ __weak const volatile bool targ_task_btf = false;
  * out marked PG_F_UNCHECKED, with the cookie read from the socket, and the
  * consumer keeps it only for a socket it holds. */
 __weak const volatile bool targ_sk_tracing = true;
+/* Socket state lives in sk_slots (preallocated, keyed by the socket cookie)
+ * and only when that is full in socket storage: false keeps it in storage. */
+__weak const volatile bool targ_sk_slots = true;
 
 /* Set by userspace once every program is attached: before, none produces a
  * record, so no assign can go out while its release hook is not yet live. */
@@ -68,53 +71,20 @@ __weak volatile bool pg_stopping = false;
  * may both wake the consumer, which is harmless). */
 __weak __u64 pg_last_wakeup_ns = 0;
 
-/* ---- per-socket state: lives and dies with the socket ------------------- */
-enum pg_sk_flags {
-	PG_SK_ASSIGNED = 1 << 0,     /* an assign was produced for .port */
-	PG_SK_EXISTING = 1 << 1,     /* held its port before the trace started */
-	PG_SK_RELEASED = 1 << 2,     /* the release was produced */
-	PG_SK_BIND_PENDING = 1 << 3, /* bind() in progress, .req_port is the asked port */
-	PG_SK_FILTERED = 1 << 4,     /* hidden by the filters: its release is hidden too */
-	PG_SK_CONNECTING = 1 << 5,   /* connect() noted; its end may be in connect_done */
-	PG_SK_CLOSED = 1 << 6,	     /* the file was released: closer_* name who did it */
-	PG_SK_DEFERRED = 1 << 7,     /* a connect() whose port is not seen yet: .conn is its task */
-	PG_SK_BIND_ANY = 1 << 8,     /* bind() to port 0 on a wildcard or loopback address: if
-				     * no port follows, none was free (.conn.ts_ns: when) */
-};
-
-/* The task behind a port whose number is seen only after its call returned. */
-struct pg_task_snap {
-	__u64 ts_ns;
-	__u64 cgroup_id;
-	__u32 pid;
-	__u32 tid;
-	__u32 ppid;
-	__u32 uid;
-	__u16 flags; /* PG_F_KERNEL */
-	__u16 _pad[3];
-	char comm[PG_COMM_LEN];
-	char thread[PG_COMM_LEN];
-};
-
-struct pg_sk_state {
-	__u16 port;	/* the port the last assign reported */
-	__u16 req_port; /* the port the last bind() asked for */
-	__u16 flags;	/* pg_sk_flags */
-	__u16 _pad;
-	/* what the assign said, so that a release still names it when the
-	 * consumer's table no longer holds the socket */
-	__u32 holder_pid;
-	/* the socket's sk_txhash when a deferred connect() began: every
-	 * connect() that succeeds draws a new one, which no disconnect undoes */
-	__u32 conn_txhash;
-	__u64 assigned_ns;
-	/* tcp: who released the file, for the release at CLOSE (often later,
-	 * in softirq, where the current task is anyone's) */
-	__u32 closer_pid;
-	__u32 closer_tid;
-	char closer_comm[PG_COMM_LEN];
-	struct pg_task_snap conn; /* with PG_SK_DEFERRED or PG_SK_BIND_ANY */
-};
+/* ---- per-socket state (struct pg_sk_state: portghost.h) ------------------ */
+/* The state of a socket, from the first hook that needs it to the socket's
+ * end (its last file reference, or a tcp socket's CLOSE once orphaned).
+ * Preallocated: no allocation per socket (socket storage costs about 570 ns
+ * to create, and an RCU free at the socket's end). When it is full, or an
+ * insert meets a nested program on its CPU, the state goes to socket
+ * storage instead (counted: PG_CNT_SLOTS_FULL); an entry whose socket's end
+ * no hook saw is found by the liveness walk and removed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by userspace before load */
+	__type(key, __u64);	    /* socket cookie */
+	__type(value, struct pg_sk_state);
+} sk_slots __weak SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);

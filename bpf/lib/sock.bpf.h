@@ -16,6 +16,7 @@
 #define PG_SHUTDOWN_MASK 3 /* RCV_SHUTDOWN | SEND_SHUTDOWN */
 #define PG_EADDRINUSE 98
 #define PG_EAGAIN 11
+#define PG_EEXIST 17
 
 /* The port space of a socket, or 0 for one portghost does not follow (an
  * MPTCP socket itself: its subflows are TCP sockets and are followed). */

@@ -16,7 +16,7 @@ KernelFeatures everything() {
   KernelFeatures k;
   k.fexit = k.sctp_module = k.sctp_btf = k.sock_send_length = k.task_pt_regs = true;
   k.sys_exit_connect = k.sys_exit_bind = k.sys_exit_sends = true;
-  k.bpf_loop = k.iter_tcp = k.iter_udp = k.iter_sk_storage = true;
+  k.bpf_loop = k.iter_tcp = k.iter_udp = k.iter_sk_storage = k.for_each_map_elem = true;
   k.tracing_sk_storage = k.tracing_cookie = true;
   return k;
 }
@@ -39,7 +39,7 @@ KernelFeatures old_kernel() {
 // sock_send_length.
 KernelFeatures linux_5_10() {
   KernelFeatures k = everything();
-  k.sock_send_length = k.task_pt_regs = k.bpf_loop = false;
+  k.sock_send_length = k.task_pt_regs = k.bpf_loop = k.for_each_map_elem = false;
   k.tracing_sk_storage = k.tracing_cookie = false;
   return k;
 }
@@ -165,6 +165,23 @@ TEST(HookPlan, OptionalProgramsFollowTheirFeatures) {
   HookPlan full = plan_hooks(everything(), {});
   for (const char* prog : {"pg_exec", "pg_iter_tcp", "pg_iter_udp", "pg_iter_live", "pg_fork", "pg_exit"})
     EXPECT_TRUE(full.loads(prog)) << prog;
+}
+
+// Socket state goes to the preallocated slots only where their sweep can
+// run (bpf_for_each_map_elem, Linux >= 5.13), and not with --socket-slots 0.
+TEST(HookPlan, SocketSlotsNeedTheirSweep) {
+  HookPlan p = plan_hooks(everything(), {});
+  EXPECT_TRUE(p.slots);
+  EXPECT_TRUE(p.loads("pg_sweep_slots"));
+  HookOptions none;
+  none.socket_slots = false;
+  HookPlan storage = plan_hooks(everything(), none);
+  EXPECT_FALSE(storage.slots);
+  EXPECT_FALSE(storage.loads("pg_sweep_slots"));
+  HookPlan old = plan_hooks(linux_5_10(), {});
+  EXPECT_FALSE(old.slots);
+  EXPECT_FALSE(old.loads("pg_sweep_slots"));
+  EXPECT_FALSE(on_syscall_layer("pg_sweep_slots"));
 }
 
 TEST(HookPlan, Linux510IsTheCgroupWorldWithUncheckedTcpReleases) {

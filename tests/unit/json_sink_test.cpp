@@ -252,6 +252,7 @@ TEST(JsonSink, StartLostStopRecords) {
   s.port_lo = 32768;
   s.port_hi = 60999;
   s.ring_buffer_bytes = 8 << 20;
+  s.socket_slots = 65536;
   s.filters = {{"pid", "5"}, {"comm", "curl"}};
   sink.start(s);
   LostRecord l;
@@ -266,6 +267,8 @@ TEST(JsonSink, StartLostStopRecords) {
   st.records = {{"assign", 2}, {"release", 1}};
   st.lost = 10;
   st.table_evicted = 4;
+  st.socket_slots_full = 7;
+  st.socket_slots_freed = 2;
   sink.stop(st);
 
   auto lines = pgtest::split_lines(out.text());
@@ -274,7 +277,8 @@ TEST(JsonSink, StartLostStopRecords) {
   EXPECT_EQ(start.keys(),
             (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "machine_id", "boot_id",
                                       "world", "hooks", "uncaught", "paths", "port_range", "ring_buffer_bytes",
-                                      "kernel_maps_bytes", "filters", "run", "seq"}));
+                                      "kernel_maps_bytes", "socket_slots", "filters", "run", "seq"}));
+  EXPECT_EQ(start.at("socket_slots").u64(), 65536u);
   // the session is named by its start's time; its lines are numbered from 0
   EXPECT_EQ(start.at("run").u64(), kTs);
   EXPECT_EQ(start.at("seq").u64(), 0u);
@@ -302,7 +306,9 @@ TEST(JsonSink, StartLostStopRecords) {
 
   JValue stop = parse_line(lines[2] + "\n");
   EXPECT_EQ(stop.keys(), (std::vector<std::string>{"type", "ts", "ts_ns", "reason", "records", "lost", "table_evicted",
-                                                   "run", "seq"}));
+                                                   "socket_slots_full", "socket_slots_freed", "run", "seq"}));
+  EXPECT_EQ(stop.at("socket_slots_full").u64(), 7u);
+  EXPECT_EQ(stop.at("socket_slots_freed").u64(), 2u);
   EXPECT_EQ(stop.at("seq").u64(), 2u);
   EXPECT_EQ(stop.at("reason").str(), "signal");
   EXPECT_EQ(stop.at("records").at("assign").u64(), 2u);

@@ -196,6 +196,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   cfg.ring_buffer_bytes = opt.ring_buffer_mb << 20;
   cfg.allow_fentry = opt.fentry;
   cfg.allow_sock_tp = !opt.syscall_exits;
+  cfg.socket_slots = opt.socket_slots;
   ensure_tracefs();
   std::optional<RawDumpWriter> dump;
   if (!opt.raw_dump.empty()) dump.emplace(opt.raw_dump);
@@ -237,6 +238,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   std::tie(start.port_lo, start.port_hi) = local_port_range();
   start.ring_buffer_bytes = cfg.ring_buffer_bytes;
   start.kernel_maps_bytes = probes.map_memory();
+  start.socket_slots = probes.socket_slots();
   start.filters = filter_summary(opt.filters);
   if (conntrack) start.nat_mode = conntrack->mode_text();
   sink.start(start);
@@ -372,6 +374,8 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   s.skipped_runs = probes.skipped_runs() - skipped_at_start;
   s.process_evicted = procs.evicted();
   s.cgroup_evicted = builder.cgroup_evicted();
+  s.socket_slots_full = probes.counters().slots_full;
+  s.socket_slots_freed = probes.slots_freed();
   if (conntrack) {
     s.nat_looks = conntrack->looks();
     s.nat_subscriptions = conntrack->subscriptions();

@@ -20,6 +20,7 @@ extern "C" {
 namespace portghost {
 
 static_assert(sizeof(pg_sock_event) == 136, "pg_sock_event layout changed");
+static_assert(sizeof(pg_sk_state) == 128 && offsetof(pg_sk_state, flags) == 4);
 static_assert(offsetof(pg_sock_event, range_lo) == 128);
 static_assert(offsetof(pg_sock_event, ts_ns) == 8);
 static_assert(offsetof(pg_sock_event, cookie) == 16);

@@ -24,6 +24,7 @@ struct KernelFeatures {
   bool bpf_loop = false;
   bool iter_tcp = false, iter_udp = false;
   bool iter_sk_storage = false;  // iter/bpf_sk_storage_map
+  bool for_each_map_elem = false;  // bpf_for_each_map_elem() in raw tracepoint programs (Linux >= 5.13)
   // tracing programs (fentry/fexit, tp_btf, iterators) may use socket
   // storage (Linux >= 5.11) and bpf_get_socket_cookie() (>= 5.12)
   bool tracing_sk_storage = false, tracing_cookie = false;
@@ -32,6 +33,7 @@ struct KernelFeatures {
 struct HookOptions {
   bool allow_fentry = true;   // false: the tracepoint hooks even where fentry works
   bool allow_sock_tp = true;  // false: without fexit, the syscall exits even where socket tracepoints serve
+  bool socket_slots = true;   // false: socket state in socket storage only
 };
 
 // Which hook serves one path of port assignment or failure.
@@ -52,6 +54,7 @@ struct HookPlan {
   bool sock_tp = false, connect_exit = false, bind_exit = false;
   bool defer = false;       // the ends of connect and bind are resolved at the socket's next sight
   bool sk_tracing = false;  // tracing programs use socket storage and cookies
+  bool slots = false;       // socket state in sk_slots first (its sweep program loads)
   std::vector<PathHook> paths;
   std::vector<std::string> uncaught;  // paths this kernel cannot show, and why
 

@@ -1,6 +1,7 @@
 #include "kernel/probes.hpp"
 
 #include "kernel/existing.hpp"
+#include "kernel/iterators.hpp"
 #include "kernel/map_memory.hpp"
 #include "kernel/skipped_runs.hpp"
 
@@ -154,6 +155,7 @@ KernelFeatures probe_features(const VmlinuxBtf& btf, bool want_fentry) {
   k.iter_tcp = btf.has("bpf_iter__tcp", BTF_KIND_STRUCT);
   k.iter_udp = btf.has("bpf_iter__udp", BTF_KIND_STRUCT);
   k.iter_sk_storage = iter_can_load(btf, "bpf_sk_storage_map");
+  k.for_each_map_elem = helper_available(BPF_PROG_TYPE_RAW_TRACEPOINT, BPF_FUNC_for_each_map_elem);
   return k;
 }
 
@@ -219,7 +221,11 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   s->rodata->targ_task_btf = task_btf;
 
   // which programs load, and what each path is served by: hook_plan.cpp
-  HookPlan plan = plan_hooks(probe_features(btf, cfg.allow_fentry), {cfg.allow_fentry, cfg.allow_sock_tp});
+  HookPlan plan = plan_hooks(probe_features(btf, cfg.allow_fentry),
+                             {cfg.allow_fentry, cfg.allow_sock_tp, cfg.socket_slots > 0});
+  s->rodata->targ_sk_slots = plan.slots;
+  slots_ = plan.slots ? cfg.socket_slots : 0;
+  check(bpf_map__set_max_entries(s->maps.sk_slots, plan.slots ? cfg.socket_slots : 1), "socket slots");
   s->rodata->targ_defer = plan.defer;
   s->rodata->targ_connect_exit = plan.connect_exit;
   s->rodata->targ_bind_exit = plan.bind_exit;
@@ -247,7 +253,8 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   cgroup_fd_.reset(open(cfg.cgroup_root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!cgroup_fd_) throw FatalError(errno_text("cannot open the cgroup v2 root " + cfg.cgroup_root, errno));
   bpf_object__for_each_program(prog, s->obj) {
-    if (!bpf_program__autoload(prog)) continue;
+    // the sweep is run, never attached
+    if (!bpf_program__autoload(prog) || prog == s->progs.pg_sweep_slots) continue;
     std::string sec = bpf_program__section_name(prog);
     bpf_link* link = nullptr;
     switch (bpf_program__type(prog)) {
@@ -379,6 +386,7 @@ Counters Probes::counters() const {
   c.unseen_connect = sum[PG_CNT_UNSEEN_CONNECT];
   c.filtered = sum[PG_CNT_FILTERED];
   c.drop_proc = sum[PG_CNT_DROP_PROC];
+  c.slots_full = sum[PG_CNT_SLOTS_FULL];
   return c;
 }
 
@@ -386,27 +394,6 @@ uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->ob
 uint64_t Probes::skipped_releases() const { return portghost::skipped_runs(skel_->obj, "pg_set_state"); }
 uint64_t Probes::map_memory() const { return map_memory_bytes(skel_->obj); }
 
-namespace {
-// Everything an iterator writes; false when it could not be read whole.
-bool read_iterator(bpf_link* link, std::vector<uint8_t>& out) {
-  UniqueFd fd(bpf_iter_create(bpf_link__fd(link)));
-  if (!fd) {
-    spdlog::warn("{}", errno_text("socket iterator", errno));
-    return false;
-  }
-  uint8_t buf[16384];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      spdlog::warn("{}", errno_text("reading socket iterator", errno));
-      return false;
-    }
-    if (n == 0) return true;
-    out.insert(out.end(), buf, buf + n);
-  }
-}
-}  // namespace
 
 std::vector<uint8_t> Probes::run_iterators() {
   // the iterators cannot make a socket's cookie here: a sock_diag dump does
@@ -430,12 +417,19 @@ std::vector<uint8_t> Probes::run_liveness_iterators() {
 }
 
 std::optional<std::vector<uint64_t>> Probes::live_sockets() {
-  if (!iter_live_) return std::nullopt;
+  // the slots' walk frees the slots of sockets gone unseen, wherever the
+  // storage's walk is missing
+  std::optional<SlotWalk> slots;
+  if (slots_) slots = walk_slots(bpf_program__fd(skel_->progs.pg_sweep_slots), bpf_map__fd(skel_->maps.sk_slots));
+  if (slots) slots_freed_ += slots->freed;
+  if (!iter_live_ || !slots) return std::nullopt;
   std::vector<uint8_t> raw;
   // a partial list would release live sockets: all or nothing
   if (!read_iterator(iter_live_.get(), raw)) return std::nullopt;
-  std::vector<uint64_t> cookies(raw.size() / sizeof(uint64_t));
-  std::memcpy(cookies.data(), raw.data(), cookies.size() * sizeof(uint64_t));
+  std::vector<uint64_t> cookies = std::move(slots->live);
+  size_t n = cookies.size();
+  cookies.resize(n + raw.size() / sizeof(uint64_t));
+  std::memcpy(cookies.data() + n, raw.data(), (cookies.size() - n) * sizeof(uint64_t));
   return cookies;
 }
 

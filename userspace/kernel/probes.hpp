@@ -28,6 +28,7 @@ struct ProbeConfig {
   std::string cgroup_root;    // cgroup v2 mount to attach the socket hooks to
   bool allow_fentry = true;   // false: the tracepoint hooks even where fentry works
   bool allow_sock_tp = true;  // false: without fexit, the syscall exits even where socket tracepoints serve
+  uint32_t socket_slots = 65536;  // preallocated socket state entries (0: socket storage only)
 };
 
 struct Counters {
@@ -36,6 +37,8 @@ struct Counters {
   // a udp connect()'s port given up before any hook could read it (socket
   // and cgroup worlds): a port held that no record names
   uint64_t unseen_connect = 0;
+  // sockets whose state went to socket storage: the slots were full (no loss)
+  uint64_t slots_full = 0;
   uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending + drop_proc + unseen_connect; }
 };
 
@@ -80,6 +83,9 @@ class Probes {
   // may depend on (tp_btf/inet_sock_set_state).
   uint64_t skipped_runs() const;
   uint64_t skipped_releases() const;
+  // socket slots freed by the liveness walk: their socket ended unseen
+  uint64_t slots_freed() const { return slots_freed_; }
+  uint32_t socket_slots() const { return slots_; }
   // The kernel memory the maps hold (kernel/map_memory.hpp).
   uint64_t map_memory() const;
 
@@ -95,7 +101,8 @@ class Probes {
   // and returns the raw records they wrote.
   std::vector<uint8_t> run_iterators();
   // Cookies of the live sockets that hold a port this trace recorded (in
-  // every namespace); nullopt where the kernel has no such iterator.
+  // every namespace); nullopt where the kernel has no such iterator. Frees
+  // the socket slots of sockets gone without their end seen.
   std::optional<std::vector<uint64_t>> live_sockets();
   // The same list from the tcp and udp iterators, in the caller's network
   // namespace only, where the kernel cannot walk socket storage: raw records.
@@ -124,6 +131,8 @@ class Probes {
   std::unique_ptr<portghost_bpf, SkelDeleter> skel_;
   std::vector<Link> links_;
   Link iter_tcp_, iter_udp_, iter_live_;
+  uint32_t slots_ = 0;  // sk_slots entries (0: socket state in socket storage only)
+  uint64_t slots_freed_ = 0;
   std::unique_ptr<ring_buffer, RingDeleter> proc_ring_;  // exec/fork/exit: before ring_
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   UniqueFd cgroup_fd_;

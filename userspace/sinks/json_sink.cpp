@@ -288,7 +288,8 @@ void JsonSink::start(const StartRecord& r) {
   o.raw("paths", paths)
       .raw("port_range", range)
       .num("ring_buffer_bytes", r.ring_buffer_bytes)
-      .num("kernel_maps_bytes", r.kernel_maps_bytes);
+      .num("kernel_maps_bytes", r.kernel_maps_bytes)
+      .num("socket_slots", r.socket_slots);
   if (r.nat_mode) o.str("nat_mode", *r.nat_mode);
   std::string filters;
   {
@@ -336,6 +337,8 @@ void JsonSink::stop(const StopRecord& r) {
   if (r.nat_looks) o.num("nat_looks", *r.nat_looks);
   if (r.nat_probes) o.num("nat_probes", *r.nat_probes);
   if (r.nat_subscriptions) o.num("nat_subscriptions", *r.nat_subscriptions);
+  if (r.socket_slots_full) o.num("socket_slots_full", *r.socket_slots_full);
+  if (r.socket_slots_freed) o.num("socket_slots_freed", *r.socket_slots_freed);
   finish(o, s);
 }
 

@@ -111,6 +111,7 @@ std::string lost_fields(const LostRecord& r, uint64_t run, uint64_t seq) {
 void start_fields(JsonObject& p, const StartRecord& r) {
   p.raw("port_range", "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]");
   p.num("ring_buffer_bytes", r.ring_buffer_bytes).num("kernel_maps_bytes", r.kernel_maps_bytes);
+  p.num("socket_slots", r.socket_slots);
   if (r.nat_mode) p.str("nat_mode", *r.nat_mode);
 }
 
@@ -130,7 +131,9 @@ std::string stop_fields(const StopRecord& r, uint64_t run, uint64_t seq) {
                                      {"nat_crowded", r.nat_crowded},
                                      {"nat_looks", r.nat_looks},
                                      {"nat_probes", r.nat_probes},
-                                     {"nat_subscriptions", r.nat_subscriptions}})
+                                     {"nat_subscriptions", r.nat_subscriptions},
+                                     {"socket_slots_full", r.socket_slots_full},
+                                     {"socket_slots_freed", r.socket_slots_freed}})
       if (value) p.num(key, *value);
     p.num("run", run).num("seq", seq);
   });

@@ -77,6 +77,7 @@ struct StartRecord {
   uint16_t port_lo = 0, port_hi = 0;
   uint64_t ring_buffer_bytes = 0;
   uint64_t kernel_maps_bytes = 0;  // the maps' kernel memory at the start (socket storage apart)
+  uint64_t socket_slots = 0;       // preallocated socket state entries (more go to socket storage)
   std::map<std::string, std::string> filters;
   // NAT following: "watch" (conntrack's events subscribed to only while
   // translated flows exist), or "follow: " and why they are followed all
@@ -148,6 +149,10 @@ struct StopRecord {
   // flow's entry, and how many times its event stream was subscribed to
   // (only while translated flows exist)
   std::optional<uint64_t> nat_looks, nat_probes, nat_subscriptions;
+  // sockets whose state went to socket storage because the socket slots
+  // were full (nothing lost), and slots freed by the liveness walk because
+  // their socket ended where no hook saw it
+  std::optional<uint64_t> socket_slots_full, socket_slots_freed;
 };
 
 }  // namespace portghost
