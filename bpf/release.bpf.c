@@ -183,13 +183,15 @@ static __always_inline struct pg_sk_state *release_at_close(struct bpf_sock *sk,
 		 * before the trace that no iterator lists */
 		if (!port)
 			return st;
-		if (!st)
-			st = sk_state_of(sk, bpf_get_socket_cookie(sk));
-		assign_late(ksk, bpf_get_socket_cookie(sk), proto, port,
-			    !is_datagram(proto)			   ? PG_HOW_NONE
-			    : st && (st->flags & PG_SK_CONNECTING) ? PG_HOW_CONNECT
-								   : PG_HOW_SENDMSG,
-			    st);
+		/* no state is made for it at the socket's end (its release
+		 * follows at once), unless the filters hide it */
+		if (!assign_late(ksk, bpf_get_socket_cookie(sk), proto, port,
+				 !is_datagram(proto)			? PG_HOW_NONE
+				 : st && (st->flags & PG_SK_CONNECTING) ? PG_HOW_CONNECT
+									: PG_HOW_SENDMSG,
+				 st) &&
+		    !st)
+			return st;
 	}
 	if (st && !release_due(st))
 		return st;

@@ -41,8 +41,7 @@ static __always_inline void state_cb(struct bpf_sock_ops *ops)
 		tcp_close_release((struct sock *)tp, st, ops->args[0], bpf_get_socket_cookie(ops));
 	/* the socket's end once orphaned, where the tracing program keeps no
 	 * state (it ends it otherwise, after this program) */
-	if (!targ_sk_tracing && st &&
-	    ((st->flags & PG_SK_ORPHAN) || BPF_CORE_READ_BITFIELD_PROBED(ksk, sk_kern_sock)))
+	if (!targ_sk_tracing && st && ((st->flags & PG_SK_ORPHAN) || BPF_CORE_READ_BITFIELD_PROBED(ksk, sk_kern_sock)))
 		sk_state_end(st, bpf_get_socket_cookie(ops));
 }
 

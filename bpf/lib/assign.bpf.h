@@ -63,15 +63,16 @@ static __always_inline void assign_lost(struct pg_sk_state *st, __u16 port)
  * after its autobind, a connect through the 32-bit syscall ABI or io_uring
  * where the connect's end is seen only at a syscall exit, a TFO-deferred
  * connect closed before writing), seen now for the first time. Not late
- * when the connect() that took it left its task in st (PG_SK_DEFERRED). */
-static __always_inline void assign_late(struct sock *sk, __u64 cookie, __u8 proto, __u16 port, __u8 how,
+ * when the connect() that took it left its task in st (PG_SK_DEFERRED).
+ * False when the filters hid it: its release is hidden too. */
+static __always_inline bool assign_late(struct sock *sk, __u64 cookie, __u8 proto, __u16 port, __u8 how,
 					struct pg_sk_state *st)
 {
 	struct pg_sock_event *e = sock_event_new(PG_KIND_ASSIGN);
 
 	if (!e) {
 		assign_lost(st, port);
-		return;
+		return true;
 	}
 	e->proto = proto;
 	fill_from_sk(e, sk);
@@ -81,7 +82,7 @@ static __always_inline void assign_late(struct sock *sk, __u64 cookie, __u8 prot
 	if (!(BPF_CORE_READ_BITFIELD_PROBED(sk, sk_userlocks) & PG_SOCK_BINDPORT_LOCK))
 		e->flags |= PG_F_EPHEMERAL;
 	e->cookie = cookie;
-	assign_commit(e, st);
+	return assign_commit(e, st);
 }
 
 /* ---- no free port ------------------------------------------------------------ */

@@ -93,7 +93,8 @@ TEST_F(TraceOwn, EcsAndOcsfDocumentsOfARealConnection) {
         if (ecs) return j.contains("portghost") ? j["portghost"].value("type", "") : "";
         return j.contains("unmapped") ? j["unmapped"].value("type", "") : "";
       };
-      ASSERT_TRUE(tr.wait_for([&](const Json& j) { return kind(j) == "start"; })) << tr.stderr_text();
+      // as long as wait_started() gives a start (an emulated guest is slow to load)
+      ASSERT_TRUE(tr.wait_for([&](const Json& j) { return kind(j) == "start"; }, 20s)) << tr.stderr_text();
       FireResult f = run_pg_fire("tcp-connect", std::to_string(l.port));
       accept_and_close(l);
       ASSERT_NE(f.cookie, 0u);

@@ -140,7 +140,7 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->add_option("--socket-slots", o.socket_slots,
                    "Sockets whose state the kernel keeps in preallocated memory (about 200 bytes each); the "
                    "state of more goes to socket storage, allocated per socket (0: always)")
-      ->check(CLI::Range(0, 16 * 1024 * 1024))
+      ->check(CLI::Range(0, 1024 * 1024))
       ->capture_default_str();
   trace->add_option("--ring-buffer-mb", o.ring_buffer_mb, "Kernel ring buffer size in MiB (power of two)")
       ->check(CLI::Range(1, 1024))

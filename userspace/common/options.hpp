@@ -39,7 +39,7 @@ struct TraceOptions {
   int verbose = 0;
   uint32_t ring_buffer_mb = 8;
   uint32_t socket_slots = 65536;  // preallocated socket state entries (0: socket storage only)
-  unsigned warn_occupancy = 80;  // percent of a namespace's ephemeral range; 0: never
+  unsigned warn_occupancy = 80;   // percent of a namespace's ephemeral range; 0: never
   bool existing = true;
   std::string raw_dump;             // also keep every raw kernel record here (replay)
   std::optional<std::string> user;  // --user: drop to this user once attached

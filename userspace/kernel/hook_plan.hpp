@@ -23,7 +23,7 @@ struct KernelFeatures {
   bool sys_exit_sends = false;  // sys_exit_sendto, sys_exit_sendmsg and sys_exit_sendmmsg
   bool bpf_loop = false;
   bool iter_tcp = false, iter_udp = false;
-  bool iter_sk_storage = false;  // iter/bpf_sk_storage_map
+  bool iter_sk_storage = false;    // iter/bpf_sk_storage_map
   bool for_each_map_elem = false;  // bpf_for_each_map_elem() in raw tracepoint programs (Linux >= 5.13)
   // tracing programs (fentry/fexit, tp_btf, iterators) may use socket
   // storage (Linux >= 5.11) and bpf_get_socket_cookie() (>= 5.12)

@@ -50,8 +50,8 @@ std::optional<SlotWalk> walk_slots(int sweep_fd, int map_fd) {
   for (bool first = true;; first = false) {
     uint32_t count = kBatchSlots;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(),
-                                   &count, &opts);
+    int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch, keys.data(), values.data(), &count,
+                                   &opts);
     int e = errno;
     for (uint32_t i = 0; i < count; i++)
       if (!(values[i].flags & (PG_SK_RELEASED | PG_SK_FILTERED))) w.live.push_back(keys[i]);

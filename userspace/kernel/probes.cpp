@@ -221,8 +221,8 @@ Probes::Probes(const ProbeConfig& cfg, Callback on_record)
   s->rodata->targ_task_btf = task_btf;
 
   // which programs load, and what each path is served by: hook_plan.cpp
-  HookPlan plan = plan_hooks(probe_features(btf, cfg.allow_fentry),
-                             {cfg.allow_fentry, cfg.allow_sock_tp, cfg.socket_slots > 0});
+  HookPlan plan =
+      plan_hooks(probe_features(btf, cfg.allow_fentry), {cfg.allow_fentry, cfg.allow_sock_tp, cfg.socket_slots > 0});
   s->rodata->targ_sk_slots = plan.slots;
   slots_ = plan.slots ? cfg.socket_slots : 0;
   check(bpf_map__set_max_entries(s->maps.sk_slots, plan.slots ? cfg.socket_slots : 1), "socket slots");
@@ -394,7 +394,6 @@ uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->ob
 uint64_t Probes::skipped_releases() const { return portghost::skipped_runs(skel_->obj, "pg_set_state"); }
 uint64_t Probes::map_memory() const { return map_memory_bytes(skel_->obj); }
 
-
 std::vector<uint8_t> Probes::run_iterators() {
   // the iterators cannot make a socket's cookie here: a sock_diag dump does
   if (!sk_tracing_ && !generate_socket_cookies())
@@ -422,11 +421,11 @@ std::optional<std::vector<uint64_t>> Probes::live_sockets() {
   std::optional<SlotWalk> slots;
   if (slots_) slots = walk_slots(bpf_program__fd(skel_->progs.pg_sweep_slots), bpf_map__fd(skel_->maps.sk_slots));
   if (slots) slots_freed_ += slots->freed;
-  if (!iter_live_ || !slots) return std::nullopt;
+  if (!iter_live_ || (slots_ && !slots)) return std::nullopt;
   std::vector<uint8_t> raw;
   // a partial list would release live sockets: all or nothing
   if (!read_iterator(iter_live_.get(), raw)) return std::nullopt;
-  std::vector<uint64_t> cookies = std::move(slots->live);
+  std::vector<uint64_t> cookies = slots ? std::move(slots->live) : std::vector<uint64_t>{};
   size_t n = cookies.size();
   cookies.resize(n + raw.size() / sizeof(uint64_t));
   std::memcpy(cookies.data() + n, raw.data(), (cookies.size() - n) * sizeof(uint64_t));

@@ -25,9 +25,9 @@ struct ProbeConfig {
   uint64_t cgroup_id = 0;  // resolved --cgroup
   uint32_t cgroup_level = 0;
   uint32_t ring_buffer_bytes = 8u << 20;
-  std::string cgroup_root;    // cgroup v2 mount to attach the socket hooks to
-  bool allow_fentry = true;   // false: the tracepoint hooks even where fentry works
-  bool allow_sock_tp = true;  // false: without fexit, the syscall exits even where socket tracepoints serve
+  std::string cgroup_root;        // cgroup v2 mount to attach the socket hooks to
+  bool allow_fentry = true;       // false: the tracepoint hooks even where fentry works
+  bool allow_sock_tp = true;      // false: without fexit, the syscall exits even where socket tracepoints serve
   uint32_t socket_slots = 65536;  // preallocated socket state entries (0: socket storage only)
 };
 
