@@ -159,8 +159,8 @@ static __always_inline void sctp_release(struct bpf_sock *sk)
 }
 
 /* A socket that holds no tcp connection lets its port go with its last file
- * reference. Returns the state used (created here for a port held without a
- * record), which ends with the socket. */
+ * reference. Returns the state it used (none is made here, even for a port
+ * held without a record), which ends with the socket. */
 static __always_inline struct pg_sk_state *release_at_close(struct bpf_sock *sk, struct pg_sk_state *st, __u8 proto)
 {
 	struct pg_sock_event *e;
