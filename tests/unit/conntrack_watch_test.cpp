@@ -67,7 +67,7 @@ struct FakeSource : CtSource {
   }
   bool status_tells_nat() const override { return !ipvs; }
   bool tracks = true;
-  bool tracking() const override { return tracks; }
+  bool tracking() override { return tracks; }
 
   CtEvent flow(uint32_t id, bool translated) const {
     CtEvent e;

@@ -153,6 +153,7 @@ constexpr uint64_t kExitGraceNs = 1'000'000'000ULL;
 constexpr uint64_t kReadOnlyDrainNs = 2'000'000'000ULL;
 constexpr uint64_t kResyncNs = 60'000'000'000ULL;  // also the period of the -v memory line
 constexpr uint64_t kSkipCheckNs = 1'000'000'000ULL;
+constexpr uint64_t kLossCheckNs = 10'000'000ULL;
 constexpr uint64_t kSkipReconcileGapNs = 10'000'000'000ULL;
 
 }  // namespace
@@ -268,8 +269,13 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   uint64_t unwritten_reported = 0;
   uint64_t ct_overruns_reported = 0, nat_dropped_reported = 0;
   // Losses since the last report: the kernel's, and records the output gave
-  // up on while it could not write (told once it writes again).
-  auto report_lost = [&] {
+  // up on while it could not write (told once it writes again). Asked at
+  // most every kLossCheckNs while tracing (a turn of the loop can be a
+  // fraction of a millisecond under load), and at the stop.
+  uint64_t last_loss_check = 0;
+  auto report_lost = [&](uint64_t now) {
+    if (now && now - last_loss_check < kLossCheckNs) return;
+    last_loss_check = now;
     Counters c = probes.counters();
     uint64_t unwritten = out.failing() ? unwritten_reported : out.unwritten();
     uint64_t nat_dropped = nat ? nat->dropped() : 0;
@@ -311,7 +317,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
     // read, so processes that exited before then (less a margin for records
     // reserved but not yet committed) can be forgotten
     if (n >= 0 && n < Probes::kBatch && polled_from > kExitGraceNs) procs.expire(polled_from - kExitGraceNs);
-    report_lost();
+    report_lost(BootClock::now_boot_ns());
     sink.flush();
     if (reopen && reopen->exchange(false)) {
       out.reopen();
@@ -362,7 +368,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   // hook produced is released now (reason "reconciled", at the stop)
   // rather than left as held in the log's last word
   if (reconcile_ns) reconcile(probes, builder, !ctx.run_as);
-  report_lost();
+  report_lost(0);
   StopRecord s;
   s.ts_ns = BootClock::now_unix_ns();
   s.reason = reason;
@@ -374,7 +380,7 @@ int run_trace(const TraceContext& ctx, Output& out, Sink& sink, const std::atomi
   s.skipped_runs = probes.skipped_runs() - skipped_at_start;
   s.process_evicted = procs.evicted();
   s.cgroup_evicted = builder.cgroup_evicted();
-  s.socket_slots_full = probes.counters().slots_full;
+  s.socket_slots_full = last.slots_full;
   s.socket_slots_freed = probes.slots_freed();
   if (conntrack) {
     s.nat_looks = conntrack->looks();

@@ -19,7 +19,6 @@
 
 #include "common/clock.hpp"
 #include "common/errors.hpp"
-#include "common/procfs.hpp"
 #include "kernel/events.hpp"
 
 namespace portghost {
@@ -196,9 +195,13 @@ std::optional<bool> ConntrackQuery::translated(const FlowTuple& t) {
 
 bool ipvs_loaded() { return access("/proc/net/ip_vs", F_OK) == 0; }
 
-bool conntrack_tracking() {
-  std::string n = first_line("/proc/sys/net/netfilter/nf_conntrack_count");
-  return !n.empty() && n != "0";
+bool ConntrackCount::tracking() {
+  // absent (conntrack not loaded): tried again at the next turn
+  if (!fd_) fd_.reset(::open("/proc/sys/net/netfilter/nf_conntrack_count", O_RDONLY | O_CLOEXEC));
+  if (!fd_) return false;
+  char buf[24];
+  ssize_t n = ::pread(fd_.get(), buf, sizeof buf, 0);
+  return n > 0 && !(buf[0] == '0' && (n == 1 || buf[1] == '\n'));
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/fixed_text.hpp"
+#include "common/unique_fd.hpp"
 #include "common/net.hpp"
 
 struct nfct_handle;
@@ -94,7 +95,16 @@ bool ipvs_loaded();
 
 // Whether conntrack tracks flows in this namespace now (nf_conntrack_count
 // above 0). Merely loaded, it tracks nothing (and opening ctnetlink loads it).
-bool conntrack_tracking();
+// Asked at every turn of the trace loop until it does: the file is opened
+// once and read again in place (one call, where opening it each time took
+// three).
+class ConntrackCount {
+ public:
+  bool tracking();
+
+ private:
+  UniqueFd fd_;
+};
 
 // The subscription. Non-copyable, movable; closing it unsubscribes.
 class ConntrackEvents {

@@ -55,7 +55,7 @@ class CtSource {
   // Whether translations always carry the NAT status bits (no IPVS).
   virtual bool status_tells_nat() const = 0;
   // Whether conntrack tracks flows in this namespace now.
-  virtual bool tracking() const = 0;
+  virtual bool tracking() = 0;
 };
 
 // The kernel's conntrack of the tracer's namespace.
@@ -68,9 +68,10 @@ class KernelCtSource : public CtSource {
   std::optional<bool> dump_translated(const Each& f) override { return portghost::dump_translated(f); }
   std::optional<bool> translated(const FlowTuple& t) override;
   bool status_tells_nat() const override { return !ipvs_loaded(); }
-  bool tracking() const override { return conntrack_tracking(); }
+  bool tracking() override { return count_.tracking(); }
 
  private:
+  ConntrackCount count_;
   std::optional<ConntrackEvents> events_;
   std::unique_ptr<ConntrackQuery> query_;
 };

@@ -1,5 +1,6 @@
 #include "kernel/probes.hpp"
 
+#include "kernel/counters.hpp"
 #include "kernel/existing.hpp"
 #include "kernel/iterators.hpp"
 #include "kernel/map_memory.hpp"
@@ -366,29 +367,7 @@ void Probes::make_read_only() {
   read_only_ = true;
 }
 
-Counters Probes::counters() const {
-  int ncpu = libbpf_num_possible_cpus();
-  std::vector<uint64_t> vals(static_cast<size_t>(ncpu > 0 ? ncpu : 1));
-  uint64_t sum[PG_CNT_MAX] = {};
-  int fd = bpf_map__fd(skel_->maps.counters);
-  for (uint32_t k = 0; k < PG_CNT_MAX; k++) {
-    // never a silent zero: a wrong count would pass for "nothing lost"
-    if (bpf_map_lookup_elem(fd, &k, vals.data()) != 0) throw FatalError(errno_text("reading the loss counters", errno));
-    for (uint64_t v : vals) sum[k] += v;
-  }
-  Counters c;
-  c.assign = sum[PG_CNT_ASSIGN];
-  c.release = sum[PG_CNT_RELEASE];
-  c.proc = sum[PG_CNT_PROC];
-  c.drop_ringbuf = sum[PG_CNT_DROP_RINGBUF];
-  c.drop_storage = sum[PG_CNT_DROP_STORAGE];
-  c.drop_pending = sum[PG_CNT_DROP_PENDING];
-  c.unseen_connect = sum[PG_CNT_UNSEEN_CONNECT];
-  c.filtered = sum[PG_CNT_FILTERED];
-  c.drop_proc = sum[PG_CNT_DROP_PROC];
-  c.slots_full = sum[PG_CNT_SLOTS_FULL];
-  return c;
-}
+Counters Probes::counters() const { return read_counters(bpf_map__fd(skel_->maps.counters)); }
 
 uint64_t Probes::skipped_runs() const { return portghost::skipped_runs(skel_->obj); }
 uint64_t Probes::skipped_releases() const { return portghost::skipped_runs(skel_->obj, "pg_set_state"); }

@@ -12,6 +12,7 @@
 
 #include "common/options.hpp"
 #include "common/unique_fd.hpp"
+#include "kernel/counters.hpp"
 #include "kernel/hook_plan.hpp"
 
 struct portghost_bpf;
@@ -29,17 +30,6 @@ struct ProbeConfig {
   bool allow_fentry = true;       // false: the tracepoint hooks even where fentry works
   bool allow_sock_tp = true;      // false: without fexit, the syscall exits even where socket tracepoints serve
   uint32_t socket_slots = 65536;  // preallocated socket state entries (0: socket storage only)
-};
-
-struct Counters {
-  uint64_t assign = 0, release = 0, proc = 0;
-  uint64_t drop_ringbuf = 0, drop_storage = 0, drop_pending = 0, filtered = 0, drop_proc = 0;
-  // a udp connect()'s port given up before any hook could read it (socket
-  // and cgroup worlds): a port held that no record names
-  uint64_t unseen_connect = 0;
-  // sockets whose state went to socket storage: the slots were full (no loss)
-  uint64_t slots_full = 0;
-  uint64_t lost() const { return drop_ringbuf + drop_storage + drop_pending + drop_proc + unseen_connect; }
 };
 
 class Probes {
