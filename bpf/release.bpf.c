@@ -228,10 +228,35 @@ static __always_inline struct pg_sk_state *release_at_close(struct bpf_sock *sk,
 	return st;
 }
 
+/* The socket's end, once its state is found: a tcp socket still connected or
+ * listening releases at CLOSE (which is then its end), any other at once. */
+static __always_inline int release_with_state(struct bpf_sock *sk, struct pg_sk_state *st, __u64 cookie, __u8 proto)
+{
+	sk_state_fold(st, cookie);
+	if (proto == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE) {
+		if (st && release_due(st))
+			note_closer(st);
+		if (st)
+			st->flags |= PG_SK_ORPHAN;
+		return PG_ALLOW;
+	}
+	sk_state_end(release_at_close(sk, st, proto), cookie);
+	return PG_ALLOW;
+}
+
+/* With socket slots, a state is a slot or socket storage: two pointer types
+ * the verifier never merges, so that inline, each path after the lookup
+ * would be verified for both (once the largest share of the programs' load
+ * time). A global function is verified once, for any state. (Linux >= 5.12
+ * takes a pointer argument; the slots need 5.13.) */
+__noinline int release_slots_tail(struct bpf_sock *sk, struct pg_sk_state *st, __u64 cookie, __u32 proto)
+{
+	return release_with_state(sk, st, cookie, proto);
+}
+
 /* The last reference to the socket file is gone (never called for kernel
  * sockets). The port and addresses come from the kernel socket. */
-SEC("cgroup/sock_release")
-int pg_sock_release(struct bpf_sock *sk)
+static __always_inline int on_sock_release(struct bpf_sock *sk, bool slots)
 {
 	__u8 proto = port_space(sk->family, sk->protocol);
 	struct pg_sk_state *st;
@@ -244,16 +269,15 @@ int pg_sock_release(struct bpf_sock *sk)
 	}
 	cookie = bpf_get_socket_cookie(sk);
 	st = sk_state_find(sk, cookie);
-	sk_state_fold(st, cookie);
-	/* tcp sockets still connected or listening release at CLOSE, which
-	 * is then their end */
-	if (proto == PG_IPPROTO_TCP && sk->state != BPF_TCP_CLOSE) {
-		if (st && release_due(st))
-			note_closer(st);
-		if (st)
-			st->flags |= PG_SK_ORPHAN;
-		return PG_ALLOW;
-	}
-	sk_state_end(release_at_close(sk, st, proto), cookie);
-	return PG_ALLOW;
+	if (slots)
+		return release_slots_tail(sk, st, cookie, proto);
+	return release_with_state(sk, st, cookie, proto);
 }
+
+/* State in socket storage only (Linux < 5.13, or --socket-slots 0) */
+SEC("cgroup/sock_release")
+int pg_sock_release(struct bpf_sock *sk) { return on_sock_release(sk, false); }
+
+/* State in a slot, or in socket storage once the slots are full */
+SEC("cgroup/sock_release")
+int pg_sock_release_slots(struct bpf_sock *sk) { return on_sock_release(sk, true); }

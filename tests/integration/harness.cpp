@@ -197,9 +197,30 @@ void Trace::expect_lifetime(const Json& rel, const Window& w) {
   EXPECT_LE(d, w.t1 - w.t0) << rel.dump();
 }
 
+namespace {
+// Runs of portghost's tracing programs that the kernel skipped so far (a
+// program not run nested on a CPU where it runs: a skipped move to CLOSE is
+// a release left to the next reconciliation, seconds later), for a wait's
+// failure message.
+uint64_t skipped_tracing_runs() {
+  uint64_t n = 0;
+  for (uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::string(info.name).rfind("pg_", 0) == 0)
+      n += info.recursion_misses;
+    close(fd);
+  }
+  return n;
+}
+}  // namespace
+
 Json Holes::wait(const std::string& type, uint64_t cookie) {
   auto r = t().wait_for(is(type, cookie));
-  EXPECT_TRUE(r) << "no " << type << " for sock " << cookie;
+  EXPECT_TRUE(r) << "no " << type << " for sock " << cookie << " (the kernel has skipped " << skipped_tracing_runs()
+                 << " runs of the tracing programs so far)";
   return r.value_or(Json::object());
 }
 

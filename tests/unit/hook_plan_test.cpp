@@ -75,7 +75,7 @@ TEST(HookPlan, FexitWorldSeesTheEndsInTheKernelFunctions) {
   EXPECT_EQ(p.world, "fexit");
   for (const char* prog : {"pg_autobind_enter", "pg_autobind_exit", "pg_csk_get_port_exit", "pg_udp_get_port_exit",
                            "pg_dgram_connect_exit", "pg_hash_connect_exit", "pg_sctp_bind_exit", "pg_sctp_new_asoc",
-                           "pg_connect4", "pg_connect6", "pg_post_bind4", "pg_set_state", "pg_sock_release"})
+                           "pg_connect4", "pg_connect6", "pg_post_bind4", "pg_set_state", "pg_sock_release_slots"})
     EXPECT_TRUE(p.loads(prog)) << prog;
   EXPECT_FALSE(p.loads("pg_send_length"));
   EXPECT_FALSE(p.loads("pg_sendmsg4"));
@@ -173,14 +173,20 @@ TEST(HookPlan, SocketSlotsNeedTheirSweep) {
   HookPlan p = plan_hooks(everything(), {});
   EXPECT_TRUE(p.slots);
   EXPECT_TRUE(p.loads("pg_sweep_slots"));
+  // the release's twin that takes either kind of state, not both programs
+  EXPECT_TRUE(p.loads("pg_sock_release_slots"));
+  EXPECT_FALSE(p.loads("pg_sock_release"));
   HookOptions none;
   none.socket_slots = false;
   HookPlan storage = plan_hooks(everything(), none);
   EXPECT_FALSE(storage.slots);
   EXPECT_FALSE(storage.loads("pg_sweep_slots"));
+  EXPECT_TRUE(storage.loads("pg_sock_release"));
+  EXPECT_FALSE(storage.loads("pg_sock_release_slots"));
   HookPlan old = plan_hooks(linux_5_10(), {});
   EXPECT_FALSE(old.slots);
   EXPECT_FALSE(old.loads("pg_sweep_slots"));
+  EXPECT_FALSE(old.loads("pg_sock_release_slots")) << "a pointer argument to a global function needs Linux 5.12";
   EXPECT_FALSE(on_syscall_layer("pg_sweep_slots"));
 }
 

@@ -256,7 +256,10 @@ HookPlan plan_hooks(const KernelFeatures& k, const HookOptions& o) {
   // Socket state in preallocated slots needs their sweep (the slots of
   // sockets whose end no hook saw); without it, socket storage as before.
   p.slots = o.socket_slots && k.for_each_map_elem;
-  if (p.slots) add(p, {"pg_sweep_slots"});
+  if (p.slots) {
+    add(p, {"pg_sweep_slots", "pg_sock_release_slots"});
+    p.programs.erase("pg_sock_release");  // its twin verified once for either kind of state
+  }
   return p;
 }
 
@@ -268,7 +271,8 @@ const std::set<std::string>& known_programs() {
     add(p, kSctp);
     add(p, kExitSends);
     add(p, {"pg_send_length", "pg_sendmsg4", "pg_sendmsg6", "pg_exit_connect", "pg_exit_bind", "pg_connect4",
-            "pg_connect6", "pg_exec", "pg_iter_tcp", "pg_iter_udp", "pg_iter_live", "pg_sweep_slots"});
+            "pg_connect6", "pg_exec", "pg_iter_tcp", "pg_iter_udp", "pg_iter_live", "pg_sweep_slots",
+            "pg_sock_release_slots"});
     return p.programs;
   }();
   return all;
