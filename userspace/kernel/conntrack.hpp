@@ -12,8 +12,8 @@
 #include <string>
 
 #include "common/fixed_text.hpp"
-#include "common/unique_fd.hpp"
 #include "common/net.hpp"
+#include "common/unique_fd.hpp"
 
 struct nfct_handle;
 
