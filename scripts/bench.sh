@@ -239,7 +239,7 @@ awk '$3 < 1000000 { print $2 }' "$work/ports.txt" | sort -n >"$work/want.txt"
 short=$(wc -l <"$work/want.txt")
 lived=$(awk '{ s += $3 } END { printf "%.0f", s / NR / 1000 }' "$work/ports.txt")
 # ports each tool saw for the workload's pid
-grep '"type":"assign"' "$work/cap-portghost.out" | grep "\"pid\":$churn_pid," | grep -o '"lport":[0-9]*' | cut -d: -f2 >"$work/seen-portghost.txt" || true
+grep -E '"type":"(assign|life)"' "$work/cap-portghost.out" | grep "\"pid\":$churn_pid," | grep -o '"lport":[0-9]*' | cut -d: -f2 >"$work/seen-portghost.txt" || true
 if [ $smoke -eq 0 ]; then
   awk -v p="$churn_pid" '$1 == p { print $4 }' "$work/cap-tcplife.out" >"$work/seen-tcplife.txt"
   # its connect assigns carry port 0 (not chosen yet at SYN_SENT): count releases

@@ -6,7 +6,10 @@
 // kept for late translations; --no-nat: no join at all), JSON and the
 // file write.
 //
-//   pg_replay DUMP [--out FILE] [--repeat N] [--no-nat | --nat-active]
+//   pg_replay DUMP [--out FILE] [--repeat N] [--no-nat | --nat-active] [--life-ms N]
+//
+// --life-ms: as the tracer's (default 100; 0: an assign and a release line
+// for every port).
 //
 // Prints records, JSON bytes written and the CPU time per record. Under
 // valgrind --tool=callgrind, the instruction count per record is the
@@ -59,6 +62,7 @@ int main(int argc, char** argv) {
   }
   std::string out_path = "/dev/null";
   long repeat = 1;
+  long life_ms = 100;
   bool with_nat = true, nat_active = false;
   for (int i = 2; i < argc; i += 2) {
     if (!std::strcmp(argv[i], "--no-nat")) {
@@ -72,6 +76,9 @@ int main(int argc, char** argv) {
       return 2;
     } else if (!std::strcmp(argv[i], "--out")) {
       out_path = argv[i + 1];
+    } else if (!std::strcmp(argv[i], "--life-ms")) {
+      life_ms = std::strtol(argv[i + 1], nullptr, 10);
+      if (life_ms < 0) life_ms = 0;
     } else if (!std::strcmp(argv[i], "--repeat")) {
       repeat = std::strtol(argv[i + 1], nullptr, 10);
       if (repeat < 1) repeat = 1;
@@ -83,7 +90,9 @@ int main(int argc, char** argv) {
   try {
     auto records = read_raw_dump(argv[1]);
     FileOutput out(out_path, RotateConfig{});
-    JsonSink json(out, "bench-host");
+    LifeLines life;
+    life.hold_ns = static_cast<uint64_t>(life_ms) * 1'000'000;
+    JsonSink json(out, "bench-host", 0, life);
     std::optional<NatJoin> nat;
     if (with_nat) nat.emplace(json);
     Sink& sink = nat ? static_cast<Sink&>(*nat) : json;

@@ -1,6 +1,7 @@
 #include "log_maker.hpp"
 
 #include <deque>
+#include <string_view>
 
 namespace pgfleet {
 
@@ -14,14 +15,43 @@ struct Open {
   uint64_t ts;
   uint32_t pid;
   bool udp;
+  std::string raddr = {};
+  uint16_t rport = 0;
+};
+
+// The sink's clock: the records' own time, so that a socket released within
+// the hold is a life line, as the tracer writes it.
+uint64_t g_now = 0;
+uint64_t log_clock() { return g_now; }
+
+// Forwards to out and counts the lines written by type (the JSON sink
+// writes a line per call).
+class CountingOutput : public Output {
+ public:
+  explicit CountingOutput(Output& out) : out_(out) {}
+  void write(std::string_view text) override {
+    size_t at = std::string_view("{\"type\":\"").size();
+    n_[std::string(text.substr(at, text.find('"', at) - at))]++;
+    out_.write(text);
+  }
+  void flush() override { out_.flush(); }
+  const std::map<std::string, uint64_t>& counts() const { return n_; }
+
+ private:
+  Output& out_;
+  std::map<std::string, uint64_t> n_;
 };
 
 }  // namespace
 
 std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape& shape) {
-  std::map<std::string, uint64_t> n;
-  FileOutput out(file, RotateConfig{shape.rotate_bytes, shape.keep});
-  JsonSink sink(out, shape.host);
+  FileOutput file_out(file, RotateConfig{shape.rotate_bytes, shape.keep});
+  CountingOutput out(file_out);
+  LifeLines life;
+  life.hold_ns = 100'000'000;
+  life.clock = &log_clock;
+  g_now = shape.t0_ns;
+  JsonSink sink(out, shape.host, 0, life);
   std::mt19937_64 rng(std::hash<std::string>{}(shape.host) ^ shape.t0_ns);
   uint64_t t = shape.t0_ns;
   uint64_t sock = 1000;
@@ -37,7 +67,6 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
     st.port_lo = 32768;
     st.port_hi = 60999;
     sink.start(st);
-    n["start"]++;
     std::deque<Open> open;
     // a socket held since before the start
     {
@@ -52,7 +81,6 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
       e.comm = "sshd";
       e.state = "LISTEN";
       sink.port(e);
-      n["existing"]++;
       open.push_back({e.sock, e.lport, e.ts_ns, 1, false});
     }
     uint64_t lost_total = 0;
@@ -71,6 +99,8 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
       if (!o.udp || rng() % 2) {
         a.raddr = peer;
         a.rport = o.udp ? 53 : 443;
+        o.raddr = peer;
+        o.rport = *a.rport;
       }
       a.how = o.udp ? (a.raddr ? How::Connect : How::Sendmsg) : How::Connect;
       a.ephemeral = true;
@@ -85,7 +115,6 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
       a.netns = 4026531840u;
       a.cgroup_id = 1;
       sink.port(a);
-      n["assign"]++;
       open.push_back(o);
       // most sockets live a few records; some stay open to the end
       while (open.size() > 6 || (open.size() > 1 && rng() % 2)) {
@@ -101,11 +130,16 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
         r.laddr = "10.0.0.5";
         r.lport = c.port;
         r.duration_ns = t - c.ts;
+        if (c.rport) {
+          r.raddr = c.raddr;
+          r.rport = c.rport;
+        }
         r.pid = c.pid;
         r.comm = kComms[c.pid % 5];
         sink.port(r);
-        n["release"]++;
       }
+      g_now = t;
+      sink.flush();
       if (i % 500 == 250) {
         LostRecord l;
         l.ts_ns = t;
@@ -114,7 +148,6 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
         l.total = lost_total;
         l.by_reason = {{"ring_buffer_full", 7}};
         sink.lost(l);
-        n["lost"]++;
       }
       if (i % 700 == 350) {
         PortRecord x;
@@ -126,7 +159,6 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
         x.comm = "dig";
         x.held = 28232;
         sink.port(x);
-        n["exhausted"]++;
         WarningRecord w;
         w.ts_ns = t;
         w.netns = 4026531840u;
@@ -136,7 +168,6 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
         w.range_hi = 60999;
         w.threshold = 90;
         sink.warning(w);
-        n["warning"]++;
       }
     }
     t += shape.step_ns;
@@ -146,12 +177,12 @@ std::map<std::string, uint64_t> make_log(const std::string& file, const LogShape
       sp.reason = "signal";
       sp.lost = lost_total;
       sink.stop(sp);
-      n["stop"]++;
     }
     t += shape.gap_ns;
   }
-  sink.flush();
-  return n;
+  g_now = t;
+  sink.flush();  // the last session has no stop: its held assigns are written
+  return out.counts();
 }
 
 std::vector<uint64_t> probe_instants(const LogShape& shape) {

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "harness.hpp"
@@ -118,4 +120,45 @@ TEST_F(Trace, BindAddressNoPortGetsItsPortAtConnect) {
   EXPECT_EQ(a["ephemeral"], true);
   release_of(c);
   EXPECT_EQ(t().all(is("assign", c)).size(), 1u);
+}
+
+namespace {
+// The lines of the log that name sock c (its records as written).
+size_t lines_of_sock(const Tracer& t, uint64_t c) {
+  std::ifstream f(t.path());
+  std::string needle = "\"sock\":" + std::to_string(c) + ",";
+  size_t n = 0;
+  for (std::string line; std::getline(f, line);) n += line.find(needle) != std::string::npos;
+  return n;
+}
+}  // namespace
+
+// A port released within --life-ms (100 ms) of its assign is one `life`
+// line; one held longer is an assign line, written while it is held, and a
+// release line.
+TEST_F(Trace, AShortLivedPortIsOneLineALongerLivedOneTwo) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  auto b = v4(0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  uint64_t c = sock_cookie(fd);
+  close(fd);
+  Json r = release_of(c);
+  Json a = assign_of(c);
+  EXPECT_EQ(a["life"], true) << a;
+  EXPECT_EQ(r["life"], true) << r;
+  EXPECT_EQ(a["seq"], r["seq"]);
+  EXPECT_EQ(a["ts_ns"].get<uint64_t>() + r["duration_ns"].get<uint64_t>(), r["ts_ns"].get<uint64_t>());
+  EXPECT_EQ(lines_of_sock(t(), c), 1u);
+
+  fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof b), 0);
+  c = sock_cookie(fd);
+  a = assign_of(c);  // written while the socket still holds its port
+  EXPECT_FALSE(a.contains("life")) << a;
+  close(fd);
+  r = release_of(c);
+  EXPECT_FALSE(r.contains("life")) << r;
+  EXPECT_GT(r["duration_ns"].get<uint64_t>(), 100'000'000u);
+  EXPECT_GT(r["seq"].get<uint64_t>(), a["seq"].get<uint64_t>());
+  EXPECT_EQ(lines_of_sock(t(), c), 2u);
 }

@@ -124,7 +124,8 @@ TEST_F(TraceOwn, AFullDiskIsRetriedAndWhatCouldNotBeKeptIsCounted) {
   ASSERT_TRUE(t.stopped);
   EXPECT_GT(t.reasons["write_failed"], 0u);
   ASSERT_EQ(t.reasons["ring_buffer_full"], 0u) << "the kernel dropped records: the count below would not be exact";
-  // every line given up leaves a gap in seq: the gaps are what write_failed counts
+  // every line given up leaves a gap in seq; write_failed counts the
+  // records in them (a life line is two)
   uint64_t gaps = 0, next = 0, ours_unattributed = 0;
   for (const auto& r : tr.records()) {
     uint64_t seq = r["seq"].get<uint64_t>();
@@ -132,7 +133,8 @@ TEST_F(TraceOwn, AFullDiskIsRetriedAndWhatCouldNotBeKeptIsCounted) {
     next = seq + 1;
     if ((r["type"] == "assign" || r["type"] == "release") && r["pid"].is_null()) ours_unattributed++;
   }
-  EXPECT_EQ(gaps, t.reasons["write_failed"]);
+  EXPECT_LE(gaps, t.reasons["write_failed"]);
+  EXPECT_GE(2 * gaps, t.reasons["write_failed"]);
   EXPECT_EQ(t.written + t.lost, 2u * (kThreads * kOps + 100))
       << "written " << t.written << ", lost " << t.lost << ", lines missing by seq " << gaps
       << ", port records without a pid " << ours_unattributed;

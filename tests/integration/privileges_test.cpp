@@ -270,10 +270,8 @@ TEST_F(Lifecycle, AfterUserOnlyTheRingConsumerPagesStayWritable) {
   int st = 0;
   waitpid(pid, &st, 0);
   EXPECT_EQ(WEXITSTATUS(st), 0);
-  std::ifstream f(log);
   bool assign = false, stop = false;
-  for (std::string line; std::getline(f, line);) {
-    Json j = Json::parse(line);
+  for (const Json& j : read_jsonl(log)) {
     if (j["type"] == "assign" && j["sock"] == cookie) assign = true;
     if (j["type"] == "stop") stop = j["lost"] == 0;
   }

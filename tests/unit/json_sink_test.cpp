@@ -274,11 +274,28 @@ TEST(JsonSink, StartLostStopRecords) {
   auto lines = pgtest::split_lines(out.text());
   ASSERT_EQ(lines.size(), 3u) << out.text();
   JValue start = parse_line(lines[0] + "\n");
-  EXPECT_EQ(start.keys(),
-            (std::vector<std::string>{"type", "ts", "ts_ns", "version", "kernel", "host", "machine_id", "boot_id",
-                                      "world", "hooks", "uncaught", "paths", "port_range", "ring_buffer_bytes",
-                                      "kernel_maps_bytes", "socket_slots", "filters", "run", "seq"}));
+  EXPECT_EQ(start.keys(), (std::vector<std::string>{"type",
+                                                    "ts",
+                                                    "ts_ns",
+                                                    "version",
+                                                    "schema",
+                                                    "kernel",
+                                                    "host",
+                                                    "machine_id",
+                                                    "boot_id",
+                                                    "world",
+                                                    "hooks",
+                                                    "uncaught",
+                                                    "paths",
+                                                    "port_range",
+                                                    "ring_buffer_bytes",
+                                                    "kernel_maps_bytes",
+                                                    "socket_slots",
+                                                    "filters",
+                                                    "run",
+                                                    "seq"}));
   EXPECT_EQ(start.at("socket_slots").u64(), 65536u);
+  EXPECT_EQ(start.at("schema").u64(), 2u) << "the log's contract: life records";
   // the session is named by its start's time; its lines are numbered from 0
   EXPECT_EQ(start.at("run").u64(), kTs);
   EXPECT_EQ(start.at("seq").u64(), 0u);

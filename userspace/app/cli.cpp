@@ -166,6 +166,13 @@ CliResult parse_cli(int argc, const char* const* argv, std::ostream& out, std::o
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   trace
+      ->add_option("--life-ms", o.life_ms,
+                   "JSON: a port released within this many ms of its assignment is written as one `life` line "
+                   "(its assign and release); 0: every record on its own line. Other ports' assigns are written "
+                   "this much later")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
+  trace
       ->add_option("--nice", o.nice,
                    "Run the consumer at this nice value, above the workload's, so that busy CPUs do not starve it "
                    "into losing records")

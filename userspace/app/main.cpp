@@ -112,7 +112,9 @@ int run(int argc, char** argv) {
     Format format = opt.format.value_or(out.is_terminal() ? Format::Table : Format::Json);
     char host[256] = {};
     gethostname(host, sizeof host - 1);
-    sink = make_sink(format, out, host, opt.community_id_seed);
+    LifeLines life;
+    life.hold_ns = uint64_t{opt.life_ms} * 1'000'000;
+    sink = make_sink(format, out, host, opt.community_id_seed, life);
   }
   warn_of_cgroup_naming(ctx.run_as.has_value());
   install_signals();

@@ -48,6 +48,7 @@ struct TraceOptions {
   bool probe_report = false;        // print which hook serves which path, then exit
   unsigned reconcile_s = 60;        // release recorded sockets gone unseen, this often; 0: never
   uint16_t community_id_seed = 0;   // the Community ID's seed (a site's choice, shared by its tools)
+  unsigned life_ms = 100;           // a port released within this of its assign is one `life` line; 0: never
   bool nat = true;                  // join the kernel's NAT translations (conntrack) to recorded sockets
   // the consumer's nice value: above the workload's, so that a flood that
   // keeps every CPU busy cannot starve it into losing records (auditd's

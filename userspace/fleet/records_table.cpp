@@ -36,6 +36,9 @@ std::string null_number_of(const char* k, const char* to) {
 
 }  // namespace
 
+// A life line is written at its release: the session ran up to then.
+std::string record_end_ns() { return "ts_ns + if(type = 'life', visitParamExtractUInt(line, 'duration_ns'), 0)"; }
+
 const std::vector<RecordsColumn>& records_columns() {
   static const std::vector<RecordsColumn> cols = {
       {"host", "String", ""},
@@ -91,8 +94,8 @@ std::vector<std::string> records_schema_statements(const std::string& database, 
                 "ENGINE = AggregatingMergeTree()\n"
                 "PARTITION BY toYYYYMMDD(toDateTime(intDiv(run, 1000000000)))\n"
                 "ORDER BY (host, run)\n"
-                "AS SELECT host, run, maxState(ts_ns) AS last_ns FROM " +
-                database + "." + table + " GROUP BY host, run");
+                "AS SELECT host, run, maxState(" +
+                record_end_ns() + ") AS last_ns FROM " + database + "." + table + " GROUP BY host, run");
   return out;
 }
 
@@ -172,8 +175,8 @@ void append_valid_json_as_string(std::string& out, std::string_view line) {
 }
 
 bool known_type(std::string_view t) {
-  return t == "start" || t == "existing" || t == "assign" || t == "release" || t == "exhausted" || t == "warning" ||
-         t == "lost" || t == "stop" || t == "nat" || t == "nat_end";
+  return t == "start" || t == "existing" || t == "assign" || t == "release" || t == "life" || t == "exhausted" ||
+         t == "warning" || t == "lost" || t == "stop" || t == "nat" || t == "nat_end";
 }
 
 }  // namespace

@@ -28,6 +28,9 @@ const std::vector<RecordsColumn>& records_columns();
 // ordered for the port question (host, proto, port, time), partitioned by
 // day, and beside it each session's latest record time (TABLE_sessions).
 std::string sessions_table(const std::string& table);
+// The time a row's record was written, as SQL: its ts_ns, and a life
+// line's release time (ts_ns + duration_ns), as the log reader counts it.
+std::string record_end_ns();
 std::string records_schema(const std::string& database, const std::string& table);
 // The same statements one by one (no ";"): ClickHouse's HTTP interface takes
 // one statement per request.

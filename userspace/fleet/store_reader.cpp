@@ -106,7 +106,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
   std::string where = host_filter(q.host) +
                       "((proto = '' AND type IN ('start', 'stop', 'lost')) OR "
                       "(proto IN ('tcp', 'udp', 'udplite', 'sctp') AND lport IN (" +
-                      ports + ") AND type IN ('assign', 'existing', 'release')))";
+                      ports + ") AND type IN ('assign', 'existing', 'release', 'life')))";
   std::map<std::string, uint64_t> last_ns;  // by "run\thost"
   {
     std::string host_where = q.host ? " WHERE host = " + sql_quote(*q.host) : "";
@@ -131,7 +131,7 @@ int run_who_from_store(const WhoOptions& o, std::ostream& out, std::ostream& err
       // a table made without the view: the same from the records
       last_ns.clear();
       query_rows(c,
-                 "SELECT run, " + selected_host() + ", max(ts_ns) FROM " + table + host_where +
+                 "SELECT run, " + selected_host() + ", max(" + record_end_ns() + ") FROM " + table + host_where +
                      " GROUP BY host, run FORMAT TabSeparated",
                  max_row, tick);
     }

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "common/errors.hpp"
@@ -28,7 +29,8 @@ std::optional<uint64_t> quick_number(std::string_view line, std::string_view key
 bool other_port_record(std::string_view line, uint16_t port) {
   if (line.size() < 20 || line.compare(0, 9, "{\"type\":\"") != 0) return false;
   std::string_view t = line.substr(9, 9);
-  if (t.compare(0, 7, "assign\"") != 0 && t.compare(0, 8, "release\"") != 0 && t.compare(0, 9, "existing\"") != 0)
+  if (t.compare(0, 7, "assign\"") != 0 && t.compare(0, 8, "release\"") != 0 && t.compare(0, 9, "existing\"") != 0 &&
+      t.compare(0, 5, "life\"") != 0)
     return false;
   auto lport = quick_number(line, "\"lport\":");
   return lport && *lport != port;
@@ -190,6 +192,11 @@ class RecordReader {
   void line(std::string_view line) {
     if (want_port_ && other_port_record(line, *want_port_)) {
       if (auto ts = quick_number(line, "\"ts_ns\":")) {
+        // a life line is written at its release: known running up to then
+        if (line.compare(9, 5, "life\"") == 0) {
+          uint64_t d = quick_number(line, "\"duration_ns\":").value_or(0);
+          *ts = d > UINT64_MAX - *ts ? UINT64_MAX : *ts + d;
+        }
         tick_ = std::max(tick_, *ts);
         return;
       }
@@ -210,7 +217,9 @@ class RecordReader {
       bad("no type or ts_ns");
       return;
     }
-    auto type = type_of(t);
+    // life: a port's assign and release in one line, read as the two
+    const bool life = t == "life";
+    auto type = life ? LogEvent::Type::Assign : type_of(t);
     if (!type) {  // a newer portghost's record: not ours to judge
       st_.unknown_types++;
       return;
@@ -234,14 +243,18 @@ class RecordReader {
       if (doc["count"].get_uint64().get(c) == simdjson::SUCCESS) e.lost_count = c;
     }
     if (e.type == LogEvent::Type::Assign || e.type == LogEvent::Type::Existing || e.type == LogEvent::Type::Release) {
-      uint64_t lport = 0;
+      uint64_t lport = 0, end = 0;
       if (doc["lport"].get_uint64().get(lport) != simdjson::SUCCESS || lport > 65535 ||
           doc["sock"].get_uint64().get(e.sock) != simdjson::SUCCESS) {
         bad("port record without sock or lport");
         return;
       }
+      if (life && (doc["duration_ns"].get_uint64().get(end) != simdjson::SUCCESS || end > UINT64_MAX - ts)) {
+        bad("life record without a duration_ns within 2^64 of its ts_ns");
+        return;
+      }
       if (want_port_ && lport != *want_port_) {
-        tick_ = std::max(tick_, ts);
+        tick_ = std::max(tick_, ts + end);
         return;
       }
       e.lport = static_cast<uint16_t>(lport);
@@ -281,6 +294,26 @@ class RecordReader {
       str_field(doc, "nat_raddr", e.nat_raddr);
     }
     flush_tick();
+    if (life) {
+      LogEvent release = e;
+      release.type = LogEvent::Type::Release;
+      release.ts_ns = e.ts_ns + *e.duration_ns;
+      // what a release line has: the flow, the holder's pid and name
+      release.how.clear();
+      release.thread.clear();
+      release.exe.clear();
+      release.cmdline.clear();
+      release.container.clear();
+      release.tid.reset();
+      release.uid.reset();
+      release.netns.reset();
+      release.late = false;
+      e.duration_ns.reset();
+      e.timewait = false;
+      keep_(std::move(e));
+      keep_(std::move(release));
+      return;
+    }
     keep_(std::move(e));
   }
 

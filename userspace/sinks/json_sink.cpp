@@ -5,6 +5,7 @@
 
 #include "common/clock.hpp"
 #include "common/community_id.hpp"
+#include "common/version.hpp"
 
 namespace portghost {
 
@@ -176,8 +177,15 @@ std::optional<std::string_view> CommunityIds::of(const PortRecord& r) {
   return s.id.view();
 }
 
-JsonSink::JsonSink(Output& out, std::string host, uint16_t community_seed)
-    : out_(out), host_(std::move(host)), host_member_(host_member_of(host_)), community_ids_(community_seed) {}
+JsonSink::JsonSink(Output& out, std::string host, uint16_t community_seed, LifeLines life)
+    : out_(out),
+      host_(std::move(host)),
+      host_member_(host_member_of(host_)),
+      community_ids_(community_seed),
+      life_(life),
+      held_(HeldAssigns::Limits{life.hold_ns, life.max_bytes}) {
+  if (!life_.clock) life_.clock = &BootClock::now_boot_ns;
+}
 
 std::string JsonSink::host_member_of(const std::string& host) {
   if (host.empty()) return "";
@@ -253,7 +261,56 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
   if (!host_member.empty()) o.members(host_member);
 }
 
+namespace {
+constexpr std::string_view kAssignHead = "{\"type\":\"assign\"";
+}
+
+void JsonSink::write_assign(std::string_view members) {
+  JsonObject o(line_, JsonObject::Overwrite{});
+  o.ascii("type", "assign").members(members).members(host_member_);
+  identity(o);
+  o.close();
+  out_.write(std::string_view(line_.data(), o.length()));
+}
+
+// The assign's members, then what its release adds: how long the port was
+// held, whether it lives on in TIME_WAIT, and who closed the socket (the
+// holder is the assign's).
+void JsonSink::write_life(std::string_view members, const PortRecord& r) {
+  JsonObject o(line_, JsonObject::Overwrite{});
+  o.ascii("type", "life").members(members).num("duration_ns", *r.duration_ns).boolean("timewait", r.timewait);
+  opt_u(o, "closer_pid", r.closer_pid);
+  opt_u(o, "closer_tid", r.closer_tid);
+  task_name(o, "closer_comm", r.closer_comm, &attribution_).members(host_member_);
+  identity(o);
+  o.close();
+  out_.write(std::string_view(line_.data(), o.length()));
+}
+
+void JsonSink::flush() {
+  if (life_.hold_ns) held_.expire(life_.clock(), [this](std::string_view m) { write_assign(m); });
+  out_.flush();
+}
+
 void JsonSink::port(const PortRecord& r) {
+  if (life_.hold_ns) {
+    auto write = [this](std::string_view m) { write_assign(m); };
+    if (r.type == PortRecord::Type::Assign) {
+      JsonObject o(held_line_, JsonObject::Overwrite{});
+      render_into(o, r, "", &attribution_, community_ids_);
+      o.end();
+      // {"type":"assign" ... }: what follows the type, without the brace
+      std::string_view text(held_line_.data(), o.length());
+      held_.hold(r, text.substr(kAssignHead.size(), text.size() - kAssignHead.size() - 1), write);
+      return;
+    }
+    if (r.type == PortRecord::Type::Release) {
+      if (auto m = held_.pair(r, write)) {
+        write_life(*m, r);
+        return;
+      }
+    }
+  }
   JsonObject o(line_, JsonObject::Overwrite{});
   render_into(o, r, host_member_, &attribution_, community_ids_);
   identity(o);
@@ -267,6 +324,7 @@ void JsonSink::start(const StartRecord& r) {
   head(o, "start", r.ts_ns);
   std::string range = "[" + std::to_string(r.port_lo) + "," + std::to_string(r.port_hi) + "]";
   o.str("version", r.version)
+      .num("schema", kLogSchema)
       .str("kernel", r.kernel)
       .str("host", r.hostname)
       .str("machine_id", r.machine_id)
@@ -322,6 +380,7 @@ void JsonSink::finish(JsonObject& o, const std::string& s) {
 }
 
 void JsonSink::stop(const StopRecord& r) {
+  held_.write_all([this](std::string_view m) { write_assign(m); });
   std::string s;
   JsonObject o(s);
   head(o, "stop", r.ts_ns);
@@ -339,10 +398,12 @@ void JsonSink::stop(const StopRecord& r) {
   if (r.nat_subscriptions) o.num("nat_subscriptions", *r.nat_subscriptions);
   if (r.socket_slots_full) o.num("socket_slots_full", *r.socket_slots_full);
   if (r.socket_slots_freed) o.num("socket_slots_freed", *r.socket_slots_freed);
+  if (life_.hold_ns) o.num("life_hold_full", held_.early());
   finish(o, s);
 }
 
 void JsonSink::nat(const NatRecord& r) {
+  held_.write_sock(r.sock, [this](std::string_view m) { write_assign(m); });  // its socket's assign first
   std::string s;
   JsonObject o(s);
   head(o, type_name(r.type), r.ts_ns);

@@ -7,6 +7,7 @@
 
 #include "common/community_id.hpp"
 #include "common/json.hpp"
+#include "sinks/held_assigns.hpp"
 #include "sinks/output.hpp"
 #include "trace/sink.hpp"
 
@@ -67,6 +68,15 @@ class CommunityIds {
   uint16_t seed_;
 };
 
+// One line for a short-lived port: an assign is held back for hold_ns
+// (0: never, each record its own line) and a release within it shares its
+// line (`life`). clock: the time the hold is measured by.
+struct LifeLines {
+  uint64_t hold_ns = 0;
+  size_t max_bytes = HeldAssigns::Limits{}.max_bytes;
+  uint64_t (*clock)() = nullptr;  // default: CLOCK_BOOTTIME
+};
+
 class JsonSink : public Sink {
  public:
   // host: when set, every record but start ends with "host" (merged logs of
@@ -74,14 +84,14 @@ class JsonSink : public Sink {
   // session's start time) and "seq" (its line number in the session, start
   // being 0): with the host, the identity a store deduplicates on.
   // community_seed: the Community ID's seed (--community-id-seed).
-  explicit JsonSink(Output& out, std::string host = "", uint16_t community_seed = 0);
+  explicit JsonSink(Output& out, std::string host = "", uint16_t community_seed = 0, LifeLines life = {});
   void start(const StartRecord& r) override;
   void port(const PortRecord& r) override;
   void lost(const LostRecord& r) override;
   void stop(const StopRecord& r) override;
   void warning(const WarningRecord& r) override;
   void nat(const NatRecord& r) override;
-  void flush() override { out_.flush(); }
+  void flush() override;
 
   // One record's line (with its newline), as port() writes it.
   static std::string render(const PortRecord& r, const std::string& host = "", uint16_t community_seed = 0);
@@ -94,6 +104,8 @@ class JsonSink : public Sink {
   static std::string host_member_of(const std::string& host);
   void finish(JsonObject& o, const std::string& s);  // host, run and seq last, close, write
   void identity(JsonObject& o);                      // ,"run":..,"seq":.. (and count the line)
+  void write_assign(std::string_view members);       // a held assign's line
+  void write_life(std::string_view members, const PortRecord& release);
   Output& out_;
   std::string host_;
   std::string host_member_;  // ,"host":"..." rendered once (empty without a host)
@@ -102,6 +114,9 @@ class JsonSink : public Sink {
   std::string line_;         // reused: no allocation per record
   AttributionCache attribution_;
   CommunityIds community_ids_;
+  LifeLines life_;
+  HeldAssigns held_;
+  std::string held_line_;  // reused: an assign rendered to be held
 };
 
 }  // namespace portghost

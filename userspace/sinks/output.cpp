@@ -248,11 +248,17 @@ void FileOutput::flush() {
 }
 
 // Keeps the newest half of the pending text (whole lines), counting the
-// lines given up.
+// records given up: a JSON `life` line is a port's assign and release.
 void FileOutput::give_up_oldest() {
   size_t cut = buf_.find('\n', buf_.size() - kMaxPending / 2);
   if (cut == std::string::npos) cut = buf_.size() - 1;
-  for (size_t i = 0; i <= cut; i++) unwritten_ += buf_[i] == '\n';
+  constexpr std::string_view kLife = "{\"type\":\"life\"";
+  for (size_t at = 0; at <= cut;) {
+    size_t nl = buf_.find('\n', at);
+    if (nl == std::string::npos || nl > cut) break;
+    unwritten_ += std::string_view(buf_).substr(at, kLife.size()) == kLife ? 2 : 1;
+    at = nl + 1;
+  }
   buf_.erase(0, cut + 1);
   spdlog::warn("output {}: still failing, {} records given up so far", path_, unwritten_);
 }

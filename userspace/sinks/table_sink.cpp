@@ -92,11 +92,12 @@ void TableSink::stop(const StopRecord& r) {
   out_.write(s);
 }
 
-std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host, uint16_t community_seed) {
+std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host, uint16_t community_seed,
+                                LifeLines life) {
   if (format == Format::Table) return std::make_unique<TableSink>(out);
   if (format == Format::Ecs) return std::make_unique<EcsSink>(out, host, community_seed);
   if (format == Format::Ocsf) return std::make_unique<OcsfSink>(out, host, community_seed);
-  return std::make_unique<JsonSink>(out, host, community_seed);
+  return std::make_unique<JsonSink>(out, host, community_seed, life);
 }
 
 }  // namespace portghost

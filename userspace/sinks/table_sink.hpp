@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/options.hpp"
+#include "sinks/json_sink.hpp"
 #include "sinks/output.hpp"
 #include "trace/sink.hpp"
 
@@ -29,7 +30,9 @@ class TableSink : public Sink {
   Output& out_;
 };
 
-// The sink for --format (JSON Lines or the table) writing to out.
-std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host = "", uint16_t community_seed = 0);
+// The sink for --format (JSON Lines or the table) writing to out; life:
+// JSON Lines only (the other formats write a document per record).
+std::unique_ptr<Sink> make_sink(Format format, Output& out, const std::string& host = "", uint16_t community_seed = 0,
+                                LifeLines life = {});
 
 }  // namespace portghost
