@@ -260,3 +260,21 @@ TEST(LifeLines, ReaderRefusesALifeWithoutItsDuration) {
   EXPECT_TRUE(got.empty());
   EXPECT_EQ(st.bad_lines, 1u);
 }
+
+TEST(LifeLines, ReaderNamesALogOfANewerSchema) {
+  std::string text = R"({"type":"start","ts":"x","ts_ns":5,"version":"9.0.0","schema":3,"host":"h","run":5,"seq":0})"
+                     "\n"
+                     R"({"type":"teleport","ts":"x","ts_ns":6,"run":5,"seq":1})"
+                     "\n";
+  std::vector<LogEvent> got;
+  std::ostringstream warn;
+  ReadStats st = read_log_text(
+      "log", padded_log_text(text), text.size(), std::nullopt, [&](LogEvent&& e) { got.push_back(std::move(e)); },
+      warn);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].type, LogEvent::Type::Start);
+  EXPECT_EQ(st.unknown_types, 1u);
+  EXPECT_EQ(warn.str(),
+            "portghost: log:1: a log of schema 3, newer than this portghost reads (2): its records of types this "
+            "version does not know are skipped\n");
+}

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common/errors.hpp"
+#include "common/version.hpp"
 #include "logs/log_file.hpp"
 
 namespace portghost {
@@ -238,6 +239,15 @@ class RecordReader {
       str_field(doc, "exe", e.exe);
       opt_u64_field(doc, "pid", e.pid);
     }
+    if (e.type == LogEvent::Type::Start) {
+      uint64_t schema = 0;
+      if (doc["schema"].get_uint64().get(schema) == simdjson::SUCCESS && schema > kLogSchema && !newer_told_) {
+        warn_ << "portghost: " << path_ << ":" << st_.lines << ": a log of schema " << schema
+              << ", newer than this portghost reads (" << kLogSchema
+              << "): its records of types this version does not know are skipped\n";
+        newer_told_ = true;
+      }
+    }
     if (e.type == LogEvent::Type::Lost) {
       uint64_t c = 0;
       if (doc["count"].get_uint64().get(c) == simdjson::SUCCESS) e.lost_count = c;
@@ -325,7 +335,8 @@ class RecordReader {
   ReadStats st_;
   simdjson::dom::parser parser_;
   bool warned_ = false, long_ = false;
-  std::string carry_;  // a line cut by a piece's end, and room for the padding
+  bool newer_told_ = false;  // a start of a newer schema was named once
+  std::string carry_;        // a line cut by a piece's end, and room for the padding
   size_t carried_ = 0;
   uint64_t tick_ = 0;  // latest time of records skipped since the last one kept
   std::string host_;   // of the latest record read: a log is one host's, and so are its ticks
