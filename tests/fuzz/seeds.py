@@ -57,6 +57,10 @@ stop = ('{"type":"stop","ts":"2026-11-22T00:35:26Z","ts_ns":1795307726000000000,
 out("fuzz_log_reader", "session", start + line + release + stop)
 out("fuzz_log_reader", "truncated", start + line[:80])
 out("fuzz_log_reader", "garbage-between", start + "\x00\xff not json\n" + line + "{}\n" + release)
+life = line.replace('"type":"assign"', '"type":"life"').replace(
+    ',"host":"web-1"}', ',"duration_ns":499999999,"timewait":true,"closer_pid":1234,"closer_tid":1234,'
+    '"closer_comm":"curl","host":"web-1"}')
+out("fuzz_log_reader", "life", start.replace('"version":"0.1.0",', '"version":"0.1.0","schema":2,') + life + stop)
 out("fuzz_log_reader", "lost", start + '{"type":"lost","ts":"x","ts_ns":5,"count":3,"total":3,"reasons":{}}\n')
 
 for name, text in [("rfc3339", "2026-11-22T10:03:12.123456789Z"), ("offset", "2026-11-22T10:03:12+02:00"),
