@@ -1,5 +1,7 @@
 #include "sinks/held_assigns.hpp"
 
+#include <malloc.h>
+
 namespace portghost {
 
 namespace {
@@ -40,6 +42,13 @@ void HeldAssigns::trim() {
   if (entries_.empty()) {
     arena_base_ += arena_.size();
     arena_.clear();
+    // after a burst of long-lived ports, the room goes back
+    if (arena_.capacity() > (256u << 10)) {
+      std::string().swap(arena_);
+      index_ = FlatMap<uint64_t>();
+      std::deque<Entry>().swap(entries_);
+      malloc_trim(0);  // the heap's free top too: glibc keeps it otherwise
+    }
     return;
   }
   // the written-out front is given back once it is half the arena (each

@@ -26,7 +26,7 @@ class HeldAssigns {
  public:
   struct Limits {
     uint64_t hold_ns = 100'000'000;  // a port released within it is one line
-    size_t max_bytes = 8u << 20;     // held text, at most
+    size_t max_bytes = 2u << 20;     // held text, at most (about 4,500 assigns)
   };
   explicit HeldAssigns(Limits l) : limits_(l) {}
 
@@ -36,6 +36,7 @@ class HeldAssigns {
   template <class Write>
   void hold(const PortRecord& r, std::string_view members, Write&& write) {
     write_sock(r.sock, write);
+    drop_ended_front();
     while (!entries_.empty() && held_bytes() + members.size() > limits_.max_bytes) {
       if (entries_.front().live) early_++;
       pop_front(write);
@@ -57,6 +58,7 @@ class HeldAssigns {
   // and a held assign of r's socket is written first.
   template <class Write>
   std::optional<std::string_view> pair(const PortRecord& r, Write&& write) {
+    drop_ended_front();
     Entry* e = find(r.sock);
     if (!e) return std::nullopt;
     if (!pairable(r) || !(e->flow == Flow::of(r))) {
@@ -64,7 +66,7 @@ class HeldAssigns {
       return std::nullopt;
     }
     end(*e);
-    return text(*e);
+    return text(*e);  // the front is given back at the next call, not before
   }
 
   // Writes the held assign of sock, if any (a record about it follows).
@@ -142,6 +144,15 @@ class HeldAssigns {
     }
     entries_.pop_front();
     first_++;
+    trim();
+  }
+  // Entries at the front that ended (paired, or written) go at once: most
+  // ports are short-lived, and their text need not wait for the hold.
+  void drop_ended_front() {
+    while (!entries_.empty() && !entries_.front().live) {
+      entries_.pop_front();
+      first_++;
+    }
     trim();
   }
   void trim();  // gives back the arena's written-out front
