@@ -42,8 +42,10 @@ void HeldAssigns::trim() {
   if (entries_.empty()) {
     arena_base_ += arena_.size();
     arena_.clear();
-    // after a burst of long-lived ports, the room goes back
-    if (arena_.capacity() > (256u << 10)) {
+    // after a burst of long-lived ports, the room goes back; at most once
+    // in 10 s, so that a steady load does not pay to grow it again
+    if (arena_.capacity() > (256u << 10) && now_ns_ - shrunk_ns_ >= 10'000'000'000ULL) {
+      shrunk_ns_ = now_ns_;
       std::string().swap(arena_);
       index_ = FlatMap<uint64_t>();
       std::deque<Entry>().swap(entries_);

@@ -26,7 +26,7 @@ class HeldAssigns {
  public:
   struct Limits {
     uint64_t hold_ns = 100'000'000;  // a port released within it is one line
-    size_t max_bytes = 2u << 20;     // held text, at most (about 4,500 assigns)
+    size_t max_bytes = 1u << 20;     // held text, at most (about 2,300 assigns)
   };
   explicit HeldAssigns(Limits l) : limits_(l) {}
 
@@ -82,6 +82,7 @@ class HeldAssigns {
   // those held since the last call are held from now_ns.
   template <class Write>
   void expire(uint64_t now_ns, Write&& write) {
+    now_ns_ = now_ns;
     for (auto it = entries_.rbegin(); it != entries_.rend() && it->at_ns == kUnstamped; ++it) it->at_ns = now_ns;
     while (!entries_.empty() && (!entries_.front().live || now_ns - entries_.front().at_ns >= limits_.hold_ns))
       pop_front(write);
@@ -165,6 +166,8 @@ class HeldAssigns {
   uint64_t arena_base_ = 0;    // the count of bytes ever given back from arena_'s front
   size_t live_ = 0;
   uint64_t early_ = 0;
+  uint64_t now_ns_ = 0;     // the latest expire()'s time
+  uint64_t shrunk_ns_ = 0;  // when the room was last given back
 };
 
 }  // namespace portghost
