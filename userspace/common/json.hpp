@@ -136,6 +136,11 @@ class JsonObject {
     return v ? str(key, *v) : null(key);
   }
   JsonObject& opt_num(std::string_view key, const std::optional<uint64_t>& v) { return v ? num(key, *v) : null(key); }
+  // Any unsigned width (a pid, a port) without a conversion to optional<uint64_t>.
+  template <class T>
+  JsonObject& opt_num(std::string_view key, const std::optional<T>& v) {
+    return v ? num(key, *v) : null(key);
+  }
   void close() { finish("}\n"); }  // a whole line
   void end() { finish("}"); }      // a value inside another
 

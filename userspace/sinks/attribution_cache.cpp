@@ -6,11 +6,6 @@ namespace portghost {
 
 namespace {
 
-template <class T>
-[[gnu::always_inline]] inline JsonObject& opt_u(JsonObject& o, std::string_view k, const std::optional<T>& v) {
-  return v ? o.num(k, *v) : o.null(k);
-}
-
 template <class A, class B>
 bool same(const std::optional<A>& a, const std::optional<B>& b) {
   return a.has_value() == b.has_value() && (!a || *a == *b);
@@ -50,13 +45,13 @@ void keep(std::optional<A>& a, const std::optional<B>& b) {
 }  // namespace
 
 void render_attribution(JsonObject& o, const PortRecord& r) {
-  opt_u(o, "pid", r.pid);
-  opt_u(o, "tid", r.tid);
-  opt_u(o, "ppid", r.ppid);
-  opt_u(o, "uid", r.uid);
+  o.opt_num("pid", r.pid);
+  o.opt_num("tid", r.tid);
+  o.opt_num("ppid", r.ppid);
+  o.opt_num("uid", r.uid);
   o.opt_str("comm", r.comm).opt_str("thread", r.thread).opt_str("exe", r.exe).opt_str("cmdline", r.cmdline);
-  opt_u(o, "netns", r.netns);
-  opt_u(o, "cgroup_id", r.cgroup_id);
+  o.opt_num("netns", r.netns);
+  o.opt_num("cgroup_id", r.cgroup_id);
   o.opt_str("container", r.container).boolean("kernel", r.kernel);
 }
 

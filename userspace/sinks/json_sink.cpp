@@ -19,13 +19,6 @@ void head(JsonObject& o, std::string_view type, uint64_t ts) {
       .raw("ts_ns", std::string_view(when.decimal, when.decimal_len));
 }
 
-// Inlined (as the JsonObject methods are), so that each key is copied as
-// the literal it is rather than by a call.
-template <class T>
-[[gnu::always_inline]] inline JsonObject& opt_u(JsonObject& o, std::string_view k, const std::optional<T>& v) {
-  return v ? o.num(k, *v) : o.null(k);
-}
-
 // Addresses are our own text (from format_addr).
 [[gnu::always_inline]] inline void opt_addr(JsonObject& o, std::string_view k,
                                             const std::optional<std::string_view>& v) {
@@ -108,10 +101,10 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
   if (r.type == PortRecord::Type::Exhausted) {
     o.num("sock", r.sock).ascii("proto", to_string(r.proto)).ascii("family", to_string(r.family));
     opt_addr(o, "raddr", r.raddr);
-    opt_u(o, "rport", r.rport);
+    o.opt_num("rport", r.rport);
     o.ascii("how", r.how ? to_string(*r.how) : "unknown");
     attribute(o, r, cache);
-    opt_u(o, "held", r.held);
+    o.opt_num("held", r.held);
     if (!host_member.empty()) o.members(host_member);
     return;
   }
@@ -121,14 +114,14 @@ void JsonSink::render_into(JsonObject& o, const PortRecord& r, std::string_view 
       .ascii("laddr", r.laddr)
       .num("lport", r.lport);
   opt_addr(o, "raddr", r.raddr);
-  opt_u(o, "rport", r.rport);
+  o.opt_num("rport", r.rport);
   opt_addr(o, "community_id", ids.of(r));  // base64 and "1:": plain ASCII
   if (r.type == PortRecord::Type::Release) {
-    opt_u(o, "duration_ns", r.duration_ns);
-    opt_u(o, "pid", r.pid);
+    o.opt_num("duration_ns", r.duration_ns);
+    o.opt_num("pid", r.pid);
     task_name(o, "comm", r.comm, cache).boolean("timewait", r.timewait);
-    opt_u(o, "closer_pid", r.closer_pid);
-    opt_u(o, "closer_tid", r.closer_tid);
+    o.opt_num("closer_pid", r.closer_pid);
+    o.opt_num("closer_tid", r.closer_tid);
     task_name(o, "closer_comm", r.closer_comm, cache);
     if (r.reconciled)
       o.ascii("reason", "reconciled");
@@ -172,8 +165,8 @@ void JsonSink::write_assign(std::string_view members) {
 void JsonSink::write_life(std::string_view members, const PortRecord& r) {
   JsonObject o(line_, JsonObject::Overwrite{});
   o.ascii("type", "life").members(members).num("duration_ns", *r.duration_ns).boolean("timewait", r.timewait);
-  opt_u(o, "closer_pid", r.closer_pid);
-  opt_u(o, "closer_tid", r.closer_tid);
+  o.opt_num("closer_pid", r.closer_pid);
+  o.opt_num("closer_tid", r.closer_tid);
   task_name(o, "closer_comm", r.closer_comm, &attribution_).members(host_member_);
   identity(o);
   o.close();
@@ -181,13 +174,13 @@ void JsonSink::write_life(std::string_view members, const PortRecord& r) {
 }
 
 void JsonSink::flush() {
-  if (life_.hold_ns) held_.expire(life_.clock(), [this](std::string_view m) { write_assign(m); });
+  if (life_.hold_ns) held_.expire(life_.clock(), assign_writer());
   out_.flush();
 }
 
 void JsonSink::port(const PortRecord& r) {
   if (life_.hold_ns) {
-    auto write = [this](std::string_view m) { write_assign(m); };
+    auto write = assign_writer();
     if (r.type == PortRecord::Type::Assign) {
       JsonObject o(held_line_, JsonObject::Overwrite{});
       render_into(o, r, "", &attribution_, community_ids_);
@@ -273,7 +266,7 @@ void JsonSink::finish(JsonObject& o, const std::string& s) {
 }
 
 void JsonSink::stop(const StopRecord& r) {
-  held_.write_all([this](std::string_view m) { write_assign(m); });
+  held_.write_all(assign_writer());
   std::string s;
   JsonObject o(s);
   head(o, "stop", r.ts_ns);
@@ -296,7 +289,7 @@ void JsonSink::stop(const StopRecord& r) {
 }
 
 void JsonSink::nat(const NatRecord& r) {
-  held_.write_sock(r.sock, [this](std::string_view m) { write_assign(m); });  // its socket's assign first
+  held_.write_sock(r.sock, assign_writer());  // its socket's assign first
   std::string s;
   JsonObject o(s);
   head(o, type_name(r.type), r.ts_ns);
@@ -306,12 +299,12 @@ void JsonSink::nat(const NatRecord& r) {
   o.ascii("nat_raddr", r.nat_raddr).num("nat_rport", r.nat_rport);
   o.num("ct_id", r.ct_id);
   if (r.duration_ns) o.num("duration_ns", *r.duration_ns);
-  opt_u(o, "pid", r.pid);
+  o.opt_num("pid", r.pid);
   if (r.comm)
     o.str("comm", r.comm->view());
   else
     o.null("comm");
-  opt_u(o, "netns", r.netns);
+  o.opt_num("netns", r.netns);
   finish(o, s);
 }
 

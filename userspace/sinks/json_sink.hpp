@@ -50,6 +50,9 @@ class JsonSink : public Sink {
   void finish(JsonObject& o, const std::string& s);  // host, run and seq last, close, write
   void identity(JsonObject& o);                      // ,"run":..,"seq":.. (and count the line)
   void write_assign(std::string_view members);       // a held assign's line
+  auto assign_writer() {
+    return [this](std::string_view members) { write_assign(members); };
+  }
   void write_life(std::string_view members, const PortRecord& release);
   Output& out_;
   std::string host_;
